@@ -1,0 +1,28 @@
+//! Surge's deterministic core: ids, fixed-size records, result codes, and the state
+//! machine that applies batches of commands to accounts, transfers, inventory, orders and
+//! the dispatch outbox.
+//!
+//! This crate never does I/O, never starts a thread, never reads a clock, an environment
+//! variable or a random number, and holds no global state. It is handed log time
+//! (`apply(timestamp, batch)`) and returns one [`ResultCode`] per command, so the state is
+//! a pure function of the log and a replay reproduces it bit for bit.
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod constants;
+pub mod ids;
+pub mod records;
+pub mod result;
+pub mod state_machine;
+
+pub use batch::{decode, Batch, BatchBuf, DecodeError, Operation};
+pub use ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
+pub use records::{
+    account_flags, order_action_flags, transfer_flags, Account, DispatchAck, Order, OrderAction,
+    OrderLine, OrderStatus, Reservation, ReservationKey, ReservationStatus, Sku, Transfer,
+};
+pub use result::ResultCode;
+pub use state_machine::{
+    Config, DispatchRequest, DispatchStatus, MemoryCounts, OrderLookup, OrderView,
+    PendingStatus, ReservationLookup, StateMachine, TransferLookup,
+};

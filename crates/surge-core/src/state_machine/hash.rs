@@ -1,0 +1,85 @@
+//! The state hash: a deterministic 128-bit digest of everything the state machine holds,
+//! walked in key order (never in hash-map order), so two replays of one log compare equal
+//! exactly when their states are identical.
+
+use std::hash::Hash;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{journal::Map, ReservationEntry, StateMachine};
+use crate::records::Reservation;
+
+impl StateMachine {
+    /// Digest of the whole state, including the log time. Walks every map: meant for
+    /// replay checks and tests, not the hot path.
+    pub fn state_hash(&self) -> u128 {
+        let mut hasher = Xxh3::new();
+        hasher.update(b"surge-state-v1");
+        hasher.update(&self.timestamp_last.to_le_bytes());
+        for account in self.accounts_sorted() {
+            hasher.update(bytemuck::bytes_of(&account));
+        }
+        hasher.update(&self.transfers_digest.to_le_bytes());
+        hasher.update(&(self.transfers.map.len() as u64).to_le_bytes());
+        for (id, state) in sorted(&self.pendings.map) {
+            hasher.update(&id.0.to_le_bytes());
+            hasher.update(&state.expires_at.to_le_bytes());
+            hasher.update(&state.order_id.0.to_le_bytes());
+            hasher.update(&[state.status as u8]);
+        }
+        for sku in self.skus_sorted() {
+            hasher.update(bytemuck::bytes_of(&sku));
+        }
+        for ((order_id, sku_id), entry) in sorted(&self.reservations.map) {
+            hasher.update(&order_id.0.to_le_bytes());
+            hasher.update(&sku_id.0.to_le_bytes());
+            match entry {
+                ReservationEntry::Held { reservation, fingerprint, expires_at } => {
+                    hasher.update(bytemuck::bytes_of::<Reservation>(&reservation));
+                    hasher.update(&fingerprint.to_le_bytes());
+                    hasher.update(&expires_at.to_le_bytes());
+                }
+                ReservationEntry::Failed(code) => hasher.update(&code.as_u32().to_le_bytes()),
+            }
+        }
+        for ((sku_id, buyer_id), units) in sorted(&self.buyer_units.map) {
+            hasher.update(&sku_id.0.to_le_bytes());
+            hasher.update(&buyer_id.0.to_le_bytes());
+            hasher.update(&units.to_le_bytes());
+        }
+        for (id, entry) in sorted(&self.orders.map) {
+            hasher.update(&id.0.to_le_bytes());
+            hasher.update(bytemuck::bytes_of(&entry.order));
+            hasher.update(&entry.fingerprint.to_le_bytes());
+            hasher.update(&entry.expires_at.to_le_bytes());
+            hasher.update(&entry.payment_transfer_id.0.to_le_bytes());
+            hasher.update(&entry.closing_transfer_id.0.to_le_bytes());
+        }
+        for (id, code) in sorted(&self.orders_failed.map) {
+            hasher.update(&id.0.to_le_bytes());
+            hasher.update(&code.as_u32().to_le_bytes());
+        }
+        for (id, entry) in sorted(&self.dispatches.map) {
+            hasher.update(&id.0.to_le_bytes());
+            hasher.update(&entry.order_id.0.to_le_bytes());
+            hasher.update(&entry.sequence.to_le_bytes());
+            hasher.update(&entry.created_at.to_le_bytes());
+            hasher.update(&entry.redeliver_at.to_le_bytes());
+            hasher.update(&entry.attempts.to_le_bytes());
+            hasher.update(&[entry.status as u8]);
+        }
+        for (sequence, id) in &self.dispatch_feed.map {
+            hasher.update(&sequence.to_le_bytes());
+            hasher.update(&id.0.to_le_bytes());
+        }
+        hasher.update(&self.dispatch_sequence_next.to_le_bytes());
+        hasher.digest128()
+    }
+}
+
+/// A map's entries in key order.
+fn sorted<K: Copy + Ord + Hash, V: Copy>(map: &Map<K, V>) -> Vec<(K, V)> {
+    let mut entries: Vec<(K, V)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+    entries.sort_unstable_by_key(|(k, _)| *k);
+    entries
+}

@@ -1,0 +1,265 @@
+//! SKUs and reservations: units move available → reserved → sold, or back to available on
+//! release, cancel or expiry. Invariant: for every SKU,
+//! `units_available + units_reserved + units_sold == units_stocked`, none negative, and no
+//! buyer holds more than the SKU's per-buyer limit.
+
+use std::cmp::Reverse;
+
+use super::{fail, fingerprint, reject, Outcome, ReservationEntry, StateMachine};
+use crate::batch::Operation;
+use crate::ids::{AccountId, OrderId, SkuId};
+use crate::records::{Reservation, ReservationKey, ReservationStatus, Sku};
+use crate::result::ResultCode;
+
+impl StateMachine {
+    pub(crate) fn create_sku(&mut self, sku: &Sku, timestamp: u64) -> Outcome {
+        if sku.timestamp != 0 {
+            reject!(TimestampMustBeZero);
+        }
+        if sku.reserved != [0; 56] {
+            reject!(ReservedFieldNotZero);
+        }
+        if sku.flags != 0 {
+            reject!(ReservedFlag);
+        }
+        if sku.id.is_zero() {
+            reject!(IdMustNotBeZero);
+        }
+        if sku.units_available != 0 || sku.units_reserved != 0 || sku.units_sold != 0 {
+            reject!(UnitCountersMustBeZero);
+        }
+        if let Some(existing) = self.skus.get(&sku.id) {
+            let same = existing.user_data == sku.user_data
+                && existing.units_stocked == sku.units_stocked
+                && existing.limit_per_buyer == sku.limit_per_buyer
+                && existing.code == sku.code;
+            return Outcome::Existing(if same {
+                ResultCode::Exists
+            } else {
+                ResultCode::ExistsWithDifferentFields
+            });
+        }
+        self.skus.insert(sku.id, Sku { units_available: sku.units_stocked, timestamp, ..*sku });
+        Outcome::Applied
+    }
+
+    pub(crate) fn reserve(&mut self, reservation: &Reservation, timestamp: u64) -> Outcome {
+        if reservation.timestamp != 0 {
+            reject!(TimestampMustBeZero);
+        }
+        if reservation.status != 0 {
+            reject!(ReservedFieldNotZero);
+        }
+        if reservation.flags != 0 {
+            reject!(ReservedFlag);
+        }
+        if reservation.order_id.is_zero() {
+            reject!(IdMustNotBeZero);
+        }
+        if reservation.sku_id.is_zero() {
+            reject!(SkuIdMustNotBeZero);
+        }
+        if reservation.buyer_id.is_zero() {
+            reject!(BuyerIdMustNotBeZero);
+        }
+        if reservation.quantity == 0 {
+            reject!(QuantityMustNotBeZero);
+        }
+        if reservation.timeout_ns == 0 {
+            reject!(TimeoutMustNotBeZero);
+        }
+        let key = (reservation.order_id, reservation.sku_id);
+        let fingerprint = fingerprint(Operation::Reserve as u8, bytemuck::bytes_of(reservation));
+        match self.reservations.get(&key) {
+            Some(ReservationEntry::Failed(_)) => {
+                return Outcome::Existing(ResultCode::IdAlreadyFailed)
+            }
+            Some(ReservationEntry::Held { fingerprint: existing, .. }) => {
+                return Outcome::Existing(if *existing == fingerprint {
+                    ResultCode::Exists
+                } else {
+                    ResultCode::ExistsWithDifferentFields
+                })
+            }
+            None => {}
+        }
+        let Some(expires_at) = timestamp.checked_add(reservation.timeout_ns) else {
+            fail!(TimeoutOverflows);
+        };
+        let quantity = u64::from(reservation.quantity);
+        match self.reserve_units(reservation.sku_id, reservation.buyer_id, quantity) {
+            Outcome::Applied => {}
+            other => return other,
+        }
+        let held = Reservation {
+            timestamp,
+            status: ReservationStatus::Reserved as u16,
+            ..*reservation
+        };
+        self.reservations
+            .insert(key, ReservationEntry::Held { reservation: held, fingerprint, expires_at });
+        self.reservation_expiry.push(Reverse((expires_at, key.0, key.1)));
+        Outcome::Applied
+    }
+
+    pub(crate) fn confirm_reservation(&mut self, key: &ReservationKey, timestamp: u64) -> Outcome {
+        let (entry_key, reservation, expires_at) = match self.reservation_for(key) {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        match ReservationStatus::from_u16(reservation.status) {
+            Some(ReservationStatus::Reserved) if expires_at <= timestamp => {
+                fail!(ReservationExpired)
+            }
+            Some(ReservationStatus::Reserved) => {}
+            Some(ReservationStatus::Confirmed) => return Outcome::Existing(ResultCode::Exists),
+            Some(ReservationStatus::Released) => fail!(ReservationAlreadyReleased),
+            Some(ReservationStatus::Expired) => fail!(ReservationExpired),
+            None => unreachable!("stored reservations have a valid status"),
+        }
+        self.sell_units(reservation.sku_id, u64::from(reservation.quantity));
+        self.set_reservation_status(entry_key, ReservationStatus::Confirmed);
+        Outcome::Applied
+    }
+
+    pub(crate) fn release_reservation(&mut self, key: &ReservationKey, timestamp: u64) -> Outcome {
+        let (entry_key, reservation, expires_at) = match self.reservation_for(key) {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
+        match ReservationStatus::from_u16(reservation.status) {
+            Some(ReservationStatus::Reserved) if expires_at <= timestamp => {
+                fail!(ReservationExpired)
+            }
+            Some(ReservationStatus::Reserved) => {}
+            Some(ReservationStatus::Released) => return Outcome::Existing(ResultCode::Exists),
+            Some(ReservationStatus::Confirmed) => fail!(ReservationAlreadyConfirmed),
+            Some(ReservationStatus::Expired) => fail!(ReservationExpired),
+            None => unreachable!("stored reservations have a valid status"),
+        }
+        self.release_units(reservation.sku_id, reservation.buyer_id, u64::from(reservation.quantity));
+        self.set_reservation_status(entry_key, ReservationStatus::Released);
+        Outcome::Applied
+    }
+
+    /// Looks up a direct reservation for confirm/release.
+    fn reservation_for(
+        &self,
+        key: &ReservationKey,
+    ) -> Result<((OrderId, SkuId), Reservation, u64), Outcome> {
+        if key.reserved != [0; 8] {
+            return Err(Outcome::Rejected(ResultCode::ReservedFieldNotZero));
+        }
+        if key.order_id.is_zero() {
+            return Err(Outcome::Rejected(ResultCode::IdMustNotBeZero));
+        }
+        if key.sku_id.is_zero() {
+            return Err(Outcome::Rejected(ResultCode::SkuIdMustNotBeZero));
+        }
+        let entry_key = (key.order_id, key.sku_id);
+        match self.reservations.get(&entry_key) {
+            Some(ReservationEntry::Held { reservation, expires_at, .. }) => {
+                Ok((entry_key, *reservation, *expires_at))
+            }
+            Some(ReservationEntry::Failed(_)) | None => {
+                Err(Outcome::Failed(ResultCode::ReservationNotFound))
+            }
+        }
+    }
+
+    fn set_reservation_status(&mut self, key: (OrderId, SkuId), status: ReservationStatus) {
+        match self.reservations.get_mut(&key) {
+            Some(ReservationEntry::Held { reservation, .. }) => reservation.status = status as u16,
+            _ => unreachable!("the caller found a held reservation"),
+        }
+    }
+
+    /// Records the failure of a new reservation key.
+    pub(crate) fn record_reservation_failure(&mut self, reservation: &Reservation, code: ResultCode) {
+        let key = (reservation.order_id, reservation.sku_id);
+        assert!(!self.reservations.contains(&key), "only new keys fail on the state");
+        self.reservations.insert(key, ReservationEntry::Failed(code));
+    }
+
+    /// Expires a direct reservation whose time came (sweep only).
+    pub(crate) fn expire_reservation(&mut self, key: (OrderId, SkuId), due: u64) {
+        let Some(ReservationEntry::Held { reservation, expires_at, .. }) =
+            self.reservations.get(&key).copied()
+        else {
+            return; // Rolled back after the heap entry was pushed.
+        };
+        if reservation.status != ReservationStatus::Reserved as u16 || expires_at != due {
+            return;
+        }
+        self.release_units(reservation.sku_id, reservation.buyer_id, u64::from(reservation.quantity));
+        self.set_reservation_status(key, ReservationStatus::Expired);
+    }
+
+    /// Moves `quantity` units from available to reserved for `buyer_id`, checking the
+    /// per-buyer limit and the stock.
+    pub(crate) fn reserve_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) -> Outcome {
+        let Some(sku) = self.skus.get(&sku_id).copied() else {
+            fail!(SkuNotFound);
+        };
+        if sku.limit_per_buyer != 0 {
+            let held = self.buyer_units(sku_id, buyer_id);
+            let Some(held_after) = held.checked_add(quantity) else {
+                fail!(QuantityOverflows);
+            };
+            if held_after > u64::from(sku.limit_per_buyer) {
+                fail!(LimitReached);
+            }
+        }
+        if sku.units_available < quantity {
+            fail!(SoldOut);
+        }
+        let sku = self.skus.get_mut(&sku_id).expect("looked up above");
+        sku.units_available -= quantity;
+        sku.units_reserved += quantity;
+        let limited = sku.limit_per_buyer != 0;
+        if limited {
+            let held_after = self.buyer_units(sku_id, buyer_id) + quantity;
+            self.buyer_units.insert((sku_id, buyer_id), held_after);
+        }
+        Outcome::Applied
+    }
+
+    /// Moves reserved units back to available and out of the buyer's count.
+    pub(crate) fn release_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
+        let sku = self.skus.get_mut(&sku_id).expect("reserved units have a SKU");
+        sku.units_reserved = sku.units_reserved.checked_sub(quantity).expect("units were reserved");
+        sku.units_available += quantity;
+        let limited = sku.limit_per_buyer != 0;
+        if limited {
+            self.drop_buyer_units(sku_id, buyer_id, quantity);
+        }
+    }
+
+    /// Moves reserved units to sold.
+    pub(crate) fn sell_units(&mut self, sku_id: SkuId, quantity: u64) {
+        let sku = self.skus.get_mut(&sku_id).expect("reserved units have a SKU");
+        sku.units_reserved = sku.units_reserved.checked_sub(quantity).expect("units were reserved");
+        sku.units_sold += quantity;
+    }
+
+    /// Moves sold units back to available (a refund with restock).
+    pub(crate) fn restock_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
+        let sku = self.skus.get_mut(&sku_id).expect("sold units have a SKU");
+        sku.units_sold = sku.units_sold.checked_sub(quantity).expect("units were sold");
+        sku.units_available += quantity;
+        let limited = sku.limit_per_buyer != 0;
+        if limited {
+            self.drop_buyer_units(sku_id, buyer_id, quantity);
+        }
+    }
+
+    fn drop_buyer_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
+        let held = self.buyer_units(sku_id, buyer_id);
+        let held_after = held.checked_sub(quantity).expect("the buyer held these units");
+        if held_after == 0 {
+            self.buyer_units.remove(&(sku_id, buyer_id));
+        } else {
+            self.buyer_units.insert((sku_id, buyer_id), held_after);
+        }
+    }
+}

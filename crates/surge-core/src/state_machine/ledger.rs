@@ -1,0 +1,369 @@
+//! Accounts and transfers: double entry, two-phase holds, balance limits, idempotency.
+//!
+//! Invariants kept here: per ledger, the sums of debits and credits (pending and posted
+//! separately) are equal; for every account `debits_pending + debits_posted` and
+//! `credits_pending + credits_posted` fit in a u64; a constrained balance never goes
+//! negative.
+
+use std::cmp::Reverse;
+
+use super::{fail, fingerprint, reject, Outcome, PendingState, PendingStatus, StateMachine, TransferSlot};
+use crate::batch::Operation;
+use crate::ids::{OrderId, TransferId};
+use crate::records::{account_flags, transfer_flags, Account, Transfer};
+use crate::result::ResultCode;
+
+/// Who may resolve a pending transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resolver {
+    /// A client's post/void transfer: refused for an order's authorization.
+    Client,
+    /// The order that owns the authorization.
+    Order(OrderId),
+}
+
+impl StateMachine {
+    pub(crate) fn create_account(&mut self, account: &Account, timestamp: u64) -> Outcome {
+        if account.timestamp != 0 {
+            reject!(TimestampMustBeZero);
+        }
+        if account.reserved != [0; 48] {
+            reject!(ReservedFieldNotZero);
+        }
+        if account.flags & !account_flags::ALL != 0 {
+            reject!(ReservedFlag);
+        }
+        let both = account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS
+            | account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+        if account.flags & both == both {
+            reject!(FlagsAreMutuallyExclusive);
+        }
+        if account.id.is_zero() {
+            reject!(IdMustNotBeZero);
+        }
+        if account.ledger == 0 {
+            reject!(LedgerMustNotBeZero);
+        }
+        if account.code == 0 {
+            reject!(CodeMustNotBeZero);
+        }
+        if account.debits_pending != 0
+            || account.debits_posted != 0
+            || account.credits_pending != 0
+            || account.credits_posted != 0
+        {
+            reject!(BalancesMustBeZero);
+        }
+        if let Some(existing) = self.accounts.get(&account.id) {
+            let same = existing.user_data == account.user_data
+                && existing.ledger == account.ledger
+                && existing.code == account.code
+                && existing.flags == account.flags;
+            return Outcome::Existing(if same {
+                ResultCode::Exists
+            } else {
+                ResultCode::ExistsWithDifferentFields
+            });
+        }
+        self.accounts.insert(account.id, Account { timestamp, ..*account });
+        Outcome::Applied
+    }
+
+    pub(crate) fn create_transfer(&mut self, transfer: &Transfer, timestamp: u64) -> Outcome {
+        if let Some(code) = validate_transfer(transfer) {
+            return Outcome::Rejected(code);
+        }
+        let fingerprint = fingerprint(Operation::CreateTransfers as u8, bytemuck::bytes_of(transfer));
+        if let Some(slot) = self.transfers.get(&transfer.id) {
+            return slot.existing(fingerprint);
+        }
+        if transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0 {
+            self.resolve_pending(transfer, timestamp, fingerprint, Resolver::Client)
+        } else {
+            self.move_funds(transfer, timestamp, fingerprint, OrderId::ZERO)
+        }
+    }
+
+    /// A single-phase transfer or phase one of a two-phase one (`flags & PENDING`), already
+    /// validated and known to be new. `order_id` marks an order's authorization.
+    pub(crate) fn move_funds(
+        &mut self,
+        transfer: &Transfer,
+        timestamp: u64,
+        fingerprint: u64,
+        order_id: OrderId,
+    ) -> Outcome {
+        let Some(debit) = self.accounts.get(&transfer.debit_account_id).copied() else {
+            fail!(DebitAccountNotFound);
+        };
+        let Some(credit) = self.accounts.get(&transfer.credit_account_id).copied() else {
+            fail!(CreditAccountNotFound);
+        };
+        if debit.ledger != credit.ledger {
+            fail!(AccountsMustHaveSameLedger);
+        }
+        if transfer.ledger != debit.ledger {
+            fail!(TransferMustHaveSameLedgerAsAccounts);
+        }
+        let pending = transfer.flags & transfer_flags::PENDING != 0;
+        let expires_at = if pending && transfer.timeout_ns != 0 {
+            match timestamp.checked_add(transfer.timeout_ns) {
+                Some(expires_at) => expires_at,
+                None => fail!(TimeoutOverflows),
+            }
+        } else {
+            0
+        };
+        let amount = transfer.amount;
+        let debits = debit.debits_pending + debit.debits_posted;
+        let credits = credit.credits_pending + credit.credits_posted;
+        let (Some(debits_after), Some(credits_after)) =
+            (debits.checked_add(amount), credits.checked_add(amount))
+        else {
+            fail!(Overflows);
+        };
+        if debit.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
+            && debits_after > debit.credits_posted
+        {
+            fail!(ExceedsCredits);
+        }
+        if credit.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
+            && credits_after > credit.debits_posted
+        {
+            fail!(ExceedsDebits);
+        }
+        let debit = self.accounts.get_mut(&transfer.debit_account_id).expect("looked up above");
+        if pending {
+            debit.debits_pending += amount;
+        } else {
+            debit.debits_posted += amount;
+        }
+        let credit = self.accounts.get_mut(&transfer.credit_account_id).expect("looked up above");
+        if pending {
+            credit.credits_pending += amount;
+        } else {
+            credit.credits_posted += amount;
+        }
+        self.insert_transfer(Transfer { timestamp, ..*transfer }, fingerprint);
+        if pending {
+            let state = PendingState { expires_at, order_id, status: PendingStatus::Pending };
+            self.pendings.insert(transfer.id, state);
+            if expires_at != 0 {
+                self.pending_expiry.push(Reverse((expires_at, transfer.id)));
+            }
+        }
+        Outcome::Applied
+    }
+
+    /// Phase two: post (all or part) or void the pending transfer `transfer.pending_id`.
+    pub(crate) fn resolve_pending(
+        &mut self,
+        transfer: &Transfer,
+        timestamp: u64,
+        fingerprint: u64,
+        resolver: Resolver,
+    ) -> Outcome {
+        let pending_id = transfer.pending_id;
+        let Some(slot) = self.transfers.get(&pending_id).copied() else {
+            fail!(PendingTransferNotFound);
+        };
+        if slot.failure().is_some() {
+            fail!(PendingTransferNotFound);
+        }
+        let Some(state) = self.pendings.get(&pending_id).copied() else {
+            fail!(PendingTransferNotPending);
+        };
+        match resolver {
+            Resolver::Client if !state.order_id.is_zero() => fail!(PendingTransferOwnedByOrder),
+            Resolver::Order(order_id) => assert_eq!(state.order_id, order_id),
+            Resolver::Client => {}
+        }
+        match state.status {
+            PendingStatus::Pending if state.expires_at != 0 && state.expires_at <= timestamp => {
+                fail!(PendingTransferExpired)
+            }
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => fail!(PendingTransferAlreadyPosted),
+            PendingStatus::Voided => fail!(PendingTransferAlreadyVoided),
+            PendingStatus::Expired => fail!(PendingTransferExpired),
+        }
+        let pending = self.transfer_records[slot.index as usize];
+        let differs = |given: u128, expected: u128| given != 0 && given != expected;
+        if differs(transfer.debit_account_id.0, pending.debit_account_id.0)
+            || differs(transfer.credit_account_id.0, pending.credit_account_id.0)
+            || differs(u128::from(transfer.ledger), u128::from(pending.ledger))
+            || differs(u128::from(transfer.code), u128::from(pending.code))
+        {
+            fail!(PendingTransferHasDifferentFields);
+        }
+        let post = transfer.flags & transfer_flags::POST_PENDING != 0;
+        let amount = match (post, transfer.amount) {
+            (true, 0) => pending.amount,
+            (true, amount) if amount <= pending.amount => amount,
+            (false, 0) => pending.amount,
+            (false, amount) if amount == pending.amount => amount,
+            _ => fail!(ExceedsPendingAmount),
+        };
+        self.release_hold(&pending);
+        if post {
+            let debit = self.accounts.get_mut(&pending.debit_account_id).expect("pending's account");
+            debit.debits_posted = debit.debits_posted.checked_add(amount).expect("bounded by hold");
+            let credit =
+                self.accounts.get_mut(&pending.credit_account_id).expect("pending's account");
+            credit.credits_posted =
+                credit.credits_posted.checked_add(amount).expect("bounded by hold");
+        }
+        let status = if post { PendingStatus::Posted } else { PendingStatus::Voided };
+        self.pendings.insert(pending_id, PendingState { status, ..state });
+        let record = Transfer {
+            debit_account_id: pending.debit_account_id,
+            credit_account_id: pending.credit_account_id,
+            amount,
+            timeout_ns: 0,
+            ledger: pending.ledger,
+            code: pending.code,
+            timestamp,
+            ..*transfer
+        };
+        self.insert_transfer(record, fingerprint);
+        Outcome::Applied
+    }
+
+    /// Takes a pending transfer's amount off both accounts' pending balances.
+    fn release_hold(&mut self, pending: &Transfer) {
+        let debit = self.accounts.get_mut(&pending.debit_account_id).expect("pending's account");
+        debit.debits_pending =
+            debit.debits_pending.checked_sub(pending.amount).expect("hold is in the balance");
+        let credit = self.accounts.get_mut(&pending.credit_account_id).expect("pending's account");
+        credit.credits_pending =
+            credit.credits_pending.checked_sub(pending.amount).expect("hold is in the balance");
+    }
+
+    /// Releases a pending transfer whose own timeout passed (sweep only).
+    pub(crate) fn expire_pending(&mut self, transfer_id: TransferId, due: u64) {
+        let Some(state) = self.pendings.get(&transfer_id).copied() else {
+            return; // Rolled back after the heap entry was pushed.
+        };
+        if state.status != PendingStatus::Pending || state.expires_at != due {
+            return;
+        }
+        assert!(state.order_id.is_zero(), "order authorizations expire with their order");
+        self.expire_pending_now(transfer_id, state);
+    }
+
+    /// Releases the hold of a live pending transfer and marks it expired.
+    pub(crate) fn expire_pending_now(&mut self, transfer_id: TransferId, state: PendingState) {
+        assert_eq!(state.status, PendingStatus::Pending);
+        let pending = self.committed_transfer(transfer_id);
+        self.release_hold(&pending);
+        self.pendings.insert(transfer_id, PendingState { status: PendingStatus::Expired, ..state });
+    }
+
+    pub(crate) fn pending_state(&self, transfer_id: TransferId) -> Option<PendingState> {
+        self.pendings.get(&transfer_id).copied()
+    }
+
+    /// The stored record of a committed transfer; the caller knows it exists.
+    pub(crate) fn committed_transfer(&self, transfer_id: TransferId) -> Transfer {
+        let slot = self.transfers.get(&transfer_id).expect("transfer exists");
+        assert!(slot.failure().is_none());
+        self.transfer_records[slot.index as usize]
+    }
+
+    /// The answer to reusing `transfer_id` for a command with `fingerprint`, if it is used.
+    pub(crate) fn transfer_existing(&self, transfer_id: TransferId, fingerprint: u64) -> Option<Outcome> {
+        self.transfers.get(&transfer_id).map(|slot| slot.existing(fingerprint))
+    }
+
+    pub(crate) fn transfer_id_used(&self, transfer_id: TransferId) -> bool {
+        self.transfers.contains(&transfer_id)
+    }
+
+    fn insert_transfer(&mut self, record: Transfer, fingerprint: u64) {
+        let slot = TransferSlot::committed(self.transfer_records.len(), fingerprint);
+        self.transfers_digest =
+            self.transfers_digest.wrapping_add(slot_digest(record.id, slot, &record));
+        self.transfers.insert(record.id, slot);
+        self.transfer_records.push(record);
+    }
+
+    /// Remembers that the first attempt with `transfer_id` failed with `code`.
+    pub(crate) fn record_transfer_failure(&mut self, transfer_id: TransferId, code: ResultCode) {
+        assert!(!code.is_success());
+        assert!(!self.transfers.contains(&transfer_id), "only new ids fail on the state");
+        let slot = TransferSlot::failed(code);
+        self.transfers_digest = self
+            .transfers_digest
+            .wrapping_add(slot_digest(transfer_id, slot, &Transfer::default()));
+        self.transfers.insert(transfer_id, slot);
+    }
+}
+
+/// Digest of one transfer slot, summed (order-independently) into the state hash.
+fn slot_digest(id: TransferId, slot: TransferSlot, record: &Transfer) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&id.0.to_le_bytes());
+    hasher.update(&slot.fingerprint.to_le_bytes());
+    hasher.update(&u64::from(slot.failure().is_some()).to_le_bytes());
+    hasher.update(bytemuck::bytes_of(record));
+    hasher.digest128()
+}
+
+/// Checks a client transfer from its fields alone; `None` if well formed.
+fn validate_transfer(transfer: &Transfer) -> Option<ResultCode> {
+    use ResultCode as R;
+    let flags = transfer.flags;
+    if transfer.timestamp != 0 {
+        return Some(R::TimestampMustBeZero);
+    }
+    if transfer.reserved != [0; 16] {
+        return Some(R::ReservedFieldNotZero);
+    }
+    if flags & !transfer_flags::ALL != 0 {
+        return Some(R::ReservedFlag);
+    }
+    if transfer.id.is_zero() {
+        return Some(R::IdMustNotBeZero);
+    }
+    let phase_bits = flags & (transfer_flags::PENDING | transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING);
+    if phase_bits.count_ones() > 1 {
+        return Some(R::FlagsAreMutuallyExclusive);
+    }
+    if phase_bits & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0 {
+        if transfer.pending_id.is_zero() {
+            return Some(R::PendingIdMustNotBeZero);
+        }
+        if transfer.pending_id == transfer.id {
+            return Some(R::PendingIdMustBeDifferent);
+        }
+        if transfer.timeout_ns != 0 {
+            return Some(R::TimeoutReservedForPendingTransfer);
+        }
+        return None;
+    }
+    if !transfer.pending_id.is_zero() {
+        return Some(R::PendingIdMustBeZero);
+    }
+    if phase_bits & transfer_flags::PENDING == 0 && transfer.timeout_ns != 0 {
+        return Some(R::TimeoutReservedForPendingTransfer);
+    }
+    if transfer.debit_account_id.is_zero() {
+        return Some(R::DebitAccountIdMustNotBeZero);
+    }
+    if transfer.credit_account_id.is_zero() {
+        return Some(R::CreditAccountIdMustNotBeZero);
+    }
+    if transfer.debit_account_id == transfer.credit_account_id {
+        return Some(R::AccountsMustBeDifferent);
+    }
+    if transfer.amount == 0 {
+        return Some(R::AmountMustNotBeZero);
+    }
+    if transfer.ledger == 0 {
+        return Some(R::LedgerMustNotBeZero);
+    }
+    if transfer.code == 0 {
+        return Some(R::CodeMustNotBeZero);
+    }
+    None
+}

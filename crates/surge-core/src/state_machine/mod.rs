@@ -1,0 +1,738 @@
+//! The state machine: accounts, transfers, inventory, orders and the dispatch outbox.
+//!
+//! [`StateMachine::apply`] takes a batch and the log timestamp assigned to it and writes
+//! one result code per command. It reads no clock, no randomness, no files and no global
+//! state: the state is a pure function of the sequence of `(timestamp, batch)` pairs, and
+//! [`StateMachine::state_hash`] digests it so replays can be compared bit for bit.
+//!
+//! Time: a batch of `n` commands logged at `T` occupies timestamps `T..T+n` (command `i`
+//! happens at `T + i`), and the next batch must start after that. Before the commands, every
+//! hold, reservation, unpaid order and dispatch lease due at or before `T` expires, in a
+//! fixed order; a command that names an item due between `T` and its own timestamp sees it
+//! as expired. An empty batch (a pulse) only moves time forward.
+//!
+//! Atomicity: every write goes through a journal, so a linked chain that fails, or an order
+//! whose third line is sold out, is rolled back to exactly the state before it.
+
+mod dispatch;
+mod hash;
+mod inventory;
+mod journal;
+mod ledger;
+mod orders;
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Batch;
+use crate::constants::{BATCH_EVENTS_MAX, DISPATCH_REDELIVERY_NS_DEFAULT};
+use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
+use crate::records::{
+    account_flags, transfer_flags, Account, Order, OrderLine, Reservation, Sku, Transfer,
+};
+use crate::result::ResultCode;
+
+pub use dispatch::{DispatchRequest, DispatchStatus};
+use journal::{map_with_capacity, Journaled};
+
+/// Sizing and behaviour of a [`StateMachine`]. Capacities are hints that let the maps be
+/// allocated at startup; they are not limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Accounts to allocate room for.
+    pub accounts_capacity: usize,
+    /// Transfers to allocate room for.
+    pub transfers_capacity: usize,
+    /// Orders and reservations to allocate room for.
+    pub orders_capacity: usize,
+    /// An unacknowledged dispatch request is delivered again (with a new feed sequence)
+    /// this many ns of log time after its last delivery.
+    pub dispatch_redelivery_ns: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            accounts_capacity: 1024,
+            transfers_capacity: 1024,
+            orders_capacity: 1024,
+            dispatch_redelivery_ns: DISPATCH_REDELIVERY_NS_DEFAULT,
+        }
+    }
+}
+
+/// The state of a two-phase (pending) transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingStatus {
+    /// Funds held.
+    Pending = 1,
+    /// Captured (fully or partly) by a post.
+    Posted = 2,
+    /// Released by a void (or an order cancel).
+    Voided = 3,
+    /// Released because its timeout (or its order's) passed.
+    Expired = 4,
+}
+
+/// What a transfer id refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferLookup {
+    /// The transfer took effect. `pending_status` is set for pending transfers.
+    Committed {
+        /// The transfer as applied (a post carries the amount it captured).
+        transfer: Transfer,
+        /// For a pending transfer: where it stands now.
+        pending_status: Option<PendingStatus>,
+    },
+    /// The first attempt with this id failed with this code; the id stays failed.
+    Failed(ResultCode),
+}
+
+/// An order as stored, with what settled it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// The order record, `status` and `timestamp` filled in.
+    pub order: Order,
+    /// Log time at which the order expires unless paid.
+    pub expires_at: u64,
+    /// The post that captured the payment, once paid.
+    pub payment_transfer_id: TransferId,
+    /// The void (cancel) or the refund transfer, if any.
+    pub closing_transfer_id: TransferId,
+}
+
+/// What an order id refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderLookup {
+    /// The order was placed.
+    Placed(OrderView),
+    /// Placing it failed with this code; the id stays failed.
+    Failed(ResultCode),
+}
+
+/// What a direct reservation key refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationLookup {
+    /// The reservation was made; `status` says where it stands.
+    Held(Reservation),
+    /// Making it failed with this code; the key stays failed.
+    Failed(ResultCode),
+}
+
+/// How one command ended, before it becomes a result code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Malformed input: decided from the command alone, nothing to remember.
+    Rejected(ResultCode),
+    /// The id already has an outcome (`Exists`, a mismatch, or an earlier failure).
+    Existing(ResultCode),
+    /// Took effect.
+    Applied,
+    /// Failed on the state (funds, stock, ...); the id keeps this outcome forever.
+    Failed(ResultCode),
+}
+
+impl Outcome {
+    fn code(self) -> ResultCode {
+        match self {
+            Outcome::Rejected(code) | Outcome::Existing(code) | Outcome::Failed(code) => code,
+            Outcome::Applied => ResultCode::Ok,
+        }
+    }
+
+    fn is_success(self) -> bool {
+        self.code().is_success()
+    }
+}
+
+/// Lets `?`-style early returns read naturally inside command handlers.
+macro_rules! reject {
+    ($code:ident) => {
+        return $crate::state_machine::Outcome::Rejected($crate::result::ResultCode::$code)
+    };
+}
+macro_rules! fail {
+    ($code:ident) => {
+        return $crate::state_machine::Outcome::Failed($crate::result::ResultCode::$code)
+    };
+}
+pub(crate) use {fail, reject};
+
+/// Where a transfer's record lives, or how its first attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TransferSlot {
+    /// Index into `transfer_records`, or [`TransferSlot::FAILED`].
+    index: u64,
+    /// Fingerprint of the command that created it, or the failure code.
+    fingerprint: u64,
+}
+
+impl TransferSlot {
+    const FAILED: u64 = u64::MAX;
+
+    fn committed(index: usize, fingerprint: u64) -> Self {
+        let index = index as u64;
+        assert!(index != Self::FAILED);
+        Self { index, fingerprint }
+    }
+
+    fn failed(code: ResultCode) -> Self {
+        Self { index: Self::FAILED, fingerprint: u64::from(code.as_u32()) }
+    }
+
+    fn failure(self) -> Option<ResultCode> {
+        if self.index == Self::FAILED {
+            let code = u32::try_from(self.fingerprint).ok().and_then(ResultCode::from_u32);
+            Some(code.expect("a failed slot holds a result code"))
+        } else {
+            None
+        }
+    }
+
+    /// The answer to a command reusing this id with `fingerprint`.
+    fn existing(self, fingerprint: u64) -> Outcome {
+        Outcome::Existing(match self.failure() {
+            Some(_) => ResultCode::IdAlreadyFailed,
+            None if self.fingerprint == fingerprint => ResultCode::Exists,
+            None => ResultCode::ExistsWithDifferentFields,
+        })
+    }
+}
+
+/// Two-phase state of a pending transfer, kept after it resolves (for "already posted").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PendingState {
+    /// Log time at which the hold expires; 0 = never (or: the order's expiry governs).
+    expires_at: u64,
+    /// The order whose authorization this is; zero for a direct pending transfer.
+    order_id: OrderId,
+    status: PendingStatus,
+}
+
+/// A direct reservation, or how making it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReservationEntry {
+    Held { reservation: Reservation, fingerprint: u64, expires_at: u64 },
+    Failed(ResultCode),
+}
+
+/// A placed order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OrderEntry {
+    order: Order,
+    fingerprint: u64,
+    expires_at: u64,
+    payment_transfer_id: TransferId,
+    closing_transfer_id: TransferId,
+}
+
+impl OrderEntry {
+    fn status(&self) -> OrderStatus {
+        OrderStatus::from_u16(self.order.status).expect("a stored order has a valid status")
+    }
+
+    fn lines(&self) -> &[OrderLine] {
+        &self.order.lines[..usize::from(self.order.line_count)]
+    }
+}
+
+use crate::records::OrderStatus;
+
+/// A dispatch request as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DispatchEntry {
+    order_id: OrderId,
+    sequence: u64,
+    created_at: u64,
+    redeliver_at: u64,
+    attempts: u32,
+    status: DispatchStatus,
+}
+
+/// Lengths of every undo log: where a rollback returns to.
+#[derive(Clone, Copy, Debug)]
+struct Savepoint {
+    accounts: usize,
+    transfers: usize,
+    transfer_records: usize,
+    transfers_digest: u128,
+    pendings: usize,
+    skus: usize,
+    reservations: usize,
+    buyer_units: usize,
+    orders: usize,
+    orders_failed: usize,
+    dispatches: usize,
+    dispatch_feed: usize,
+    dispatch_sequence_next: u64,
+}
+
+/// The deterministic core. See the module documentation.
+pub struct StateMachine {
+    config: Config,
+    /// Timestamp of the last command (or pulse) applied; 0 before the first batch.
+    timestamp_last: u64,
+    accounts: Journaled<AccountId, Account>,
+    transfers: Journaled<TransferId, TransferSlot>,
+    /// Committed transfers in log order; a [`TransferSlot`] indexes into it.
+    transfer_records: Vec<Transfer>,
+    /// Order-independent sum of every transfer slot's digest: lets the state hash cover
+    /// the transfer history without walking it (and once records leave memory, too).
+    transfers_digest: u128,
+    pendings: Journaled<TransferId, PendingState>,
+    pending_expiry: BinaryHeap<Reverse<(u64, TransferId)>>,
+    skus: Journaled<SkuId, Sku>,
+    reservations: Journaled<(OrderId, SkuId), ReservationEntry>,
+    reservation_expiry: BinaryHeap<Reverse<(u64, OrderId, SkuId)>>,
+    /// Units held (reserved + bought) per (SKU, buyer), for SKUs with a per-buyer limit.
+    buyer_units: Journaled<(SkuId, AccountId), u64>,
+    orders: Journaled<OrderId, OrderEntry>,
+    orders_failed: Journaled<OrderId, ResultCode>,
+    order_expiry: BinaryHeap<Reverse<(u64, OrderId)>>,
+    dispatches: Journaled<DispatchId, DispatchEntry>,
+    /// Unacknowledged requests by feed sequence: what consumers read from a cursor.
+    dispatch_feed: Journaled<u64, DispatchId, BTreeMap<u64, DispatchId>>,
+    dispatch_sequence_next: u64,
+    dispatch_redelivery: BinaryHeap<Reverse<(u64, DispatchId)>>,
+    /// Scratch space for the codes of one linked chain.
+    chain_codes: Vec<ResultCode>,
+}
+
+impl StateMachine {
+    /// An empty state machine.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            timestamp_last: 0,
+            accounts: Journaled::new(map_with_capacity(config.accounts_capacity)),
+            transfers: Journaled::new(map_with_capacity(config.transfers_capacity)),
+            transfer_records: Vec::with_capacity(config.transfers_capacity),
+            transfers_digest: 0,
+            pendings: Journaled::new(map_with_capacity(config.orders_capacity)),
+            pending_expiry: BinaryHeap::new(),
+            skus: Journaled::new(map_with_capacity(64)),
+            reservations: Journaled::new(map_with_capacity(config.orders_capacity)),
+            reservation_expiry: BinaryHeap::new(),
+            buyer_units: Journaled::new(map_with_capacity(config.orders_capacity)),
+            orders: Journaled::new(map_with_capacity(config.orders_capacity)),
+            orders_failed: Journaled::new(map_with_capacity(64)),
+            order_expiry: BinaryHeap::new(),
+            dispatches: Journaled::new(map_with_capacity(config.orders_capacity)),
+            dispatch_feed: Journaled::new(BTreeMap::new()),
+            dispatch_sequence_next: 1,
+            dispatch_redelivery: BinaryHeap::new(),
+            chain_codes: Vec::with_capacity(BATCH_EVENTS_MAX),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Timestamp of the last command applied (0 before the first batch).
+    pub fn timestamp_last(&self) -> u64 {
+        self.timestamp_last
+    }
+
+    /// The smallest timestamp the next batch may carry.
+    pub fn timestamp_next_min(&self) -> u64 {
+        self.timestamp_last + 1
+    }
+
+    /// Applies `batch` at log time `timestamp_ns`, writing one code per command into
+    /// `results` (cleared first). The caller (the log) guarantees
+    /// `timestamp_ns >= timestamp_next_min()` and at most [`BATCH_EVENTS_MAX`] commands.
+    pub fn apply(&mut self, timestamp_ns: u64, batch: Batch<'_>, results: &mut Vec<ResultCode>) {
+        assert!(timestamp_ns > self.timestamp_last, "log time must move forward");
+        assert!(batch.len() <= BATCH_EVENTS_MAX, "the decoder enforces the batch limit");
+        let occupied = batch.len().max(1) as u64;
+        let timestamp_end = timestamp_ns.checked_add(occupied - 1).expect("log time overflow");
+        results.clear();
+        self.expire_due(timestamp_ns);
+        match batch {
+            Batch::Pulse => {}
+            Batch::CreateAccounts(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |a| a.flags & account_flags::LINKED != 0,
+                Self::create_account,
+                |_, _, _| {},
+            ),
+            Batch::CreateTransfers(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |t| t.flags & transfer_flags::LINKED != 0,
+                Self::create_transfer,
+                |sm, t, code| sm.record_transfer_failure(t.id, code),
+            ),
+            Batch::CreateSkus(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::create_sku,
+                |_, _, _| {},
+            ),
+            Batch::Reserve(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::reserve,
+                Self::record_reservation_failure,
+            ),
+            Batch::ConfirmReservations(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::confirm_reservation,
+                |_, _, _| {},
+            ),
+            Batch::ReleaseReservations(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::release_reservation,
+                |_, _, _| {},
+            ),
+            Batch::PlaceOrders(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::place_order,
+                |sm, order, code| sm.record_order_failure(order.id, code),
+            ),
+            Batch::PayOrders(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::pay_order,
+                |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
+            ),
+            Batch::CancelOrders(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::cancel_order,
+                |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
+            ),
+            Batch::RefundOrders(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::refund_order,
+                |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
+            ),
+            Batch::AckDispatch(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                Self::ack_dispatch,
+                |_, _, _| {},
+            ),
+        }
+        assert_eq!(results.len(), batch.len());
+        self.timestamp_last = timestamp_end;
+    }
+
+    /// Runs `execute` on every event, honouring linked chains: a chain is a run of events
+    /// with `linked` set, closed by the first event without it, and succeeds or fails as one.
+    fn apply_events<T>(
+        &mut self,
+        timestamp_ns: u64,
+        events: &[T],
+        results: &mut Vec<ResultCode>,
+        linked: impl Fn(&T) -> bool,
+        execute: impl Fn(&mut Self, &T, u64) -> Outcome,
+        record_failure: impl Fn(&mut Self, &T, ResultCode),
+    ) {
+        let mut index = 0;
+        while index < events.len() {
+            let mut chain_last = index;
+            while chain_last < events.len() && linked(&events[chain_last]) {
+                chain_last += 1;
+            }
+            if chain_last == events.len() {
+                // The chain never closes: every member fails, the last one says why.
+                for member in index..events.len() {
+                    results.push(if member + 1 == events.len() {
+                        ResultCode::LinkedEventChainOpen
+                    } else {
+                        ResultCode::LinkedEventFailed
+                    });
+                }
+                return;
+            }
+            let savepoint = self.savepoint();
+            self.chain_codes.clear();
+            let mut failure = None;
+            for (member, event) in events.iter().enumerate().take(chain_last + 1).skip(index) {
+                let outcome = execute(self, event, timestamp_ns + member as u64);
+                if !outcome.is_success() {
+                    failure = Some((member, outcome));
+                    break;
+                }
+                self.chain_codes.push(outcome.code());
+            }
+            match failure {
+                None => results.extend_from_slice(&self.chain_codes),
+                Some((failed_member, outcome)) => {
+                    self.rollback(savepoint);
+                    if let Outcome::Failed(code) = outcome {
+                        record_failure(self, &events[failed_member], code);
+                    }
+                    for member in index..=chain_last {
+                        results.push(if member == failed_member {
+                            outcome.code()
+                        } else {
+                            ResultCode::LinkedEventFailed
+                        });
+                    }
+                }
+            }
+            self.commit();
+            index = chain_last + 1;
+        }
+    }
+
+    fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            accounts: self.accounts.savepoint(),
+            transfers: self.transfers.savepoint(),
+            transfer_records: self.transfer_records.len(),
+            transfers_digest: self.transfers_digest,
+            pendings: self.pendings.savepoint(),
+            skus: self.skus.savepoint(),
+            reservations: self.reservations.savepoint(),
+            buyer_units: self.buyer_units.savepoint(),
+            orders: self.orders.savepoint(),
+            orders_failed: self.orders_failed.savepoint(),
+            dispatches: self.dispatches.savepoint(),
+            dispatch_feed: self.dispatch_feed.savepoint(),
+            dispatch_sequence_next: self.dispatch_sequence_next,
+        }
+    }
+
+    fn rollback(&mut self, savepoint: Savepoint) {
+        self.accounts.rollback(savepoint.accounts);
+        self.transfers.rollback(savepoint.transfers);
+        assert!(savepoint.transfer_records <= self.transfer_records.len());
+        self.transfer_records.truncate(savepoint.transfer_records);
+        self.transfers_digest = savepoint.transfers_digest;
+        self.pendings.rollback(savepoint.pendings);
+        self.skus.rollback(savepoint.skus);
+        self.reservations.rollback(savepoint.reservations);
+        self.buyer_units.rollback(savepoint.buyer_units);
+        self.orders.rollback(savepoint.orders);
+        self.orders_failed.rollback(savepoint.orders_failed);
+        self.dispatches.rollback(savepoint.dispatches);
+        self.dispatch_feed.rollback(savepoint.dispatch_feed);
+        self.dispatch_sequence_next = savepoint.dispatch_sequence_next;
+        // Expiry heaps are not journaled: an entry is acted on only if the item it names
+        // still exists, is still live and still has the same expiry, so entries left by a
+        // rolled-back command are skipped when they come due.
+    }
+
+    fn commit(&mut self) {
+        self.accounts.commit();
+        self.transfers.commit();
+        self.pendings.commit();
+        self.skus.commit();
+        self.reservations.commit();
+        self.buyer_units.commit();
+        self.orders.commit();
+        self.orders_failed.commit();
+        self.dispatches.commit();
+        self.dispatch_feed.commit();
+    }
+
+    /// Expires everything due at or before `now`, in a fixed order: orders, direct
+    /// reservations, direct pending transfers, then dispatch redeliveries; within each, by
+    /// due time, then id.
+    fn expire_due(&mut self, now: u64) {
+        while let Some(&Reverse((due, order_id))) = self.order_expiry.peek() {
+            if due > now {
+                break;
+            }
+            self.order_expiry.pop();
+            self.expire_order(order_id, due);
+        }
+        while let Some(&Reverse((due, order_id, sku_id))) = self.reservation_expiry.peek() {
+            if due > now {
+                break;
+            }
+            self.reservation_expiry.pop();
+            self.expire_reservation((order_id, sku_id), due);
+        }
+        while let Some(&Reverse((due, transfer_id))) = self.pending_expiry.peek() {
+            if due > now {
+                break;
+            }
+            self.pending_expiry.pop();
+            self.expire_pending(transfer_id, due);
+        }
+        while let Some(&Reverse((due, dispatch_id))) = self.dispatch_redelivery.peek() {
+            if due > now {
+                break;
+            }
+            self.dispatch_redelivery.pop();
+            self.redeliver_dispatch(dispatch_id, due, now);
+        }
+        self.commit();
+    }
+
+    /// The earliest log time at which something may expire: when the engine should log a
+    /// pulse if no traffic arrives. May name an item that has since resolved (a harmless
+    /// early pulse).
+    pub fn expiry_next(&self) -> Option<u64> {
+        [
+            self.order_expiry.peek().map(|Reverse((due, _))| *due),
+            self.reservation_expiry.peek().map(|Reverse((due, _, _))| *due),
+            self.pending_expiry.peek().map(|Reverse((due, _))| *due),
+            self.dispatch_redelivery.peek().map(|Reverse((due, _))| *due),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // --- Queries: read-only, never logged. ---
+
+    /// An account and its balances.
+    pub fn account(&self, id: AccountId) -> Option<Account> {
+        self.accounts.get(&id).copied()
+    }
+
+    /// A transfer, or how its first attempt failed.
+    pub fn transfer(&self, id: TransferId) -> Option<TransferLookup> {
+        let slot = self.transfers.get(&id)?;
+        Some(match slot.failure() {
+            Some(code) => TransferLookup::Failed(code),
+            None => TransferLookup::Committed {
+                transfer: self.transfer_records[slot.index as usize],
+                pending_status: self.pendings.get(&id).map(|pending| pending.status),
+            },
+        })
+    }
+
+    /// A SKU and its unit counters.
+    pub fn sku(&self, id: SkuId) -> Option<Sku> {
+        self.skus.get(&id).copied()
+    }
+
+    /// A direct reservation, or how making it failed.
+    pub fn reservation(&self, order_id: OrderId, sku_id: SkuId) -> Option<ReservationLookup> {
+        Some(match self.reservations.get(&(order_id, sku_id))? {
+            ReservationEntry::Held { reservation, .. } => ReservationLookup::Held(*reservation),
+            ReservationEntry::Failed(code) => ReservationLookup::Failed(*code),
+        })
+    }
+
+    /// An order, or how placing it failed.
+    pub fn order(&self, id: OrderId) -> Option<OrderLookup> {
+        if let Some(code) = self.orders_failed.get(&id) {
+            return Some(OrderLookup::Failed(*code));
+        }
+        let entry = self.orders.get(&id)?;
+        Some(OrderLookup::Placed(OrderView {
+            order: entry.order,
+            expires_at: entry.expires_at,
+            payment_transfer_id: entry.payment_transfer_id,
+            closing_transfer_id: entry.closing_transfer_id,
+        }))
+    }
+
+    /// Units of `sku_id` that `buyer_id` holds (reserved + bought), for SKUs with a limit.
+    pub fn buyer_units(&self, sku_id: SkuId, buyer_id: AccountId) -> u64 {
+        self.buyer_units.get(&(sku_id, buyer_id)).copied().unwrap_or(0)
+    }
+
+    /// Every account, by id (for audits and tests; walks the whole map).
+    pub fn accounts_sorted(&self) -> Vec<Account> {
+        let mut accounts: Vec<Account> = self.accounts.map.values().copied().collect();
+        accounts.sort_unstable_by_key(|account| account.id);
+        accounts
+    }
+
+    /// Every SKU, by id.
+    pub fn skus_sorted(&self) -> Vec<Sku> {
+        let mut skus: Vec<Sku> = self.skus.map.values().copied().collect();
+        skus.sort_unstable_by_key(|sku| sku.id);
+        skus
+    }
+
+    /// Every placed order, by id.
+    pub fn orders_sorted(&self) -> Vec<OrderView> {
+        let mut ids: Vec<OrderId> = self.orders.map.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| match self.order(id) {
+                Some(OrderLookup::Placed(view)) => Some(view),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Counts of what is held in memory (for sizing and the memory documentation).
+    pub fn memory_counts(&self) -> MemoryCounts {
+        MemoryCounts {
+            accounts: self.accounts.map.len(),
+            transfers: self.transfers.map.len(),
+            transfer_records: self.transfer_records.len(),
+            pending_transfers: self.pendings.map.len(),
+            skus: self.skus.map.len(),
+            reservations: self.reservations.map.len(),
+            buyer_limits: self.buyer_units.map.len(),
+            orders: self.orders.map.len() + self.orders_failed.map.len(),
+            dispatch_requests: self.dispatches.map.len(),
+        }
+    }
+}
+
+/// Entry counts of the state machine's maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryCounts {
+    /// Accounts.
+    pub accounts: usize,
+    /// Transfer ids (committed and failed).
+    pub transfers: usize,
+    /// Full transfer records held in memory.
+    pub transfer_records: usize,
+    /// Two-phase transfers (live and resolved).
+    pub pending_transfers: usize,
+    /// SKUs.
+    pub skus: usize,
+    /// Direct reservations (held, resolved and failed).
+    pub reservations: usize,
+    /// (SKU, buyer) pairs tracked for per-buyer limits.
+    pub buyer_limits: usize,
+    /// Orders (placed and failed).
+    pub orders: usize,
+    /// Dispatch requests.
+    pub dispatch_requests: usize,
+}
+
+/// Fingerprint of a command's bytes, salted with its operation, for idempotency checks.
+pub(crate) fn fingerprint(operation: u8, bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(bytes, u64::from(operation))
+}
