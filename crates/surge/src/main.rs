@@ -1,1 +1,44 @@
-fn main(){}
+//! `surge`: the one binary. Subcommands: `demo` (an in-process flash sale), `bench`
+//! (benchmarks that print JSON), `codes` (the result-code reference).
+
+use clap::{Parser, Subcommand};
+
+use surge::bench::state_machine::StateMachineBenchArgs;
+use surge::demo::DemoArgs;
+
+/// Surge: a payment and flash-sale transaction engine.
+#[derive(Debug, Parser)]
+#[command(name = "surge", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an in-process flash sale against the state machine and print what happened.
+    Demo(DemoArgs),
+    /// Run a benchmark and print its figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Print the result-code reference as Markdown (docs/RESULT_CODES.md).
+    Codes,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Apply batches of 8,190 commands to the in-memory state machine on one core.
+    StateMachine(StateMachineBenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(args) => print!("{}", surge::demo::run(&args)?),
+        Command::Bench(BenchCommand::StateMachine(args)) => {
+            surge::bench::state_machine::run(&args)?;
+        }
+        Command::Codes => print!("{}", surge_core::result::result_codes_markdown()),
+    }
+    Ok(())
+}

@@ -30,7 +30,7 @@ impl StateMachine {
         for sku in self.skus_sorted() {
             hasher.update(bytemuck::bytes_of(&sku));
         }
-        for ((order_id, sku_id), entry) in sorted(&self.reservations.map) {
+        for ((order_id, sku_id), entry) in self.reservations.map.sorted() {
             hasher.update(&order_id.0.to_le_bytes());
             hasher.update(&sku_id.0.to_le_bytes());
             match entry {
@@ -42,7 +42,7 @@ impl StateMachine {
                 ReservationEntry::Failed(code) => hasher.update(&code.as_u32().to_le_bytes()),
             }
         }
-        for ((sku_id, buyer_id), units) in sorted(&self.buyer_units.map) {
+        for ((sku_id, buyer_id), units) in self.buyer_units.map.sorted() {
             hasher.update(&sku_id.0.to_le_bytes());
             hasher.update(&buyer_id.0.to_le_bytes());
             hasher.update(&units.to_le_bytes());

@@ -43,6 +43,12 @@ impl StateMachine {
         Outcome::Applied
     }
 
+    /// Hints the cache with the reservation key and buyer count `reservation` touches.
+    pub(crate) fn prefetch_reservation(&self, reservation: &Reservation) {
+        self.reservations.map.prefetch(&(reservation.order_id, reservation.sku_id));
+        self.buyer_units.map.prefetch(&(reservation.sku_id, reservation.buyer_id));
+    }
+
     pub(crate) fn reserve(&mut self, reservation: &Reservation, timestamp: u64) -> Outcome {
         if reservation.timestamp != 0 {
             reject!(TimestampMustBeZero);

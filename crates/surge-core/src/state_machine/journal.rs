@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
+use super::table::{KeyedTable, Table, TableEntry, TableKey};
+
 /// The hasher of every map in the state machine.
 pub(crate) type FixedHasher = foldhash::fast::FixedState;
 
@@ -44,6 +46,37 @@ impl<K: Hash + Eq, V> Store<K, V> for Map<K, V> {
     }
 }
 
+impl<E: TableEntry> Store<E::Key, E> for Table<E> {
+    fn get(&self, key: &E::Key) -> Option<&E> {
+        Table::get(self, key)
+    }
+    fn get_mut(&mut self, key: &E::Key) -> Option<&mut E> {
+        Table::get_mut(self, key)
+    }
+    fn insert(&mut self, key: E::Key, value: E) -> Option<E> {
+        assert!(key == value.key(), "an entry is stored under its own key");
+        Table::insert(self, value)
+    }
+    fn remove(&mut self, key: &E::Key) -> Option<E> {
+        Table::remove(self, key)
+    }
+}
+
+impl<K: TableKey, V: Copy + Default> Store<K, V> for KeyedTable<K, V> {
+    fn get(&self, key: &K) -> Option<&V> {
+        KeyedTable::get(self, key)
+    }
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        KeyedTable::get_mut(self, key)
+    }
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        KeyedTable::insert(self, key, value)
+    }
+    fn remove(&mut self, key: &K) -> Option<V> {
+        KeyedTable::remove(self, key)
+    }
+}
+
 impl<K: Ord, V> Store<K, V> for BTreeMap<K, V> {
     fn get(&self, key: &K) -> Option<&V> {
         BTreeMap::get(self, key)
@@ -63,11 +96,25 @@ impl<K: Ord, V> Store<K, V> for BTreeMap<K, V> {
 pub(crate) struct Journaled<K, V, S = Map<K, V>> {
     pub(crate) map: S,
     undo: Vec<(K, Option<V>)>,
+    /// Off for commands that cannot fail after their first write: they never roll back,
+    /// so copying old values would be wasted work on the hot path.
+    recording: bool,
 }
 
 impl<K: Copy, V: Copy, S: Store<K, V>> Journaled<K, V, S> {
     pub(crate) fn new(map: S) -> Self {
-        Self { map, undo: Vec::new() }
+        Self { map, undo: Vec::new(), recording: true }
+    }
+
+    /// Turns undo recording on or off; only allowed with an empty undo log.
+    pub(crate) fn set_recording(&mut self, recording: bool) {
+        assert!(self.undo.is_empty(), "recording changes only between commands");
+        self.recording = recording;
+    }
+
+    /// Whether nothing was written since the last commit (with recording on).
+    pub(crate) fn is_clean(&self) -> bool {
+        self.undo.is_empty()
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
@@ -81,19 +128,23 @@ impl<K: Copy, V: Copy, S: Store<K, V>> Journaled<K, V, S> {
     /// Inserts or replaces, remembering the previous value.
     pub(crate) fn insert(&mut self, key: K, value: V) {
         let previous = self.map.insert(key, value);
-        self.undo.push((key, previous));
+        if self.recording {
+            self.undo.push((key, previous));
+        }
     }
 
     /// Mutable access that remembers the value before the change.
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let value = self.map.get_mut(key)?;
-        self.undo.push((*key, Some(*value)));
+        if self.recording {
+            self.undo.push((*key, Some(*value)));
+        }
         Some(value)
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         let previous = self.map.remove(key);
-        if previous.is_some() {
+        if previous.is_some() && self.recording {
             self.undo.push((*key, previous));
         }
         previous
@@ -106,6 +157,7 @@ impl<K: Copy, V: Copy, S: Store<K, V>> Journaled<K, V, S> {
 
     /// Undoes every write after `savepoint`, newest first.
     pub(crate) fn rollback(&mut self, savepoint: usize) {
+        assert!(self.recording, "only a recorded command can roll back");
         assert!(savepoint <= self.undo.len());
         while self.undo.len() > savepoint {
             let (key, previous) = self.undo.pop().expect("undo entries above the savepoint");
@@ -123,6 +175,17 @@ impl<K: Copy, V: Copy, S: Store<K, V>> Journaled<K, V, S> {
     /// Forgets the undo log: everything written so far stays.
     pub(crate) fn commit(&mut self) {
         self.undo.clear();
+    }
+}
+
+impl<E: TableEntry> Journaled<E::Key, E, Table<E>> {
+    /// Mutable access to the entry at `index` (from `map.locate`), remembering its value.
+    pub(crate) fn at_mut(&mut self, index: usize) -> &mut E {
+        let value = self.map.at_mut(index);
+        if self.recording {
+            self.undo.push((value.key(), Some(*value)));
+        }
+        value
     }
 }
 

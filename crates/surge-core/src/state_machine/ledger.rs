@@ -54,7 +54,7 @@ impl StateMachine {
         {
             reject!(BalancesMustBeZero);
         }
-        if let Some(existing) = self.accounts.get(&account.id) {
+        if let Some(existing) = self.accounts.get(&account.id.0) {
             let same = existing.user_data == account.user_data
                 && existing.ledger == account.ledger
                 && existing.code == account.code
@@ -65,8 +65,19 @@ impl StateMachine {
                 ResultCode::ExistsWithDifferentFields
             });
         }
-        self.accounts.insert(account.id, Account { timestamp, ..*account });
+        self.accounts.insert(account.id.0, Account { timestamp, ..*account });
         Outcome::Applied
+    }
+
+    /// Hints the cache with the accounts and id slots `transfer` will touch.
+    pub(crate) fn prefetch_transfer(&self, transfer: &Transfer) {
+        self.transfers.map.prefetch(&transfer.id.0);
+        if transfer.pending_id.is_zero() {
+            self.accounts.map.prefetch(&transfer.debit_account_id.0);
+            self.accounts.map.prefetch(&transfer.credit_account_id.0);
+        } else {
+            self.transfers.map.prefetch(&transfer.pending_id.0);
+        }
     }
 
     pub(crate) fn create_transfer(&mut self, transfer: &Transfer, timestamp: u64) -> Outcome {
@@ -74,7 +85,7 @@ impl StateMachine {
             return Outcome::Rejected(code);
         }
         let fingerprint = fingerprint(Operation::CreateTransfers as u8, bytemuck::bytes_of(transfer));
-        if let Some(slot) = self.transfers.get(&transfer.id) {
+        if let Some(slot) = self.transfers.get(&transfer.id.0) {
             return slot.existing(fingerprint);
         }
         if transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0 {
@@ -93,12 +104,14 @@ impl StateMachine {
         fingerprint: u64,
         order_id: OrderId,
     ) -> Outcome {
-        let Some(debit) = self.accounts.get(&transfer.debit_account_id).copied() else {
+        let Some(debit_index) = self.accounts.map.locate(&transfer.debit_account_id.0) else {
             fail!(DebitAccountNotFound);
         };
-        let Some(credit) = self.accounts.get(&transfer.credit_account_id).copied() else {
+        let Some(credit_index) = self.accounts.map.locate(&transfer.credit_account_id.0) else {
             fail!(CreditAccountNotFound);
         };
+        let debit = self.accounts.map.at(debit_index);
+        let credit = self.accounts.map.at(credit_index);
         if debit.ledger != credit.ledger {
             fail!(AccountsMustHaveSameLedger);
         }
@@ -132,13 +145,13 @@ impl StateMachine {
         {
             fail!(ExceedsDebits);
         }
-        let debit = self.accounts.get_mut(&transfer.debit_account_id).expect("looked up above");
+        let debit = self.accounts.at_mut(debit_index);
         if pending {
             debit.debits_pending += amount;
         } else {
             debit.debits_posted += amount;
         }
-        let credit = self.accounts.get_mut(&transfer.credit_account_id).expect("looked up above");
+        let credit = self.accounts.at_mut(credit_index);
         if pending {
             credit.credits_pending += amount;
         } else {
@@ -164,7 +177,7 @@ impl StateMachine {
         resolver: Resolver,
     ) -> Outcome {
         let pending_id = transfer.pending_id;
-        let Some(slot) = self.transfers.get(&pending_id).copied() else {
+        let Some(slot) = self.transfers.get(&pending_id.0).copied() else {
             fail!(PendingTransferNotFound);
         };
         if slot.failure().is_some() {
@@ -206,10 +219,10 @@ impl StateMachine {
         };
         self.release_hold(&pending);
         if post {
-            let debit = self.accounts.get_mut(&pending.debit_account_id).expect("pending's account");
+            let debit = self.accounts.get_mut(&pending.debit_account_id.0).expect("pending's account");
             debit.debits_posted = debit.debits_posted.checked_add(amount).expect("bounded by hold");
             let credit =
-                self.accounts.get_mut(&pending.credit_account_id).expect("pending's account");
+                self.accounts.get_mut(&pending.credit_account_id.0).expect("pending's account");
             credit.credits_posted =
                 credit.credits_posted.checked_add(amount).expect("bounded by hold");
         }
@@ -231,10 +244,10 @@ impl StateMachine {
 
     /// Takes a pending transfer's amount off both accounts' pending balances.
     fn release_hold(&mut self, pending: &Transfer) {
-        let debit = self.accounts.get_mut(&pending.debit_account_id).expect("pending's account");
+        let debit = self.accounts.get_mut(&pending.debit_account_id.0).expect("pending's account");
         debit.debits_pending =
             debit.debits_pending.checked_sub(pending.amount).expect("hold is in the balance");
-        let credit = self.accounts.get_mut(&pending.credit_account_id).expect("pending's account");
+        let credit = self.accounts.get_mut(&pending.credit_account_id.0).expect("pending's account");
         credit.credits_pending =
             credit.credits_pending.checked_sub(pending.amount).expect("hold is in the balance");
     }
@@ -265,48 +278,50 @@ impl StateMachine {
 
     /// The stored record of a committed transfer; the caller knows it exists.
     pub(crate) fn committed_transfer(&self, transfer_id: TransferId) -> Transfer {
-        let slot = self.transfers.get(&transfer_id).expect("transfer exists");
+        let slot = self.transfers.get(&transfer_id.0).expect("transfer exists");
         assert!(slot.failure().is_none());
         self.transfer_records[slot.index as usize]
     }
 
     /// The answer to reusing `transfer_id` for a command with `fingerprint`, if it is used.
     pub(crate) fn transfer_existing(&self, transfer_id: TransferId, fingerprint: u64) -> Option<Outcome> {
-        self.transfers.get(&transfer_id).map(|slot| slot.existing(fingerprint))
+        self.transfers.get(&transfer_id.0).map(|slot| slot.existing(fingerprint))
     }
 
     pub(crate) fn transfer_id_used(&self, transfer_id: TransferId) -> bool {
-        self.transfers.contains(&transfer_id)
+        self.transfers.contains(&transfer_id.0)
     }
 
     fn insert_transfer(&mut self, record: Transfer, fingerprint: u64) {
-        let slot = TransferSlot::committed(self.transfer_records.len(), fingerprint);
+        let slot = TransferSlot::committed(record.id, self.transfer_records.len(), fingerprint);
         self.transfers_digest =
-            self.transfers_digest.wrapping_add(slot_digest(record.id, slot, &record));
-        self.transfers.insert(record.id, slot);
+            self.transfers_digest.wrapping_add(slot_digest(slot, record.timestamp));
+        self.transfers.insert(record.id.0, slot);
         self.transfer_records.push(record);
     }
 
     /// Remembers that the first attempt with `transfer_id` failed with `code`.
     pub(crate) fn record_transfer_failure(&mut self, transfer_id: TransferId, code: ResultCode) {
         assert!(!code.is_success());
-        assert!(!self.transfers.contains(&transfer_id), "only new ids fail on the state");
-        let slot = TransferSlot::failed(code);
-        self.transfers_digest = self
-            .transfers_digest
-            .wrapping_add(slot_digest(transfer_id, slot, &Transfer::default()));
-        self.transfers.insert(transfer_id, slot);
+        assert!(!self.transfers.contains(&transfer_id.0), "only new ids fail on the state");
+        let slot = TransferSlot::failed(transfer_id, code);
+        self.transfers_digest = self.transfers_digest.wrapping_add(slot_digest(slot, 0));
+        self.transfers.insert(transfer_id.0, slot);
     }
 }
 
-/// Digest of one transfer slot, summed (order-independently) into the state hash.
-fn slot_digest(id: TransferId, slot: TransferSlot, record: &Transfer) -> u128 {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    hasher.update(&id.0.to_le_bytes());
-    hasher.update(&slot.fingerprint.to_le_bytes());
-    hasher.update(&u64::from(slot.failure().is_some()).to_le_bytes());
-    hasher.update(bytemuck::bytes_of(record));
-    hasher.digest128()
+/// Digest of one transfer slot, summed (order-independently) into the state hash. The
+/// fingerprint already covers the command's bytes; everything else in the stored record
+/// (resolved amounts and accounts of a post) is a function of state the hash covers too.
+/// A replay check needs a digest that differs when any input differs, not a
+/// cryptographic one, so two rounds of multiply-fold per half suffice.
+fn slot_digest(slot: TransferSlot, timestamp: u64) -> u128 {
+    use super::table::mix64;
+    let id_low = slot.id.0 as u64;
+    let id_high = (slot.id.0 >> 64) as u64;
+    let low = mix64(id_low ^ mix64(slot.fingerprint ^ mix64(timestamp)));
+    let high = mix64(id_high ^ mix64(slot.index ^ low));
+    (u128::from(high) << 64) | u128::from(low)
 }
 
 /// Checks a client transfer from its fields alone; `None` if well formed.

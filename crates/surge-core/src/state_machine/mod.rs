@@ -20,6 +20,7 @@ mod inventory;
 mod journal;
 mod ledger;
 mod orders;
+mod table;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,10 @@ use crate::result::ResultCode;
 
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
+use table::{KeyedTable, Table, TableEntry};
+
+/// How many commands ahead [`StateMachine::apply`] prefetches the state a command touches.
+const PREFETCH_DISTANCE: usize = 8;
 
 /// Sizing and behaviour of a [`StateMachine`]. Capacities are hints that let the maps be
 /// allocated at startup; they are not limits.
@@ -171,6 +176,7 @@ pub(crate) use {fail, reject};
 /// Where a transfer's record lives, or how its first attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TransferSlot {
+    id: TransferId,
     /// Index into `transfer_records`, or [`TransferSlot::FAILED`].
     index: u64,
     /// Fingerprint of the command that created it, or the failure code.
@@ -180,14 +186,14 @@ pub(crate) struct TransferSlot {
 impl TransferSlot {
     const FAILED: u64 = u64::MAX;
 
-    fn committed(index: usize, fingerprint: u64) -> Self {
+    fn committed(id: TransferId, index: usize, fingerprint: u64) -> Self {
         let index = index as u64;
         assert!(index != Self::FAILED);
-        Self { index, fingerprint }
+        Self { id, index, fingerprint }
     }
 
-    fn failed(code: ResultCode) -> Self {
-        Self { index: Self::FAILED, fingerprint: u64::from(code.as_u32()) }
+    fn failed(id: TransferId, code: ResultCode) -> Self {
+        Self { id, index: Self::FAILED, fingerprint: u64::from(code.as_u32()) }
     }
 
     fn failure(self) -> Option<ResultCode> {
@@ -209,6 +215,26 @@ impl TransferSlot {
     }
 }
 
+impl TableEntry for TransferSlot {
+    type Key = u128;
+    fn key(&self) -> u128 {
+        self.id.0
+    }
+    fn vacant() -> Self {
+        Self { id: TransferId::ZERO, index: 0, fingerprint: 0 }
+    }
+}
+
+impl TableEntry for Account {
+    type Key = u128;
+    fn key(&self) -> u128 {
+        self.id.0
+    }
+    fn vacant() -> Self {
+        Account::default()
+    }
+}
+
 /// Two-phase state of a pending transfer, kept after it resolves (for "already posted").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PendingState {
@@ -224,6 +250,13 @@ pub(crate) struct PendingState {
 pub(crate) enum ReservationEntry {
     Held { reservation: Reservation, fingerprint: u64, expires_at: u64 },
     Failed(ResultCode),
+}
+
+impl Default for ReservationEntry {
+    /// The content of a vacant table slot; never read as a reservation.
+    fn default() -> Self {
+        ReservationEntry::Failed(ResultCode::Ok)
+    }
 }
 
 /// A placed order.
@@ -282,8 +315,8 @@ pub struct StateMachine {
     config: Config,
     /// Timestamp of the last command (or pulse) applied; 0 before the first batch.
     timestamp_last: u64,
-    accounts: Journaled<AccountId, Account>,
-    transfers: Journaled<TransferId, TransferSlot>,
+    accounts: Journaled<u128, Account, Table<Account>>,
+    transfers: Journaled<u128, TransferSlot, Table<TransferSlot>>,
     /// Committed transfers in log order; a [`TransferSlot`] indexes into it.
     transfer_records: Vec<Transfer>,
     /// Order-independent sum of every transfer slot's digest: lets the state hash cover
@@ -292,10 +325,10 @@ pub struct StateMachine {
     pendings: Journaled<TransferId, PendingState>,
     pending_expiry: BinaryHeap<Reverse<(u64, TransferId)>>,
     skus: Journaled<SkuId, Sku>,
-    reservations: Journaled<(OrderId, SkuId), ReservationEntry>,
+    reservations: Journaled<(OrderId, SkuId), ReservationEntry, KeyedTable<(OrderId, SkuId), ReservationEntry>>,
     reservation_expiry: BinaryHeap<Reverse<(u64, OrderId, SkuId)>>,
     /// Units held (reserved + bought) per (SKU, buyer), for SKUs with a per-buyer limit.
-    buyer_units: Journaled<(SkuId, AccountId), u64>,
+    buyer_units: Journaled<(SkuId, AccountId), u64, KeyedTable<(SkuId, AccountId), u64>>,
     orders: Journaled<OrderId, OrderEntry>,
     orders_failed: Journaled<OrderId, ResultCode>,
     order_expiry: BinaryHeap<Reverse<(u64, OrderId)>>,
@@ -306,32 +339,39 @@ pub struct StateMachine {
     dispatch_redelivery: BinaryHeap<Reverse<(u64, DispatchId)>>,
     /// Scratch space for the codes of one linked chain.
     chain_codes: Vec<ResultCode>,
+    /// Whether the journals record undo entries (see `apply_events`).
+    recording: bool,
 }
 
 impl StateMachine {
     /// An empty state machine.
     pub fn new(config: Config) -> Self {
+        // Touch the record buffer's pages now, so the first hours of traffic do not pay a
+        // page fault every 32 transfers on the hot path.
+        let mut transfer_records = vec![Transfer::default(); config.transfers_capacity];
+        transfer_records.clear();
         Self {
             config,
             timestamp_last: 0,
-            accounts: Journaled::new(map_with_capacity(config.accounts_capacity)),
-            transfers: Journaled::new(map_with_capacity(config.transfers_capacity)),
-            transfer_records: Vec::with_capacity(config.transfers_capacity),
+            accounts: Journaled::new(Table::with_capacity(config.accounts_capacity)),
+            transfers: Journaled::new(Table::with_capacity(config.transfers_capacity)),
+            transfer_records,
             transfers_digest: 0,
             pendings: Journaled::new(map_with_capacity(config.orders_capacity)),
-            pending_expiry: BinaryHeap::new(),
+            pending_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             skus: Journaled::new(map_with_capacity(64)),
-            reservations: Journaled::new(map_with_capacity(config.orders_capacity)),
-            reservation_expiry: BinaryHeap::new(),
-            buyer_units: Journaled::new(map_with_capacity(config.orders_capacity)),
+            reservations: Journaled::new(KeyedTable::with_capacity(config.orders_capacity)),
+            reservation_expiry: BinaryHeap::with_capacity(config.orders_capacity),
+            buyer_units: Journaled::new(KeyedTable::with_capacity(config.orders_capacity)),
             orders: Journaled::new(map_with_capacity(config.orders_capacity)),
             orders_failed: Journaled::new(map_with_capacity(64)),
-            order_expiry: BinaryHeap::new(),
+            order_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             dispatches: Journaled::new(map_with_capacity(config.orders_capacity)),
             dispatch_feed: Journaled::new(BTreeMap::new()),
             dispatch_sequence_next: 1,
-            dispatch_redelivery: BinaryHeap::new(),
+            dispatch_redelivery: BinaryHeap::with_capacity(config.orders_capacity),
             chain_codes: Vec::with_capacity(BATCH_EVENTS_MAX),
+            recording: true,
         }
     }
 
@@ -367,6 +407,8 @@ impl StateMachine {
                 records,
                 results,
                 |a| a.flags & account_flags::LINKED != 0,
+                false,
+                |_, _| {},
                 Self::create_account,
                 |_, _, _| {},
             ),
@@ -375,6 +417,8 @@ impl StateMachine {
                 records,
                 results,
                 |t| t.flags & transfer_flags::LINKED != 0,
+                false,
+                Self::prefetch_transfer,
                 Self::create_transfer,
                 |sm, t, code| sm.record_transfer_failure(t.id, code),
             ),
@@ -383,6 +427,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                |_, _| {},
                 Self::create_sku,
                 |_, _, _| {},
             ),
@@ -391,6 +437,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                Self::prefetch_reservation,
                 Self::reserve,
                 Self::record_reservation_failure,
             ),
@@ -399,6 +447,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                |_, _| {},
                 Self::confirm_reservation,
                 |_, _, _| {},
             ),
@@ -407,6 +457,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                |_, _| {},
                 Self::release_reservation,
                 |_, _, _| {},
             ),
@@ -415,6 +467,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                true,
+                |_, _| {},
                 Self::place_order,
                 |sm, order, code| sm.record_order_failure(order.id, code),
             ),
@@ -423,6 +477,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                |_, _| {},
                 Self::pay_order,
                 |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
             ),
@@ -431,6 +487,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                |_, _| {},
                 Self::cancel_order,
                 |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
             ),
@@ -439,6 +497,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                |_, _| {},
                 Self::refund_order,
                 |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
             ),
@@ -447,6 +507,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
+                false,
+                |_, _| {},
                 Self::ack_dispatch,
                 |_, _, _| {},
             ),
@@ -463,9 +525,14 @@ impl StateMachine {
         events: &[T],
         results: &mut Vec<ResultCode>,
         linked: impl Fn(&T) -> bool,
+        journal_always: bool,
+        prefetch: impl Fn(&Self, &T),
         execute: impl Fn(&mut Self, &T, u64) -> Outcome,
         record_failure: impl Fn(&mut Self, &T, ResultCode),
     ) {
+        for ahead in events.iter().take(PREFETCH_DISTANCE) {
+            prefetch(self, ahead);
+        }
         let mut index = 0;
         while index < events.len() {
             let mut chain_last = index;
@@ -483,10 +550,36 @@ impl StateMachine {
                 }
                 return;
             }
+            // Only a linked chain or a multi-step command can fail after a write; everything
+            // else checks before it writes and needs no undo log. Debug builds record
+            // always and check that claim on every failure.
+            let needs_undo = journal_always || chain_last > index;
+            let recording = needs_undo || cfg!(debug_assertions);
+            if recording != self.recording {
+                self.set_recording(recording);
+            }
+            if !recording {
+                // The hot path: one command, nothing to undo.
+                if let Some(ahead) = events.get(index + PREFETCH_DISTANCE) {
+                    prefetch(self, ahead);
+                }
+                let outcome = execute(self, &events[index], timestamp_ns + index as u64);
+                if let Outcome::Failed(code) = outcome {
+                    record_failure(self, &events[index], code);
+                }
+                results.push(outcome.code());
+                index += 1;
+                continue;
+            }
             let savepoint = self.savepoint();
             self.chain_codes.clear();
             let mut failure = None;
             for (member, event) in events.iter().enumerate().take(chain_last + 1).skip(index) {
+                // Start loading the state a later command touches, so cache misses of
+                // consecutive commands overlap instead of queueing.
+                if let Some(ahead) = events.get(member + PREFETCH_DISTANCE) {
+                    prefetch(self, ahead);
+                }
                 let outcome = execute(self, event, timestamp_ns + member as u64);
                 if !outcome.is_success() {
                     failure = Some((member, outcome));
@@ -497,6 +590,10 @@ impl StateMachine {
             match failure {
                 None => results.extend_from_slice(&self.chain_codes),
                 Some((failed_member, outcome)) => {
+                    if !needs_undo {
+                        assert!(self.is_clean(), "a command failed after it wrote state");
+                        assert_eq!(self.transfer_records.len(), savepoint.transfer_records);
+                    }
                     self.rollback(savepoint);
                     if let Outcome::Failed(code) = outcome {
                         record_failure(self, &events[failed_member], code);
@@ -551,6 +648,34 @@ impl StateMachine {
         // Expiry heaps are not journaled: an entry is acted on only if the item it names
         // still exists, is still live and still has the same expiry, so entries left by a
         // rolled-back command are skipped when they come due.
+    }
+
+    fn set_recording(&mut self, recording: bool) {
+        self.recording = recording;
+        self.accounts.set_recording(recording);
+        self.transfers.set_recording(recording);
+        self.pendings.set_recording(recording);
+        self.skus.set_recording(recording);
+        self.reservations.set_recording(recording);
+        self.buyer_units.set_recording(recording);
+        self.orders.set_recording(recording);
+        self.orders_failed.set_recording(recording);
+        self.dispatches.set_recording(recording);
+        self.dispatch_feed.set_recording(recording);
+    }
+
+    /// Whether no journaled write happened since the last commit.
+    fn is_clean(&self) -> bool {
+        self.accounts.is_clean()
+            && self.transfers.is_clean()
+            && self.pendings.is_clean()
+            && self.skus.is_clean()
+            && self.reservations.is_clean()
+            && self.buyer_units.is_clean()
+            && self.orders.is_clean()
+            && self.orders_failed.is_clean()
+            && self.dispatches.is_clean()
+            && self.dispatch_feed.is_clean()
     }
 
     fn commit(&mut self) {
@@ -620,12 +745,12 @@ impl StateMachine {
 
     /// An account and its balances.
     pub fn account(&self, id: AccountId) -> Option<Account> {
-        self.accounts.get(&id).copied()
+        self.accounts.get(&id.0).copied()
     }
 
     /// A transfer, or how its first attempt failed.
     pub fn transfer(&self, id: TransferId) -> Option<TransferLookup> {
-        let slot = self.transfers.get(&id)?;
+        let slot = self.transfers.get(&id.0)?;
         Some(match slot.failure() {
             Some(code) => TransferLookup::Failed(code),
             None => TransferLookup::Committed {
@@ -669,7 +794,7 @@ impl StateMachine {
 
     /// Every account, by id (for audits and tests; walks the whole map).
     pub fn accounts_sorted(&self) -> Vec<Account> {
-        let mut accounts: Vec<Account> = self.accounts.map.values().copied().collect();
+        let mut accounts: Vec<Account> = self.accounts.map.iter().copied().collect();
         accounts.sort_unstable_by_key(|account| account.id);
         accounts
     }

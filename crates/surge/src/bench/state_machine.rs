@@ -1,0 +1,155 @@
+//! `surge bench state-machine`: applies batches of 8,190 commands to the in-memory state
+//! machine on one core and reports commands per second and per-batch latency. No log, no
+//! I/O: this is the ceiling the engine can approach.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use surge_core::constants::BATCH_EVENTS_MAX;
+use surge_core::{BatchBuf, Config, ResultCode, StateMachine};
+
+use super::{commit, median, BenchReport};
+use crate::workload::{measured_batches, setup_batches, WorkloadKind, WorkloadShape};
+
+/// Options of one benchmark invocation.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StateMachineBenchArgs {
+    /// Workloads to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workload: Vec<WorkloadKind>,
+    /// Accounts (uniform) or buyers (hot workloads).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts: u64,
+    /// Measured batches per run.
+    #[arg(long, default_value_t = 200)]
+    pub batches: usize,
+    /// Commands per batch (at most 8,190).
+    #[arg(long, default_value_t = BATCH_EVENTS_MAX)]
+    pub batch_size: usize,
+    /// Runs per workload; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Per-buyer limit on the hot SKU (0 = none).
+    #[arg(long, default_value_t = 1_000)]
+    pub sku_limit_per_buyer: u32,
+    /// Seed of the workload generator.
+    #[arg(long, default_value_t = 0x5EED)]
+    pub seed: u64,
+    /// Print one JSON object per workload instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for StateMachineBenchArgs {
+    fn default() -> Self {
+        Self {
+            workload: Vec::new(),
+            accounts: 1_000_000,
+            batches: 200,
+            batch_size: BATCH_EVENTS_MAX,
+            runs: 5,
+            sku_limit_per_buyer: 1_000,
+            seed: 0x5EED,
+            json: false,
+        }
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub fn run(args: &StateMachineBenchArgs) -> anyhow::Result<Vec<BenchReport>> {
+    anyhow::ensure!(
+        (1..=BATCH_EVENTS_MAX).contains(&args.batch_size),
+        "--batch-size must be 1..={BATCH_EVENTS_MAX}"
+    );
+    anyhow::ensure!(args.accounts >= 2, "--accounts must be at least 2");
+    anyhow::ensure!(args.batches >= 1 && args.runs >= 1, "--batches and --runs must be >= 1");
+    let workloads = if args.workload.is_empty() { WorkloadKind::ALL.to_vec() } else { args.workload.clone() };
+    let revision = commit();
+    let mut reports = Vec::new();
+    for kind in workloads {
+        let shape = WorkloadShape {
+            accounts: args.accounts,
+            batches: args.batches,
+            batch_size: args.batch_size,
+            sku_limit_per_buyer: args.sku_limit_per_buyer,
+            seed: args.seed,
+        };
+        let runs: Vec<RunResult> = (0..args.runs).map(|_| run_once(kind, &shape)).collect();
+        let runs_ops: Vec<f64> = runs.iter().map(|run| run.ops_per_sec).collect();
+        let median_ops = median(&runs_ops);
+        let chosen = runs.iter().find(|run| run.ops_per_sec == median_ops).expect("median is a run");
+        let report = BenchReport {
+            bench: "state-machine",
+            workload: kind.name(),
+            ops_per_sec: median_ops,
+            p50_us: chosen.percentile_us(50.0),
+            p99_us: chosen.percentile_us(99.0),
+            p999_us: chosen.percentile_us(99.9),
+            runs_ops_per_sec: runs_ops,
+            batch_size: shape.batch_size,
+            batches: shape.batches,
+            accounts: shape.accounts,
+            seed: shape.seed,
+            not_ok: chosen.not_ok,
+            commit: revision.clone(),
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!("{}", report.line());
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+struct RunResult {
+    ops_per_sec: f64,
+    batch_ns: Histogram<u64>,
+    not_ok: u64,
+}
+
+impl RunResult {
+    fn percentile_us(&self, percentile: f64) -> f64 {
+        self.batch_ns.value_at_percentile(percentile) as f64 / 1_000.0
+    }
+}
+
+fn run_once(kind: WorkloadKind, shape: &WorkloadShape) -> RunResult {
+    let setup = setup_batches(kind, shape);
+    let measured = measured_batches(kind, shape);
+    let config = Config {
+        accounts_capacity: shape.accounts as usize + 2,
+        transfers_capacity: shape.accounts as usize + shape.commands(),
+        orders_capacity: shape.commands(),
+        ..Config::default()
+    };
+    let mut state_machine = StateMachine::new(config);
+    let mut results = Vec::with_capacity(BATCH_EVENTS_MAX);
+    for batch in &setup {
+        state_machine.apply(state_machine.timestamp_next_min(), batch.as_batch(), &mut results);
+        assert!(results.iter().all(|code| *code == ResultCode::Ok), "workload setup failed");
+    }
+    measure(&mut state_machine, &measured, shape.commands())
+}
+
+/// The timed part, kept out of line so `valgrind --tool=callgrind
+/// --toggle-collect='*measure*'` counts exactly its instructions.
+#[inline(never)]
+fn measure(state_machine: &mut StateMachine, measured: &[BatchBuf], commands: usize) -> RunResult {
+    let mut results = Vec::with_capacity(BATCH_EVENTS_MAX);
+    let mut batch_ns = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("valid histogram bounds");
+    let mut not_ok = 0;
+    let mut total = Duration::ZERO;
+    for batch in measured {
+        let timestamp = state_machine.timestamp_next_min();
+        let start = Instant::now();
+        state_machine.apply(timestamp, batch.as_batch(), &mut results);
+        let elapsed = start.elapsed();
+        total += elapsed;
+        batch_ns.saturating_record(elapsed.as_nanos().max(1) as u64);
+        not_ok += results.iter().filter(|code| **code != ResultCode::Ok).count() as u64;
+    }
+    RunResult { ops_per_sec: commands as f64 / total.as_secs_f64(), batch_ns, not_ok }
+}
