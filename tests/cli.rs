@@ -1,0 +1,102 @@
+//! Runs the real `surge` binary: the demo, the result-code reference and the benchmark's
+//! JSON output, and checks that bad arguments get a clear error.
+
+use std::process::{Command, Output};
+
+fn surge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(args)
+        .output()
+        .expect("surge runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
+
+#[test]
+fn demo_runs_a_flash_sale_and_replays_it() {
+    let output = surge(&["demo", "--buyers", "3000", "--stock", "100", "--seed", "7"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    assert!(text.contains("seed 7"), "{text}");
+    assert!(
+        text.contains("stocked 100 = available 0 + reserved 100 + sold 0"),
+        "{text}"
+    );
+    assert!(text.contains("(identical)"), "{text}");
+    // The same seed gives the same run, byte for byte.
+    let again = surge(&["demo", "--buyers", "3000", "--stock", "100", "--seed", "7"]);
+    assert_eq!(stdout(&again), text);
+}
+
+#[test]
+fn codes_prints_the_checked_in_reference() {
+    let output = surge(&["codes"]);
+    assert!(output.status.success());
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/RESULT_CODES.md");
+    assert_eq!(
+        stdout(&output),
+        std::fs::read_to_string(path).expect("docs/RESULT_CODES.md")
+    );
+}
+
+#[test]
+fn bench_prints_one_json_object_per_workload() {
+    let output = surge(&[
+        "bench",
+        "state-machine",
+        "--json",
+        "--accounts",
+        "1000",
+        "--batches",
+        "3",
+        "--batch-size",
+        "100",
+        "--runs",
+        "1",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    let reports: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["uniform", "hot-merchant", "hot-sku"]);
+    for report in &reports {
+        assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(report["p50_us"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(report["p99_us"].as_f64().unwrap() >= report["p50_us"].as_f64().unwrap());
+        // Every workload command is well formed and must succeed.
+        assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_reason() {
+    let output = surge(&[
+        "bench",
+        "state-machine",
+        "--batch-size",
+        "9000",
+        "--runs",
+        "1",
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-size must be 1..=8190"));
+    let output = surge(&["demo", "--buyers", "many"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid value"));
+}

@@ -256,25 +256,36 @@ pub enum DecodeError {
 }
 
 fn records<T: bytemuck::Pod>(body: &[u8]) -> Vec<T> {
-    body.chunks_exact(std::mem::size_of::<T>()).map(bytemuck::pod_read_unaligned).collect()
+    body.chunks_exact(std::mem::size_of::<T>())
+        .map(bytemuck::pod_read_unaligned)
+        .collect()
 }
 
 /// Decodes `body` as records of `operation`. Checks sizes only; never panics on input.
 pub fn decode(operation: u8, body: &[u8]) -> Result<BatchBuf, DecodeError> {
-    let operation = Operation::from_u8(operation).ok_or(DecodeError::UnknownOperation { operation })?;
+    let operation =
+        Operation::from_u8(operation).ok_or(DecodeError::UnknownOperation { operation })?;
     let record_size = operation.record_size_bytes();
     if record_size == 0 {
         if !body.is_empty() {
-            return Err(DecodeError::PulseWithBody { body_size: body.len() });
+            return Err(DecodeError::PulseWithBody {
+                body_size: body.len(),
+            });
         }
         return Ok(BatchBuf::Pulse);
     }
     if body.len() % record_size != 0 {
-        return Err(DecodeError::PartialRecord { body_size: body.len(), record_size });
+        return Err(DecodeError::PartialRecord {
+            body_size: body.len(),
+            record_size,
+        });
     }
     let count = body.len() / record_size;
     if count > BATCH_EVENTS_MAX {
-        return Err(DecodeError::TooManyCommands { count, max: BATCH_EVENTS_MAX });
+        return Err(DecodeError::TooManyCommands {
+            count,
+            max: BATCH_EVENTS_MAX,
+        });
     }
     Ok(match operation {
         Operation::Pulse => BatchBuf::Pulse,
@@ -300,8 +311,16 @@ mod tests {
     #[test]
     fn encode_decode_round_trip() {
         let transfers = vec![
-            Transfer { id: TransferId(1), amount: 5, ..Default::default() },
-            Transfer { id: TransferId(2), amount: 6, ..Default::default() },
+            Transfer {
+                id: TransferId(1),
+                amount: 5,
+                ..Default::default()
+            },
+            Transfer {
+                id: TransferId(2),
+                amount: 6,
+                ..Default::default()
+            },
         ];
         let batch = Batch::CreateTransfers(&transfers);
         let decoded = decode(batch.operation() as u8, batch.body()).unwrap();
@@ -310,19 +329,31 @@ mod tests {
 
     #[test]
     fn decode_rejects_bad_input_without_panicking() {
-        assert_eq!(decode(200, &[]), Err(DecodeError::UnknownOperation { operation: 200 }));
+        assert_eq!(
+            decode(200, &[]),
+            Err(DecodeError::UnknownOperation { operation: 200 })
+        );
         assert_eq!(
             decode(Operation::CreateTransfers as u8, &[0; 129]),
-            Err(DecodeError::PartialRecord { body_size: 129, record_size: 128 })
+            Err(DecodeError::PartialRecord {
+                body_size: 129,
+                record_size: 128
+            })
         );
-        assert_eq!(decode(0, &[1]), Err(DecodeError::PulseWithBody { body_size: 1 }));
+        assert_eq!(
+            decode(0, &[1]),
+            Err(DecodeError::PulseWithBody { body_size: 1 })
+        );
         let too_many = vec![0u8; (BATCH_EVENTS_MAX + 1) * 32];
         assert_eq!(
             decode(Operation::AckDispatch as u8, &too_many),
-            Err(DecodeError::TooManyCommands { count: BATCH_EVENTS_MAX + 1, max: BATCH_EVENTS_MAX })
+            Err(DecodeError::TooManyCommands {
+                count: BATCH_EVENTS_MAX + 1,
+                max: BATCH_EVENTS_MAX
+            })
         );
         // Unaligned bodies decode too.
-        let bytes = vec![0u8; 129];
+        let bytes = [0u8; 129];
         assert!(decode(Operation::CreateTransfers as u8, &bytes[1..]).is_ok());
     }
 }

@@ -66,7 +66,18 @@ id_u128!(
 
 /// A stock-keeping unit, chosen by the client; never zero.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable, Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Pod,
+    Zeroable,
+    Serialize,
     Deserialize,
 )]
 #[repr(transparent)]
@@ -110,7 +121,8 @@ fn deserialize_u128<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u128, 
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(E::invalid_value(serde::de::Unexpected::Str(v), &self));
             }
-            v.parse::<u128>().map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            v.parse::<u128>()
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
         }
     }
     deserializer.deserialize_any(Visitor)
@@ -126,7 +138,10 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{}\"", u128::MAX));
         assert_eq!(serde_json::from_str::<AccountId>(&json).unwrap(), id);
-        assert_eq!(serde_json::from_str::<AccountId>("42").unwrap(), AccountId(42));
+        assert_eq!(
+            serde_json::from_str::<AccountId>("42").unwrap(),
+            AccountId(42)
+        );
     }
 
     #[test]

@@ -23,6 +23,6 @@ pub use records::{
 };
 pub use result::ResultCode;
 pub use state_machine::{
-    Config, DispatchRequest, DispatchStatus, MemoryCounts, OrderLookup, OrderView,
-    PendingStatus, ReservationLookup, StateMachine, TransferLookup,
+    Config, DispatchRequest, DispatchStatus, MemoryCounts, OrderLookup, OrderView, PendingStatus,
+    ReservationLookup, StateMachine, TransferLookup,
 };

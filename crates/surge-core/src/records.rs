@@ -416,7 +416,11 @@ mod tests {
 
     #[test]
     fn records_are_little_endian_bytes() {
-        let transfer = Transfer { id: TransferId(0x0102), amount: 7, ..Default::default() };
+        let transfer = Transfer {
+            id: TransferId(0x0102),
+            amount: 7,
+            ..Default::default()
+        };
         let bytes = bytemuck::bytes_of(&transfer);
         assert_eq!(&bytes[0..2], &[0x02, 0x01]);
         assert_eq!(bytes[80], 7);

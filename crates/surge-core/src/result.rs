@@ -327,9 +327,11 @@ pub fn result_codes_markdown() -> String {
          outbox. Order commands also return the transfer and inventory codes of the leg that \
          failed (the buyer is the debit account, the merchant the credit account).\n\n",
     );
-    out.push_str("This file is generated from `crates/surge-core/src/result.rs` \
+    out.push_str(
+        "This file is generated from `crates/surge-core/src/result.rs` \
                   (`cargo run -p surge -- codes > docs/RESULT_CODES.md`); a test keeps it \
-                  in step.\n\n");
+                  in step.\n\n",
+    );
     out.push_str("| code | name | meaning | what the caller should do |\n");
     out.push_str("|---:|---|---|---|\n");
     for code in ResultCode::ALL {
@@ -352,7 +354,11 @@ mod tests {
     fn numbers_round_trip_and_are_unique() {
         let mut seen = std::collections::BTreeSet::new();
         for &code in ResultCode::ALL {
-            assert!(seen.insert(code.as_u32()), "duplicate number {}", code.as_u32());
+            assert!(
+                seen.insert(code.as_u32()),
+                "duplicate number {}",
+                code.as_u32()
+            );
             assert_eq!(ResultCode::from_u32(code.as_u32()), Some(code));
         }
         assert_eq!(ResultCode::from_u32(99_999), None);
@@ -383,7 +389,8 @@ mod tests {
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == result_codes_markdown(),
-            "docs/RESULT_CODES.md is stale: run `cargo run -p surge -- codes > docs/RESULT_CODES.md`"
+            "docs/RESULT_CODES.md is stale: run \
+             `cargo run -p surge -- codes > docs/RESULT_CODES.md`"
         );
     }
 }

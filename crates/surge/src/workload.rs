@@ -35,8 +35,11 @@ pub enum WorkloadKind {
 
 impl WorkloadKind {
     /// Every workload, in report order.
-    pub const ALL: [WorkloadKind; 3] =
-        [WorkloadKind::Uniform, WorkloadKind::HotMerchant, WorkloadKind::HotSku];
+    pub const ALL: [WorkloadKind; 3] = [
+        WorkloadKind::Uniform,
+        WorkloadKind::HotMerchant,
+        WorkloadKind::HotSku,
+    ];
 
     /// The name used on the command line and in JSON.
     pub fn name(self) -> &'static str {
@@ -93,8 +96,10 @@ pub fn setup_batches(kind: WorkloadKind, shape: &WorkloadShape) -> Vec<BatchBuf>
         .collect();
     accounts.push(account(merchant_id(shape), 0));
     accounts.push(account(funding_id(shape), 0));
-    let mut batches: Vec<BatchBuf> =
-        accounts.chunks(BATCH_EVENTS_MAX).map(|chunk| BatchBuf::CreateAccounts(chunk.to_vec())).collect();
+    let mut batches: Vec<BatchBuf> = accounts
+        .chunks(BATCH_EVENTS_MAX)
+        .map(|chunk| BatchBuf::CreateAccounts(chunk.to_vec()))
+        .collect();
     if buyer_flags != 0 {
         let funding: Vec<Transfer> = (1..=shape.accounts)
             .map(|id| Transfer {
@@ -107,7 +112,11 @@ pub fn setup_batches(kind: WorkloadKind, shape: &WorkloadShape) -> Vec<BatchBuf>
                 ..Transfer::default()
             })
             .collect();
-        batches.extend(funding.chunks(BATCH_EVENTS_MAX).map(|c| BatchBuf::CreateTransfers(c.to_vec())));
+        batches.extend(
+            funding
+                .chunks(BATCH_EVENTS_MAX)
+                .map(|c| BatchBuf::CreateTransfers(c.to_vec())),
+        );
     }
     if kind == WorkloadKind::HotSku {
         let sku = Sku {
@@ -131,21 +140,29 @@ pub fn measured_batches(kind: WorkloadKind, shape: &WorkloadShape) -> Vec<BatchB
             let commands = first..first + shape.batch_size;
             match kind {
                 WorkloadKind::Uniform => BatchBuf::CreateTransfers(
-                    commands.map(|i| uniform_transfer(&mut rng, shape, i)).collect(),
+                    commands
+                        .map(|i| uniform_transfer(&mut rng, shape, i))
+                        .collect(),
                 ),
                 WorkloadKind::HotMerchant => BatchBuf::CreateTransfers(
                     commands.map(|i| payment(&mut rng, shape, i)).collect(),
                 ),
-                WorkloadKind::HotSku => BatchBuf::Reserve(
-                    commands.map(|i| reservation(&mut rng, shape, i)).collect(),
-                ),
+                WorkloadKind::HotSku => {
+                    BatchBuf::Reserve(commands.map(|i| reservation(&mut rng, shape, i)).collect())
+                }
             }
         })
         .collect()
 }
 
 fn account(id: AccountId, flags: u16) -> Account {
-    Account { id, ledger: LEDGER, code: ACCOUNT_CODE, flags, ..Account::default() }
+    Account {
+        id,
+        ledger: LEDGER,
+        code: ACCOUNT_CODE,
+        flags,
+        ..Account::default()
+    }
 }
 
 fn random_account(rng: &mut SplitMix64, shape: &WorkloadShape) -> AccountId {

@@ -56,7 +56,10 @@ impl StateMachine {
     /// Creates the dispatch request of an order that just became PAID.
     pub(crate) fn create_dispatch(&mut self, order_id: OrderId, now: u64) {
         let id = DispatchId::from(order_id);
-        assert!(!self.dispatches.contains(&id), "an order is paid at most once");
+        assert!(
+            !self.dispatches.contains(&id),
+            "an order is paid at most once"
+        );
         let sequence = self.take_dispatch_sequence();
         let redeliver_at = now.saturating_add(self.config.dispatch_redelivery_ns);
         let entry = DispatchEntry {
@@ -75,7 +78,10 @@ impl StateMachine {
     /// A refund before acknowledgement withdraws the request from the feed.
     pub(crate) fn cancel_dispatch(&mut self, order_id: OrderId) {
         let id = DispatchId::from(order_id);
-        let entry = *self.dispatches.get(&id).expect("a paid order has a dispatch request");
+        let entry = *self
+            .dispatches
+            .get(&id)
+            .expect("a paid order has a dispatch request");
         if entry.status == DispatchStatus::Pending {
             self.dispatch_feed.remove(&entry.sequence);
             let stored = self.dispatches.get_mut(&id).expect("looked up above");
@@ -99,9 +105,15 @@ impl StateMachine {
             DispatchStatus::Cancelled => return Outcome::Failed(ResultCode::DispatchCancelled),
         }
         self.dispatch_feed.remove(&entry.sequence);
-        let stored = self.dispatches.get_mut(&ack.dispatch_id).expect("looked up above");
+        let stored = self
+            .dispatches
+            .get_mut(&ack.dispatch_id)
+            .expect("looked up above");
         stored.status = DispatchStatus::Acknowledged;
-        let order = self.orders.get_mut(&entry.order_id).expect("a request has its order");
+        let order = self
+            .orders
+            .get_mut(&entry.order_id)
+            .expect("a request has its order");
         assert_eq!(order.order.status, OrderStatus::Paid as u16);
         order.order.status = OrderStatus::Dispatched as u16;
         Outcome::Applied
@@ -146,7 +158,11 @@ impl StateMachine {
     /// One dispatch request by id.
     pub fn dispatch(&self, id: DispatchId) -> Option<DispatchRequest> {
         let entry = self.dispatches.get(&id)?;
-        let order = &self.orders.get(&entry.order_id).expect("a request has its order").order;
+        let order = &self
+            .orders
+            .get(&entry.order_id)
+            .expect("a request has its order")
+            .order;
         Some(DispatchRequest {
             id,
             sequence: entry.sequence,

@@ -34,7 +34,11 @@ impl StateMachine {
             hasher.update(&order_id.0.to_le_bytes());
             hasher.update(&sku_id.0.to_le_bytes());
             match entry {
-                ReservationEntry::Held { reservation, fingerprint, expires_at } => {
+                ReservationEntry::Held {
+                    reservation,
+                    fingerprint,
+                    expires_at,
+                } => {
                     hasher.update(bytemuck::bytes_of::<Reservation>(&reservation));
                     hasher.update(&fingerprint.to_le_bytes());
                     hasher.update(&expires_at.to_le_bytes());

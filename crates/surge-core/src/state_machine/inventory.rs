@@ -39,14 +39,25 @@ impl StateMachine {
                 ResultCode::ExistsWithDifferentFields
             });
         }
-        self.skus.insert(sku.id, Sku { units_available: sku.units_stocked, timestamp, ..*sku });
+        self.skus.insert(
+            sku.id,
+            Sku {
+                units_available: sku.units_stocked,
+                timestamp,
+                ..*sku
+            },
+        );
         Outcome::Applied
     }
 
     /// Hints the cache with the reservation key and buyer count `reservation` touches.
     pub(crate) fn prefetch_reservation(&self, reservation: &Reservation) {
-        self.reservations.map.prefetch(&(reservation.order_id, reservation.sku_id));
-        self.buyer_units.map.prefetch(&(reservation.sku_id, reservation.buyer_id));
+        self.reservations
+            .map
+            .prefetch(&(reservation.order_id, reservation.sku_id));
+        self.buyer_units
+            .map
+            .prefetch(&(reservation.sku_id, reservation.buyer_id));
     }
 
     pub(crate) fn reserve(&mut self, reservation: &Reservation, timestamp: u64) -> Outcome {
@@ -80,7 +91,10 @@ impl StateMachine {
             Some(ReservationEntry::Failed(_)) => {
                 return Outcome::Existing(ResultCode::IdAlreadyFailed)
             }
-            Some(ReservationEntry::Held { fingerprint: existing, .. }) => {
+            Some(ReservationEntry::Held {
+                fingerprint: existing,
+                ..
+            }) => {
                 return Outcome::Existing(if *existing == fingerprint {
                     ResultCode::Exists
                 } else {
@@ -102,9 +116,16 @@ impl StateMachine {
             status: ReservationStatus::Reserved as u16,
             ..*reservation
         };
-        self.reservations
-            .insert(key, ReservationEntry::Held { reservation: held, fingerprint, expires_at });
-        self.reservation_expiry.push(Reverse((expires_at, key.0, key.1)));
+        self.reservations.insert(
+            key,
+            ReservationEntry::Held {
+                reservation: held,
+                fingerprint,
+                expires_at,
+            },
+        );
+        self.reservation_expiry
+            .push(Reverse((expires_at, key.0, key.1)));
         Outcome::Applied
     }
 
@@ -143,7 +164,11 @@ impl StateMachine {
             Some(ReservationStatus::Expired) => fail!(ReservationExpired),
             None => unreachable!("stored reservations have a valid status"),
         }
-        self.release_units(reservation.sku_id, reservation.buyer_id, u64::from(reservation.quantity));
+        self.release_units(
+            reservation.sku_id,
+            reservation.buyer_id,
+            u64::from(reservation.quantity),
+        );
         self.set_reservation_status(entry_key, ReservationStatus::Released);
         Outcome::Applied
     }
@@ -164,9 +189,11 @@ impl StateMachine {
         }
         let entry_key = (key.order_id, key.sku_id);
         match self.reservations.get(&entry_key) {
-            Some(ReservationEntry::Held { reservation, expires_at, .. }) => {
-                Ok((entry_key, *reservation, *expires_at))
-            }
+            Some(ReservationEntry::Held {
+                reservation,
+                expires_at,
+                ..
+            }) => Ok((entry_key, *reservation, *expires_at)),
             Some(ReservationEntry::Failed(_)) | None => {
                 Err(Outcome::Failed(ResultCode::ReservationNotFound))
             }
@@ -181,29 +208,49 @@ impl StateMachine {
     }
 
     /// Records the failure of a new reservation key.
-    pub(crate) fn record_reservation_failure(&mut self, reservation: &Reservation, code: ResultCode) {
+    pub(crate) fn record_reservation_failure(
+        &mut self,
+        reservation: &Reservation,
+        code: ResultCode,
+    ) {
         let key = (reservation.order_id, reservation.sku_id);
-        assert!(!self.reservations.contains(&key), "only new keys fail on the state");
-        self.reservations.insert(key, ReservationEntry::Failed(code));
+        assert!(
+            !self.reservations.contains(&key),
+            "only new keys fail on the state"
+        );
+        self.reservations
+            .insert(key, ReservationEntry::Failed(code));
     }
 
     /// Expires a direct reservation whose time came (sweep only).
     pub(crate) fn expire_reservation(&mut self, key: (OrderId, SkuId), due: u64) {
-        let Some(ReservationEntry::Held { reservation, expires_at, .. }) =
-            self.reservations.get(&key).copied()
+        let Some(ReservationEntry::Held {
+            reservation,
+            expires_at,
+            ..
+        }) = self.reservations.get(&key).copied()
         else {
             return; // Rolled back after the heap entry was pushed.
         };
         if reservation.status != ReservationStatus::Reserved as u16 || expires_at != due {
             return;
         }
-        self.release_units(reservation.sku_id, reservation.buyer_id, u64::from(reservation.quantity));
+        self.release_units(
+            reservation.sku_id,
+            reservation.buyer_id,
+            u64::from(reservation.quantity),
+        );
         self.set_reservation_status(key, ReservationStatus::Expired);
     }
 
     /// Moves `quantity` units from available to reserved for `buyer_id`, checking the
     /// per-buyer limit and the stock.
-    pub(crate) fn reserve_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) -> Outcome {
+    pub(crate) fn reserve_units(
+        &mut self,
+        sku_id: SkuId,
+        buyer_id: AccountId,
+        quantity: u64,
+    ) -> Outcome {
         let Some(sku) = self.skus.get(&sku_id).copied() else {
             fail!(SkuNotFound);
         };
@@ -232,8 +279,14 @@ impl StateMachine {
 
     /// Moves reserved units back to available and out of the buyer's count.
     pub(crate) fn release_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
-        let sku = self.skus.get_mut(&sku_id).expect("reserved units have a SKU");
-        sku.units_reserved = sku.units_reserved.checked_sub(quantity).expect("units were reserved");
+        let sku = self
+            .skus
+            .get_mut(&sku_id)
+            .expect("reserved units have a SKU");
+        sku.units_reserved = sku
+            .units_reserved
+            .checked_sub(quantity)
+            .expect("units were reserved");
         sku.units_available += quantity;
         let limited = sku.limit_per_buyer != 0;
         if limited {
@@ -243,15 +296,24 @@ impl StateMachine {
 
     /// Moves reserved units to sold.
     pub(crate) fn sell_units(&mut self, sku_id: SkuId, quantity: u64) {
-        let sku = self.skus.get_mut(&sku_id).expect("reserved units have a SKU");
-        sku.units_reserved = sku.units_reserved.checked_sub(quantity).expect("units were reserved");
+        let sku = self
+            .skus
+            .get_mut(&sku_id)
+            .expect("reserved units have a SKU");
+        sku.units_reserved = sku
+            .units_reserved
+            .checked_sub(quantity)
+            .expect("units were reserved");
         sku.units_sold += quantity;
     }
 
     /// Moves sold units back to available (a refund with restock).
     pub(crate) fn restock_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
         let sku = self.skus.get_mut(&sku_id).expect("sold units have a SKU");
-        sku.units_sold = sku.units_sold.checked_sub(quantity).expect("units were sold");
+        sku.units_sold = sku
+            .units_sold
+            .checked_sub(quantity)
+            .expect("units were sold");
         sku.units_available += quantity;
         let limited = sku.limit_per_buyer != 0;
         if limited {
@@ -261,7 +323,9 @@ impl StateMachine {
 
     fn drop_buyer_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
         let held = self.buyer_units(sku_id, buyer_id);
-        let held_after = held.checked_sub(quantity).expect("the buyer held these units");
+        let held_after = held
+            .checked_sub(quantity)
+            .expect("the buyer held these units");
         if held_after == 0 {
             self.buyer_units.remove(&(sku_id, buyer_id));
         } else {

@@ -103,12 +103,19 @@ pub(crate) struct Journaled<K, V, S = Map<K, V>> {
 
 impl<K: Copy, V: Copy, S: Store<K, V>> Journaled<K, V, S> {
     pub(crate) fn new(map: S) -> Self {
-        Self { map, undo: Vec::new(), recording: true }
+        Self {
+            map,
+            undo: Vec::new(),
+            recording: true,
+        }
     }
 
     /// Turns undo recording on or off; only allowed with an empty undo log.
     pub(crate) fn set_recording(&mut self, recording: bool) {
-        assert!(self.undo.is_empty(), "recording changes only between commands");
+        assert!(
+            self.undo.is_empty(),
+            "recording changes only between commands"
+        );
         self.recording = recording;
     }
 
@@ -211,7 +218,8 @@ mod tests {
 
     #[test]
     fn btree_store_rolls_back_too() {
-        let mut journaled: Journaled<u64, u32, BTreeMap<u64, u32>> = Journaled::new(BTreeMap::new());
+        let mut journaled: Journaled<u64, u32, BTreeMap<u64, u32>> =
+            Journaled::new(BTreeMap::new());
         journaled.insert(5, 1);
         let savepoint = journaled.savepoint();
         journaled.remove(&5);

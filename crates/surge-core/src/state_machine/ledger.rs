@@ -7,7 +7,9 @@
 
 use std::cmp::Reverse;
 
-use super::{fail, fingerprint, reject, Outcome, PendingState, PendingStatus, StateMachine, TransferSlot};
+use super::{
+    fail, fingerprint, reject, Outcome, PendingState, PendingStatus, StateMachine, TransferSlot,
+};
 use crate::batch::Operation;
 use crate::ids::{OrderId, TransferId};
 use crate::records::{account_flags, transfer_flags, Account, Transfer};
@@ -65,7 +67,13 @@ impl StateMachine {
                 ResultCode::ExistsWithDifferentFields
             });
         }
-        self.accounts.insert(account.id.0, Account { timestamp, ..*account });
+        self.accounts.insert(
+            account.id.0,
+            Account {
+                timestamp,
+                ..*account
+            },
+        );
         Outcome::Applied
     }
 
@@ -84,7 +92,10 @@ impl StateMachine {
         if let Some(code) = validate_transfer(transfer) {
             return Outcome::Rejected(code);
         }
-        let fingerprint = fingerprint(Operation::CreateTransfers as u8, bytemuck::bytes_of(transfer));
+        let fingerprint = fingerprint(
+            Operation::CreateTransfers as u8,
+            bytemuck::bytes_of(transfer),
+        );
         if let Some(slot) = self.transfers.get(&transfer.id.0) {
             return slot.existing(fingerprint);
         }
@@ -157,9 +168,19 @@ impl StateMachine {
         } else {
             credit.credits_posted += amount;
         }
-        self.insert_transfer(Transfer { timestamp, ..*transfer }, fingerprint);
+        self.insert_transfer(
+            Transfer {
+                timestamp,
+                ..*transfer
+            },
+            fingerprint,
+        );
         if pending {
-            let state = PendingState { expires_at, order_id, status: PendingStatus::Pending };
+            let state = PendingState {
+                expires_at,
+                order_id,
+                status: PendingStatus::Pending,
+            };
             self.pendings.insert(transfer.id, state);
             if expires_at != 0 {
                 self.pending_expiry.push(Reverse((expires_at, transfer.id)));
@@ -219,15 +240,30 @@ impl StateMachine {
         };
         self.release_hold(&pending);
         if post {
-            let debit = self.accounts.get_mut(&pending.debit_account_id.0).expect("pending's account");
-            debit.debits_posted = debit.debits_posted.checked_add(amount).expect("bounded by hold");
-            let credit =
-                self.accounts.get_mut(&pending.credit_account_id.0).expect("pending's account");
-            credit.credits_posted =
-                credit.credits_posted.checked_add(amount).expect("bounded by hold");
+            let debit = self
+                .accounts
+                .get_mut(&pending.debit_account_id.0)
+                .expect("pending's account");
+            debit.debits_posted = debit
+                .debits_posted
+                .checked_add(amount)
+                .expect("bounded by hold");
+            let credit = self
+                .accounts
+                .get_mut(&pending.credit_account_id.0)
+                .expect("pending's account");
+            credit.credits_posted = credit
+                .credits_posted
+                .checked_add(amount)
+                .expect("bounded by hold");
         }
-        let status = if post { PendingStatus::Posted } else { PendingStatus::Voided };
-        self.pendings.insert(pending_id, PendingState { status, ..state });
+        let status = if post {
+            PendingStatus::Posted
+        } else {
+            PendingStatus::Voided
+        };
+        self.pendings
+            .insert(pending_id, PendingState { status, ..state });
         let record = Transfer {
             debit_account_id: pending.debit_account_id,
             credit_account_id: pending.credit_account_id,
@@ -244,12 +280,22 @@ impl StateMachine {
 
     /// Takes a pending transfer's amount off both accounts' pending balances.
     fn release_hold(&mut self, pending: &Transfer) {
-        let debit = self.accounts.get_mut(&pending.debit_account_id.0).expect("pending's account");
-        debit.debits_pending =
-            debit.debits_pending.checked_sub(pending.amount).expect("hold is in the balance");
-        let credit = self.accounts.get_mut(&pending.credit_account_id.0).expect("pending's account");
-        credit.credits_pending =
-            credit.credits_pending.checked_sub(pending.amount).expect("hold is in the balance");
+        let debit = self
+            .accounts
+            .get_mut(&pending.debit_account_id.0)
+            .expect("pending's account");
+        debit.debits_pending = debit
+            .debits_pending
+            .checked_sub(pending.amount)
+            .expect("hold is in the balance");
+        let credit = self
+            .accounts
+            .get_mut(&pending.credit_account_id.0)
+            .expect("pending's account");
+        credit.credits_pending = credit
+            .credits_pending
+            .checked_sub(pending.amount)
+            .expect("hold is in the balance");
     }
 
     /// Releases a pending transfer whose own timeout passed (sweep only).
@@ -260,7 +306,10 @@ impl StateMachine {
         if state.status != PendingStatus::Pending || state.expires_at != due {
             return;
         }
-        assert!(state.order_id.is_zero(), "order authorizations expire with their order");
+        assert!(
+            state.order_id.is_zero(),
+            "order authorizations expire with their order"
+        );
         self.expire_pending_now(transfer_id, state);
     }
 
@@ -269,7 +318,13 @@ impl StateMachine {
         assert_eq!(state.status, PendingStatus::Pending);
         let pending = self.committed_transfer(transfer_id);
         self.release_hold(&pending);
-        self.pendings.insert(transfer_id, PendingState { status: PendingStatus::Expired, ..state });
+        self.pendings.insert(
+            transfer_id,
+            PendingState {
+                status: PendingStatus::Expired,
+                ..state
+            },
+        );
     }
 
     pub(crate) fn pending_state(&self, transfer_id: TransferId) -> Option<PendingState> {
@@ -284,8 +339,14 @@ impl StateMachine {
     }
 
     /// The answer to reusing `transfer_id` for a command with `fingerprint`, if it is used.
-    pub(crate) fn transfer_existing(&self, transfer_id: TransferId, fingerprint: u64) -> Option<Outcome> {
-        self.transfers.get(&transfer_id.0).map(|slot| slot.existing(fingerprint))
+    pub(crate) fn transfer_existing(
+        &self,
+        transfer_id: TransferId,
+        fingerprint: u64,
+    ) -> Option<Outcome> {
+        self.transfers
+            .get(&transfer_id.0)
+            .map(|slot| slot.existing(fingerprint))
     }
 
     pub(crate) fn transfer_id_used(&self, transfer_id: TransferId) -> bool {
@@ -294,8 +355,9 @@ impl StateMachine {
 
     fn insert_transfer(&mut self, record: Transfer, fingerprint: u64) {
         let slot = TransferSlot::committed(record.id, self.transfer_records.len(), fingerprint);
-        self.transfers_digest =
-            self.transfers_digest.wrapping_add(slot_digest(slot, record.timestamp));
+        self.transfers_digest = self
+            .transfers_digest
+            .wrapping_add(slot_digest(slot, record.timestamp));
         self.transfers.insert(record.id.0, slot);
         self.transfer_records.push(record);
     }
@@ -303,7 +365,10 @@ impl StateMachine {
     /// Remembers that the first attempt with `transfer_id` failed with `code`.
     pub(crate) fn record_transfer_failure(&mut self, transfer_id: TransferId, code: ResultCode) {
         assert!(!code.is_success());
-        assert!(!self.transfers.contains(&transfer_id.0), "only new ids fail on the state");
+        assert!(
+            !self.transfers.contains(&transfer_id.0),
+            "only new ids fail on the state"
+        );
         let slot = TransferSlot::failed(transfer_id, code);
         self.transfers_digest = self.transfers_digest.wrapping_add(slot_digest(slot, 0));
         self.transfers.insert(transfer_id.0, slot);
@@ -340,7 +405,8 @@ fn validate_transfer(transfer: &Transfer) -> Option<ResultCode> {
     if transfer.id.is_zero() {
         return Some(R::IdMustNotBeZero);
     }
-    let phase_bits = flags & (transfer_flags::PENDING | transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING);
+    let phase_bits = flags
+        & (transfer_flags::PENDING | transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING);
     if phase_bits.count_ones() > 1 {
         return Some(R::FlagsAreMutuallyExclusive);
     }

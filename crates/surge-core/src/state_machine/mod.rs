@@ -115,6 +115,7 @@ pub struct OrderView {
 }
 
 /// What an order id refers to.
+#[allow(clippy::large_enum_variant)] // Returned by value from a query; never stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderLookup {
@@ -189,16 +190,26 @@ impl TransferSlot {
     fn committed(id: TransferId, index: usize, fingerprint: u64) -> Self {
         let index = index as u64;
         assert!(index != Self::FAILED);
-        Self { id, index, fingerprint }
+        Self {
+            id,
+            index,
+            fingerprint,
+        }
     }
 
     fn failed(id: TransferId, code: ResultCode) -> Self {
-        Self { id, index: Self::FAILED, fingerprint: u64::from(code.as_u32()) }
+        Self {
+            id,
+            index: Self::FAILED,
+            fingerprint: u64::from(code.as_u32()),
+        }
     }
 
     fn failure(self) -> Option<ResultCode> {
         if self.index == Self::FAILED {
-            let code = u32::try_from(self.fingerprint).ok().and_then(ResultCode::from_u32);
+            let code = u32::try_from(self.fingerprint)
+                .ok()
+                .and_then(ResultCode::from_u32);
             Some(code.expect("a failed slot holds a result code"))
         } else {
             None
@@ -221,7 +232,11 @@ impl TableEntry for TransferSlot {
         self.id.0
     }
     fn vacant() -> Self {
-        Self { id: TransferId::ZERO, index: 0, fingerprint: 0 }
+        Self {
+            id: TransferId::ZERO,
+            index: 0,
+            fingerprint: 0,
+        }
     }
 }
 
@@ -248,7 +263,11 @@ pub(crate) struct PendingState {
 /// A direct reservation, or how making it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReservationEntry {
-    Held { reservation: Reservation, fingerprint: u64, expires_at: u64 },
+    Held {
+        reservation: Reservation,
+        fingerprint: u64,
+        expires_at: u64,
+    },
     Failed(ResultCode),
 }
 
@@ -310,6 +329,13 @@ struct Savepoint {
     dispatch_sequence_next: u64,
 }
 
+/// Direct reservations by `(order, sku)`.
+type ReservationTable =
+    Journaled<(OrderId, SkuId), ReservationEntry, KeyedTable<(OrderId, SkuId), ReservationEntry>>;
+
+/// Units held per `(sku, buyer)`, for SKUs with a per-buyer limit.
+type BuyerUnitsTable = Journaled<(SkuId, AccountId), u64, KeyedTable<(SkuId, AccountId), u64>>;
+
 /// The deterministic core. See the module documentation.
 pub struct StateMachine {
     config: Config,
@@ -325,10 +351,10 @@ pub struct StateMachine {
     pendings: Journaled<TransferId, PendingState>,
     pending_expiry: BinaryHeap<Reverse<(u64, TransferId)>>,
     skus: Journaled<SkuId, Sku>,
-    reservations: Journaled<(OrderId, SkuId), ReservationEntry, KeyedTable<(OrderId, SkuId), ReservationEntry>>,
+    reservations: ReservationTable,
     reservation_expiry: BinaryHeap<Reverse<(u64, OrderId, SkuId)>>,
     /// Units held (reserved + bought) per (SKU, buyer), for SKUs with a per-buyer limit.
-    buyer_units: Journaled<(SkuId, AccountId), u64, KeyedTable<(SkuId, AccountId), u64>>,
+    buyer_units: BuyerUnitsTable,
     orders: Journaled<OrderId, OrderEntry>,
     orders_failed: Journaled<OrderId, ResultCode>,
     order_expiry: BinaryHeap<Reverse<(u64, OrderId)>>,
@@ -394,10 +420,18 @@ impl StateMachine {
     /// `results` (cleared first). The caller (the log) guarantees
     /// `timestamp_ns >= timestamp_next_min()` and at most [`BATCH_EVENTS_MAX`] commands.
     pub fn apply(&mut self, timestamp_ns: u64, batch: Batch<'_>, results: &mut Vec<ResultCode>) {
-        assert!(timestamp_ns > self.timestamp_last, "log time must move forward");
-        assert!(batch.len() <= BATCH_EVENTS_MAX, "the decoder enforces the batch limit");
+        assert!(
+            timestamp_ns > self.timestamp_last,
+            "log time must move forward"
+        );
+        assert!(
+            batch.len() <= BATCH_EVENTS_MAX,
+            "the decoder enforces the batch limit"
+        );
         let occupied = batch.len().max(1) as u64;
-        let timestamp_end = timestamp_ns.checked_add(occupied - 1).expect("log time overflow");
+        let timestamp_end = timestamp_ns
+            .checked_add(occupied - 1)
+            .expect("log time overflow");
         results.clear();
         self.expire_due(timestamp_ns);
         match batch {
@@ -519,6 +553,8 @@ impl StateMachine {
 
     /// Runs `execute` on every event, honouring linked chains: a chain is a run of events
     /// with `linked` set, closed by the first event without it, and succeeds or fails as one.
+    // One closure per aspect of an operation keeps the chain logic in one place.
+    #[allow(clippy::too_many_arguments)]
     fn apply_events<T>(
         &mut self,
         timestamp_ns: u64,
@@ -732,9 +768,13 @@ impl StateMachine {
     pub fn expiry_next(&self) -> Option<u64> {
         [
             self.order_expiry.peek().map(|Reverse((due, _))| *due),
-            self.reservation_expiry.peek().map(|Reverse((due, _, _))| *due),
+            self.reservation_expiry
+                .peek()
+                .map(|Reverse((due, _, _))| *due),
             self.pending_expiry.peek().map(|Reverse((due, _))| *due),
-            self.dispatch_redelivery.peek().map(|Reverse((due, _))| *due),
+            self.dispatch_redelivery
+                .peek()
+                .map(|Reverse((due, _))| *due),
         ]
         .into_iter()
         .flatten()
@@ -789,7 +829,10 @@ impl StateMachine {
 
     /// Units of `sku_id` that `buyer_id` holds (reserved + bought), for SKUs with a limit.
     pub fn buyer_units(&self, sku_id: SkuId, buyer_id: AccountId) -> u64 {
-        self.buyer_units.get(&(sku_id, buyer_id)).copied().unwrap_or(0)
+        self.buyer_units
+            .get(&(sku_id, buyer_id))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every account, by id (for audits and tests; walks the whole map).
@@ -861,3 +904,10 @@ pub struct MemoryCounts {
 pub(crate) fn fingerprint(operation: u8, bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(bytes, u64::from(operation))
 }
+
+// Entry sizes quoted in docs/MEMORY.md; a change here changes the memory budget.
+const _: () = assert!(std::mem::size_of::<TransferSlot>() == 32);
+const _: () = assert!(std::mem::size_of::<PendingState>() == 32);
+const _: () = assert!(std::mem::size_of::<OrderEntry>() == 304);
+const _: () = assert!(std::mem::size_of::<ReservationEntry>() == 96);
+const _: () = assert!(std::mem::size_of::<DispatchEntry>() == 48);

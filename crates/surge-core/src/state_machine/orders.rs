@@ -62,7 +62,11 @@ impl StateMachine {
             other => return other,
         }
         let entry = OrderEntry {
-            order: Order { timestamp, status: OrderStatus::Reserved as u16, ..*order },
+            order: Order {
+                timestamp,
+                status: OrderStatus::Reserved as u16,
+                ..*order
+            },
             fingerprint,
             expires_at,
             payment_transfer_id: TransferId::ZERO,
@@ -95,8 +99,17 @@ impl StateMachine {
             ..Transfer::default()
         };
         let fingerprint = action_fingerprint(Operation::PayOrders, action);
-        let outcome = self.resolve_pending(&post, timestamp, fingerprint, Resolver::Order(entry.order.id));
-        assert_eq!(outcome, Outcome::Applied, "a live order's authorization is pending");
+        let outcome = self.resolve_pending(
+            &post,
+            timestamp,
+            fingerprint,
+            Resolver::Order(entry.order.id),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Applied,
+            "a live order's authorization is pending"
+        );
         for line in entry.lines() {
             self.sell_units(line.sku_id, u64::from(line.quantity));
         }
@@ -129,8 +142,17 @@ impl StateMachine {
             ..Transfer::default()
         };
         let fingerprint = action_fingerprint(Operation::CancelOrders, action);
-        let outcome = self.resolve_pending(&void, timestamp, fingerprint, Resolver::Order(entry.order.id));
-        assert_eq!(outcome, Outcome::Applied, "a live order's authorization is pending");
+        let outcome = self.resolve_pending(
+            &void,
+            timestamp,
+            fingerprint,
+            Resolver::Order(entry.order.id),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Applied,
+            "a live order's authorization is pending"
+        );
         self.release_order_lines(&entry);
         self.set_order(&entry, OrderStatus::Cancelled, |stored| {
             stored.closing_transfer_id = action.transfer_id;
@@ -139,10 +161,11 @@ impl StateMachine {
     }
 
     pub(crate) fn refund_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
-        let entry = match self.order_for_action(action, Operation::RefundOrders, order_action_flags::ALL) {
-            Ok(entry) => entry,
-            Err(outcome) => return outcome,
-        };
+        let entry =
+            match self.order_for_action(action, Operation::RefundOrders, order_action_flags::ALL) {
+                Ok(entry) => entry,
+                Err(outcome) => return outcome,
+            };
         match entry.status() {
             OrderStatus::Paid | OrderStatus::Dispatched => {}
             OrderStatus::Refunded => fail!(OrderAlreadyRefunded),
@@ -210,7 +233,10 @@ impl StateMachine {
         status: OrderStatus,
         update: impl FnOnce(&mut OrderEntry),
     ) {
-        let stored = self.orders.get_mut(&entry.order.id).expect("the order exists");
+        let stored = self
+            .orders
+            .get_mut(&entry.order.id)
+            .expect("the order exists");
         stored.order.status = status as u16;
         update(stored);
     }
@@ -224,7 +250,10 @@ impl StateMachine {
     /// Remembers that placing `order_id` failed with `code`.
     pub(crate) fn record_order_failure(&mut self, order_id: OrderId, code: ResultCode) {
         assert!(!code.is_success());
-        assert!(!self.orders.contains(&order_id), "only new ids fail on the state");
+        assert!(
+            !self.orders.contains(&order_id),
+            "only new ids fail on the state"
+        );
         self.orders_failed.insert(order_id, code);
     }
 
@@ -237,7 +266,9 @@ impl StateMachine {
         if entry.status() != OrderStatus::Reserved || entry.expires_at != due {
             return;
         }
-        let state = self.pending_state(entry.order.transfer_id).expect("the order's authorization");
+        let state = self
+            .pending_state(entry.order.transfer_id)
+            .expect("the order's authorization");
         assert_eq!(state.status, PendingStatus::Pending);
         self.expire_pending_now(entry.order.transfer_id, state);
         self.release_order_lines(&entry);
@@ -286,7 +317,10 @@ fn validate_order(order: &Order) -> Option<ResultCode> {
     if line_count == 0 || line_count > ORDER_LINES_MAX {
         return Some(R::OrderLinesInvalid);
     }
-    if order.lines[line_count..].iter().any(|line| *line != OrderLine::default()) {
+    if order.lines[line_count..]
+        .iter()
+        .any(|line| *line != OrderLine::default())
+    {
         return Some(R::OrderLinesInvalid);
     }
     let lines = &order.lines[..line_count];
@@ -300,7 +334,10 @@ fn validate_order(order: &Order) -> Option<ResultCode> {
         if line.reserved != 0 {
             return Some(R::ReservedFieldNotZero);
         }
-        if lines[..index].iter().any(|earlier| earlier.sku_id == line.sku_id) {
+        if lines[..index]
+            .iter()
+            .any(|earlier| earlier.sku_id == line.sku_id)
+        {
             return Some(R::DuplicateSkuInOrder);
         }
     }

@@ -74,7 +74,10 @@ impl<K: TableKey, V: Copy + Default> TableEntry for Keyed<K, V> {
         self.key
     }
     fn vacant() -> Self {
-        Keyed { key: K::VACANT, value: V::default() }
+        Keyed {
+            key: K::VACANT,
+            value: V::default(),
+        }
     }
 }
 
@@ -85,7 +88,9 @@ pub(crate) struct KeyedTable<K: TableKey, V: Copy + Default> {
 
 impl<K: TableKey, V: Copy + Default> KeyedTable<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self { table: Table::with_capacity(capacity) }
+        Self {
+            table: Table::with_capacity(capacity),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -105,7 +110,9 @@ impl<K: TableKey, V: Copy + Default> KeyedTable<K, V> {
     }
 
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.table.insert(Keyed { key, value }).map(|entry| entry.value)
+        self.table
+            .insert(Keyed { key, value })
+            .map(|entry| entry.value)
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
@@ -156,8 +163,14 @@ const SLOTS_MIN: usize = 16;
 impl<E: TableEntry> Table<E> {
     /// A table with room for `capacity` entries before it grows.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let slots = (capacity.saturating_mul(4) / 3 + 1).next_power_of_two().max(SLOTS_MIN);
-        Self { slots: vec![E::vacant(); slots], shift: 64 - slots.trailing_zeros(), len: 0 }
+        let slots = (capacity.saturating_mul(4) / 3 + 1)
+            .next_power_of_two()
+            .max(SLOTS_MIN);
+        Self {
+            slots: vec![E::vacant(); slots],
+            shift: 64 - slots.trailing_zeros(),
+            len: 0,
+        }
     }
 
     /// Entries stored.
@@ -296,7 +309,9 @@ impl<E: TableEntry> Table<E> {
 
     /// Every stored entry, in slot order (not a meaningful order: sort before use).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &E> {
-        self.slots.iter().filter(|entry| entry.key() != E::Key::VACANT)
+        self.slots
+            .iter()
+            .filter(|entry| entry.key() != E::Key::VACANT)
     }
 }
 

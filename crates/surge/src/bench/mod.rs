@@ -47,7 +47,10 @@ impl BenchReport {
             self.p50_us,
             self.p99_us,
             self.p999_us,
-            self.runs_ops_per_sec.iter().map(|r| format!("{:.2}M", r / 1e6)).collect::<Vec<_>>()
+            self.runs_ops_per_sec
+                .iter()
+                .map(|r| format!("{:.2}M", r / 1e6))
+                .collect::<Vec<_>>()
         )
     }
 }

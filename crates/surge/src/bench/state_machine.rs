@@ -62,8 +62,15 @@ pub fn run(args: &StateMachineBenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "--batch-size must be 1..={BATCH_EVENTS_MAX}"
     );
     anyhow::ensure!(args.accounts >= 2, "--accounts must be at least 2");
-    anyhow::ensure!(args.batches >= 1 && args.runs >= 1, "--batches and --runs must be >= 1");
-    let workloads = if args.workload.is_empty() { WorkloadKind::ALL.to_vec() } else { args.workload.clone() };
+    anyhow::ensure!(
+        args.batches >= 1 && args.runs >= 1,
+        "--batches and --runs must be >= 1"
+    );
+    let workloads = if args.workload.is_empty() {
+        WorkloadKind::ALL.to_vec()
+    } else {
+        args.workload.clone()
+    };
     let revision = commit();
     let mut reports = Vec::new();
     for kind in workloads {
@@ -77,7 +84,10 @@ pub fn run(args: &StateMachineBenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         let runs: Vec<RunResult> = (0..args.runs).map(|_| run_once(kind, &shape)).collect();
         let runs_ops: Vec<f64> = runs.iter().map(|run| run.ops_per_sec).collect();
         let median_ops = median(&runs_ops);
-        let chosen = runs.iter().find(|run| run.ops_per_sec == median_ops).expect("median is a run");
+        let chosen = runs
+            .iter()
+            .find(|run| run.ops_per_sec == median_ops)
+            .expect("median is a run");
         let report = BenchReport {
             bench: "state-machine",
             workload: kind.name(),
@@ -127,8 +137,15 @@ fn run_once(kind: WorkloadKind, shape: &WorkloadShape) -> RunResult {
     let mut state_machine = StateMachine::new(config);
     let mut results = Vec::with_capacity(BATCH_EVENTS_MAX);
     for batch in &setup {
-        state_machine.apply(state_machine.timestamp_next_min(), batch.as_batch(), &mut results);
-        assert!(results.iter().all(|code| *code == ResultCode::Ok), "workload setup failed");
+        state_machine.apply(
+            state_machine.timestamp_next_min(),
+            batch.as_batch(),
+            &mut results,
+        );
+        assert!(
+            results.iter().all(|code| *code == ResultCode::Ok),
+            "workload setup failed"
+        );
     }
     measure(&mut state_machine, &measured, shape.commands())
 }
@@ -138,8 +155,8 @@ fn run_once(kind: WorkloadKind, shape: &WorkloadShape) -> RunResult {
 #[inline(never)]
 fn measure(state_machine: &mut StateMachine, measured: &[BatchBuf], commands: usize) -> RunResult {
     let mut results = Vec::with_capacity(BATCH_EVENTS_MAX);
-    let mut batch_ns = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
-        .expect("valid histogram bounds");
+    let mut batch_ns =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
     let mut not_ok = 0;
     let mut total = Duration::ZERO;
     for batch in measured {
@@ -149,7 +166,14 @@ fn measure(state_machine: &mut StateMachine, measured: &[BatchBuf], commands: us
         let elapsed = start.elapsed();
         total += elapsed;
         batch_ns.saturating_record(elapsed.as_nanos().max(1) as u64);
-        not_ok += results.iter().filter(|code| **code != ResultCode::Ok).count() as u64;
+        not_ok += results
+            .iter()
+            .filter(|code| **code != ResultCode::Ok)
+            .count() as u64;
     }
-    RunResult { ops_per_sec: commands as f64 / total.as_secs_f64(), batch_ns, not_ok }
+    RunResult {
+        ops_per_sec: commands as f64 / total.as_secs_f64(),
+        batch_ns,
+        not_ok,
+    }
 }
