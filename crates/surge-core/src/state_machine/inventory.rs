@@ -28,7 +28,7 @@ impl StateMachine {
         if sku.units_available != 0 || sku.units_reserved != 0 || sku.units_sold != 0 {
             reject!(UnitCountersMustBeZero);
         }
-        if let Some(existing) = self.skus.get(&sku.id) {
+        if let Some(existing) = self.skus.get(&sku.id.0) {
             let same = existing.user_data == sku.user_data
                 && existing.units_stocked == sku.units_stocked
                 && existing.limit_per_buyer == sku.limit_per_buyer
@@ -40,7 +40,7 @@ impl StateMachine {
             });
         }
         self.skus.insert(
-            sku.id,
+            sku.id.0,
             Sku {
                 units_available: sku.units_stocked,
                 timestamp,
@@ -87,22 +87,20 @@ impl StateMachine {
         }
         let key = (reservation.order_id, reservation.sku_id);
         let fingerprint = fingerprint(Operation::Reserve as u8, bytemuck::bytes_of(reservation));
-        match self.reservations.get(&key) {
-            Some(ReservationEntry::Failed(_)) => {
-                return Outcome::Existing(ResultCode::IdAlreadyFailed)
-            }
-            Some(ReservationEntry::Held {
-                fingerprint: existing,
-                ..
-            }) => {
-                return Outcome::Existing(if *existing == fingerprint {
-                    ResultCode::Exists
-                } else {
-                    ResultCode::ExistsWithDifferentFields
+        let vacant = match self.reservations.map.find_slot(&key) {
+            Err(vacant) => vacant,
+            Ok(index) => {
+                return Outcome::Existing(match self.reservations.map.at(index) {
+                    ReservationEntry::Failed(_) => ResultCode::IdAlreadyFailed,
+                    ReservationEntry::Held { fingerprint: existing, .. }
+                        if *existing == fingerprint =>
+                    {
+                        ResultCode::Exists
+                    }
+                    ReservationEntry::Held { .. } => ResultCode::ExistsWithDifferentFields,
                 })
             }
-            None => {}
-        }
+        };
         let Some(expires_at) = timestamp.checked_add(reservation.timeout_ns) else {
             fail!(TimeoutOverflows);
         };
@@ -116,14 +114,9 @@ impl StateMachine {
             status: ReservationStatus::Reserved as u16,
             ..*reservation
         };
-        self.reservations.insert(
-            key,
-            ReservationEntry::Held {
-                reservation: held,
-                fingerprint,
-                expires_at,
-            },
-        );
+        // `vacant` is still the key's slot: reserving units touched other tables only.
+        let entry = ReservationEntry::Held { reservation: held, fingerprint, expires_at };
+        self.reservations.fill_vacant(vacant, key, entry);
         self.reservation_expiry
             .push(Reverse((expires_at, key.0, key.1)));
         Outcome::Applied
@@ -251,28 +244,35 @@ impl StateMachine {
         buyer_id: AccountId,
         quantity: u64,
     ) -> Outcome {
-        let Some(sku) = self.skus.get(&sku_id).copied() else {
+        let Some(sku_index) = self.skus.map.locate(&sku_id.0) else {
             fail!(SkuNotFound);
         };
-        if sku.limit_per_buyer != 0 {
-            let held = self.buyer_units(sku_id, buyer_id);
+        let sku = self.skus.map.at(sku_index);
+        let limited = sku.limit_per_buyer != 0;
+        // One probe of the buyer's count serves both the check and the update.
+        let buyer_slot = if limited {
+            let buyer_slot = self.buyer_units.map.find_slot(&(sku_id, buyer_id));
+            let held = buyer_slot.map_or(0, |index| *self.buyer_units.map.at(index));
             let Some(held_after) = held.checked_add(quantity) else {
                 fail!(QuantityOverflows);
             };
             if held_after > u64::from(sku.limit_per_buyer) {
                 fail!(LimitReached);
             }
-        }
+            Some(buyer_slot)
+        } else {
+            None
+        };
         if sku.units_available < quantity {
             fail!(SoldOut);
         }
-        let sku = self.skus.get_mut(&sku_id).expect("looked up above");
+        let sku = self.skus.at_mut(sku_index);
         sku.units_available -= quantity;
         sku.units_reserved += quantity;
-        let limited = sku.limit_per_buyer != 0;
-        if limited {
-            let held_after = self.buyer_units(sku_id, buyer_id) + quantity;
-            self.buyer_units.insert((sku_id, buyer_id), held_after);
+        match buyer_slot {
+            None => {}
+            Some(Ok(index)) => *self.buyer_units.at_mut(index) += quantity,
+            Some(Err(vacant)) => self.buyer_units.fill_vacant(vacant, (sku_id, buyer_id), quantity),
         }
         Outcome::Applied
     }
@@ -281,7 +281,7 @@ impl StateMachine {
     pub(crate) fn release_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
         let sku = self
             .skus
-            .get_mut(&sku_id)
+            .get_mut(&sku_id.0)
             .expect("reserved units have a SKU");
         sku.units_reserved = sku
             .units_reserved
@@ -298,7 +298,7 @@ impl StateMachine {
     pub(crate) fn sell_units(&mut self, sku_id: SkuId, quantity: u64) {
         let sku = self
             .skus
-            .get_mut(&sku_id)
+            .get_mut(&sku_id.0)
             .expect("reserved units have a SKU");
         sku.units_reserved = sku
             .units_reserved
@@ -309,7 +309,7 @@ impl StateMachine {
 
     /// Moves sold units back to available (a refund with restock).
     pub(crate) fn restock_units(&mut self, sku_id: SkuId, buyer_id: AccountId, quantity: u64) {
-        let sku = self.skus.get_mut(&sku_id).expect("sold units have a SKU");
+        let sku = self.skus.get_mut(&sku_id.0).expect("sold units have a SKU");
         sku.units_sold = sku
             .units_sold
             .checked_sub(quantity)

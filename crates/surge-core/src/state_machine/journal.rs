@@ -196,6 +196,25 @@ impl<E: TableEntry> Journaled<E::Key, E, Table<E>> {
     }
 }
 
+impl<K: TableKey, V: Copy + Default> Journaled<K, V, KeyedTable<K, V>> {
+    /// Stores `value` under `key` in the vacant slot `index` (from `map.find_slot`).
+    pub(crate) fn fill_vacant(&mut self, index: usize, key: K, value: V) {
+        self.map.fill_vacant(index, key, value);
+        if self.recording {
+            self.undo.push((key, None));
+        }
+    }
+
+    /// Mutable access to the value at `index` (from `map.find_slot`), remembering it.
+    pub(crate) fn at_mut(&mut self, index: usize) -> &mut V {
+        let (key, value) = self.map.at_mut(index);
+        if self.recording {
+            self.undo.push((key, Some(*value)));
+        }
+        value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,6 +240,16 @@ impl TableEntry for TransferSlot {
     }
 }
 
+impl TableEntry for Sku {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.id.0
+    }
+    fn vacant() -> Self {
+        Sku::default()
+    }
+}
+
 impl TableEntry for Account {
     type Key = u128;
     fn key(&self) -> u128 {
@@ -350,7 +360,7 @@ pub struct StateMachine {
     transfers_digest: u128,
     pendings: Journaled<TransferId, PendingState>,
     pending_expiry: BinaryHeap<Reverse<(u64, TransferId)>>,
-    skus: Journaled<SkuId, Sku>,
+    skus: Journaled<u64, Sku, Table<Sku>>,
     reservations: ReservationTable,
     reservation_expiry: BinaryHeap<Reverse<(u64, OrderId, SkuId)>>,
     /// Units held (reserved + bought) per (SKU, buyer), for SKUs with a per-buyer limit.
@@ -385,7 +395,7 @@ impl StateMachine {
             transfers_digest: 0,
             pendings: Journaled::new(map_with_capacity(config.orders_capacity)),
             pending_expiry: BinaryHeap::with_capacity(config.orders_capacity),
-            skus: Journaled::new(map_with_capacity(64)),
+            skus: Journaled::new(Table::with_capacity(64)),
             reservations: Journaled::new(KeyedTable::with_capacity(config.orders_capacity)),
             reservation_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             buyer_units: Journaled::new(KeyedTable::with_capacity(config.orders_capacity)),
@@ -802,7 +812,7 @@ impl StateMachine {
 
     /// A SKU and its unit counters.
     pub fn sku(&self, id: SkuId) -> Option<Sku> {
-        self.skus.get(&id).copied()
+        self.skus.get(&id.0).copied()
     }
 
     /// A direct reservation, or how making it failed.
@@ -844,7 +854,7 @@ impl StateMachine {
 
     /// Every SKU, by id.
     pub fn skus_sorted(&self) -> Vec<Sku> {
-        let mut skus: Vec<Sku> = self.skus.map.values().copied().collect();
+        let mut skus: Vec<Sku> = self.skus.map.iter().copied().collect();
         skus.sort_unstable_by_key(|sku| sku.id);
         skus
     }

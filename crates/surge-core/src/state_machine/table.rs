@@ -45,6 +45,14 @@ impl TableKey for u128 {
     }
 }
 
+impl TableKey for u64 {
+    const VACANT: Self = 0;
+    #[inline]
+    fn hash64(&self) -> u64 {
+        self.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
 impl TableKey for (OrderId, SkuId) {
     const VACANT: Self = (OrderId::ZERO, SkuId(0));
     #[inline]
@@ -103,6 +111,30 @@ impl<K: TableKey, V: Copy + Default> KeyedTable<K, V> {
 
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
         self.table.get(key).map(|entry| &entry.value)
+    }
+
+    /// See [`Table::find_slot`].
+    #[inline]
+    pub(crate) fn find_slot(&self, key: &K) -> Result<usize, usize> {
+        self.table.find_slot(key)
+    }
+
+    /// The value at a slot index from [`KeyedTable::find_slot`].
+    #[inline]
+    pub(crate) fn at(&self, index: usize) -> &V {
+        &self.table.at(index).value
+    }
+
+    /// The key and mutable value at a slot index from [`KeyedTable::find_slot`].
+    #[inline]
+    pub(crate) fn at_mut(&mut self, index: usize) -> (K, &mut V) {
+        let entry = self.table.at_mut(index);
+        (entry.key, &mut entry.value)
+    }
+
+    /// See [`Table::fill_vacant`].
+    pub(crate) fn fill_vacant(&mut self, index: usize, key: K, value: V) {
+        self.table.fill_vacant(index, Keyed { key, value });
     }
 
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
@@ -188,7 +220,11 @@ impl<E: TableEntry> Table<E> {
 
     /// Index of `key`'s slot, or of the vacant slot where it would go.
     fn find(&self, key: &E::Key) -> (usize, bool) {
-        debug_assert!(*key != E::Key::VACANT);
+        // The zero key marks vacant slots, so it is never stored: a lookup of a zero id
+        // (a query from outside) finds nothing, and no slot index is offered for it.
+        if *key == E::Key::VACANT {
+            return (usize::MAX, false);
+        }
         let mut index = self.home(key);
         loop {
             let slot_key = self.slots[index].key();
@@ -209,6 +245,31 @@ impl<E: TableEntry> Table<E> {
             (index, true) => Some(index),
             (_, false) => None,
         }
+    }
+
+    /// `Ok(index)` of `key`'s slot, or `Err(index)` of the vacant slot it would take.
+    /// Either index is valid until the next insert or remove.
+    #[inline]
+    pub(crate) fn find_slot(&self, key: &E::Key) -> Result<usize, usize> {
+        match self.find(key) {
+            (index, true) => Ok(index),
+            (index, false) => Err(index),
+        }
+    }
+
+    /// Stores `entry` in the vacant slot `index` from [`Table::find_slot`], saving the
+    /// second probe of a lookup-then-insert.
+    pub(crate) fn fill_vacant(&mut self, index: usize, entry: E) {
+        assert!(index < self.slots.len(), "a slot index from find_slot of a non-zero key");
+        assert!(self.slots[index].key() == E::Key::VACANT, "the slot is vacant");
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            let previous = self.insert(entry);
+            assert!(previous.is_none());
+            return;
+        }
+        debug_assert!(self.find(&entry.key()) == (index, false));
+        self.slots[index] = entry;
+        self.len += 1;
     }
 
     /// The entry at a slot index from [`Table::locate`].

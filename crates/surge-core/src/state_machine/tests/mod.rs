@@ -1,0 +1,20 @@
+//! Unit tests of the state machine: every command and every result code it can return,
+//! the timing of expiries, linked-chain atomicity, idempotency and determinism.
+//!
+//! Tests drive a [`harness::Harness`], which hands out increasing log timestamps and checks
+//! the ledger, inventory, order and outbox invariants after every batch; [`fixtures`] builds
+//! a valid record of each kind so a test names only the fields it is about.
+
+mod accounts;
+mod determinism;
+mod dispatch;
+mod fixtures;
+mod harness;
+mod inventory;
+mod linked;
+mod orders;
+mod payments;
+mod properties;
+mod refunds;
+mod transfers;
+mod two_phase;
