@@ -186,6 +186,14 @@ impl<K: Copy, V: Copy, S: Store<K, V>> Journaled<K, V, S> {
 }
 
 impl<E: TableEntry> Journaled<E::Key, E, Table<E>> {
+    /// Stores `entry` in the vacant slot `index` (from `map.find_slot`).
+    pub(crate) fn fill_vacant(&mut self, index: usize, entry: E) {
+        self.map.fill_vacant(index, entry);
+        if self.recording {
+            self.undo.push((entry.key(), None));
+        }
+    }
+
     /// Mutable access to the entry at `index` (from `map.locate`), remembering its value.
     pub(crate) fn at_mut(&mut self, index: usize) -> &mut E {
         let value = self.map.at_mut(index);

@@ -96,8 +96,14 @@ impl StateMachine {
             Operation::CreateTransfers as u8,
             bytemuck::bytes_of(transfer),
         );
-        if let Some(slot) = self.transfers.get(&transfer.id.0) {
-            return slot.existing(fingerprint);
+        match self.transfers.map.find_slot(&transfer.id.0) {
+            Ok(index) => {
+                self.transfer_vacant = None;
+                return self.transfers.map.at(index).existing(fingerprint);
+            }
+            // Remembered so the insert needs no second probe; nothing else inserts a
+            // transfer before this command's own insert.
+            Err(vacant) => self.transfer_vacant = Some((transfer.id, vacant)),
         }
         if transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0 {
             self.resolve_pending(transfer, timestamp, fingerprint, Resolver::Client)
@@ -358,12 +364,16 @@ impl StateMachine {
         self.transfers_digest = self
             .transfers_digest
             .wrapping_add(slot_digest(slot, record.timestamp));
-        self.transfers.insert(record.id.0, slot);
+        match self.transfer_vacant.take() {
+            Some((id, vacant)) if id == record.id => self.transfers.fill_vacant(vacant, slot),
+            _ => self.transfers.insert(record.id.0, slot),
+        }
         self.transfer_records.push(record);
     }
 
     /// Remembers that the first attempt with `transfer_id` failed with `code`.
     pub(crate) fn record_transfer_failure(&mut self, transfer_id: TransferId, code: ResultCode) {
+        self.transfer_vacant = None;
         assert!(!code.is_success());
         assert!(
             !self.transfers.contains(&transfer_id.0),

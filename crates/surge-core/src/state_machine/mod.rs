@@ -377,6 +377,8 @@ pub struct StateMachine {
     chain_codes: Vec<ResultCode>,
     /// Whether the journals record undo entries (see `apply_events`).
     recording: bool,
+    /// The vacant slot found for the transfer id being created, if any (one probe).
+    transfer_vacant: Option<(TransferId, usize)>,
 }
 
 impl StateMachine {
@@ -408,6 +410,7 @@ impl StateMachine {
             dispatch_redelivery: BinaryHeap::with_capacity(config.orders_capacity),
             chain_codes: Vec::with_capacity(BATCH_EVENTS_MAX),
             recording: true,
+            transfer_vacant: None,
         }
     }
 
