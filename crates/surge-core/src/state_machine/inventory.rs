@@ -92,11 +92,10 @@ impl StateMachine {
             Ok(index) => {
                 return Outcome::Existing(match self.reservations.map.at(index) {
                     ReservationEntry::Failed(_) => ResultCode::IdAlreadyFailed,
-                    ReservationEntry::Held { fingerprint: existing, .. }
-                        if *existing == fingerprint =>
-                    {
-                        ResultCode::Exists
-                    }
+                    ReservationEntry::Held {
+                        fingerprint: existing,
+                        ..
+                    } if *existing == fingerprint => ResultCode::Exists,
                     ReservationEntry::Held { .. } => ResultCode::ExistsWithDifferentFields,
                 })
             }
@@ -115,7 +114,11 @@ impl StateMachine {
             ..*reservation
         };
         // `vacant` is still the key's slot: reserving units touched other tables only.
-        let entry = ReservationEntry::Held { reservation: held, fingerprint, expires_at };
+        let entry = ReservationEntry::Held {
+            reservation: held,
+            fingerprint,
+            expires_at,
+        };
         self.reservations.fill_vacant(vacant, key, entry);
         self.reservation_expiry
             .push(Reverse((expires_at, key.0, key.1)));
@@ -272,7 +275,9 @@ impl StateMachine {
         match buyer_slot {
             None => {}
             Some(Ok(index)) => *self.buyer_units.at_mut(index) += quantity,
-            Some(Err(vacant)) => self.buyer_units.fill_vacant(vacant, (sku_id, buyer_id), quantity),
+            Some(Err(vacant)) => self
+                .buyer_units
+                .fill_vacant(vacant, (sku_id, buyer_id), quantity),
         }
         Outcome::Applied
     }

@@ -260,8 +260,14 @@ impl<E: TableEntry> Table<E> {
     /// Stores `entry` in the vacant slot `index` from [`Table::find_slot`], saving the
     /// second probe of a lookup-then-insert.
     pub(crate) fn fill_vacant(&mut self, index: usize, entry: E) {
-        assert!(index < self.slots.len(), "a slot index from find_slot of a non-zero key");
-        assert!(self.slots[index].key() == E::Key::VACANT, "the slot is vacant");
+        assert!(
+            index < self.slots.len(),
+            "a slot index from find_slot of a non-zero key"
+        );
+        assert!(
+            self.slots[index].key() == E::Key::VACANT,
+            "the slot is vacant"
+        );
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             let previous = self.insert(entry);
             assert!(previous.is_none());
