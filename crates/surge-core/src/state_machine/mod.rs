@@ -19,6 +19,7 @@ mod hash;
 mod inventory;
 mod journal;
 mod ledger;
+mod memory;
 mod orders;
 mod table;
 
@@ -386,7 +387,8 @@ impl StateMachine {
     pub fn new(config: Config) -> Self {
         // Touch the record buffer's pages now, so the first hours of traffic do not pay a
         // page fault every 32 transfers on the hot path.
-        let mut transfer_records = vec![Transfer::default(); config.transfers_capacity];
+        let mut transfer_records =
+            memory::filled_vec(config.transfers_capacity, Transfer::default());
         transfer_records.clear();
         Self {
             config,

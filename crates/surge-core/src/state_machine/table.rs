@@ -199,7 +199,7 @@ impl<E: TableEntry> Table<E> {
             .next_power_of_two()
             .max(SLOTS_MIN);
         Self {
-            slots: vec![E::vacant(); slots],
+            slots: super::memory::filled_vec(slots, E::vacant()),
             shift: 64 - slots.trailing_zeros(),
             len: 0,
         }
@@ -363,7 +363,10 @@ impl<E: TableEntry> Table<E> {
 
     fn grow(&mut self) {
         let slots = self.slots.len() * 2;
-        let old = std::mem::replace(&mut self.slots, vec![E::vacant(); slots]);
+        let old = std::mem::replace(
+            &mut self.slots,
+            super::memory::filled_vec(slots, E::vacant()),
+        );
         self.shift -= 1;
         for entry in old {
             if entry.key() != E::Key::VACANT {
