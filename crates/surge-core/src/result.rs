@@ -231,9 +231,6 @@ result_codes! {
     /// `sku_id` is zero.
     SkuIdMustNotBeZero = 311,
         "`sku_id` is zero.", "Send the SKU id.";
-    /// `quantity` or a counter would overflow.
-    QuantityOverflows = 312,
-        "A unit counter would pass its maximum.", "Send a smaller quantity.";
 
     // --- 400..499: orders ---
     /// `line_count` is 0 or too large, or a line past `line_count` is not zero.

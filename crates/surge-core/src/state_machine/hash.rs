@@ -6,8 +6,8 @@ use std::hash::Hash;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{journal::Map, ReservationEntry, StateMachine};
-use crate::records::Reservation;
+use super::table::TableEntry;
+use super::{journal::Map, BuyerUnits, StateMachine, StoredReservation};
 
 impl StateMachine {
     /// Digest of the whole state, including the log time. Walks every map: meant for
@@ -30,26 +30,21 @@ impl StateMachine {
         for sku in self.skus_sorted() {
             hasher.update(bytemuck::bytes_of(&sku));
         }
-        for ((order_id, sku_id), entry) in self.reservations.map.sorted() {
-            hasher.update(&order_id.0.to_le_bytes());
-            hasher.update(&sku_id.0.to_le_bytes());
-            match entry {
-                ReservationEntry::Held {
-                    reservation,
-                    fingerprint,
-                    expires_at,
-                } => {
-                    hasher.update(bytemuck::bytes_of::<Reservation>(&reservation));
-                    hasher.update(&fingerprint.to_le_bytes());
-                    hasher.update(&expires_at.to_le_bytes());
-                }
-                ReservationEntry::Failed(code) => hasher.update(&code.as_u32().to_le_bytes()),
-            }
+        let mut reservations: Vec<StoredReservation> =
+            self.reservations.map.iter().copied().collect();
+        reservations.sort_unstable_by_key(|stored| stored.key());
+        for stored in &reservations {
+            hasher.update(bytemuck::bytes_of(&stored.reservation));
+            hasher.update(&stored.fingerprint.to_le_bytes());
+            hasher.update(&stored.failure.to_le_bytes());
         }
-        for ((sku_id, buyer_id), units) in self.buyer_units.map.sorted() {
-            hasher.update(&sku_id.0.to_le_bytes());
-            hasher.update(&buyer_id.0.to_le_bytes());
-            hasher.update(&units.to_le_bytes());
+        let mut buyer_units: Vec<BuyerUnits> = self.buyer_units.map.iter().copied().collect();
+        buyer_units.sort_unstable_by_key(|held| held.key());
+        for held in &buyer_units {
+            hasher.update(&held.sku_id.0.to_le_bytes());
+            hasher.update(&held.buyer_low.to_le_bytes());
+            hasher.update(&held.buyer_high.to_le_bytes());
+            hasher.update(&held.units.to_le_bytes());
         }
         for (id, entry) in sorted(&self.orders.map) {
             hasher.update(&id.0.to_le_bytes());

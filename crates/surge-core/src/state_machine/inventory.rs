@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 
-use super::{fail, fingerprint, reject, Outcome, ReservationEntry, StateMachine};
+use super::{fail, fingerprint, reject, BuyerUnits, Outcome, StateMachine, StoredReservation};
 use crate::batch::Operation;
 use crate::ids::{AccountId, OrderId, SkuId};
 use crate::records::{Reservation, ReservationKey, ReservationStatus, Sku};
@@ -90,14 +90,14 @@ impl StateMachine {
         let vacant = match self.reservations.map.find_slot(&key) {
             Err(vacant) => vacant,
             Ok(index) => {
-                return Outcome::Existing(match self.reservations.map.at(index) {
-                    ReservationEntry::Failed(_) => ResultCode::IdAlreadyFailed,
-                    ReservationEntry::Held {
-                        fingerprint: existing,
-                        ..
-                    } if *existing == fingerprint => ResultCode::Exists,
-                    ReservationEntry::Held { .. } => ResultCode::ExistsWithDifferentFields,
-                })
+                let stored = self.reservations.map.at(index);
+                return Outcome::Existing(if stored.failure().is_some() {
+                    ResultCode::IdAlreadyFailed
+                } else if stored.fingerprint == fingerprint {
+                    ResultCode::Exists
+                } else {
+                    ResultCode::ExistsWithDifferentFields
+                });
             }
         };
         let Some(expires_at) = timestamp.checked_add(reservation.timeout_ns) else {
@@ -114,12 +114,8 @@ impl StateMachine {
             ..*reservation
         };
         // `vacant` is still the key's slot: reserving units touched other tables only.
-        let entry = ReservationEntry::Held {
-            reservation: held,
-            fingerprint,
-            expires_at,
-        };
-        self.reservations.fill_vacant(vacant, key, entry);
+        self.reservations
+            .fill_vacant(vacant, StoredReservation::held(held, fingerprint));
         self.reservation_expiry
             .push(Reverse((expires_at, key.0, key.1)));
         Outcome::Applied
@@ -185,22 +181,23 @@ impl StateMachine {
         }
         let entry_key = (key.order_id, key.sku_id);
         match self.reservations.get(&entry_key) {
-            Some(ReservationEntry::Held {
-                reservation,
-                expires_at,
-                ..
-            }) => Ok((entry_key, *reservation, *expires_at)),
-            Some(ReservationEntry::Failed(_)) | None => {
-                Err(Outcome::Failed(ResultCode::ReservationNotFound))
+            Some(stored) if stored.failure().is_none() => {
+                Ok((entry_key, stored.reservation, stored.expires_at()))
             }
+            _ => Err(Outcome::Failed(ResultCode::ReservationNotFound)),
         }
     }
 
     fn set_reservation_status(&mut self, key: (OrderId, SkuId), status: ReservationStatus) {
-        match self.reservations.get_mut(&key) {
-            Some(ReservationEntry::Held { reservation, .. }) => reservation.status = status as u16,
-            _ => unreachable!("the caller found a held reservation"),
-        }
+        let stored = self
+            .reservations
+            .get_mut(&key)
+            .expect("the caller found it");
+        assert!(
+            stored.failure().is_none(),
+            "the caller found a held reservation"
+        );
+        stored.reservation.status = status as u16;
     }
 
     /// Records the failure of a new reservation key.
@@ -215,19 +212,18 @@ impl StateMachine {
             "only new keys fail on the state"
         );
         self.reservations
-            .insert(key, ReservationEntry::Failed(code));
+            .insert(key, StoredReservation::failed(key.0, key.1, code));
     }
 
     /// Expires a direct reservation whose time came (sweep only).
     pub(crate) fn expire_reservation(&mut self, key: (OrderId, SkuId), due: u64) {
-        let Some(ReservationEntry::Held {
-            reservation,
-            expires_at,
-            ..
-        }) = self.reservations.get(&key).copied()
-        else {
+        let Some(stored) = self.reservations.get(&key).copied() else {
             return; // Rolled back after the heap entry was pushed.
         };
+        if stored.failure().is_some() {
+            return;
+        }
+        let (reservation, expires_at) = (stored.reservation, stored.expires_at());
         if reservation.status != ReservationStatus::Reserved as u16 || expires_at != due {
             return;
         }
@@ -255,11 +251,9 @@ impl StateMachine {
         // One probe of the buyer's count serves both the check and the update.
         let buyer_slot = if limited {
             let buyer_slot = self.buyer_units.map.find_slot(&(sku_id, buyer_id));
-            let held = buyer_slot.map_or(0, |index| *self.buyer_units.map.at(index));
-            let Some(held_after) = held.checked_add(quantity) else {
-                fail!(QuantityOverflows);
-            };
-            if held_after > u64::from(sku.limit_per_buyer) {
+            let held = buyer_slot.map_or(0, |index| self.buyer_units.map.at(index).units);
+            // `held` never exceeds the u32 limit and `quantity` is a u32: no overflow.
+            if held + quantity > u64::from(sku.limit_per_buyer) {
                 fail!(LimitReached);
             }
             Some(buyer_slot)
@@ -274,10 +268,11 @@ impl StateMachine {
         sku.units_reserved += quantity;
         match buyer_slot {
             None => {}
-            Some(Ok(index)) => *self.buyer_units.at_mut(index) += quantity,
-            Some(Err(vacant)) => self
-                .buyer_units
-                .fill_vacant(vacant, (sku_id, buyer_id), quantity),
+            Some(Ok(index)) => self.buyer_units.at_mut(index).units += quantity,
+            Some(Err(vacant)) => {
+                let held = BuyerUnits::new(sku_id, buyer_id, quantity);
+                self.buyer_units.fill_vacant(vacant, held);
+            }
         }
         Outcome::Applied
     }
@@ -334,7 +329,8 @@ impl StateMachine {
         if held_after == 0 {
             self.buyer_units.remove(&(sku_id, buyer_id));
         } else {
-            self.buyer_units.insert((sku_id, buyer_id), held_after);
+            let held = BuyerUnits::new(sku_id, buyer_id, held_after);
+            self.buyer_units.insert((sku_id, buyer_id), held);
         }
     }
 }

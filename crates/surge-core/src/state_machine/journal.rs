@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use super::table::{KeyedTable, Table, TableEntry, TableKey};
+use super::table::{Table, TableEntry};
 
 /// The hasher of every map in the state machine.
 pub(crate) type FixedHasher = foldhash::fast::FixedState;
@@ -59,21 +59,6 @@ impl<E: TableEntry> Store<E::Key, E> for Table<E> {
     }
     fn remove(&mut self, key: &E::Key) -> Option<E> {
         Table::remove(self, key)
-    }
-}
-
-impl<K: TableKey, V: Copy + Default> Store<K, V> for KeyedTable<K, V> {
-    fn get(&self, key: &K) -> Option<&V> {
-        KeyedTable::get(self, key)
-    }
-    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        KeyedTable::get_mut(self, key)
-    }
-    fn insert(&mut self, key: K, value: V) -> Option<V> {
-        KeyedTable::insert(self, key, value)
-    }
-    fn remove(&mut self, key: &K) -> Option<V> {
-        KeyedTable::remove(self, key)
     }
 }
 
@@ -199,25 +184,6 @@ impl<E: TableEntry> Journaled<E::Key, E, Table<E>> {
         let value = self.map.at_mut(index);
         if self.recording {
             self.undo.push((value.key(), Some(*value)));
-        }
-        value
-    }
-}
-
-impl<K: TableKey, V: Copy + Default> Journaled<K, V, KeyedTable<K, V>> {
-    /// Stores `value` under `key` in the vacant slot `index` (from `map.find_slot`).
-    pub(crate) fn fill_vacant(&mut self, index: usize, key: K, value: V) {
-        self.map.fill_vacant(index, key, value);
-        if self.recording {
-            self.undo.push((key, None));
-        }
-    }
-
-    /// Mutable access to the value at `index` (from `map.find_slot`), remembering it.
-    pub(crate) fn at_mut(&mut self, index: usize) -> &mut V {
-        let (key, value) = self.map.at_mut(index);
-        if self.recording {
-            self.undo.push((key, Some(*value)));
         }
         value
     }

@@ -41,7 +41,7 @@ use crate::result::ResultCode;
 
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
-use table::{KeyedTable, Table, TableEntry};
+use table::{Table, TableEntry};
 
 /// How many commands ahead [`StateMachine::apply`] prefetches the state a command touches.
 const PREFETCH_DISTANCE: usize = 8;
@@ -271,21 +271,110 @@ pub(crate) struct PendingState {
     status: PendingStatus,
 }
 
-/// A direct reservation, or how making it failed.
+/// A direct reservation as stored, or (with `failure` set) how making it failed. 80 bytes:
+/// the record carries its own key, and the expiry is `timestamp + timeout_ns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReservationEntry {
-    Held {
-        reservation: Reservation,
-        fingerprint: u64,
-        expires_at: u64,
-    },
-    Failed(ResultCode),
+#[repr(C)]
+pub(crate) struct StoredReservation {
+    /// For a failure only the key fields are set.
+    reservation: Reservation,
+    fingerprint: u64,
+    /// 0 while the reservation exists; else the number of the code its first attempt got.
+    failure: u32,
 }
 
-impl Default for ReservationEntry {
-    /// The content of a vacant table slot; never read as a reservation.
-    fn default() -> Self {
-        ReservationEntry::Failed(ResultCode::Ok)
+impl StoredReservation {
+    fn held(reservation: Reservation, fingerprint: u64) -> Self {
+        assert!(reservation
+            .timestamp
+            .checked_add(reservation.timeout_ns)
+            .is_some());
+        Self {
+            reservation,
+            fingerprint,
+            failure: 0,
+        }
+    }
+
+    fn failed(order_id: OrderId, sku_id: SkuId, code: ResultCode) -> Self {
+        assert!(!code.is_success());
+        let reservation = Reservation {
+            order_id,
+            sku_id,
+            ..Reservation::default()
+        };
+        Self {
+            reservation,
+            fingerprint: 0,
+            failure: code.as_u32(),
+        }
+    }
+
+    fn failure(&self) -> Option<ResultCode> {
+        if self.failure == 0 {
+            None
+        } else {
+            Some(ResultCode::from_u32(self.failure).expect("a stored failure is a code"))
+        }
+    }
+
+    /// Log time at which the hold lapses (checked not to overflow when it was made).
+    fn expires_at(&self) -> u64 {
+        self.reservation.timestamp + self.reservation.timeout_ns
+    }
+}
+
+impl TableEntry for StoredReservation {
+    type Key = (OrderId, SkuId);
+    fn key(&self) -> (OrderId, SkuId) {
+        (self.reservation.order_id, self.reservation.sku_id)
+    }
+    fn vacant() -> Self {
+        Self {
+            reservation: Reservation::default(),
+            fingerprint: 0,
+            failure: 0,
+        }
+    }
+}
+
+/// Units one buyer holds of one SKU (reserved + bought). 32 bytes: the buyer id is split
+/// into halves so the entry packs two to a cache line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct BuyerUnits {
+    buyer_low: u64,
+    buyer_high: u64,
+    sku_id: SkuId,
+    units: u64,
+}
+
+impl BuyerUnits {
+    fn new(sku_id: SkuId, buyer_id: AccountId, units: u64) -> Self {
+        Self {
+            buyer_low: buyer_id.0 as u64,
+            buyer_high: (buyer_id.0 >> 64) as u64,
+            sku_id,
+            units,
+        }
+    }
+}
+
+impl TableEntry for BuyerUnits {
+    type Key = (SkuId, AccountId);
+    fn key(&self) -> (SkuId, AccountId) {
+        (
+            self.sku_id,
+            AccountId(u128::from(self.buyer_high) << 64 | u128::from(self.buyer_low)),
+        )
+    }
+    fn vacant() -> Self {
+        Self {
+            buyer_low: 0,
+            buyer_high: 0,
+            sku_id: SkuId(0),
+            units: 0,
+        }
     }
 }
 
@@ -341,11 +430,10 @@ struct Savepoint {
 }
 
 /// Direct reservations by `(order, sku)`.
-type ReservationTable =
-    Journaled<(OrderId, SkuId), ReservationEntry, KeyedTable<(OrderId, SkuId), ReservationEntry>>;
+type ReservationTable = Journaled<(OrderId, SkuId), StoredReservation, Table<StoredReservation>>;
 
 /// Units held per `(sku, buyer)`, for SKUs with a per-buyer limit.
-type BuyerUnitsTable = Journaled<(SkuId, AccountId), u64, KeyedTable<(SkuId, AccountId), u64>>;
+type BuyerUnitsTable = Journaled<(SkuId, AccountId), BuyerUnits, Table<BuyerUnits>>;
 
 /// The deterministic core. See the module documentation.
 pub struct StateMachine {
@@ -400,9 +488,9 @@ impl StateMachine {
             pendings: Journaled::new(map_with_capacity(config.orders_capacity)),
             pending_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             skus: Journaled::new(Table::with_capacity(64)),
-            reservations: Journaled::new(KeyedTable::with_capacity(config.orders_capacity)),
+            reservations: Journaled::new(Table::with_capacity(config.orders_capacity)),
             reservation_expiry: BinaryHeap::with_capacity(config.orders_capacity),
-            buyer_units: Journaled::new(KeyedTable::with_capacity(config.orders_capacity)),
+            buyer_units: Journaled::new(Table::with_capacity(config.orders_capacity)),
             orders: Journaled::new(map_with_capacity(config.orders_capacity)),
             orders_failed: Journaled::new(map_with_capacity(64)),
             order_expiry: BinaryHeap::with_capacity(config.orders_capacity),
@@ -822,9 +910,10 @@ impl StateMachine {
 
     /// A direct reservation, or how making it failed.
     pub fn reservation(&self, order_id: OrderId, sku_id: SkuId) -> Option<ReservationLookup> {
-        Some(match self.reservations.get(&(order_id, sku_id))? {
-            ReservationEntry::Held { reservation, .. } => ReservationLookup::Held(*reservation),
-            ReservationEntry::Failed(code) => ReservationLookup::Failed(*code),
+        let stored = self.reservations.get(&(order_id, sku_id))?;
+        Some(match stored.failure() {
+            Some(code) => ReservationLookup::Failed(code),
+            None => ReservationLookup::Held(stored.reservation),
         })
     }
 
@@ -846,8 +935,7 @@ impl StateMachine {
     pub fn buyer_units(&self, sku_id: SkuId, buyer_id: AccountId) -> u64 {
         self.buyer_units
             .get(&(sku_id, buyer_id))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |held| held.units)
     }
 
     /// Every account, by id (for audits and tests; walks the whole map).
@@ -924,5 +1012,6 @@ pub(crate) fn fingerprint(operation: u8, bytes: &[u8]) -> u64 {
 const _: () = assert!(std::mem::size_of::<TransferSlot>() == 32);
 const _: () = assert!(std::mem::size_of::<PendingState>() == 32);
 const _: () = assert!(std::mem::size_of::<OrderEntry>() == 304);
-const _: () = assert!(std::mem::size_of::<ReservationEntry>() == 96);
+const _: () = assert!(std::mem::size_of::<StoredReservation>() == 80);
+const _: () = assert!(std::mem::size_of::<BuyerUnits>() == 32);
 const _: () = assert!(std::mem::size_of::<DispatchEntry>() == 48);
