@@ -103,6 +103,18 @@ impl From<OrderId> for DispatchId {
     }
 }
 
+/// Where a command sits in the log: the record holding its batch, and its place in the
+/// batch. Ordered as the log is.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogPosition {
+    /// Index of the log record (0, 1, 2, … across the whole log).
+    pub record_index: u64,
+    /// Index of the command within the record's batch.
+    pub command_index: u32,
+}
+
 /// Accepts a u128 as a decimal string or as a JSON number.
 fn deserialize_u128<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u128, D::Error> {
     struct Visitor;

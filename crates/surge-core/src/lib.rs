@@ -16,7 +16,7 @@ pub mod result;
 pub mod state_machine;
 
 pub use batch::{decode, Batch, BatchBuf, DecodeError, Operation};
-pub use ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
+pub use ids::{AccountId, DispatchId, LogPosition, OrderId, SkuId, TransferId};
 pub use records::{
     account_flags, order_action_flags, transfer_flags, Account, DispatchAck, Order, OrderAction,
     OrderLine, OrderStatus, Reservation, ReservationKey, ReservationStatus, Sku, Transfer,
@@ -24,5 +24,5 @@ pub use records::{
 pub use result::ResultCode;
 pub use state_machine::{
     Config, DispatchRequest, DispatchStatus, MemoryCounts, OrderLookup, OrderView, PendingStatus,
-    ReservationLookup, StateMachine, TransferLookup,
+    ReservationLookup, SnapshotError, StateMachine, TransferLookup,
 };

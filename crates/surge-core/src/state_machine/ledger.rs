@@ -390,7 +390,7 @@ impl StateMachine {
 /// (resolved amounts and accounts of a post) is a function of state the hash covers too.
 /// A replay check needs a digest that differs when any input differs, not a
 /// cryptographic one, so two rounds of multiply-fold per half suffice.
-fn slot_digest(slot: TransferSlot, timestamp: u64) -> u128 {
+pub(crate) fn slot_digest(slot: TransferSlot, timestamp: u64) -> u128 {
     use super::table::mix64;
     let id_low = slot.id.0 as u64;
     let id_high = (slot.id.0 >> 64) as u64;

@@ -21,6 +21,7 @@ mod journal;
 mod ledger;
 mod memory;
 mod orders;
+mod snapshot;
 mod table;
 
 #[cfg(test)]
@@ -41,6 +42,7 @@ use crate::result::ResultCode;
 
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
+pub use snapshot::SnapshotError;
 use table::{Table, TableEntry};
 
 /// How many commands ahead [`StateMachine::apply`] prefetches the state a command touches.
