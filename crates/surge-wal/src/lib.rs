@@ -1,0 +1,35 @@
+//! Surge's write-ahead log: checksummed, chained records in preallocated segment files,
+//! written by one group-commit thread with one `fdatasync` per group, and recovered after a
+//! crash by cutting a torn tail back and refusing any other damage.
+//!
+//! This crate owns the log's bytes on disk and the handoff from submitters to the writer.
+//! It never applies commands (that is `surge-core`'s state machine, fed from the durable
+//! record channel), never uses tokio, and never retries a failed write or sync.
+//!
+//! All disk access goes through [`Storage`]; tests use [`SimStorage`] to cut the power.
+//! The group-commit handoff is model-checked with loom:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test -p surge-wal --release --lib loom
+//! ```
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod checkpoint;
+pub mod clock;
+pub mod constants;
+pub mod group_commit;
+mod handoff;
+pub mod log;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod storage;
+
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use group_commit::{CommitStats, GroupCommit, GroupCommitConfig, SubmitError, Ticket};
+pub use log::{Append, Log, LogConfig, LogTail, WalError};
+pub use record::{Record, RecordError, RecordHeader};
+pub use recovery::{Corruption, Recovered, RecoveryError, TornTail};
+pub use storage::{FileStorage, SimStorage, Storage};
