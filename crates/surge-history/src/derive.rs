@@ -1,0 +1,227 @@
+//! From an applied batch to index entries: the transfers each successful command created,
+//! the order events, and one statement line per account a transfer touched, carrying the
+//! account's balances right after that transfer (so a statement needs no running sum).
+
+use std::collections::BTreeMap;
+
+use surge_core::{
+    transfer_flags, AccountId, Batch, LogPosition, Operation, OrderId, ResultCode, StateMachine,
+    Transfer, TransferId, TransferLookup,
+};
+
+/// One thing the index stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexEntry {
+    /// A transfer was created at `position`.
+    Transfer {
+        /// Where the command that created it is.
+        position: LogPosition,
+        /// The transfer as applied (a post carries the amount it captured).
+        transfer: Transfer,
+    },
+    /// A command on an order succeeded.
+    OrderEvent {
+        /// The order.
+        order_id: OrderId,
+        /// Where the command is.
+        position: LogPosition,
+        /// What it did.
+        operation: Operation,
+    },
+    /// A transfer moved an account's balances.
+    Statement(StatementLine),
+}
+
+/// One line of an account statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatementLine {
+    /// The account.
+    pub account_id: AccountId,
+    /// Where the transfer's command is.
+    pub position: LogPosition,
+    /// The transfer.
+    pub transfer: Transfer,
+    /// The account's balances right after this transfer.
+    pub balances_after: Balances,
+}
+
+/// An account's four balances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Balances {
+    /// Held debits.
+    pub debits_pending: u64,
+    /// Posted debits.
+    pub debits_posted: u64,
+    /// Held credits.
+    pub credits_pending: u64,
+    /// Posted credits.
+    pub credits_posted: u64,
+}
+
+/// The entries of log record `record_index`, whose batch was just applied to
+/// `state_machine` with `results`. Call it before the next batch is applied: it reads the
+/// balances the batch left.
+pub fn derive_entries(
+    state_machine: &StateMachine,
+    record_index: u64,
+    batch: Batch<'_>,
+    results: &[ResultCode],
+) -> Vec<IndexEntry> {
+    assert_eq!(batch.len(), results.len());
+    let mut entries = Vec::new();
+    let mut created: Vec<(LogPosition, TransferId)> = Vec::new();
+    for (index, code) in results.iter().enumerate() {
+        if *code != ResultCode::Ok {
+            continue; // `exists` and failures created nothing new.
+        }
+        let position = LogPosition {
+            record_index,
+            command_index: index as u32,
+        };
+        let order_event = |order_id: OrderId| IndexEntry::OrderEvent {
+            order_id,
+            position,
+            operation: batch.operation(),
+        };
+        match batch {
+            Batch::CreateTransfers(records) => created.push((position, records[index].id)),
+            Batch::PlaceOrders(records) => {
+                created.push((position, records[index].transfer_id));
+                entries.push(order_event(records[index].id));
+            }
+            Batch::PayOrders(records)
+            | Batch::CancelOrders(records)
+            | Batch::RefundOrders(records) => {
+                created.push((position, records[index].transfer_id));
+                entries.push(order_event(records[index].order_id));
+            }
+            Batch::AckDispatch(records) => {
+                entries.push(order_event(OrderId(records[index].dispatch_id.0)));
+            }
+            _ => {}
+        }
+    }
+    let transfers: Vec<(LogPosition, Transfer)> = created
+        .into_iter()
+        .map(|(position, id)| match state_machine.transfer(id) {
+            Some(TransferLookup::Committed { transfer, .. }) => (position, transfer),
+            other => panic!("a command that returned ok created transfer {id}: {other:?}"),
+        })
+        .collect();
+    entries.extend(
+        transfers
+            .iter()
+            .map(|(position, transfer)| IndexEntry::Transfer {
+                position: *position,
+                transfer: *transfer,
+            }),
+    );
+    entries.extend(
+        statement_lines(state_machine, &transfers)
+            .into_iter()
+            .map(IndexEntry::Statement),
+    );
+    entries
+}
+
+/// Walks the batch's transfers backwards from the balances the batch left, so each line
+/// carries the balances right after its transfer.
+fn statement_lines(
+    state_machine: &StateMachine,
+    transfers: &[(LogPosition, Transfer)],
+) -> Vec<StatementLine> {
+    let mut balances: BTreeMap<AccountId, Balances> = BTreeMap::new();
+    let mut lines = Vec::with_capacity(transfers.len() * 2);
+    for (position, transfer) in transfers.iter().rev() {
+        let (debit, credit) = effects(state_machine, transfer);
+        for (account_id, effect) in [
+            (transfer.debit_account_id, debit),
+            (transfer.credit_account_id, credit),
+        ] {
+            let current = balances.entry(account_id).or_insert_with(|| {
+                let account = state_machine
+                    .account(account_id)
+                    .expect("a transfer's account");
+                Balances {
+                    debits_pending: account.debits_pending,
+                    debits_posted: account.debits_posted,
+                    credits_pending: account.credits_pending,
+                    credits_posted: account.credits_posted,
+                }
+            });
+            lines.push(StatementLine {
+                account_id,
+                position: *position,
+                transfer: *transfer,
+                balances_after: *current,
+            });
+            *current = undo(*current, effect);
+        }
+    }
+    lines.reverse();
+    lines
+}
+
+/// How a transfer changed one side's balances: (pending added, pending removed, posted
+/// added), on the debit side for the debit account and the credit side for the credit one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Effect {
+    debit_side: bool,
+    pending_added: u64,
+    pending_removed: u64,
+    posted_added: u64,
+}
+
+fn effects(state_machine: &StateMachine, transfer: &Transfer) -> (Effect, Effect) {
+    let mut effect = Effect::default();
+    if transfer.flags & transfer_flags::PENDING != 0 {
+        effect.pending_added = transfer.amount;
+    } else if transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0 {
+        let pending = match state_machine.transfer(transfer.pending_id) {
+            Some(TransferLookup::Committed { transfer, .. }) => transfer,
+            other => panic!("a post names its pending transfer: {other:?}"),
+        };
+        effect.pending_removed = pending.amount;
+        if transfer.flags & transfer_flags::POST_PENDING != 0 {
+            effect.posted_added = transfer.amount;
+        }
+    } else {
+        effect.posted_added = transfer.amount;
+    }
+    (
+        Effect {
+            debit_side: true,
+            ..effect
+        },
+        Effect {
+            debit_side: false,
+            ..effect
+        },
+    )
+}
+
+/// The balances before a transfer, from those after it.
+fn undo(after: Balances, effect: Effect) -> Balances {
+    let back = |value: u64, added: u64, removed: u64| {
+        (value + removed)
+            .checked_sub(added)
+            .expect("balances after include the transfer")
+    };
+    let mut before = after;
+    if effect.debit_side {
+        before.debits_pending = back(
+            after.debits_pending,
+            effect.pending_added,
+            effect.pending_removed,
+        );
+        before.debits_posted = back(after.debits_posted, effect.posted_added, 0);
+    } else {
+        before.credits_pending = back(
+            after.credits_pending,
+            effect.pending_added,
+            effect.pending_removed,
+        );
+        before.credits_posted = back(after.credits_posted, effect.posted_added, 0);
+    }
+    before
+}
