@@ -100,3 +100,49 @@ fn bad_arguments_are_refused_with_a_reason() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid value"));
 }
+
+#[test]
+fn wal_bench_reports_the_log_against_the_raw_disk() {
+    let parent = env!("CARGO_TARGET_TMPDIR");
+    let output = surge(&[
+        "bench",
+        "wal",
+        "--json",
+        "--seconds",
+        "0.2",
+        "--runs",
+        "1",
+        "--data-dir",
+        parent,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    let reports: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["wal_group_commit", "disk_raw_write_fdatasync"]);
+    assert!(reports[0]["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(reports[0]["fraction_of_disk"].as_f64().unwrap() > 0.0);
+    // The benchmark cleans up after itself.
+    let leftovers = std::fs::read_dir(parent)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("surge-bench-wal")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use surge::bench::state_machine::StateMachineBenchArgs;
+use surge::bench::wal::WalBenchArgs;
 use surge::demo::DemoArgs;
 
 /// Surge: a payment and flash-sale transaction engine.
@@ -29,6 +30,8 @@ enum Command {
 enum BenchCommand {
     /// Apply batches of 8,190 commands to the in-memory state machine on one core.
     StateMachine(StateMachineBenchArgs),
+    /// Append batches of 8,190 records with real fdatasync; compare with the raw disk.
+    Wal(WalBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::StateMachine(args)) => {
             surge::bench::state_machine::run(&args)?;
         }
+        Command::Bench(BenchCommand::Wal(args)) => surge::bench::wal::run(&args)?,
         Command::Codes => print!("{}", surge_core::result::result_codes_markdown()),
     }
     Ok(())
