@@ -1,0 +1,16 @@
+//! Surge's engine: the node that ties the deterministic core to the disk.
+//!
+//! A [`Node`] owns one shard: the write-ahead log (through `surge-wal`'s group commit), the
+//! state machine, checkpoints and the history index. A caller submits a batch; the node logs
+//! it, and only after the `fdatasync` covering it returned applies it in log order and hands
+//! back one result code per command. On open it recovers: the newest valid checkpoint, then
+//! the log after it, then the history index caught up.
+//!
+//! Threads, not tasks: the log writer, the apply thread and the pulse thread are plain
+//! threads joined by bounded channels and locks (no tokio), so the server bridges async
+//! connections to them. Sharding across cores is the engine issue's next step.
+#![warn(missing_docs)]
+
+mod node;
+
+pub use node::{EngineError, Node, NodeConfig, NodeStorage, Pending, RecoveryReport};

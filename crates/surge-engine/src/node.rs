@@ -1,0 +1,456 @@
+//! One shard's node: log → fdatasync → apply → reply, with checkpoints, the history index,
+//! pulses for expiry, and recovery on open.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use surge_core::{decode, Batch, Operation, ResultCode, StateMachine};
+use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
+use surge_wal::checkpoint::{self, Checkpoint};
+use surge_wal::{
+    CheckpointError, Clock, GroupCommit, GroupCommitConfig, Log, LogConfig, Record, RecoveryError,
+    Storage, SubmitError, WalError,
+};
+use thiserror::Error;
+
+/// How often the pulse thread checks whether something is due to expire.
+const PULSE_CHECK_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Configuration of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// State machine sizing and behaviour.
+    pub state: surge_core::Config,
+    /// Log segments.
+    pub log: LogConfig,
+    /// Group commit queues.
+    pub group_commit: GroupCommitConfig,
+    /// Write a checkpoint every this many log records (0: never).
+    pub checkpoint_interval_records: u64,
+    /// Checkpoints kept on disk (at least 1).
+    pub checkpoints_kept: usize,
+    /// Directory of the sled history index; `None` runs without one.
+    pub history_directory: Option<PathBuf>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            state: surge_core::Config::default(),
+            log: LogConfig::default(),
+            group_commit: GroupCommitConfig::default(),
+            checkpoint_interval_records: 10_000,
+            checkpoints_kept: 3,
+            history_directory: None,
+        }
+    }
+}
+
+/// Where the node's files live: the log and the checkpoints, each through a [`Storage`]
+/// (real files, or simulated storage in tests).
+pub struct NodeStorage {
+    /// The log's segment files.
+    pub log: Box<dyn Storage>,
+    /// The checkpoint files.
+    pub checkpoints: Box<dyn Storage>,
+}
+
+/// Why the node stopped or could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The log could not be recovered: the server must not start.
+    #[error("log recovery failed: {0}")]
+    Recovery(#[from] RecoveryError),
+    /// Checkpoints could not be read or written.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The newest checkpoint names a log record the log does not hold (or holds another).
+    #[error("checkpoint at log record {record_index} does not match the log: {reason}")]
+    CheckpointMismatch {
+        /// The record the checkpoint reflects.
+        record_index: u64,
+        /// What differs.
+        reason: String,
+    },
+    /// A checkpoint's snapshot does not restore.
+    #[error("checkpoint snapshot does not restore: {0}")]
+    Snapshot(#[from] surge_core::SnapshotError),
+    /// A durable record does not decode as a batch (a bug: records are checksummed).
+    #[error("log record {record_index} does not decode: {reason}")]
+    BadRecord {
+        /// The record.
+        record_index: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The log failed (fail-stop): nothing more is accepted.
+    #[error("log failed: {0}")]
+    Log(#[from] WalError),
+    /// The submission was refused.
+    #[error("submission refused: {0}")]
+    Submit(#[from] SubmitError),
+    /// The history index failed and could not be rebuilt.
+    #[error("history index: {0}")]
+    History(#[from] HistoryError),
+    /// An empty batch was submitted.
+    #[error("a batch needs at least one command")]
+    EmptyBatch,
+    /// The node stopped before the batch was applied.
+    #[error("the node stopped: {0}")]
+    Stopped(String),
+}
+
+/// What recovery did.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// The record index of the checkpoint loaded, if any.
+    pub checkpoint_record_index: Option<u64>,
+    /// Log records replayed after it.
+    pub records_replayed: u64,
+    /// Warnings: a torn tail cut back, damaged checkpoints skipped, an index rebuilt.
+    pub warnings: Vec<String>,
+}
+
+struct Shared {
+    state: RwLock<StateMachine>,
+    results: Mutex<Results>,
+    applied: Condvar,
+    stopping: AtomicBool,
+}
+
+#[derive(Default)]
+struct Results {
+    /// Codes of applied records that a submitter has not collected yet.
+    by_record: BTreeMap<u64, Vec<ResultCode>>,
+    /// Set when the apply thread stops, with the reason.
+    stopped: Option<String>,
+}
+
+/// A running node. See the crate documentation.
+pub struct Node {
+    shared: Arc<Shared>,
+    group_commit: Option<Arc<GroupCommit>>,
+    apply_thread: Option<JoinHandle<()>>,
+    pulse_thread: Option<JoinHandle<()>>,
+}
+
+/// A submitted batch; [`Pending::wait`] returns its result codes once durable and applied.
+pub struct Pending {
+    ticket: surge_wal::Ticket,
+    shared: Arc<Shared>,
+}
+
+impl Pending {
+    /// Blocks until the batch is durable and applied; its result codes.
+    pub fn wait(self) -> Result<Vec<ResultCode>, EngineError> {
+        let record = self.ticket.wait()?;
+        let record_index = record.header.record_index;
+        let mut results = self.shared.results.lock();
+        loop {
+            if let Some(codes) = results.by_record.remove(&record_index) {
+                return Ok(codes);
+            }
+            if let Some(reason) = &results.stopped {
+                return Err(EngineError::Stopped(reason.clone()));
+            }
+            self.shared.applied.wait(&mut results);
+        }
+    }
+}
+
+impl Node {
+    /// Recovers the node's state from `storage` and starts it.
+    pub fn open(
+        config: NodeConfig,
+        mut storage: NodeStorage,
+        clock: Arc<dyn Clock + Sync>,
+    ) -> Result<(Node, RecoveryReport), EngineError> {
+        assert!(config.checkpoints_kept >= 1);
+        let mut report = RecoveryReport::default();
+        let (newest, damaged) = checkpoint::read_newest(&mut *storage.checkpoints)?;
+        report
+            .warnings
+            .extend(damaged.iter().map(|error| format!("skipped {error}")));
+        let (log, recovered) = Log::open(storage.log, config.log)?;
+        if let Some(torn) = &recovered.torn_tail {
+            report.warnings.push(torn.to_string());
+        }
+        let mut history = open_history(&config, &mut report)?;
+        let history_applied = match &history {
+            Some(index) => index.applied_up_to()?,
+            None => None,
+        };
+        // Start from the checkpoint unless the history index is behind it: the index is
+        // derived from the state right after each record, so then replay from the start.
+        let checkpoint = newest.filter(|found| match (&history, found.record_index) {
+            (None, _) | (_, None) => true,
+            (Some(_), Some(index)) => history_applied.is_some_and(|applied| applied >= index),
+        });
+        let mut state_machine = match &checkpoint {
+            Some(found) => restore(found, &recovered.records)?,
+            None => StateMachine::new(config.state),
+        };
+        report.checkpoint_record_index = checkpoint.as_ref().and_then(|found| found.record_index);
+        let start = report.checkpoint_record_index.map_or(0, |index| index + 1);
+        let mut results = Vec::new();
+        for record in recovered.records.iter().skip(start as usize) {
+            apply_record(&mut state_machine, record, &mut results)?;
+            if let Some(index) = history.as_mut() {
+                index_record(index, history_applied, &state_machine, record, &results)?;
+            }
+            report.records_replayed += 1;
+        }
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state_machine),
+            results: Mutex::new(Results::default()),
+            applied: Condvar::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let (group_commit, durable) = GroupCommit::start(
+            log,
+            Box::new(SharedClock(clock.clone())),
+            config.group_commit,
+        );
+        let apply_thread = {
+            let shared = shared.clone();
+            let mut applier = Applier {
+                shared,
+                history,
+                checkpoints: storage.checkpoints,
+                checkpoint_interval_records: config.checkpoint_interval_records,
+                checkpoints_kept: config.checkpoints_kept,
+            };
+            std::thread::Builder::new()
+                .name("surge-apply".to_string())
+                .spawn(move || applier.run(durable))
+                .expect("spawn the apply thread")
+        };
+        let mut node = Node {
+            shared,
+            group_commit: Some(Arc::new(group_commit)),
+            apply_thread: Some(apply_thread),
+            pulse_thread: None,
+        };
+        node.pulse_thread = Some(node.start_pulses(clock));
+        Ok((node, report))
+    }
+
+    /// Logs `batch`; wait on the returned [`Pending`] for its result codes. `Busy` when the
+    /// log's queue is full: retry later with the same ids.
+    pub fn submit(&self, batch: Batch<'_>) -> Result<Pending, EngineError> {
+        if batch.is_empty() {
+            // Pulses are the node's own business; an empty batch has nothing to answer.
+            return Err(EngineError::EmptyBatch);
+        }
+        let group_commit = self.group_commit.as_ref().expect("running");
+        let ticket =
+            group_commit.submit(batch.operation(), batch.body().to_vec(), batch.len() as u32)?;
+        Ok(Pending {
+            ticket,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Runs `read` against the current state (between applied batches).
+    pub fn read<T>(&self, read: impl FnOnce(&StateMachine) -> T) -> T {
+        read(&self.shared.state.read())
+    }
+
+    /// Group-commit counters.
+    pub fn commit_stats(&self) -> surge_wal::CommitStats {
+        self.group_commit.as_ref().expect("running").stats()
+    }
+
+    /// Stops accepting, lets everything submitted become durable and applied, and stops.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Some(pulses) = self.pulse_thread.take() {
+            let _ = pulses.join();
+        }
+        if let Some(group_commit) = self.group_commit.take() {
+            // The pulse thread, the only other holder, has been joined.
+            match Arc::try_unwrap(group_commit) {
+                Ok(group_commit) => drop(group_commit.shutdown()),
+                Err(_) => unreachable!("the node is the sole owner once pulses stopped"),
+            }
+        }
+        if let Some(apply) = self.apply_thread.take() {
+            let _ = apply.join();
+        }
+    }
+
+    /// Logs an empty pulse whenever something is due, so expiries happen in log time even
+    /// without traffic.
+    fn start_pulses(&self, clock: Arc<dyn Clock + Sync>) -> JoinHandle<()> {
+        let shared = self.shared.clone();
+        let queue = self.group_commit.as_ref().expect("running").clone();
+        std::thread::Builder::new()
+            .name("surge-pulse".to_string())
+            .spawn(move || {
+                while !shared.stopping.load(Ordering::SeqCst) {
+                    let due = shared.state.read().expiry_next();
+                    if due.is_some_and(|due| due <= clock.now_ns()) {
+                        // Busy or failed: the next check tries again, or the node stops.
+                        if let Ok(ticket) = queue.submit(Operation::Pulse, Vec::new(), 0) {
+                            let _ = ticket.wait();
+                        }
+                    }
+                    std::thread::sleep(PULSE_CHECK_INTERVAL);
+                }
+            })
+            .expect("spawn the pulse thread")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct SharedClock(Arc<dyn Clock + Sync>);
+
+impl Clock for SharedClock {
+    fn now_ns(&self) -> u64 {
+        self.0.now_ns()
+    }
+}
+
+struct Applier {
+    shared: Arc<Shared>,
+    history: Option<SledHistory>,
+    checkpoints: Box<dyn Storage>,
+    checkpoint_interval_records: u64,
+    checkpoints_kept: usize,
+}
+
+impl Applier {
+    fn run(&mut self, durable: crossbeam_channel::Receiver<Arc<Record>>) {
+        let mut results = Vec::new();
+        let outcome = durable
+            .iter()
+            .try_for_each(|record| self.step(&record, &mut results));
+        let reason = match outcome {
+            Ok(()) => "shut down".to_string(),
+            Err(error) => error.to_string(),
+        };
+        self.shared.results.lock().stopped = Some(reason);
+        self.shared.applied.notify_all();
+    }
+
+    fn step(&mut self, record: &Record, results: &mut Vec<ResultCode>) -> Result<(), EngineError> {
+        let record_index = record.header.record_index;
+        {
+            let mut state = self.shared.state.write();
+            apply_record(&mut state, record, results)?;
+            if let Some(index) = self.history.as_mut() {
+                index_record(index, None, &state, record, results)?;
+            }
+        }
+        if record.header.count > 0 {
+            self.shared
+                .results
+                .lock()
+                .by_record
+                .insert(record_index, results.clone());
+            self.shared.applied.notify_all();
+        }
+        let interval = self.checkpoint_interval_records;
+        if interval > 0 && (record_index + 1) % interval == 0 {
+            let snapshot = self.shared.state.read().snapshot();
+            let found = Checkpoint {
+                record_index: Some(record_index),
+                record_checksum: record.header.checksum_header,
+                snapshot,
+            };
+            checkpoint::write(&mut *self.checkpoints, &found)?;
+            checkpoint::retain(&mut *self.checkpoints, self.checkpoints_kept)?;
+        }
+        Ok(())
+    }
+}
+
+fn open_history(
+    config: &NodeConfig,
+    report: &mut RecoveryReport,
+) -> Result<Option<SledHistory>, EngineError> {
+    let Some(directory) = &config.history_directory else {
+        return Ok(None);
+    };
+    match SledHistory::open(directory).and_then(|index| index.applied_up_to().map(|_| index)) {
+        Ok(index) => Ok(Some(index)),
+        Err(error) => {
+            // Derived data: start it over and rebuild it from the log.
+            report
+                .warnings
+                .push(format!("history index rebuilt from the log after: {error}"));
+            Ok(Some(SledHistory::recreate(directory)?))
+        }
+    }
+}
+
+fn restore(found: &Checkpoint, records: &[Record]) -> Result<StateMachine, EngineError> {
+    if let Some(index) = found.record_index {
+        let mismatch = |reason: String| EngineError::CheckpointMismatch {
+            record_index: index,
+            reason,
+        };
+        let record = records
+            .get(index as usize)
+            .ok_or_else(|| mismatch(format!("the log holds {} records", records.len())))?;
+        if record.header.checksum_header != found.record_checksum {
+            return Err(mismatch(format!(
+                "record checksum {:08x}, checkpoint says {:08x}",
+                record.header.checksum_header, found.record_checksum
+            )));
+        }
+    }
+    Ok(StateMachine::restore(&found.snapshot)?)
+}
+
+fn apply_record(
+    state_machine: &mut StateMachine,
+    record: &Record,
+    results: &mut Vec<ResultCode>,
+) -> Result<(), EngineError> {
+    let header = &record.header;
+    let batch =
+        decode(header.operation as u8, &record.body).map_err(|error| EngineError::BadRecord {
+            record_index: header.record_index,
+            reason: error.to_string(),
+        })?;
+    state_machine.apply(header.timestamp_ns, batch.as_batch(), results);
+    Ok(())
+}
+
+fn index_record(
+    index: &mut SledHistory,
+    applied_up_to: Option<u64>,
+    state_machine: &StateMachine,
+    record: &Record,
+    results: &[ResultCode],
+) -> Result<(), EngineError> {
+    let record_index = record.header.record_index;
+    if applied_up_to.is_some_and(|applied| record_index <= applied) {
+        return Ok(()); // Already indexed before the crash.
+    }
+    let batch = decode(record.header.operation as u8, &record.body).map_err(|error| {
+        EngineError::BadRecord {
+            record_index,
+            reason: error.to_string(),
+        }
+    })?;
+    let entries = derive_entries(state_machine, record_index, batch.as_batch(), results);
+    index.apply(record_index, &entries)?;
+    Ok(())
+}
