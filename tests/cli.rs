@@ -146,3 +146,30 @@ fn wal_bench_reports_the_log_against_the_raw_disk() {
         .count();
     assert_eq!(leftovers, 0);
 }
+
+#[test]
+fn memory_bench_reports_resident_bytes_per_milestone() {
+    let output = surge(&[
+        "bench",
+        "memory",
+        "--json",
+        "--milestones",
+        "900000,1700000",
+        "--accounts",
+        "1000",
+        "--presize",
+        "false",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(reports.len(), 2);
+    assert!(reports[0]["transfers"].as_u64().unwrap() >= 900_000);
+    assert!(reports[1]["resident_bytes"].as_u64().unwrap() > 0);
+}

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+use surge::bench::memory::MemoryBenchArgs;
 use surge::bench::state_machine::StateMachineBenchArgs;
 use surge::bench::wal::WalBenchArgs;
 use surge::demo::DemoArgs;
@@ -30,6 +31,8 @@ enum Command {
 enum BenchCommand {
     /// Apply batches of 8,190 commands to the in-memory state machine on one core.
     StateMachine(StateMachineBenchArgs),
+    /// Resident memory of the state machine after millions of transfers.
+    Memory(MemoryBenchArgs),
     /// Append batches of 8,190 records with real fdatasync; compare with the raw disk.
     Wal(WalBenchArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::StateMachine(args)) => {
             surge::bench::state_machine::run(&args)?;
         }
+        Command::Bench(BenchCommand::Memory(args)) => surge::bench::memory::run(&args)?,
         Command::Bench(BenchCommand::Wal(args)) => surge::bench::wal::run(&args)?,
         Command::Codes => print!("{}", surge_core::result::result_codes_markdown()),
     }

@@ -1,0 +1,666 @@
+//! `surge drive`: a small load driver over one real [`Node`] in a data directory, for the
+//! crash test in `tests/crash.rs` until the server exists. It prints one `ack` line per
+//! batch only after the node answered it (durable and applied), so a test that kills the
+//! process knows exactly which effects must survive; `--verify` reopens the directory and
+//! checks every acknowledged command, the ledger invariants and the state hash against a
+//! fresh replay of the log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use surge_core::{
+    account_flags, decode, transfer_flags, Account, AccountId, BatchBuf, Operation, Order,
+    OrderAction, OrderId, OrderLine, OrderLookup, ResultCode, Sku, SkuId, StateMachine, Transfer,
+    TransferId, TransferLookup,
+};
+use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
+use surge_wal::{Clock, FileStorage, Log, LogConfig, ManualClock, SubmitError, SystemClock};
+
+use crate::rng::SplitMix64;
+
+/// Ledger of every driven account.
+const LEDGER: u32 = 1;
+/// Account and transfer code of driven commands.
+const CODE: u16 = 1;
+/// The account that funds wallets; unconstrained, so it may go negative.
+const FUNDING: AccountId = AccountId(1);
+/// The merchant paid by wallets; unconstrained.
+const MERCHANT: AccountId = AccountId(2);
+/// First wallet id; wallets may never spend more than they hold.
+const WALLET_FIRST: u128 = 101;
+/// Wallets driven.
+const WALLET_COUNT: u64 = 16;
+/// Credit each wallet gets at setup, in minor units.
+const WALLET_FUNDS: u64 = 1_000_000;
+/// An amount no wallet can hold (more than all funding ever), so it fails `ExceedsCredits`.
+const AMOUNT_TOO_LARGE: u64 = 1 << 50;
+/// The SKU orders buy.
+const SKU: SkuId = SkuId(1);
+/// Units of the SKU stocked at setup: more than any run sells.
+const SKU_UNITS: u64 = 1 << 40;
+/// Pending transfers and unpaid orders expire after this much log time, so expiry (by
+/// pulses) is part of the crash test.
+const EXPIRY_NS: u64 = 2_000_000_000;
+/// Commands per driven batch, at most.
+const BATCH_COMMANDS_MAX: u64 = 16;
+/// Write a checkpoint every this many log records: small, so crashes hit checkpoints.
+const CHECKPOINT_INTERVAL_RECORDS: u64 = 50;
+/// Log segment size: small, so crashes hit segment rotation.
+const SEGMENT_SIZE_BYTES: u64 = 1 << 20;
+/// How long to wait before resubmitting a batch the log refused as busy.
+const BUSY_RETRY: Duration = Duration::from_millis(1);
+
+/// Options of `surge drive`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DriveArgs {
+    /// Data directory: `log/`, `checkpoints/` and `history/` live in it (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Seed of the workload. Command ids carry it in their high 64 bits, so every run on
+    /// one data directory needs its own seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Batches to drive after setup; 0 drives until killed.
+    #[arg(long, default_value_t = 0)]
+    pub batches: u64,
+    /// Instead of driving: recover, check every acknowledged command (`--acks`), the
+    /// invariants and the state hash against a fresh replay of the log, and exit non-zero
+    /// with the reason on any mismatch.
+    #[arg(long)]
+    pub verify: bool,
+    /// With `--verify`: a file of `ack` lines printed by earlier runs.
+    #[arg(long, requires = "verify")]
+    pub acks: Option<PathBuf>,
+}
+
+/// Runs `surge drive` (or `surge drive --verify`).
+pub fn run(args: &DriveArgs) -> anyhow::Result<()> {
+    if args.verify {
+        let acks = match &args.acks {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+            None => String::new(),
+        };
+        let summary = verify(&args.data_dir, &acks)?;
+        println!("{summary}");
+        Ok(())
+    } else {
+        drive(args)
+    }
+}
+
+/// The node configuration `drive` and `--verify` share.
+fn node_config(data_dir: &Path) -> NodeConfig {
+    NodeConfig {
+        log: log_config(),
+        checkpoint_interval_records: CHECKPOINT_INTERVAL_RECORDS,
+        history_directory: Some(data_dir.join("history")),
+        ..NodeConfig::default()
+    }
+}
+
+fn log_config() -> LogConfig {
+    LogConfig {
+        segment_size_bytes: SEGMENT_SIZE_BYTES,
+        ..LogConfig::default()
+    }
+}
+
+fn open_node(
+    data_dir: &Path,
+    clock: Arc<dyn Clock + Sync>,
+) -> anyhow::Result<(Node, RecoveryReport)> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let log = FileStorage::open(&data_dir.join("log")).context("opening the log directory")?;
+    let checkpoints = FileStorage::open(&data_dir.join("checkpoints"))
+        .context("opening the checkpoint directory")?;
+    let storage = NodeStorage {
+        log: Box::new(log),
+        checkpoints: Box::new(checkpoints),
+    };
+    let (node, report) = Node::open(node_config(data_dir), storage, clock)
+        .with_context(|| format!("recovering {}", data_dir.display()))?;
+    eprintln!(
+        "recovered checkpoint={} replayed={}",
+        report
+            .checkpoint_record_index
+            .map_or_else(|| "none".to_string(), |index| index.to_string()),
+        report.records_replayed
+    );
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok((node, report))
+}
+
+fn drive(args: &DriveArgs) -> anyhow::Result<()> {
+    let (node, _report) = open_node(&args.data_dir, Arc::new(SystemClock))?;
+    let mut driver = Driver {
+        node: &node,
+        rng: SplitMix64::new(args.seed),
+        id_high: (u128::from(args.seed) + 1) << 64,
+        id_count: 0,
+        pendings: Vec::new(),
+    };
+    let first = driver.id_high | 1;
+    let used = node.read(|state| {
+        state.transfer(TransferId(first)).is_some() || state.order(OrderId(first)).is_some()
+    });
+    if used {
+        bail!(
+            "seed {} was already driven on {}: pass another --seed",
+            args.seed,
+            args.data_dir.display()
+        );
+    }
+    driver.setup()?;
+    let mut batch_index = 0;
+    while args.batches == 0 || batch_index < args.batches {
+        driver.step()?;
+        batch_index += 1;
+    }
+    drop(driver);
+    node.shutdown();
+    Ok(())
+}
+
+/// Generates the workload and prints the acknowledgements.
+struct Driver<'a> {
+    node: &'a Node,
+    rng: SplitMix64,
+    /// The seed's high 64 bits of every id this run makes.
+    id_high: u128,
+    /// Ids made so far by this run.
+    id_count: u64,
+    /// Acknowledged pending transfers not yet posted or voided by this run.
+    pendings: Vec<TransferId>,
+}
+
+impl Driver<'_> {
+    fn id_next(&mut self) -> u128 {
+        self.id_count += 1;
+        self.id_high | u128::from(self.id_count)
+    }
+
+    fn wallet(&mut self) -> AccountId {
+        AccountId(WALLET_FIRST + u128::from(self.rng.below(WALLET_COUNT)))
+    }
+
+    fn amount(&mut self) -> u64 {
+        // One in eight is more than any wallet holds: a failure that must stay failed.
+        if self.rng.below(8) == 0 {
+            AMOUNT_TOO_LARGE
+        } else {
+            self.rng.below(5_000) + 1
+        }
+    }
+
+    fn commands(&mut self) -> u64 {
+        self.rng.below(BATCH_COMMANDS_MAX) + 1
+    }
+
+    /// Accounts, wallet funding and the SKU, with fixed ids: `exists` after a restart.
+    fn setup(&mut self) -> anyhow::Result<()> {
+        let mut accounts = vec![account(FUNDING, 0), account(MERCHANT, 0)];
+        accounts.extend((0..WALLET_COUNT).map(|index| {
+            let id = AccountId(WALLET_FIRST + u128::from(index));
+            account(id, account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        }));
+        self.submit(BatchBuf::CreateAccounts(accounts))?;
+        let funding = (0..WALLET_COUNT)
+            .map(|index| Transfer {
+                id: TransferId(u128::from(index) + 1),
+                debit_account_id: FUNDING,
+                credit_account_id: AccountId(WALLET_FIRST + u128::from(index)),
+                amount: WALLET_FUNDS,
+                ledger: LEDGER,
+                code: CODE,
+                ..Transfer::default()
+            })
+            .collect();
+        self.submit(BatchBuf::CreateTransfers(funding))?;
+        let sku = Sku {
+            id: SKU,
+            units_stocked: SKU_UNITS,
+            code: CODE,
+            ..Sku::default()
+        };
+        self.submit(BatchBuf::CreateSkus(vec![sku]))?;
+        Ok(())
+    }
+
+    /// One random batch (an order step is two: place, then pay most of them).
+    fn step(&mut self) -> anyhow::Result<()> {
+        match self.rng.below(5) {
+            0 | 1 => self.transfers(),
+            2 => self.pendings(),
+            3 => self.resolve_pendings(),
+            _ => self.orders(),
+        }
+    }
+
+    fn transfers(&mut self) -> anyhow::Result<()> {
+        let count = self.commands();
+        let transfers = (0..count)
+            .map(|_| {
+                let id = TransferId(self.id_next());
+                let (debit, credit, amount) = match self.rng.below(6) {
+                    // Top-ups keep the wallets spending.
+                    0 => (FUNDING, self.wallet(), 10_000),
+                    1 => (self.wallet(), MERCHANT, self.amount()),
+                    _ => {
+                        let debit = self.wallet();
+                        let mut credit = self.wallet();
+                        if credit == debit {
+                            credit = MERCHANT;
+                        }
+                        (debit, credit, self.amount())
+                    }
+                };
+                transfer(id, debit, credit, amount)
+            })
+            .collect();
+        self.submit(BatchBuf::CreateTransfers(transfers))?;
+        Ok(())
+    }
+
+    fn pendings(&mut self) -> anyhow::Result<()> {
+        let count = self.commands();
+        let transfers: Vec<Transfer> = (0..count)
+            .map(|_| {
+                let id = TransferId(self.id_next());
+                let debit = self.wallet();
+                let amount = self.amount();
+                Transfer {
+                    flags: transfer_flags::PENDING,
+                    // Half never expire; the rest expire after a while unless resolved.
+                    timeout_ns: if self.rng.below(2) == 0 { 0 } else { EXPIRY_NS },
+                    ..transfer(id, debit, MERCHANT, amount)
+                }
+            })
+            .collect();
+        let codes = self.submit(BatchBuf::CreateTransfers(transfers.clone()))?;
+        for (transfer, code) in transfers.iter().zip(codes) {
+            if code == ResultCode::Ok {
+                self.pendings.push(transfer.id);
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_pendings(&mut self) -> anyhow::Result<()> {
+        if self.pendings.is_empty() {
+            return self.transfers();
+        }
+        self.rng.shuffle(&mut self.pendings);
+        let count = (self.commands() as usize).min(self.pendings.len());
+        let resolved: Vec<TransferId> = self.pendings.drain(..count).collect();
+        let transfers = resolved
+            .into_iter()
+            .map(|pending_id| {
+                let flags = if self.rng.below(3) == 0 {
+                    transfer_flags::VOID_PENDING
+                } else {
+                    transfer_flags::POST_PENDING
+                };
+                Transfer {
+                    id: TransferId(self.id_next()),
+                    pending_id,
+                    flags,
+                    ..Transfer::default()
+                }
+            })
+            .collect();
+        self.submit(BatchBuf::CreateTransfers(transfers))?;
+        Ok(())
+    }
+
+    fn orders(&mut self) -> anyhow::Result<()> {
+        let count = self.commands();
+        let orders: Vec<Order> = (0..count)
+            .map(|_| {
+                let mut lines = [OrderLine::default(); surge_core::records::ORDER_LINES_MAX];
+                lines[0] = OrderLine {
+                    sku_id: SKU,
+                    quantity: self.rng.below(3) as u32 + 1,
+                    reserved: 0,
+                };
+                Order {
+                    id: OrderId(self.id_next()),
+                    buyer_id: self.wallet(),
+                    merchant_id: MERCHANT,
+                    transfer_id: TransferId(self.id_next()),
+                    amount: self.amount(),
+                    timeout_ns: EXPIRY_NS,
+                    ledger: LEDGER,
+                    line_count: 1,
+                    lines,
+                    ..Order::default()
+                }
+            })
+            .collect();
+        let codes = self.submit(BatchBuf::PlaceOrders(orders.clone()))?;
+        // Pay three in four of the placed orders; the rest expire by pulses.
+        let actions: Vec<OrderAction> = orders
+            .iter()
+            .zip(codes)
+            .filter(|(_, code)| *code == ResultCode::Ok)
+            .map(|(order, _)| order.id)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|_| self.rng.below(4) != 0)
+            .map(|order_id| OrderAction {
+                order_id,
+                transfer_id: TransferId(self.id_next()),
+                ..OrderAction::default()
+            })
+            .collect();
+        if !actions.is_empty() {
+            self.submit(BatchBuf::PayOrders(actions))?;
+        }
+        Ok(())
+    }
+
+    /// Submits `batch` (again while the log is busy), waits until it is durable and
+    /// applied, and only then prints its `ack` line.
+    fn submit(&mut self, batch: BatchBuf) -> anyhow::Result<Vec<ResultCode>> {
+        let pending = loop {
+            match self.node.submit(batch.as_batch()) {
+                Err(EngineError::Submit(SubmitError::Busy)) => std::thread::sleep(BUSY_RETRY),
+                other => break other.context("submitting a batch")?,
+            }
+        };
+        let codes = pending.wait().context("waiting for a batch")?;
+        let ids = command_ids(&batch);
+        assert_eq!(ids.len(), codes.len());
+        let entries: Vec<String> = ids
+            .iter()
+            .zip(&codes)
+            .map(|(id, code)| format!("{id}:{}", code.as_u32()))
+            .collect();
+        let line = format!(
+            "ack {} {}\n",
+            operation_name(batch.as_batch().operation()),
+            entries.join(",")
+        );
+        // One write per line, flushed at once: the acknowledgement goes out now.
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(line.as_bytes())?;
+        stdout.flush()?;
+        Ok(codes)
+    }
+}
+
+fn account(id: AccountId, flags: u16) -> Account {
+    Account {
+        id,
+        ledger: LEDGER,
+        code: CODE,
+        flags,
+        ..Account::default()
+    }
+}
+
+fn transfer(id: TransferId, debit: AccountId, credit: AccountId, amount: u64) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger: LEDGER,
+        code: CODE,
+        ..Transfer::default()
+    }
+}
+
+/// The id an acknowledgement names for each command: the account, transfer, SKU or
+/// order id, and for order actions the id of the transfer the action creates.
+fn command_ids(batch: &BatchBuf) -> Vec<u128> {
+    match batch {
+        BatchBuf::CreateAccounts(accounts) => accounts.iter().map(|a| a.id.0).collect(),
+        BatchBuf::CreateTransfers(transfers) => transfers.iter().map(|t| t.id.0).collect(),
+        BatchBuf::CreateSkus(skus) => skus.iter().map(|s| u128::from(s.id.0)).collect(),
+        BatchBuf::PlaceOrders(orders) => orders.iter().map(|o| o.id.0).collect(),
+        BatchBuf::PayOrders(actions) => actions.iter().map(|a| a.transfer_id.0).collect(),
+        other => unreachable!("drive never submits {:?}", other.as_batch().operation()),
+    }
+}
+
+/// The operation's snake_case name, as in the API.
+fn operation_name(operation: Operation) -> String {
+    match serde_json::to_value(operation) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => unreachable!("operations serialize as strings"),
+    }
+}
+
+fn operation_from_name(name: &str) -> Option<Operation> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// One acknowledged command.
+#[derive(Clone, Copy, Debug)]
+struct Ack {
+    operation: Operation,
+    id: u128,
+    code: ResultCode,
+}
+
+/// Parses `ack <operation> <id>:<code>,...` lines; other lines are ignored.
+fn parse_acks(text: &str) -> anyhow::Result<Vec<Ack>> {
+    let mut acks = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("ack") {
+            continue;
+        }
+        let bad = || format!("acks line {}: {line:?}", number + 1);
+        let operation = words
+            .next()
+            .and_then(operation_from_name)
+            .with_context(bad)?;
+        let entries = words.next().with_context(bad)?;
+        for entry in entries.split(',') {
+            let (id, code) = entry.split_once(':').with_context(bad)?;
+            let id: u128 = id.parse().with_context(bad)?;
+            let code = code
+                .parse()
+                .ok()
+                .and_then(ResultCode::from_u32)
+                .with_context(bad)?;
+            acks.push(Ack {
+                operation,
+                id,
+                code,
+            });
+        }
+    }
+    Ok(acks)
+}
+
+/// Why an acknowledged command's effect is not what its code said, if it is not.
+fn check_ack(state: &StateMachine, ack: &Ack) -> Option<String> {
+    let took_effect = matches!(ack.code, ResultCode::Ok | ResultCode::Exists);
+    let found = match ack.operation {
+        Operation::CreateAccounts => format!("{:?}", state.account(AccountId(ack.id))),
+        Operation::CreateSkus => {
+            let id = u64::try_from(ack.id).ok()?;
+            format!("{:?}", state.sku(SkuId(id)))
+        }
+        Operation::CreateTransfers | Operation::PayOrders => {
+            let lookup = state.transfer(TransferId(ack.id));
+            let expected = match (lookup, ack.code) {
+                (Some(TransferLookup::Committed { .. }), _) => took_effect,
+                (Some(TransferLookup::Failed(_)), ResultCode::IdAlreadyFailed) => true,
+                (Some(TransferLookup::Failed(code)), _) => code == ack.code,
+                (None, _) => false,
+            };
+            if expected {
+                return None;
+            }
+            return Some(format!(
+                "{:?} {} acknowledged {:?}, the state holds {lookup:?}",
+                ack.operation, ack.id, ack.code
+            ));
+        }
+        Operation::PlaceOrders => {
+            let lookup = state.order(OrderId(ack.id));
+            let expected = match lookup {
+                Some(OrderLookup::Placed(_)) => took_effect,
+                Some(OrderLookup::Failed(code)) => code == ack.code,
+                None => false,
+            };
+            if expected {
+                return None;
+            }
+            return Some(format!(
+                "order {} acknowledged {:?}, the state holds {lookup:?}",
+                ack.id, ack.code
+            ));
+        }
+        other => return Some(format!("drive never acknowledges {other:?}")),
+    };
+    // Accounts and SKUs: only their existence is checked.
+    let exists = !found.starts_with("None");
+    (exists != took_effect || !exists).then(|| {
+        format!(
+            "{:?} {} acknowledged {:?}, the state holds {found}",
+            ack.operation, ack.id, ack.code
+        )
+    })
+}
+
+/// Ledger and inventory invariants: what must hold after any prefix of the log.
+fn check_invariants(state: &StateMachine) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut ledgers: std::collections::BTreeMap<u32, [u128; 4]> = Default::default();
+    for account in state.accounts_sorted() {
+        let sums = ledgers.entry(account.ledger).or_default();
+        sums[0] += u128::from(account.debits_posted);
+        sums[1] += u128::from(account.credits_posted);
+        sums[2] += u128::from(account.debits_pending);
+        sums[3] += u128::from(account.credits_pending);
+        let debits = u128::from(account.debits_posted) + u128::from(account.debits_pending);
+        let credits = u128::from(account.credits_posted) + u128::from(account.credits_pending);
+        if account.flags & account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
+            && debits > u128::from(account.credits_posted)
+        {
+            problems.push(format!("account {} is negative: {account:?}", account.id.0));
+        }
+        if account.flags & account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
+            && credits > u128::from(account.debits_posted)
+        {
+            problems.push(format!("account {} is negative: {account:?}", account.id.0));
+        }
+    }
+    for (ledger, [debits_posted, credits_posted, debits_pending, credits_pending]) in ledgers {
+        if debits_posted != credits_posted {
+            problems.push(format!(
+                "ledger {ledger}: posted debits {debits_posted} != credits {credits_posted}"
+            ));
+        }
+        if debits_pending != credits_pending {
+            problems.push(format!(
+                "ledger {ledger}: pending debits {debits_pending} != credits {credits_pending}"
+            ));
+        }
+    }
+    for sku in state.skus_sorted() {
+        let held = u128::from(sku.units_available)
+            + u128::from(sku.units_reserved)
+            + u128::from(sku.units_sold);
+        if held != u128::from(sku.units_stocked) {
+            problems.push(format!("sku {}: units not conserved: {sku:?}", sku.id.0));
+        }
+    }
+    problems
+}
+
+/// The state after applying every record of the log in `data_dir` to a new state
+/// machine, and the number of records.
+fn replay_log(data_dir: &Path, config: surge_core::Config) -> anyhow::Result<(u128, usize)> {
+    let storage = FileStorage::open(&data_dir.join("log")).context("opening the log")?;
+    let (_log, recovered) =
+        Log::open(Box::new(storage), log_config()).context("reading the log for a replay")?;
+    let mut state = StateMachine::new(config);
+    let mut results = Vec::new();
+    for record in &recovered.records {
+        let header = &record.header;
+        let batch = decode(header.operation as u8, &record.body).map_err(|error| {
+            anyhow::anyhow!("log record {} does not decode: {error}", header.record_index)
+        })?;
+        state.apply(header.timestamp_ns, batch.as_batch(), &mut results);
+    }
+    Ok((state.state_hash(), recovered.records.len()))
+}
+
+/// Checks the data directory against the acknowledgements in `acks`; the summary, or an
+/// error naming every mismatch found (the first few of each kind).
+pub fn verify(data_dir: &Path, acks: &str) -> anyhow::Result<String> {
+    const SHOWN_MAX: usize = 20;
+    let acks = parse_acks(acks)?;
+    // A clock stopped at 0: nothing is ever due, so no pulse is logged while we look,
+    // and the state hash read below is the state of the log as it is on disk.
+    let (node, report) = open_node(data_dir, Arc::new(ManualClock::new(0)))?;
+    let (lost, problems, node_hash) = node.read(|state| {
+        let lost: Vec<String> = acks.iter().filter_map(|ack| check_ack(state, ack)).collect();
+        (lost, check_invariants(state), state.state_hash())
+    });
+    let state_config = node_config(data_dir).state;
+    node.shutdown();
+    if !lost.is_empty() {
+        bail!(
+            "{} of {} acknowledged commands are not as acknowledged:\n{}",
+            lost.len(),
+            acks.len(),
+            lost[..lost.len().min(SHOWN_MAX)].join("\n")
+        );
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} invariant violations:\n{}",
+            problems.len(),
+            problems[..problems.len().min(SHOWN_MAX)].join("\n")
+        );
+    }
+    let (replay_hash, records) = replay_log(data_dir, state_config)?;
+    if replay_hash != node_hash {
+        bail!(
+            "state hash {node_hash:032x} after recovery (checkpoint {:?}, {} records \
+             replayed) differs from {replay_hash:032x} of a fresh replay of {records} records",
+            report.checkpoint_record_index,
+            report.records_replayed
+        );
+    }
+    Ok(format!(
+        "verified acks={} records={records} checkpoint={} replayed={} \
+         state_hash={node_hash:032x} (identical to a fresh replay)",
+        acks.len(),
+        report
+            .checkpoint_record_index
+            .map_or_else(|| "none".to_string(), |index| index.to_string()),
+        report.records_replayed
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_round_trip_through_their_text() {
+        let text = "recovered\nack create_transfers 5:0,18446744073709551617:208\n\
+                    ack place_orders 7:8\n";
+        let acks = parse_acks(text).expect("parses");
+        assert_eq!(acks.len(), 3);
+        assert_eq!(acks[0].operation, Operation::CreateTransfers);
+        assert_eq!(acks[1].id, (1 << 64) + 1);
+        assert_eq!(acks[1].code, ResultCode::ExceedsCredits);
+        assert_eq!(acks[2].operation, Operation::PlaceOrders);
+        assert!(parse_acks("ack nonsense 1:0").is_err());
+    }
+}
