@@ -18,6 +18,16 @@ use surge_wal::{
 };
 use thiserror::Error;
 
+/// Attempts to open a history index whose lock another handle holds.
+const HISTORY_LOCK_ATTEMPTS_MAX: u32 = 100;
+
+/// Wait between those attempts.
+const HISTORY_LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Applied batches whose codes wait for their submitter, at most; older ones are dropped
+/// (their submitter gets `ResultsDropped`: the batch itself is durable and applied).
+const RESULTS_UNCOLLECTED_MAX: usize = 65_536;
+
 /// How often the pulse thread checks whether something is due to expire.
 const PULSE_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -98,6 +108,12 @@ pub enum EngineError {
     /// The history index failed and could not be rebuilt.
     #[error("history index: {0}")]
     History(#[from] HistoryError),
+    /// The batch was applied, but its codes were not collected in time and were dropped.
+    #[error("the codes of log record {record_index} were not collected in time")]
+    ResultsDropped {
+        /// The record.
+        record_index: u64,
+    },
     /// An empty batch was submitted.
     #[error("a batch needs at least one command")]
     EmptyBatch,
@@ -126,8 +142,11 @@ struct Shared {
 
 #[derive(Default)]
 struct Results {
-    /// Codes of applied records that a submitter has not collected yet.
+    /// Codes of applied records that a submitter has not collected yet, at most
+    /// `RESULTS_UNCOLLECTED_MAX` (a dropped `Pending` never collects its own).
     by_record: BTreeMap<u64, Vec<ResultCode>>,
+    /// Records below this index had their uncollected codes dropped.
+    dropped_below: u64,
     /// Set when the apply thread stops, with the reason.
     stopped: Option<String>,
 }
@@ -155,6 +174,9 @@ impl Pending {
         loop {
             if let Some(codes) = results.by_record.remove(&record_index) {
                 return Ok(codes);
+            }
+            if record_index < results.dropped_below {
+                return Err(EngineError::ResultsDropped { record_index });
             }
             if let Some(reason) = &results.stopped {
                 return Err(EngineError::Stopped(reason.clone()));
@@ -217,10 +239,12 @@ impl Node {
             Box::new(SharedClock(clock.clone())),
             config.group_commit,
         );
+        let group_commit = Arc::new(group_commit);
         let apply_thread = {
             let shared = shared.clone();
             let mut applier = Applier {
                 shared,
+                group_commit: Arc::downgrade(&group_commit),
                 history,
                 checkpoints: storage.checkpoints,
                 checkpoint_interval_records: config.checkpoint_interval_records,
@@ -233,7 +257,7 @@ impl Node {
         };
         let mut node = Node {
             shared,
-            group_commit: Some(Arc::new(group_commit)),
+            group_commit: Some(group_commit),
             apply_thread: Some(apply_thread),
             pulse_thread: None,
         };
@@ -328,6 +352,8 @@ impl Clock for SharedClock {
 
 struct Applier {
     shared: Arc<Shared>,
+    /// To stop the log when applying cannot go on (weak: the node owns the log).
+    group_commit: std::sync::Weak<GroupCommit>,
     history: Option<SledHistory>,
     checkpoints: Box<dyn Storage>,
     checkpoint_interval_records: u64,
@@ -342,7 +368,14 @@ impl Applier {
             .try_for_each(|record| self.step(&record, &mut results));
         let reason = match outcome {
             Ok(()) => "shut down".to_string(),
-            Err(error) => error.to_string(),
+            Err(error) => {
+                // Fail-stop: nothing more may be logged that cannot be applied and answered.
+                let reason = format!("the apply stage failed: {error}");
+                if let Some(group_commit) = self.group_commit.upgrade() {
+                    group_commit.halt(reason.clone());
+                }
+                reason
+            }
         };
         self.shared.results.lock().stopped = Some(reason);
         self.shared.applied.notify_all();
@@ -358,11 +391,13 @@ impl Applier {
             }
         }
         if record.header.count > 0 {
-            self.shared
-                .results
-                .lock()
-                .by_record
-                .insert(record_index, results.clone());
+            let mut uncollected = self.shared.results.lock();
+            uncollected.by_record.insert(record_index, results.clone());
+            while uncollected.by_record.len() > RESULTS_UNCOLLECTED_MAX {
+                let (oldest, _) = uncollected.by_record.pop_first().expect("over the limit");
+                uncollected.dropped_below = oldest + 1;
+            }
+            drop(uncollected);
             self.shared.applied.notify_all();
         }
         let interval = self.checkpoint_interval_records;
@@ -387,14 +422,26 @@ fn open_history(
     let Some(directory) = &config.history_directory else {
         return Ok(None);
     };
-    match SledHistory::open(directory).and_then(|index| index.applied_up_to().map(|_| index)) {
-        Ok(index) => Ok(Some(index)),
-        Err(error) => {
-            // Derived data: start it over and rebuild it from the log.
-            report
-                .warnings
-                .push(format!("history index rebuilt from the log after: {error}"));
-            Ok(Some(SledHistory::recreate(directory)?))
+    let mut attempts = 0;
+    loop {
+        let opened =
+            SledHistory::open(directory).and_then(|index| index.applied_up_to().map(|_| index));
+        match opened {
+            Ok(index) => return Ok(Some(index)),
+            // Another handle (or sled's background release of a dropped one) holds the
+            // lock: wait briefly, then give up; never delete an index that is merely busy.
+            Err(error) if error.is_locked() && attempts < HISTORY_LOCK_ATTEMPTS_MAX => {
+                attempts += 1;
+                std::thread::sleep(HISTORY_LOCK_RETRY_INTERVAL);
+            }
+            Err(error) if error.is_corruption() => {
+                // Derived data: start it over and rebuild it from the log.
+                report
+                    .warnings
+                    .push(format!("history index rebuilt from the log after: {error}"));
+                return Ok(Some(SledHistory::recreate(directory)?));
+            }
+            Err(error) => return Err(error.into()),
         }
     }
 }

@@ -46,6 +46,34 @@ pub enum HistoryError {
     },
 }
 
+impl HistoryError {
+    /// Whether the stored index is damaged or unreadable as a sled database (rebuild it
+    /// from the log), as opposed to busy (another handle holds it) or failing on I/O (a
+    /// disk problem the operator must see, not a reason to delete anything).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            HistoryError::Corrupt { .. }
+                | HistoryError::Storage(
+                    sled::Error::Corruption { .. }
+                        | sled::Error::Unsupported(_)
+                        | sled::Error::ReportableBug(_)
+                )
+        )
+    }
+
+    /// Whether another handle holds sled's lock on the directory.
+    pub fn is_locked(&self) -> bool {
+        match self {
+            HistoryError::Storage(sled::Error::Io(error)) => {
+                error.kind() == std::io::ErrorKind::WouldBlock
+                    || error.to_string().contains("could not acquire lock")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One page of an account's statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatementPage {

@@ -237,6 +237,19 @@ impl GroupCommit {
         self.counters.lock().stats()
     }
 
+    /// Stops the log from outside, fail-stop (the apply stage could not go on): queued
+    /// and later submissions get `Failed` with `reason`; the writer stops after the group
+    /// it is writing, if any.
+    pub fn halt(&self, reason: String) {
+        let error = WalError::Failed {
+            reason,
+            kind: std::io::ErrorKind::Other,
+        };
+        for submission in self.queue.fail(error.clone()) {
+            submission.slot.fill_if_empty(Err(error.clone()));
+        }
+    }
+
     /// Stops taking submissions, lets the writer finish what is queued, and returns the
     /// log (failed, if it failed).
     pub fn shutdown(mut self) -> Log {

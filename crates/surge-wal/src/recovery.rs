@@ -190,6 +190,18 @@ impl Log {
         } else {
             preallocate(&mut *storage, tail.segment_index, config.segment_size_bytes)?;
         }
+        // What recovery read may have been written but never synced (a killed process, a
+        // failed sync, a full disk mid-rotation): make it durable before anything is built
+        // on it, or a later acknowledged record could sit behind one a power cut erases.
+        for &index in segments.iter().chain(std::iter::once(&tail.segment_index)) {
+            let name = segment_name(index);
+            storage
+                .sync_data(&name)
+                .map_err(io_error(format!("sync {name}")))?;
+        }
+        storage
+            .sync_directory()
+            .map_err(io_error("sync the log directory".to_string()))?;
         let log = Log {
             storage,
             config,
