@@ -5,5 +5,6 @@
 
 pub mod bench;
 pub mod demo;
+pub mod drive;
 pub mod rng;
 pub mod workload;

@@ -4,9 +4,11 @@
 use clap::{Parser, Subcommand};
 
 use surge::bench::memory::MemoryBenchArgs;
+use surge::bench::recovery::RecoveryBenchArgs;
 use surge::bench::state_machine::StateMachineBenchArgs;
 use surge::bench::wal::WalBenchArgs;
 use surge::demo::DemoArgs;
+use surge::drive::DriveArgs;
 
 /// Surge: a payment and flash-sale transaction engine.
 #[derive(Debug, Parser)]
@@ -20,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run an in-process flash sale against the state machine and print what happened.
     Demo(DemoArgs),
+    /// Drive seeded load through a node in a data directory, printing an `ack` line per
+    /// durable batch (for crash tests); `--verify` checks a directory against those lines.
+    Drive(DriveArgs),
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -35,6 +40,8 @@ enum BenchCommand {
     Memory(MemoryBenchArgs),
     /// Append batches of 8,190 records with real fdatasync; compare with the raw disk.
     Wal(WalBenchArgs),
+    /// Write a log of 10 M transfers, then time recovery (scan + replay) from it.
+    Recovery(RecoveryBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +53,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Memory(args)) => surge::bench::memory::run(&args)?,
         Command::Bench(BenchCommand::Wal(args)) => surge::bench::wal::run(&args)?,
+        Command::Bench(BenchCommand::Recovery(args)) => {
+            surge::bench::recovery::run(&args)?;
+        }
+        Command::Drive(args) => surge::drive::run(&args)?,
         Command::Codes => print!("{}", surge_core::result::result_codes_markdown()),
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! `workload`, `ops_per_sec` and latency percentiles, medians over several runs.
 
 pub mod memory;
+pub mod recovery;
 pub mod state_machine;
 pub mod wal;
 
