@@ -199,10 +199,6 @@ impl Node {
         report
             .warnings
             .extend(damaged.iter().map(|error| format!("skipped {error}")));
-        let (log, recovered) = Log::open(storage.log, config.log)?;
-        if let Some(torn) = &recovered.torn_tail {
-            report.warnings.push(torn.to_string());
-        }
         let mut history = open_history(&config, &mut report)?;
         let history_applied = match &history {
             Some(index) => index.applied_up_to()?,
@@ -214,10 +210,34 @@ impl Node {
             (None, _) | (_, None) => true,
             (Some(_), Some(index)) => history_applied.is_some_and(|applied| applied >= index),
         });
-        let mut state_machine = match &checkpoint {
-            Some(found) => restore(found, &recovered.records)?,
-            None => StateMachine::new(config.state),
+        // Restore (or size) the state machine while the log is read: for a large state both
+        // take seconds, and neither needs the other until the replay.
+        let state_config = config.state;
+        let preparing = std::thread::Builder::new()
+            .name("surge-recover-state".to_string())
+            .spawn(move || {
+                let state_machine = match &checkpoint {
+                    Some(found) => {
+                        StateMachine::restore(&found.snapshot).map_err(EngineError::from)
+                    }
+                    None => Ok(StateMachine::new(state_config)),
+                };
+                (checkpoint, state_machine)
+            })
+            .expect("spawn the state recovery thread");
+        let log_opened = Log::open(storage.log, config.log);
+        let (checkpoint, state_machine) = match preparing.join() {
+            Ok(prepared) => prepared,
+            Err(panic) => std::panic::resume_unwind(panic),
         };
+        let (log, recovered) = log_opened?;
+        if let Some(torn) = &recovered.torn_tail {
+            report.warnings.push(torn.to_string());
+        }
+        let mut state_machine = state_machine?;
+        if let Some(found) = &checkpoint {
+            check_checkpoint(found, &recovered.records)?;
+        }
         report.checkpoint_record_index = checkpoint.as_ref().and_then(|found| found.record_index);
         let start = report.checkpoint_record_index.map_or(0, |index| index + 1);
         let mut results = Vec::new();
@@ -446,7 +466,8 @@ fn open_history(
     }
 }
 
-fn restore(found: &Checkpoint, records: &[Record]) -> Result<StateMachine, EngineError> {
+/// Checks that the log still holds the record the checkpoint reflects, unchanged.
+fn check_checkpoint(found: &Checkpoint, records: &[Record]) -> Result<(), EngineError> {
     if let Some(index) = found.record_index {
         let mismatch = |reason: String| EngineError::CheckpointMismatch {
             record_index: index,
@@ -462,7 +483,7 @@ fn restore(found: &Checkpoint, records: &[Record]) -> Result<StateMachine, Engin
             )));
         }
     }
-    Ok(StateMachine::restore(&found.snapshot)?)
+    Ok(())
 }
 
 fn apply_record(
