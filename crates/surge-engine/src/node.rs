@@ -321,11 +321,20 @@ impl Node {
         if let Some(pulses) = self.pulse_thread.take() {
             let _ = pulses.join();
         }
-        if let Some(group_commit) = self.group_commit.take() {
-            // The pulse thread, the only other holder, has been joined.
-            match Arc::try_unwrap(group_commit) {
-                Ok(group_commit) => drop(group_commit.shutdown()),
-                Err(_) => unreachable!("the node is the sole owner once pulses stopped"),
+        if let Some(mut group_commit) = self.group_commit.take() {
+            // The pulse thread has been joined; the apply thread holds the log only for the
+            // moment it takes to halt it, so wait that moment out.
+            loop {
+                match Arc::try_unwrap(group_commit) {
+                    Ok(owned) => {
+                        drop(owned.shutdown());
+                        break;
+                    }
+                    Err(shared) => {
+                        group_commit = shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
             }
         }
         if let Some(apply) = self.apply_thread.take() {

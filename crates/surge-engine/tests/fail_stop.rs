@@ -209,7 +209,9 @@ fn a_full_checkpoint_disk_stops_answers_but_not_reads_and_recovery_works() {
     // The waiter sees the stop either from the apply stage or from the log it halted.
     match error {
         EngineError::Stopped(reason) => assert!(reason.contains("checkpoint"), "{reason}"),
-        EngineError::Log(error) => assert!(error.to_string().contains("checkpoint"), "{error}"),
+        EngineError::Log(_) | EngineError::Submit(_) => {
+            assert!(error.to_string().contains("checkpoint"), "{error}")
+        }
         error => panic!("expected the apply stage to stop, got {error}"),
     }
     node.read(|state| check_acknowledged(state, &acknowledged));
@@ -313,9 +315,8 @@ fn after_enospc_in_a_rotation_a_restart_loses_nothing_it_acknowledges() {
     node.shutdown();
 }
 
-/// A checkpoint write that fails (here ENOSPC) stops the apply stage; the fail-stop
-/// rule says an I/O error stops all writes. Today the log goes on writing and fdatasyncing
-/// every later batch, answered only with `Stopped`, while reads go stale.
+/// A checkpoint write that fails (here ENOSPC) stops the apply stage, and the apply stage
+/// halts the log: the fail-stop rule says an I/O error stops all writes.
 #[test]
 fn a_failed_checkpoint_write_stops_all_writes() {
     let disks = SimDisks::default();
@@ -326,7 +327,15 @@ fn a_failed_checkpoint_write_stops_all_writes() {
         .checkpoints
         .set_capacity_bytes(Some(disks.checkpoints.used_bytes()));
     let (_, error) = until_failure(&node, 1_000, 3);
-    assert!(matches!(error, EngineError::Stopped(_)), "{error}");
+    // Depending on timing the waiter hears it from the apply stage, from the halted log, or
+    // is refused at submission by the halted log.
+    assert!(
+        matches!(
+            error,
+            EngineError::Stopped(_) | EngineError::Log(_) | EngineError::Submit(_)
+        ),
+        "{error}"
+    );
     let records_at_failure = node.commit_stats().records;
     for attempt in 0..5 {
         let batch = transfers(10_000 + attempt, 1);
