@@ -78,38 +78,11 @@ impl StateMachine {
     }
 
     pub(crate) fn pay_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
-        let entry = match self.order_for_action(action, Operation::PayOrders, 0) {
+        let entry = match self.unpaid_order_for(action, Operation::PayOrders, timestamp) {
             Ok(entry) => entry,
             Err(outcome) => return outcome,
         };
-        match entry.status() {
-            OrderStatus::Reserved if entry.expires_at <= timestamp => fail!(OrderExpired),
-            OrderStatus::Reserved => {}
-            OrderStatus::Expired => fail!(OrderExpired),
-            OrderStatus::Cancelled => fail!(OrderCancelled),
-            OrderStatus::Paid | OrderStatus::Dispatched | OrderStatus::Refunded => {
-                fail!(OrderAlreadyPaid)
-            }
-        }
-        let post = Transfer {
-            id: action.transfer_id,
-            pending_id: entry.order.transfer_id,
-            flags: transfer_flags::POST_PENDING,
-            user_data: entry.order.id.0,
-            ..Transfer::default()
-        };
-        let fingerprint = action_fingerprint(Operation::PayOrders, action);
-        let outcome = self.resolve_pending(
-            &post,
-            timestamp,
-            fingerprint,
-            Resolver::Order(entry.order.id),
-        );
-        assert_eq!(
-            outcome,
-            Outcome::Applied,
-            "a live order's authorization is pending"
-        );
+        self.resolve_authorization(&entry, action, Operation::PayOrders, timestamp);
         for line in entry.lines() {
             self.sell_units(line.sku_id, u64::from(line.quantity));
         }
@@ -121,43 +94,69 @@ impl StateMachine {
     }
 
     pub(crate) fn cancel_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
-        let entry = match self.order_for_action(action, Operation::CancelOrders, 0) {
+        let entry = match self.unpaid_order_for(action, Operation::CancelOrders, timestamp) {
             Ok(entry) => entry,
             Err(outcome) => return outcome,
         };
-        match entry.status() {
-            OrderStatus::Reserved if entry.expires_at <= timestamp => fail!(OrderExpired),
-            OrderStatus::Reserved => {}
-            OrderStatus::Expired => fail!(OrderExpired),
-            OrderStatus::Cancelled => fail!(OrderCancelled),
-            OrderStatus::Paid | OrderStatus::Dispatched | OrderStatus::Refunded => {
-                fail!(OrderAlreadyPaid)
-            }
-        }
-        let void = Transfer {
-            id: action.transfer_id,
-            pending_id: entry.order.transfer_id,
-            flags: transfer_flags::VOID_PENDING,
-            user_data: entry.order.id.0,
-            ..Transfer::default()
-        };
-        let fingerprint = action_fingerprint(Operation::CancelOrders, action);
-        let outcome = self.resolve_pending(
-            &void,
-            timestamp,
-            fingerprint,
-            Resolver::Order(entry.order.id),
-        );
-        assert_eq!(
-            outcome,
-            Outcome::Applied,
-            "a live order's authorization is pending"
-        );
+        self.resolve_authorization(&entry, action, Operation::CancelOrders, timestamp);
         self.release_order_lines(&entry);
         self.set_order(&entry, OrderStatus::Cancelled, |stored| {
             stored.closing_transfer_id = action.transfer_id;
         });
         Outcome::Applied
+    }
+
+    /// The order of a pay or cancel, which must still be reserved and not due to expire.
+    fn unpaid_order_for(
+        &self,
+        action: &OrderAction,
+        operation: Operation,
+        timestamp: u64,
+    ) -> Result<OrderEntry, Outcome> {
+        let entry = self.order_for_action(action, operation, 0)?;
+        let failed = |code| Err(Outcome::Failed(code));
+        match entry.status() {
+            OrderStatus::Reserved if entry.expires_at <= timestamp => {
+                failed(ResultCode::OrderExpired)
+            }
+            OrderStatus::Reserved => Ok(entry),
+            OrderStatus::Expired => failed(ResultCode::OrderExpired),
+            OrderStatus::Cancelled => failed(ResultCode::OrderCancelled),
+            OrderStatus::Paid | OrderStatus::Dispatched | OrderStatus::Refunded => {
+                failed(ResultCode::OrderAlreadyPaid)
+            }
+        }
+    }
+
+    /// Posts (pay) or voids (cancel) a live order's authorization under the action's
+    /// transfer id; cannot fail once the order is known to be unpaid.
+    fn resolve_authorization(
+        &mut self,
+        entry: &OrderEntry,
+        action: &OrderAction,
+        operation: Operation,
+        timestamp: u64,
+    ) {
+        let flags = match operation {
+            Operation::PayOrders => transfer_flags::POST_PENDING,
+            Operation::CancelOrders => transfer_flags::VOID_PENDING,
+            _ => unreachable!("only pay and cancel resolve an authorization"),
+        };
+        let transfer = Transfer {
+            id: action.transfer_id,
+            pending_id: entry.order.transfer_id,
+            flags,
+            user_data: entry.order.id.0,
+            ..Transfer::default()
+        };
+        let fingerprint = action_fingerprint(operation, action);
+        let resolver = Resolver::Order(entry.order.id);
+        let outcome = self.resolve_pending(&transfer, timestamp, fingerprint, resolver);
+        assert_eq!(
+            outcome,
+            Outcome::Applied,
+            "a live order's authorization is pending"
+        );
     }
 
     pub(crate) fn refund_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
