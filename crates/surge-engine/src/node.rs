@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use surge_core::{decode, Batch, Operation, ResultCode, StateMachine};
+use surge_core::{decode, Batch, BatchBuf, Operation, ResultCode, StateMachine};
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
 use surge_wal::{
@@ -24,9 +24,8 @@ const HISTORY_LOCK_ATTEMPTS_MAX: u32 = 100;
 /// Wait between those attempts.
 const HISTORY_LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Applied batches whose codes wait for their submitter, at most; older ones are dropped
-/// (their submitter gets `ResultsDropped`: the batch itself is durable and applied).
-const RESULTS_UNCOLLECTED_MAX: usize = 65_536;
+/// Default of [`NodeConfig::results_uncollected_max`].
+const RESULTS_UNCOLLECTED_MAX_DEFAULT: usize = 65_536;
 
 /// How often the pulse thread checks whether something is due to expire.
 const PULSE_CHECK_INTERVAL: Duration = Duration::from_millis(5);
@@ -46,6 +45,10 @@ pub struct NodeConfig {
     pub checkpoints_kept: usize,
     /// Directory of the sled history index; `None` runs without one.
     pub history_directory: Option<PathBuf>,
+    /// Applied batches whose codes wait for their submitter, at most; older ones are
+    /// dropped (a `Pending` dropped without `wait` never collects its codes), and their
+    /// submitter gets `ResultsDropped`: the batch itself is durable and applied.
+    pub results_uncollected_max: usize,
 }
 
 impl Default for NodeConfig {
@@ -57,6 +60,7 @@ impl Default for NodeConfig {
             checkpoint_interval_records: 10_000,
             checkpoints_kept: 3,
             history_directory: None,
+            results_uncollected_max: RESULTS_UNCOLLECTED_MAX_DEFAULT,
         }
     }
 }
@@ -194,6 +198,7 @@ impl Node {
         clock: Arc<dyn Clock + Sync>,
     ) -> Result<(Node, RecoveryReport), EngineError> {
         assert!(config.checkpoints_kept >= 1);
+        assert!(config.results_uncollected_max >= 1);
         let mut report = RecoveryReport::default();
         let (newest, damaged) = checkpoint::read_newest(&mut *storage.checkpoints)?;
         report
@@ -242,9 +247,14 @@ impl Node {
         let start = report.checkpoint_record_index.map_or(0, |index| index + 1);
         let mut results = Vec::new();
         for record in recovered.records.iter().skip(start as usize) {
-            apply_record(&mut state_machine, record, &mut results)?;
-            if let Some(index) = history.as_mut() {
-                index_record(index, history_applied, &state_machine, record, &results)?;
+            let batch = apply_record(&mut state_machine, record, &mut results)?;
+            let record_index = record.header.record_index;
+            // Records the index already holds (it was written before the crash) are skipped.
+            let indexed = history_applied.is_some_and(|applied| record_index <= applied);
+            if let (Some(index), false) = (history.as_mut(), indexed) {
+                let entries =
+                    derive_entries(&state_machine, record_index, batch.as_batch(), &results);
+                index.apply(record_index, &entries)?;
             }
             report.records_replayed += 1;
         }
@@ -269,6 +279,7 @@ impl Node {
                 checkpoints: storage.checkpoints,
                 checkpoint_interval_records: config.checkpoint_interval_records,
                 checkpoints_kept: config.checkpoints_kept,
+                results_uncollected_max: config.results_uncollected_max,
             };
             std::thread::Builder::new()
                 .name("surge-apply".to_string())
@@ -387,6 +398,7 @@ struct Applier {
     checkpoints: Box<dyn Storage>,
     checkpoint_interval_records: u64,
     checkpoints_kept: usize,
+    results_uncollected_max: usize,
 }
 
 impl Applier {
@@ -412,17 +424,22 @@ impl Applier {
 
     fn step(&mut self, record: &Record, results: &mut Vec<ResultCode>) -> Result<(), EngineError> {
         let record_index = record.header.record_index;
-        {
+        let entries = {
             let mut state = self.shared.state.write();
-            apply_record(&mut state, record, results)?;
-            if let Some(index) = self.history.as_mut() {
-                index_record(index, None, &state, record, results)?;
-            }
+            let batch = apply_record(&mut state, record, results)?;
+            // Derived from the state right after this record (in memory, under the lock);
+            // written to sled after the lock is released, so reads never wait on its I/O.
+            self.history
+                .is_some()
+                .then(|| derive_entries(&state, record_index, batch.as_batch(), results))
+        };
+        if let (Some(index), Some(entries)) = (self.history.as_mut(), entries) {
+            index.apply(record_index, &entries)?;
         }
         if record.header.count > 0 {
             let mut uncollected = self.shared.results.lock();
             uncollected.by_record.insert(record_index, results.clone());
-            while uncollected.by_record.len() > RESULTS_UNCOLLECTED_MAX {
+            while uncollected.by_record.len() > self.results_uncollected_max {
                 let (oldest, _) = uncollected.by_record.pop_first().expect("over the limit");
                 uncollected.dropped_below = oldest + 1;
             }
@@ -495,11 +512,12 @@ fn check_checkpoint(found: &Checkpoint, records: &[Record]) -> Result<(), Engine
     Ok(())
 }
 
+/// Applies a durable record; returns its decoded batch (for the history index).
 fn apply_record(
     state_machine: &mut StateMachine,
     record: &Record,
     results: &mut Vec<ResultCode>,
-) -> Result<(), EngineError> {
+) -> Result<BatchBuf, EngineError> {
     let header = &record.header;
     let batch =
         decode(header.operation as u8, &record.body).map_err(|error| EngineError::BadRecord {
@@ -507,27 +525,5 @@ fn apply_record(
             reason: error.to_string(),
         })?;
     state_machine.apply(header.timestamp_ns, batch.as_batch(), results);
-    Ok(())
-}
-
-fn index_record(
-    index: &mut SledHistory,
-    applied_up_to: Option<u64>,
-    state_machine: &StateMachine,
-    record: &Record,
-    results: &[ResultCode],
-) -> Result<(), EngineError> {
-    let record_index = record.header.record_index;
-    if applied_up_to.is_some_and(|applied| record_index <= applied) {
-        return Ok(()); // Already indexed before the crash.
-    }
-    let batch = decode(record.header.operation as u8, &record.body).map_err(|error| {
-        EngineError::BadRecord {
-            record_index,
-            reason: error.to_string(),
-        }
-    })?;
-    let entries = derive_entries(state_machine, record_index, batch.as_batch(), results);
-    index.apply(record_index, &entries)?;
-    Ok(())
+    Ok(batch)
 }

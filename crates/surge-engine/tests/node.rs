@@ -638,3 +638,35 @@ fn a_locked_history_index_is_not_deleted_as_corrupt() {
     assert_eq!(before, after, "the locked index was deleted");
     drop(holder);
 }
+
+#[test]
+fn uncollected_result_codes_are_bounded() {
+    // Bounded everything: codes nobody collects (a dropped `Pending`) must not pile up.
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let config = NodeConfig {
+        results_uncollected_max: 2,
+        ..small_config()
+    };
+    let (node, _) = open_files(&config, directory.path());
+    let batches: Vec<[surge_core::Account; 1]> =
+        (1..=4).map(|id| [account(100 + id, false)]).collect();
+    let pendings: Vec<_> = batches
+        .iter()
+        .map(|batch| node.submit(Batch::CreateAccounts(batch)).expect("accepted"))
+        .collect();
+    let mut pendings = pendings.into_iter();
+    let first = pendings.next().expect("four");
+    let last = pendings.next_back().expect("four");
+    // Records apply in order: once the last one answers, all four were applied.
+    assert_eq!(
+        last.wait().expect("the newest codes are kept"),
+        [ResultCode::Ok]
+    );
+    match first.wait() {
+        Err(EngineError::ResultsDropped { record_index }) => assert_eq!(record_index, 0),
+        other => panic!("expected the oldest codes to be dropped, got {other:?}"),
+    }
+    // The batch itself took effect: only its answer was dropped.
+    node.read(|state| assert!(state.account(AccountId(101)).is_some()));
+    node.shutdown();
+}
