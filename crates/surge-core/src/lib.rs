@@ -23,6 +23,7 @@ pub use records::{
 };
 pub use result::ResultCode;
 pub use state_machine::{
-    Config, DispatchRequest, DispatchStatus, MemoryCounts, OrderLookup, OrderView, PendingStatus,
-    ReservationLookup, SnapshotError, StateMachine, TransferLookup,
+    ArchivedOutcome, ArchivedTransfer, Config, DispatchRequest, DispatchStatus, MemoryCounts,
+    OrderLookup, OrderView, PendingStatus, ReservationLookup, SnapshotError, StateMachine,
+    TransferLookup,
 };

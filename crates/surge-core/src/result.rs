@@ -187,6 +187,11 @@ result_codes! {
     /// `timestamp + timeout_ns` would pass 2^64 - 1.
     TimeoutOverflows = 223,
         "The log timestamp plus the timeout would pass 2^64 - 1 ns.", "Send a smaller timeout.";
+    /// `code` is at or above 0xFF00: those codes are Surge's own (order transfers).
+    CodeReserved = 224,
+        "The transfer `code` is 0xFF00 or above; those codes mark transfers Surge creates \
+         for orders.",
+        "Use a code below 0xFF00.";
 
     // --- 300..399: inventory ---
     /// The SKU does not exist.

@@ -3,7 +3,9 @@
 //! is oversold and no buyer holds more than the limit, (4) exactly the paid orders have a
 //! dispatch request, (5) one result per command, and (8) pending balances and reserved units
 //! equal the live holds that should make them up. Across runs: (6) replay is deterministic,
-//! and (7) resubmitting a prefix of the stream later has no second effect.
+//! and (7) resubmitting a prefix of the stream later has no second effect; (9) evicting
+//! finished transfers (and recalling them from an archive when a batch names them) changes
+//! no result code, no query answer and no state hash.
 //!
 //! A stream is a list of compact command specs (not raw records), so proptest shrinks it to a
 //! short, readable counterexample. Ids come from small pools so that retries, conflicts,
@@ -26,6 +28,7 @@ use surge_core::{
     PendingStatus, Reservation, ReservationKey, ReservationLookup, ReservationStatus, ResultCode,
     Sku, SkuId, StateMachine, Transfer, TransferId, TransferLookup,
 };
+use surge_core::{ArchivedOutcome, ArchivedTransfer};
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 const CASES_DEFAULT: u32 = 96;
@@ -1205,6 +1208,116 @@ proptest! {
             &format!("invariant 7 (idempotence), resubmitting {prefix_len} batches: "),
             resubmit_prefix(&stream, prefix_len, &gaps),
         )?;
+    }
+}
+
+/// Applies one batch to a state machine that evicts: recalls from `archive` whatever the
+/// batch names that left memory, as the engine does with the history index.
+fn apply_recalling(
+    sm: &mut StateMachine,
+    archive: &BTreeMap<TransferId, ArchivedTransfer>,
+    timestamp: u64,
+    batch: &BatchBuf,
+) -> Vec<ResultCode> {
+    let found: Vec<ArchivedTransfer> = sm
+        .archive_lookups(batch.as_batch())
+        .iter()
+        .filter_map(|id| archive.get(id).copied())
+        .collect();
+    sm.recall(&found);
+    apply(sm, timestamp, batch)
+}
+
+/// What a transfer query answers with everything in memory, as the archive can tell it.
+fn archived_view(lookup: Option<TransferLookup>) -> Option<ArchivedOutcome> {
+    match lookup? {
+        TransferLookup::Failed(code) => Some(ArchivedOutcome::Failed(code)),
+        TransferLookup::Committed { pending_status, .. } => Some(ArchivedOutcome::Committed {
+            fingerprint: 0,
+            pending_status,
+        }),
+    }
+}
+
+/// Runs `stream` on a plain state machine and on one that evicts every finished transfer
+/// older than `lag` sequence numbers after every `every`-th batch (and round-trips its
+/// snapshot after every `snapshot_every`-th), comparing codes, hashes and queries.
+fn check_eviction(
+    stream: &[Step],
+    every: usize,
+    lag: u64,
+    snapshot_every: usize,
+) -> Result<(), TestCaseError> {
+    let mut plain = state_machine();
+    let mut evicting = state_machine();
+    let mut archive: BTreeMap<TransferId, ArchivedTransfer> = BTreeMap::new();
+    for (index, step) in stream.iter().enumerate() {
+        let batch = batch(step);
+        let timestamp = timestamp_for(&plain, step);
+        let expected = apply(&mut plain, timestamp, &batch);
+        let results = apply_recalling(&mut evicting, &archive, timestamp, &batch);
+        prop_assert_eq!(&expected, &results, "codes differ at batch {}", index);
+        prop_assert_eq!(
+            plain.state_hash(),
+            evicting.state_hash(),
+            "state hashes differ after batch {}",
+            index
+        );
+        if index % every == 0 {
+            let below = evicting.transfer_sequence().saturating_sub(lag);
+            let candidates = evicting.eviction_candidates(below);
+            for entry in &candidates {
+                prop_assert!(archive.insert(entry.id, *entry).is_none(), "evicted twice");
+            }
+            evicting.evict(below, &candidates);
+            prop_assert_eq!(plain.state_hash(), evicting.state_hash(), "after evicting");
+        }
+        if index % snapshot_every == 0 {
+            let bytes = evicting.snapshot();
+            evicting = StateMachine::restore(&bytes).expect("a snapshot restores");
+            prop_assert_eq!(&bytes, &evicting.snapshot(), "snapshot round trip");
+        }
+    }
+    for id in (1..=u128::from(TRANSFER_IDS)).map(TransferId) {
+        let expected = plain.transfer(id);
+        match evicting.transfer(id) {
+            Some(found) => prop_assert_eq!(Some(found), expected, "transfer {:?}", id),
+            None => {
+                let archived = archive.get(&id).map(|entry| match entry.outcome {
+                    ArchivedOutcome::Committed { pending_status, .. } => {
+                        ArchivedOutcome::Committed {
+                            fingerprint: 0,
+                            pending_status,
+                        }
+                    }
+                    failed => failed,
+                });
+                prop_assert_eq!(archived, archived_view(expected), "archived {:?}", id);
+            }
+        }
+    }
+    let counts = evicting.memory_counts();
+    prop_assert_eq!(
+        counts.transfers as u64 + counts.transfers_evicted,
+        plain.memory_counts().transfers as u64
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Invariant 9: eviction is invisible. A stream applied with everything in memory and
+    /// with finished transfers evicted (and recalled when named) gives the same codes, the
+    /// same state hash after every batch, and the same query answers at the end.
+    #[test]
+    fn eviction_changes_no_result(
+        stream in stream(),
+        every in 1..4usize,
+        lag in prop::sample::select(&[0u64, 1, 5][..]),
+        snapshot_every in 2..9usize,
+    ) {
+        check_eviction(&stream, every, lag, snapshot_every)?;
     }
 }
 

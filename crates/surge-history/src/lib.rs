@@ -2,8 +2,14 @@
 //! statement lines are, so lookups of old records need no replay.
 //!
 //! The index is derived from the log and is never the source of truth: nothing is
-//! acknowledged or decided from it. [`derive_entries`] turns one applied batch (with the
-//! state machine right after it) into entries; a [`HistoryIndex`] stores them together with
+//! acknowledged or decided from it, with one exception that is still derived from the log:
+//! the archive entries of finished transfers that left the state machine's memory
+//! ([`HistoryIndex::archive`]). The engine stores them durably before it evicts, and a
+//! replay of the log produces them again; a command reusing an old id is answered from
+//! them exactly as the resident state would have answered.
+//!
+//! [`derive_entries`] turns one applied batch (with the state machine right after it) into
+//! entries; a [`HistoryIndex`] stores them together with
 //! the "applied up to" record index in one atomic write, so after a crash it is caught up
 //! from the log after that index, and if it reports corruption it is deleted and rebuilt
 //! from the log. [`SledHistory`] keeps it in sled; [`MemoryHistory`] is the same contract in
@@ -18,7 +24,9 @@ pub use derive::{derive_entries, IndexEntry, StatementLine};
 pub use memory::MemoryHistory;
 pub use sled_history::SledHistory;
 
-use surge_core::{AccountId, LogPosition, Operation, OrderId, Transfer, TransferId};
+use surge_core::{
+    AccountId, ArchivedTransfer, LogPosition, Operation, OrderId, Transfer, TransferId,
+};
 use thiserror::Error;
 
 /// Why the index could not answer or store.
@@ -100,6 +108,14 @@ pub trait HistoryIndex {
 
     /// Stores the entries of log record `record_index` (possibly none) and marks it applied.
     fn apply(&mut self, record_index: u64, entries: &[IndexEntry]) -> Result<(), HistoryError>;
+
+    /// Stores, durably (the call returns after a flush), the archive entries of transfers
+    /// about to leave the state machine's memory. Entries never change once written, so
+    /// storing one again is harmless.
+    fn archive(&mut self, entries: &[ArchivedTransfer]) -> Result<(), HistoryError>;
+
+    /// The archive entry of a transfer that left memory, if one was stored.
+    fn archived(&self, id: TransferId) -> Result<Option<ArchivedTransfer>, HistoryError>;
 
     /// Where transfer `id` was created, and the transfer as applied.
     fn transfer(&self, id: TransferId) -> Result<Option<(LogPosition, Transfer)>, HistoryError>;

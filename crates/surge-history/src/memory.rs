@@ -30,6 +30,10 @@ impl KeyValueStore for MemoryStore {
         self.map.extend(writes);
         Ok(())
     }
+
+    fn flush(&self) -> Result<(), HistoryError> {
+        Ok(())
+    }
 }
 
 /// The history index in memory.

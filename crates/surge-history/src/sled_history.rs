@@ -8,6 +8,7 @@
 //! | `T` transfer id (16) | position (12) + transfer record (128) |
 //! | `O` order id (16) record index (8) command index (4) | operation (1) |
 //! | `A` account (16) timestamp (8) transfer id (16) | position + transfer + balances (32) |
+//! | `X` transfer id (16) | archive entry of a transfer that left memory (25) |
 //!
 //! A record's entries and its `applied` mark go in one `apply_batch`, which sled applies
 //! atomically: after a crash the index holds a prefix of records, and `applied_up_to` says
@@ -15,7 +16,9 @@
 
 use std::path::Path;
 
-use surge_core::{AccountId, LogPosition, Operation, OrderId, Transfer, TransferId};
+use surge_core::{
+    AccountId, ArchivedTransfer, LogPosition, Operation, OrderId, Transfer, TransferId,
+};
 
 use crate::derive::{Balances, IndexEntry, StatementLine};
 use crate::{HistoryError, HistoryIndex, StatementCursor, StatementPage};
@@ -24,6 +27,9 @@ const KEY_APPLIED: &[u8] = b"Mapplied";
 const PREFIX_TRANSFER: u8 = b'T';
 const PREFIX_ORDER: u8 = b'O';
 const PREFIX_STATEMENT: u8 = b'A';
+const PREFIX_ARCHIVED: u8 = b'X';
+/// Archive entries per sled batch: bounds the memory of one write.
+const ARCHIVE_WRITE_CHUNK: usize = 65_536;
 const POSITION_SIZE_BYTES: usize = 12;
 const TRANSFER_SIZE_BYTES: usize = std::mem::size_of::<Transfer>();
 const BALANCES_SIZE_BYTES: usize = 32;
@@ -39,6 +45,8 @@ pub trait KeyValueStore {
     fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Pairs, HistoryError>;
     /// Writes all pairs, all or none.
     fn write_atomically(&mut self, writes: Pairs) -> Result<(), HistoryError>;
+    /// Returns once everything written so far survives a crash.
+    fn flush(&self) -> Result<(), HistoryError>;
 }
 
 /// A sled tree as a [`KeyValueStore`].
@@ -69,6 +77,11 @@ impl KeyValueStore for SledStore {
             batch.insert(key, value);
         }
         self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), HistoryError> {
+        self.db.flush()?;
         Ok(())
     }
 }
@@ -145,6 +158,31 @@ impl<S: KeyValueStore> HistoryIndex for Index<S> {
         let position = read_position(&key, &value, 0)?;
         let transfer = read_transfer(&key, &value, POSITION_SIZE_BYTES)?;
         Ok(Some((position, transfer)))
+    }
+
+    fn archive(&mut self, entries: &[ArchivedTransfer]) -> Result<(), HistoryError> {
+        for chunk in entries.chunks(ARCHIVE_WRITE_CHUNK) {
+            let writes = chunk
+                .iter()
+                .map(|entry| (archived_key(entry.id), entry.to_bytes().to_vec()))
+                .collect();
+            self.store.write_atomically(writes)?;
+        }
+        self.store.flush()
+    }
+
+    fn archived(&self, id: TransferId) -> Result<Option<ArchivedTransfer>, HistoryError> {
+        let key = archived_key(id);
+        let Some(value) = self.store.get(&key)? else {
+            return Ok(None);
+        };
+        match ArchivedTransfer::from_bytes(&value) {
+            Some(entry) if entry.id == id => Ok(Some(entry)),
+            _ => Err(HistoryError::Corrupt {
+                key,
+                reason: "archive entry",
+            }),
+        }
     }
 
     fn order_events(&self, id: OrderId) -> Result<Vec<(LogPosition, Operation)>, HistoryError> {
@@ -277,6 +315,12 @@ fn decode_statement_line(
 
 fn transfer_key(id: TransferId) -> Vec<u8> {
     let mut key = vec![PREFIX_TRANSFER];
+    key.extend_from_slice(&id.0.to_be_bytes());
+    key
+}
+
+fn archived_key(id: TransferId) -> Vec<u8> {
+    let mut key = vec![PREFIX_ARCHIVED];
     key.extend_from_slice(&id.0.to_be_bytes());
     key
 }

@@ -285,3 +285,35 @@ fn failed_and_existing_commands_index_nothing() {
     );
     assert!(entries.is_empty());
 }
+
+#[test]
+fn archive_entries_survive_a_reopen_and_corruption_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history");
+    let mut state_machine = run(&mut []);
+    let below = state_machine.transfer_sequence();
+    let candidates = state_machine.eviction_candidates(below);
+    assert!(!candidates.is_empty(), "the log leaves finished transfers");
+    let mut memory = MemoryHistory::new();
+    let mut sled = SledHistory::open(&path).unwrap();
+    for index in [&mut memory as &mut dyn HistoryIndex, &mut sled] {
+        index.archive(&candidates).unwrap();
+        // Storing the same entries again is harmless.
+        index.archive(&candidates[..1]).unwrap();
+    }
+    state_machine.evict(below, &candidates);
+    drop(sled);
+    let sled = SledHistory::open(&path).unwrap();
+    for index in [&memory as &dyn HistoryIndex, &sled] {
+        for entry in &candidates {
+            assert_eq!(index.archived(entry.id).unwrap(), Some(*entry));
+            assert_eq!(state_machine.transfer(entry.id), None, "left memory");
+        }
+        assert_eq!(index.archived(TransferId(999_999)).unwrap(), None);
+    }
+    let mut key = vec![b'X'];
+    key.extend_from_slice(&candidates[0].id.0.to_be_bytes());
+    sled.store.db.insert(key, vec![7; 25]).unwrap();
+    let error = sled.archived(candidates[0].id).unwrap_err();
+    assert!(error.is_corruption(), "{error}");
+}

@@ -7,21 +7,28 @@ use std::hash::Hash;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::table::TableEntry;
-use super::{journal::Map, BuyerUnits, StateMachine, StoredReservation};
+use super::{journal::Map, BuyerUnits, PendingStatus, StateMachine, StoredReservation};
 
 impl StateMachine {
     /// Digest of the whole state, including the log time. Walks every map: meant for
     /// replay checks and tests, not the hot path.
     pub fn state_hash(&self) -> u128 {
         let mut hasher = Xxh3::new();
-        hasher.update(b"surge-state-v1");
+        hasher.update(b"surge-state-v2");
         hasher.update(&self.timestamp_last.to_le_bytes());
         for account in self.accounts_sorted() {
             hasher.update(bytemuck::bytes_of(&account));
         }
         hasher.update(&self.transfers_digest.to_le_bytes());
-        hasher.update(&(self.transfers.map.len() as u64).to_le_bytes());
-        for (id, state) in sorted(&self.pendings.map) {
+        // Resident or not: eviction must not change the hash.
+        let transfer_ids = self.transfers.map.len() as u64 + self.transfers_evicted;
+        hasher.update(&transfer_ids.to_le_bytes());
+        // Live holds only: a resolved one's final status is in the transfers digest, and
+        // it may have left memory.
+        let live = sorted(&self.pendings.map)
+            .into_iter()
+            .filter(|(_, state)| state.status == PendingStatus::Pending);
+        for (id, state) in live {
             hasher.update(&id.0.to_le_bytes());
             hasher.update(&state.expires_at.to_le_bytes());
             hasher.update(&state.order_id.0.to_le_bytes());

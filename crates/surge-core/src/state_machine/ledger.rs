@@ -11,6 +11,7 @@ use super::{
     fail, fingerprint, reject, Outcome, PendingState, PendingStatus, StateMachine, TransferSlot,
 };
 use crate::batch::Operation;
+use crate::constants::TRANSFER_CODE_SURGE_MIN;
 use crate::ids::{OrderId, TransferId};
 use crate::records::{account_flags, transfer_flags, Account, Transfer};
 use crate::result::ResultCode;
@@ -104,6 +105,13 @@ impl StateMachine {
             // Remembered so the insert needs no second probe; nothing else inserts a
             // transfer before this command's own insert.
             Err(vacant) => self.transfer_vacant = Some((transfer.id, vacant)),
+        }
+        if let Some(outcome) = self
+            .recalled_transfer(transfer.id)
+            .map(|archived| archived.existing(fingerprint))
+        {
+            self.transfer_vacant = None;
+            return outcome;
         }
         if transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0 {
             self.resolve_pending(transfer, timestamp, fingerprint, Resolver::Client)
@@ -205,7 +213,12 @@ impl StateMachine {
     ) -> Outcome {
         let pending_id = transfer.pending_id;
         let Some(slot) = self.transfers.get(&pending_id.0).copied() else {
-            fail!(PendingTransferNotFound);
+            // A finished transfer that left memory answers as it would have in memory
+            // (only client transfers leave, so the resolver check cannot apply).
+            return match self.recalled_transfer(pending_id) {
+                Some(archived) => Outcome::Failed(archived.resolve_failure()),
+                None => Outcome::Failed(ResultCode::PendingTransferNotFound),
+            };
         };
         if slot.failure().is_some() {
             fail!(PendingTransferNotFound);
@@ -227,7 +240,7 @@ impl StateMachine {
             PendingStatus::Voided => fail!(PendingTransferAlreadyVoided),
             PendingStatus::Expired => fail!(PendingTransferExpired),
         }
-        let pending = self.transfer_records[slot.index as usize];
+        let pending = *self.record_at(slot.index);
         let differs = |given: u128, expected: u128| given != 0 && given != expected;
         if differs(transfer.debit_account_id.0, pending.debit_account_id.0)
             || differs(transfer.credit_account_id.0, pending.credit_account_id.0)
@@ -270,6 +283,9 @@ impl StateMachine {
         };
         self.pendings
             .insert(pending_id, PendingState { status, ..state });
+        self.transfers_digest = self
+            .transfers_digest
+            .wrapping_add(resolution_digest(pending_id, status));
         let record = Transfer {
             debit_account_id: pending.debit_account_id,
             credit_account_id: pending.credit_account_id,
@@ -331,6 +347,9 @@ impl StateMachine {
                 ..state
             },
         );
+        self.transfers_digest = self
+            .transfers_digest
+            .wrapping_add(resolution_digest(transfer_id, PendingStatus::Expired));
     }
 
     pub(crate) fn pending_state(&self, transfer_id: TransferId) -> Option<PendingState> {
@@ -341,7 +360,24 @@ impl StateMachine {
     pub(crate) fn committed_transfer(&self, transfer_id: TransferId) -> Transfer {
         let slot = self.transfers.get(&transfer_id.0).expect("transfer exists");
         assert!(slot.failure().is_none());
-        self.transfer_records[slot.index as usize]
+        *self.record_at(slot.index)
+    }
+
+    /// The record with sequence number `sequence` (a committed slot's `index`), which
+    /// must be resident: in the window of recent records, or kept because it is live.
+    pub(crate) fn record_at(&self, sequence: u64) -> &Transfer {
+        match sequence.checked_sub(self.transfer_records_base) {
+            Some(offset) => &self.transfer_records[offset as usize],
+            None => self
+                .transfer_records_kept
+                .get(&sequence)
+                .expect("a resident slot's record is resident"),
+        }
+    }
+
+    /// The sequence number the next committed transfer gets.
+    pub(crate) fn transfer_sequence_next(&self) -> u64 {
+        self.transfer_records_base + self.transfer_records.len() as u64
     }
 
     /// The answer to reusing `transfer_id` for a command with `fingerprint`, if it is used.
@@ -350,17 +386,20 @@ impl StateMachine {
         transfer_id: TransferId,
         fingerprint: u64,
     ) -> Option<Outcome> {
-        self.transfers
-            .get(&transfer_id.0)
-            .map(|slot| slot.existing(fingerprint))
+        match self.transfers.get(&transfer_id.0) {
+            Some(slot) => Some(slot.existing(fingerprint)),
+            None => self
+                .recalled_transfer(transfer_id)
+                .map(|archived| archived.existing(fingerprint)),
+        }
     }
 
     pub(crate) fn transfer_id_used(&self, transfer_id: TransferId) -> bool {
-        self.transfers.contains(&transfer_id.0)
+        self.transfers.contains(&transfer_id.0) || self.recalled_transfer(transfer_id).is_some()
     }
 
     fn insert_transfer(&mut self, record: Transfer, fingerprint: u64) {
-        let slot = TransferSlot::committed(record.id, self.transfer_records.len(), fingerprint);
+        let slot = TransferSlot::committed(record.id, self.transfer_sequence_next(), fingerprint);
         self.transfers_digest = self
             .transfers_digest
             .wrapping_add(slot_digest(slot, record.timestamp));
@@ -379,7 +418,7 @@ impl StateMachine {
             !self.transfers.contains(&transfer_id.0),
             "only new ids fail on the state"
         );
-        let slot = TransferSlot::failed(transfer_id, code);
+        let slot = TransferSlot::failed(transfer_id, code, self.transfer_sequence_next());
         self.transfers_digest = self.transfers_digest.wrapping_add(slot_digest(slot, 0));
         self.transfers.insert(transfer_id.0, slot);
     }
@@ -396,6 +435,16 @@ pub(crate) fn slot_digest(slot: TransferSlot, timestamp: u64) -> u128 {
     let id_high = (slot.id.0 >> 64) as u64;
     let low = mix64(id_low ^ mix64(slot.fingerprint ^ mix64(timestamp)));
     let high = mix64(id_high ^ mix64(slot.index ^ low));
+    (u128::from(high) << 64) | u128::from(low)
+}
+
+/// Digest of a pending transfer's final status, added to the transfers digest when it
+/// resolves: the state hash covers how every two-phase transfer ended without walking
+/// resolved ones (which may have left memory).
+pub(crate) fn resolution_digest(id: TransferId, status: PendingStatus) -> u128 {
+    use super::table::mix64;
+    let low = mix64((id.0 as u64) ^ mix64(0x5245_534f_4c56_4544 ^ status as u64));
+    let high = mix64(((id.0 >> 64) as u64) ^ low);
     (u128::from(high) << 64) | u128::from(low)
 }
 
@@ -455,6 +504,9 @@ fn validate_transfer(transfer: &Transfer) -> Option<ResultCode> {
     }
     if transfer.code == 0 {
         return Some(R::CodeMustNotBeZero);
+    }
+    if transfer.code >= TRANSFER_CODE_SURGE_MIN {
+        return Some(R::CodeReserved);
     }
     None
 }

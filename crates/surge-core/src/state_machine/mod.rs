@@ -14,6 +14,7 @@
 //! Atomicity: every write goes through a journal, so a linked chain that fails, or an order
 //! whose third line is sold out, is rolled back to exactly the state before it.
 
+mod archive;
 mod dispatch;
 mod hash;
 mod inventory;
@@ -40,6 +41,7 @@ use crate::records::{
 };
 use crate::result::ResultCode;
 
+pub use archive::{ArchivedOutcome, ArchivedTransfer, ARCHIVED_TRANSFER_SIZE_BYTES};
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
 pub use snapshot::SnapshotError;
@@ -181,35 +183,37 @@ pub(crate) use {fail, reject};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TransferSlot {
     id: TransferId,
-    /// Index into `transfer_records`, or [`TransferSlot::FAILED`].
+    /// The transfer's sequence number (its place among committed records, see
+    /// `record_at`), or, with [`TransferSlot::FAILED_BIT`] set, the sequence number that
+    /// was next when its first attempt failed (so failed ids age like committed ones).
     index: u64,
     /// Fingerprint of the command that created it, or the failure code.
     fingerprint: u64,
 }
 
 impl TransferSlot {
-    const FAILED: u64 = u64::MAX;
+    const FAILED_BIT: u64 = 1 << 63;
 
-    fn committed(id: TransferId, index: usize, fingerprint: u64) -> Self {
-        let index = index as u64;
-        assert!(index != Self::FAILED);
+    fn committed(id: TransferId, sequence: u64, fingerprint: u64) -> Self {
+        assert!(sequence & Self::FAILED_BIT == 0);
         Self {
             id,
-            index,
+            index: sequence,
             fingerprint,
         }
     }
 
-    fn failed(id: TransferId, code: ResultCode) -> Self {
+    fn failed(id: TransferId, code: ResultCode, sequence: u64) -> Self {
+        assert!(sequence & Self::FAILED_BIT == 0);
         Self {
             id,
-            index: Self::FAILED,
+            index: Self::FAILED_BIT | sequence,
             fingerprint: u64::from(code.as_u32()),
         }
     }
 
     fn failure(self) -> Option<ResultCode> {
-        if self.index == Self::FAILED {
+        if self.index & Self::FAILED_BIT != 0 {
             let code = u32::try_from(self.fingerprint)
                 .ok()
                 .and_then(ResultCode::from_u32);
@@ -217,6 +221,11 @@ impl TransferSlot {
         } else {
             None
         }
+    }
+
+    /// The sequence number (see the field); for eviction by age.
+    fn sequence(self) -> u64 {
+        self.index & !Self::FAILED_BIT
     }
 
     /// The answer to a command reusing this id with `fingerprint`.
@@ -444,11 +453,28 @@ pub struct StateMachine {
     timestamp_last: u64,
     accounts: Journaled<u128, Account, Table<Account>>,
     transfers: Journaled<u128, TransferSlot, Table<TransferSlot>>,
-    /// Committed transfers in log order; a [`TransferSlot`] indexes into it.
+    /// Committed transfers in log order from sequence number `transfer_records_base` on;
+    /// a [`TransferSlot`] holds its record's sequence number (see `record_at`).
     transfer_records: Vec<Transfer>,
-    /// Order-independent sum of every transfer slot's digest: lets the state hash cover
-    /// the transfer history without walking it (and once records leave memory, too).
+    /// Sequence number of `transfer_records[0]`: records before it were evicted, or moved
+    /// to `transfer_records_kept` because they are still live.
+    transfer_records_base: u64,
+    /// Records before the base that stay resident (live pending transfers and order
+    /// transfers), by sequence number.
+    transfer_records_kept: BTreeMap<u64, Transfer>,
+    /// Order-independent sum of every transfer slot's digest and of every resolved pending
+    /// transfer's final status: lets the state hash cover the transfer history without
+    /// walking it, resident or not.
     transfers_digest: u128,
+    /// The part of `transfers_digest` contributed by transfers that left memory.
+    transfers_evicted_digest: u128,
+    /// Transfer ids (committed or failed) that left memory.
+    transfers_evicted: u64,
+    /// Which ids left memory (no false negatives).
+    evicted_filter: archive::EvictedFilter,
+    /// Finished transfers made resident for the batch being applied (see
+    /// [`StateMachine::recall`]); emptied after every batch.
+    recalled: journal::Map<u128, ArchivedTransfer>,
     pendings: Journaled<TransferId, PendingState>,
     pending_expiry: BinaryHeap<Reverse<(u64, TransferId)>>,
     skus: Journaled<u64, Sku, Table<Sku>>,
@@ -486,7 +512,13 @@ impl StateMachine {
             accounts: Journaled::new(Table::with_capacity(config.accounts_capacity)),
             transfers: Journaled::new(Table::with_capacity(config.transfers_capacity)),
             transfer_records,
+            transfer_records_base: 0,
+            transfer_records_kept: BTreeMap::new(),
             transfers_digest: 0,
+            transfers_evicted_digest: 0,
+            transfers_evicted: 0,
+            evicted_filter: archive::EvictedFilter::default(),
+            recalled: map_with_capacity(0),
             pendings: Journaled::new(map_with_capacity(config.orders_capacity)),
             pending_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             skus: Journaled::new(Table::with_capacity(64)),
@@ -654,6 +686,9 @@ impl StateMachine {
         }
         assert_eq!(results.len(), batch.len());
         self.timestamp_last = timestamp_end;
+        if !self.recalled.is_empty() {
+            self.recalled.clear();
+        }
     }
 
     /// Runs `execute` on every event, honouring linked chains: a chain is a run of events
@@ -893,13 +928,14 @@ impl StateMachine {
         self.accounts.get(&id.0).copied()
     }
 
-    /// A transfer, or how its first attempt failed.
+    /// A resident transfer, or how its first attempt failed. `None` also for a finished
+    /// transfer that left memory (see [`StateMachine::evict`]): the history index has it.
     pub fn transfer(&self, id: TransferId) -> Option<TransferLookup> {
         let slot = self.transfers.get(&id.0)?;
         Some(match slot.failure() {
             Some(code) => TransferLookup::Failed(code),
             None => TransferLookup::Committed {
-                transfer: self.transfer_records[slot.index as usize],
+                transfer: *self.record_at(slot.index),
                 pending_status: self.pendings.get(&id).map(|pending| pending.status),
             },
         })
@@ -971,7 +1007,9 @@ impl StateMachine {
         MemoryCounts {
             accounts: self.accounts.map.len(),
             transfers: self.transfers.map.len(),
-            transfer_records: self.transfer_records.len(),
+            transfer_records: self.transfer_records.len() + self.transfer_records_kept.len(),
+            transfers_evicted: self.transfers_evicted,
+            evicted_filter_bytes: self.evicted_filter.size_bytes(),
             pending_transfers: self.pendings.map.len(),
             skus: self.skus.map.len(),
             reservations: self.reservations.map.len(),
@@ -987,10 +1025,14 @@ impl StateMachine {
 pub struct MemoryCounts {
     /// Accounts.
     pub accounts: usize,
-    /// Transfer ids (committed and failed).
+    /// Resident transfer ids (committed and failed).
     pub transfers: usize,
     /// Full transfer records held in memory.
     pub transfer_records: usize,
+    /// Transfer ids that left memory (their outcomes are in the history index).
+    pub transfers_evicted: u64,
+    /// Bytes of the filter over the ids that left memory.
+    pub evicted_filter_bytes: usize,
     /// Two-phase transfers (live and resolved).
     pub pending_transfers: usize,
     /// SKUs.

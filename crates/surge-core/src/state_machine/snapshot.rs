@@ -16,7 +16,7 @@
 //! ```text
 //! offset size  field
 //!      0    8  magic "SURGESNP"
-//!      8    2  snapshot format version (1)
+//!      8    2  snapshot format version (2)
 //!     10    2  records::RECORD_FORMAT_VERSION
 //!     12    8  config.accounts_capacity      (each capacity at most 2^32)
 //!     20    8  config.transfers_capacity
@@ -25,12 +25,17 @@
 //!     44    8  timestamp_last
 //!     52    8  dispatch_sequence_next
 //!     60   16  transfers_digest               (checked against the slots on restore)
-//!     76       eleven sections, each a u64 count then that many items:
+//!     76    8  transfer_records_base          (sequence number of the first record)
+//!     84    8  transfers_evicted              (ids that left memory)
+//!     92   16  transfers_evicted_digest       (their share of transfers_digest)
+//!    108       thirteen sections, each a u64 count then that many items:
 //!
 //! section          order           item                                           bytes
 //! accounts         id              Account record                                  128
-//! transfer records log order       Transfer record                                 128
-//! transfer slots   id              id u128, record index u64 (u64::MAX = failed),   32
+//! transfer records log order       Transfer record, sequence numbers from the base 128
+//! kept records     sequence        sequence u64, Transfer record (before the base, 136
+//!                                  still resident: live pendings, order transfers)
+//! transfer slots   id              id u128, sequence u64 (bit 63 set = failed),     32
 //!                                  fingerprint u64 (or the failure's code)
 //! pendings         transfer id     id u128, expires_at u64, order id u128,          41
 //!                                  status u8 (PendingStatus)
@@ -45,6 +50,8 @@
 //!                                  created_at u64, redeliver_at u64,
 //!                                  attempts u32, status u8 (DispatchStatus)
 //! dispatch feed    sequence        sequence u64, dispatch id u128                   24
+//! filter layers    age             capacity u64, count u64, capacity/32 blocks of   16+
+//!                                  64 bytes (the filter over evicted ids)
 //! ```
 //!
 //! Nothing may follow the last section. A committed transfer costs 160 bytes (record and
@@ -55,8 +62,9 @@ use std::mem::size_of;
 
 use bytemuck::Pod;
 
+use super::archive::{EvictedFilter, FilterLayer};
 use super::journal::{map_with_capacity, Journaled};
-use super::ledger::slot_digest;
+use super::ledger::{resolution_digest, slot_digest};
 use super::table::{Table, TableEntry};
 use super::{
     BuyerUnits, Config, DispatchEntry, DispatchStatus, OrderEntry, PendingState, PendingStatus,
@@ -73,7 +81,7 @@ use crate::result::ResultCode;
 const MAGIC: [u8; 8] = *b"SURGESNP";
 
 /// Version of the layout in the module documentation. Bump on any change.
-const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+const SNAPSHOT_FORMAT_VERSION: u16 = 2;
 
 /// Largest capacity a snapshot's config may ask for. A capacity is an allocation hint,
 /// so a larger one is taken for corruption rather than allocated.
@@ -82,9 +90,14 @@ const CONFIG_CAPACITY_MAX: u64 = 1 << 32;
 /// Least capacity of the SKU table and the failed-order map, as in [`StateMachine::new`].
 const SMALL_MAPS_CAPACITY_MIN: usize = 64;
 
-const HEADER_SIZE_BYTES: usize = 76;
+const HEADER_SIZE_BYTES: usize = 108;
 const COUNT_SIZE_BYTES: usize = 8;
-const SECTIONS_COUNT: usize = 11;
+const SECTIONS_COUNT: usize = 13;
+const KEPT_RECORD_SIZE_BYTES: usize = 8 + TRANSFER_SIZE_BYTES;
+const FILTER_LAYER_HEADER_SIZE_BYTES: usize = 16;
+const FILTER_BLOCK_SIZE_BYTES: usize = 64;
+/// Largest filter layer a snapshot may hold (2^40 ids), taken for corruption beyond.
+const FILTER_LAYER_CAPACITY_MAX: u64 = 1 << 40;
 const ACCOUNT_SIZE_BYTES: usize = size_of::<Account>();
 const TRANSFER_SIZE_BYTES: usize = size_of::<Transfer>();
 const SLOT_SIZE_BYTES: usize = 16 + 8 + 8;
@@ -98,7 +111,7 @@ const DISPATCH_SIZE_BYTES: usize = 16 + 16 + 8 + 8 + 8 + 4 + 1;
 const FEED_SIZE_BYTES: usize = 8 + 16;
 
 // The sizes drawn in the module documentation.
-const _: () = assert!(HEADER_SIZE_BYTES == 8 + 2 + 2 + 4 * 8 + 8 + 8 + 16);
+const _: () = assert!(HEADER_SIZE_BYTES == 8 + 2 + 2 + 4 * 8 + 8 + 8 + 16 + 8 + 8 + 16);
 const _: () = assert!(ACCOUNT_SIZE_BYTES == 128);
 const _: () = assert!(TRANSFER_SIZE_BYTES == 128);
 const _: () = assert!(SKU_SIZE_BYTES == 128);
@@ -177,6 +190,9 @@ impl StateMachine {
         put_u64(&mut out, self.timestamp_last);
         put_u64(&mut out, self.dispatch_sequence_next);
         put_u128(&mut out, self.transfers_digest);
+        put_u64(&mut out, self.transfer_records_base);
+        put_u64(&mut out, self.transfers_evicted);
+        put_u128(&mut out, self.transfers_evicted_digest);
         assert_eq!(out.len(), HEADER_SIZE_BYTES);
 
         put_section(&mut out, self.accounts_sorted(), |out, account| {
@@ -185,6 +201,14 @@ impl StateMachine {
         put_section(&mut out, self.transfer_records.iter(), |out, record| {
             out.extend_from_slice(bytemuck::bytes_of(*record));
         });
+        put_section(
+            &mut out,
+            self.transfer_records_kept.iter(),
+            |out, (sequence, record)| {
+                put_u64(out, **sequence);
+                out.extend_from_slice(bytemuck::bytes_of(*record));
+            },
+        );
         put_section(&mut out, sorted_by_key(self.transfers.map.iter()), put_slot);
         let pendings = sorted_pairs(self.pendings.map.iter());
         put_section(&mut out, pendings, |out, (id, state)| {
@@ -220,6 +244,15 @@ impl StateMachine {
                 put_u128(out, id.0);
             },
         );
+        put_section(&mut out, self.evicted_filter.layers.iter(), |out, layer| {
+            put_u64(out, layer.capacity);
+            put_u64(out, layer.count);
+            for block in &layer.blocks {
+                for word in block {
+                    put_u64(out, *word);
+                }
+            }
+        });
         assert_eq!(out.len(), size_bytes);
         out
     }
@@ -230,6 +263,7 @@ impl StateMachine {
             + SECTIONS_COUNT * COUNT_SIZE_BYTES
             + self.accounts.map.len() * ACCOUNT_SIZE_BYTES
             + self.transfer_records.len() * TRANSFER_SIZE_BYTES
+            + self.transfer_records_kept.len() * KEPT_RECORD_SIZE_BYTES
             + self.transfers.map.len() * SLOT_SIZE_BYTES
             + self.pendings.map.len() * PENDING_SIZE_BYTES
             + self.skus.map.len() * SKU_SIZE_BYTES
@@ -239,6 +273,8 @@ impl StateMachine {
             + self.orders_failed.map.len() * ORDER_FAILED_SIZE_BYTES
             + self.dispatches.map.len() * DISPATCH_SIZE_BYTES
             + self.dispatch_feed.map.len() * FEED_SIZE_BYTES
+            + self.evicted_filter.layers.len() * FILTER_LAYER_HEADER_SIZE_BYTES
+            + self.evicted_filter.size_bytes()
     }
 
     /// A state machine from [`StateMachine::snapshot`] bytes. Never panics: malformed or
@@ -449,8 +485,12 @@ struct Decoded {
     timestamp_last: u64,
     dispatch_sequence_next: u64,
     transfers_digest: u128,
+    transfer_records_base: u64,
+    transfers_evicted: u64,
+    transfers_evicted_digest: u128,
     accounts: Vec<Account>,
     transfer_records: Vec<Transfer>,
+    transfer_records_kept: Vec<(u64, Transfer)>,
     transfer_slots: Vec<TransferSlot>,
     pendings: Vec<(TransferId, PendingState)>,
     skus: Vec<Sku>,
@@ -460,6 +500,7 @@ struct Decoded {
     orders_failed: Vec<(OrderId, ResultCode)>,
     dispatches: Vec<(DispatchId, DispatchEntry)>,
     dispatch_feed: Vec<(u64, DispatchId)>,
+    filter_layers: Vec<FilterLayer>,
 }
 
 impl Decoded {
@@ -484,6 +525,13 @@ impl Decoded {
         }
         let transfers_digest = reader.u128()?;
         let digest_offset = reader.offset - 16;
+        let offset = reader.offset;
+        let transfer_records_base = reader.u64()?;
+        if transfer_records_base >= TransferSlot::FAILED_BIT {
+            return Err(invalid(offset, "transfer_records_base"));
+        }
+        let transfers_evicted = reader.u64()?;
+        let transfers_evicted_digest = reader.u128()?;
 
         let accounts =
             reader.sorted_section(ACCOUNT_SIZE_BYTES, "account order", read_account, |a| a.id)?;
@@ -492,30 +540,54 @@ impl Decoded {
         for _ in 0..count {
             transfer_records.push(reader.record()?);
         }
+        let transfer_records_kept = reader.sorted_section(
+            KEPT_RECORD_SIZE_BYTES,
+            "kept record order",
+            |reader| {
+                let offset = reader.offset;
+                let sequence = reader.u64()?;
+                if sequence >= transfer_records_base {
+                    return Err(invalid(offset, "kept record sequence"));
+                }
+                Ok((sequence, reader.record::<Transfer>()?))
+            },
+            |(sequence, _)| *sequence,
+        )?;
+        let records = Records {
+            base: transfer_records_base,
+            window: &transfer_records,
+            kept: &transfer_records_kept,
+        };
         let transfer_slots = reader.sorted_section(
             SLOT_SIZE_BYTES,
             "transfer slot order",
-            |reader| read_slot(reader, &transfer_records),
+            |reader| read_slot(reader, &records),
             |slot| slot.id,
         )?;
-        let digest = transfer_slots.iter().fold(0u128, |sum, slot| {
-            let timestamp = match usize::try_from(slot.index) {
-                Ok(index) if slot.index != TransferSlot::FAILED => transfer_records
-                    .get(index)
-                    .map_or(0, |record| record.timestamp),
-                _ => 0,
-            };
-            sum.wrapping_add(slot_digest(*slot, timestamp))
-        });
-        if digest != transfers_digest {
-            return Err(invalid(digest_offset, "transfers digest"));
-        }
         let pendings = reader.sorted_section(
             PENDING_SIZE_BYTES,
             "pending order",
             |reader| read_pending(reader, &transfer_slots),
             |(id, _)| *id,
         )?;
+        // The digest covers resident slots, resolved holds and what left memory.
+        let slots_digest = transfer_slots.iter().fold(0u128, |sum, slot| {
+            let timestamp = match slot.failure() {
+                Some(_) => 0,
+                None => records.get(slot.index).map_or(0, |record| record.timestamp),
+            };
+            sum.wrapping_add(slot_digest(*slot, timestamp))
+        });
+        let digest = pendings
+            .iter()
+            .filter(|(_, state)| state.status != PendingStatus::Pending)
+            .fold(slots_digest, |sum, (id, state)| {
+                sum.wrapping_add(resolution_digest(*id, state.status))
+            })
+            .wrapping_add(transfers_evicted_digest);
+        if digest != transfers_digest {
+            return Err(invalid(digest_offset, "transfers digest"));
+        }
         let skus = reader.sorted_section(SKU_SIZE_BYTES, "sku order", read_sku, |s| s.id)?;
         let reservations = reader.sorted_section(
             RESERVATION_SIZE_BYTES,
@@ -549,6 +621,15 @@ impl Decoded {
             |reader| read_feed(reader, &dispatches),
             |(sequence, _)| *sequence,
         )?;
+        let count = reader.count(FILTER_LAYER_HEADER_SIZE_BYTES)?;
+        let mut filter_layers = Vec::with_capacity(count);
+        for _ in 0..count {
+            filter_layers.push(read_filter_layer(reader)?);
+        }
+        let filtered: u64 = filter_layers.iter().map(|layer| layer.count).sum();
+        if filtered != transfers_evicted {
+            return Err(invalid(reader.offset, "filter count"));
+        }
         if reader.remaining() != 0 {
             return Err(SnapshotError::TrailingBytes {
                 offset: reader.offset,
@@ -560,8 +641,12 @@ impl Decoded {
             timestamp_last,
             dispatch_sequence_next,
             transfers_digest,
+            transfer_records_base,
+            transfers_evicted,
+            transfers_evicted_digest,
             accounts,
             transfer_records,
+            transfer_records_kept,
             transfer_slots,
             pendings,
             skus,
@@ -571,6 +656,7 @@ impl Decoded {
             orders_failed,
             dispatches,
             dispatch_feed,
+            filter_layers,
         })
     }
 
@@ -601,6 +687,13 @@ impl Decoded {
         sm.timestamp_last = self.timestamp_last;
         sm.dispatch_sequence_next = self.dispatch_sequence_next;
         sm.transfers_digest = self.transfers_digest;
+        sm.transfer_records_base = self.transfer_records_base;
+        sm.transfers_evicted = self.transfers_evicted;
+        sm.transfers_evicted_digest = self.transfers_evicted_digest;
+        sm.transfer_records_kept = self.transfer_records_kept.into_iter().collect();
+        sm.evicted_filter = EvictedFilter {
+            layers: self.filter_layers,
+        };
         sm.skus = Journaled::new(Table::with_capacity(
             self.skus.len().max(SMALL_MAPS_CAPACITY_MIN),
         ));
@@ -705,7 +798,55 @@ fn read_account(reader: &mut Reader<'_>) -> Result<Account, SnapshotError> {
     Ok(account)
 }
 
-fn read_slot(reader: &mut Reader<'_>, records: &[Transfer]) -> Result<TransferSlot, SnapshotError> {
+/// The resident records of a snapshot, by sequence number.
+struct Records<'a> {
+    base: u64,
+    window: &'a [Transfer],
+    kept: &'a [(u64, Transfer)],
+}
+
+impl Records<'_> {
+    fn get(&self, sequence: u64) -> Option<&Transfer> {
+        match sequence.checked_sub(self.base) {
+            Some(offset) => usize::try_from(offset)
+                .ok()
+                .and_then(|offset| self.window.get(offset)),
+            None => self
+                .kept
+                .binary_search_by_key(&sequence, |(kept, _)| *kept)
+                .ok()
+                .map(|index| &self.kept[index].1),
+        }
+    }
+}
+
+fn read_filter_layer(reader: &mut Reader<'_>) -> Result<FilterLayer, SnapshotError> {
+    let offset = reader.offset;
+    let capacity = reader.u64()?;
+    let count = reader.u64()?;
+    if capacity > FILTER_LAYER_CAPACITY_MAX {
+        return Err(invalid(offset, "filter layer capacity"));
+    }
+    let blocks_count = FilterLayer::blocks_for(capacity);
+    let bytes = reader.take(blocks_count * FILTER_BLOCK_SIZE_BYTES)?;
+    let blocks: Vec<[u64; 8]> = bytes
+        .chunks_exact(FILTER_BLOCK_SIZE_BYTES)
+        .map(|block| {
+            let mut words = [0u64; 8];
+            for (word, bytes) in words.iter_mut().zip(block.chunks_exact(8)) {
+                *word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+            }
+            words
+        })
+        .collect();
+    EvictedFilter::layer_from_parts(capacity, count, blocks)
+        .ok_or_else(|| invalid(offset, "filter layer"))
+}
+
+fn read_slot(
+    reader: &mut Reader<'_>,
+    records: &Records<'_>,
+) -> Result<TransferSlot, SnapshotError> {
     let offset = reader.offset;
     let slot = TransferSlot {
         id: TransferId(reader.u128()?),
@@ -715,7 +856,7 @@ fn read_slot(reader: &mut Reader<'_>, records: &[Transfer]) -> Result<TransferSl
     if slot.id.is_zero() {
         return Err(invalid(offset, "transfer id"));
     }
-    if slot.index == TransferSlot::FAILED {
+    if slot.index & TransferSlot::FAILED_BIT != 0 {
         let code = u32::try_from(slot.fingerprint)
             .ok()
             .and_then(ResultCode::from_u32);
@@ -724,10 +865,7 @@ fn read_slot(reader: &mut Reader<'_>, records: &[Transfer]) -> Result<TransferSl
         }
         return Ok(slot);
     }
-    let record = usize::try_from(slot.index)
-        .ok()
-        .and_then(|index| records.get(index));
-    match record {
+    match records.get(slot.index) {
         Some(record) if record.id == slot.id => Ok(slot),
         Some(_) => Err(invalid(offset, "transfer record of another id")),
         None => Err(invalid(offset, "transfer record index")),
@@ -754,7 +892,7 @@ fn read_pending(
         .binary_search_by_key(&id, |slot| slot.id)
         .ok()
         .and_then(|index| slots.get(index))
-        .is_some_and(|slot| slot.index != TransferSlot::FAILED);
+        .is_some_and(|slot| slot.failure().is_none());
     if !committed {
         return Err(invalid(offset, "pending state of no committed transfer"));
     }
@@ -1357,10 +1495,10 @@ mod tests {
             Err(SnapshotError::BadMagic { .. })
         ));
         let mut bad = bytes.clone();
-        bad[8] = 2;
+        bad[8] = 1;
         assert!(matches!(
             StateMachine::restore(&bad),
-            Err(SnapshotError::UnsupportedVersion { found: 2, .. })
+            Err(SnapshotError::UnsupportedVersion { found: 1, .. })
         ));
         let mut bad = bytes.clone();
         bad.push(0);

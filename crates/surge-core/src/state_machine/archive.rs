@@ -1,0 +1,509 @@
+//! Bounded memory: finished transfers leave memory, and come back for one batch when a
+//! command names them.
+//!
+//! A client transfer that can no longer change (single-phase, a post or void, a pending
+//! transfer that was posted, voided or expired, or an id whose first attempt failed) is
+//! only ever needed again to answer a command that reuses its id (`exists`, a mismatch, or
+//! `id_already_failed`) or names it as `pending_id` (`already posted`, ...). What that takes
+//! is an [`ArchivedTransfer`]: id, fingerprint or failure code, and final pending status.
+//!
+//! The cycle, driven by the engine between batches (never inside [`StateMachine::apply`],
+//! which stays pure):
+//!
+//! 1. [`StateMachine::eviction_candidates`] lists the finished transfers older than a
+//!    sequence number, as archive entries.
+//! 2. The engine stores them durably (in the history index), then calls
+//!    [`StateMachine::evict`], which removes them and adds their ids to a filter with no
+//!    false negatives.
+//! 3. Before each batch, [`StateMachine::archive_lookups`] names the ids the batch refers to
+//!    that are not resident but may have left (the filter says so); the engine looks them up
+//!    and hands what it found to [`StateMachine::recall`] for that batch.
+//!
+//! Every result is then what it would be with everything in memory, and the state hash
+//! does not see residency: the transfers digest keeps what left (`transfers_evicted_digest`
+//! records the share), resolved pending transfers are covered by the digest of their final
+//! status, and the count of transfer ids includes the evicted ones.
+//!
+//! Order transfers (authorizations, captures, refunds: codes from
+//! `TRANSFER_CODE_SURGE_MIN` up) stay with their orders, which stay in memory, and so do
+//! live pending transfers.
+
+use serde::{Deserialize, Serialize};
+
+use super::ledger::{resolution_digest, slot_digest};
+use super::table::mix64;
+use super::{Outcome, PendingStatus, StateMachine, TransferSlot};
+use crate::batch::Batch;
+use crate::constants::TRANSFER_CODE_SURGE_MIN;
+use crate::ids::TransferId;
+use crate::result::ResultCode;
+
+/// Bytes of [`ArchivedTransfer::to_bytes`].
+pub const ARCHIVED_TRANSFER_SIZE_BYTES: usize = 16 + 8 + 1;
+
+/// How a finished transfer ended, as far as later commands can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchivedOutcome {
+    /// It took effect.
+    Committed {
+        /// Fingerprint of the command that created it (decides `exists` vs a mismatch).
+        fingerprint: u64,
+        /// For a phase-one pending transfer: how it ended (never `Pending`).
+        pending_status: Option<PendingStatus>,
+    },
+    /// Its first attempt failed with this code; the id stays failed.
+    Failed(ResultCode),
+}
+
+/// What remains in the history index of a finished transfer that left memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedTransfer {
+    /// The transfer id.
+    pub id: TransferId,
+    /// How it ended.
+    pub outcome: ArchivedOutcome,
+}
+
+impl ArchivedTransfer {
+    /// 25 bytes, little-endian: id (16), fingerprint or failure code (8), kind (1: 0
+    /// committed, 1 failed, 2 posted, 3 voided, 4 expired).
+    pub fn to_bytes(&self) -> [u8; ARCHIVED_TRANSFER_SIZE_BYTES] {
+        let (word, kind) = match self.outcome {
+            ArchivedOutcome::Committed {
+                fingerprint,
+                pending_status,
+            } => (
+                fingerprint,
+                match pending_status {
+                    None => 0,
+                    Some(status) => status as u8,
+                },
+            ),
+            ArchivedOutcome::Failed(code) => (u64::from(code.as_u32()), 1),
+        };
+        let mut bytes = [0; ARCHIVED_TRANSFER_SIZE_BYTES];
+        bytes[..16].copy_from_slice(&self.id.0.to_le_bytes());
+        bytes[16..24].copy_from_slice(&word.to_le_bytes());
+        bytes[24] = kind;
+        bytes
+    }
+
+    /// Reads [`ArchivedTransfer::to_bytes`]; `None` for anything it cannot have written.
+    pub fn from_bytes(bytes: &[u8]) -> Option<ArchivedTransfer> {
+        let bytes: &[u8; ARCHIVED_TRANSFER_SIZE_BYTES] = bytes.try_into().ok()?;
+        let id = TransferId(u128::from_le_bytes(bytes[..16].try_into().ok()?));
+        let word = u64::from_le_bytes(bytes[16..24].try_into().ok()?);
+        if id.is_zero() {
+            return None;
+        }
+        let committed = |pending_status| ArchivedOutcome::Committed {
+            fingerprint: word,
+            pending_status,
+        };
+        let outcome = match bytes[24] {
+            0 => committed(None),
+            1 => {
+                let code = ResultCode::from_u32(u32::try_from(word).ok()?)?;
+                if code.is_success() {
+                    return None;
+                }
+                ArchivedOutcome::Failed(code)
+            }
+            2 => committed(Some(PendingStatus::Posted)),
+            3 => committed(Some(PendingStatus::Voided)),
+            4 => committed(Some(PendingStatus::Expired)),
+            _ => return None,
+        };
+        Some(ArchivedTransfer { id, outcome })
+    }
+
+    /// The answer to a command reusing this id with `fingerprint`.
+    pub(crate) fn existing(&self, fingerprint: u64) -> Outcome {
+        Outcome::Existing(match self.outcome {
+            ArchivedOutcome::Failed(_) => ResultCode::IdAlreadyFailed,
+            ArchivedOutcome::Committed {
+                fingerprint: stored,
+                ..
+            } if stored == fingerprint => ResultCode::Exists,
+            ArchivedOutcome::Committed { .. } => ResultCode::ExistsWithDifferentFields,
+        })
+    }
+
+    /// Why a post or void naming this transfer as `pending_id` fails (it is finished).
+    pub(crate) fn resolve_failure(&self) -> ResultCode {
+        match self.outcome {
+            ArchivedOutcome::Failed(_) => ResultCode::PendingTransferNotFound,
+            ArchivedOutcome::Committed {
+                pending_status: None,
+                ..
+            } => ResultCode::PendingTransferNotPending,
+            ArchivedOutcome::Committed {
+                pending_status: Some(status),
+                ..
+            } => match status {
+                PendingStatus::Posted => ResultCode::PendingTransferAlreadyPosted,
+                PendingStatus::Voided => ResultCode::PendingTransferAlreadyVoided,
+                PendingStatus::Expired => ResultCode::PendingTransferExpired,
+                PendingStatus::Pending => unreachable!("a live pending transfer never leaves"),
+            },
+        }
+    }
+}
+
+impl StateMachine {
+    /// Every resident transfer that may leave memory and has a sequence number below
+    /// `sequence_below` (see [`StateMachine::transfer_sequence`]), sorted by id: finished
+    /// client transfers and failed ids. Read-only; store the entries durably, then pass
+    /// them to [`StateMachine::evict`]. Walks the whole id table: call it between batches,
+    /// every many thousands of transfers.
+    pub fn eviction_candidates(&self, sequence_below: u64) -> Vec<ArchivedTransfer> {
+        let mut candidates: Vec<ArchivedTransfer> = self
+            .transfers
+            .map
+            .iter()
+            .filter(|slot| slot.sequence() < sequence_below)
+            .filter_map(|slot| self.archivable(slot))
+            .collect();
+        candidates.sort_unstable_by_key(|archived| archived.id);
+        candidates
+    }
+
+    /// The archive entry of a resident slot, if the transfer may leave memory.
+    fn archivable(&self, slot: &TransferSlot) -> Option<ArchivedTransfer> {
+        if let Some(code) = slot.failure() {
+            return Some(ArchivedTransfer {
+                id: slot.id,
+                outcome: ArchivedOutcome::Failed(code),
+            });
+        }
+        if self.record_at(slot.index).code >= TRANSFER_CODE_SURGE_MIN {
+            return None; // An order's transfer: stays with its order.
+        }
+        let pending_status = match self.pendings.get(&slot.id) {
+            None => None,
+            Some(state) if state.status == PendingStatus::Pending => return None,
+            Some(state) => Some(state.status),
+        };
+        Some(ArchivedTransfer {
+            id: slot.id,
+            outcome: ArchivedOutcome::Committed {
+                fingerprint: slot.fingerprint,
+                pending_status,
+            },
+        })
+    }
+
+    /// Removes the transfers `archived` describes (from
+    /// [`StateMachine::eviction_candidates`]`(sequence_below)`, with no batch applied
+    /// since) from memory. The caller must have stored the entries durably first: from
+    /// now on they are the only answer to a command reusing those ids.
+    pub fn evict(&mut self, sequence_below: u64, archived: &[ArchivedTransfer]) {
+        assert!(self.recalled.is_empty(), "evict runs between batches");
+        for entry in archived {
+            let slot = *self
+                .transfers
+                .map
+                .get(&entry.id.0)
+                .expect("an eviction candidate is resident");
+            assert!(slot.sequence() < sequence_below);
+            assert_eq!(
+                self.archivable(&slot).as_ref(),
+                Some(entry),
+                "evict exactly what eviction_candidates listed"
+            );
+            let timestamp = match slot.failure() {
+                Some(_) => 0,
+                None => self.record_at(slot.index).timestamp,
+            };
+            let mut digest = slot_digest(slot, timestamp);
+            if let ArchivedOutcome::Committed {
+                pending_status: Some(status),
+                ..
+            } = entry.outcome
+            {
+                digest = digest.wrapping_add(resolution_digest(entry.id, status));
+                self.pendings.map.remove(&entry.id);
+            }
+            self.transfers_evicted_digest = self.transfers_evicted_digest.wrapping_add(digest);
+            self.transfers_evicted += 1;
+            self.transfers.map.remove(&entry.id.0);
+            if slot.failure().is_none() && slot.index < self.transfer_records_base {
+                self.transfer_records_kept.remove(&slot.index);
+            }
+            self.evicted_filter.insert(entry.id);
+        }
+        // Records below the new base leave the window; those whose slot is still resident
+        // (live pending transfers, order transfers) are kept by sequence number.
+        let base = self.transfer_records_base;
+        let base_next = sequence_below.clamp(base, self.transfer_sequence_next());
+        let leaving = (base_next - base) as usize;
+        for (offset, record) in self.transfer_records[..leaving].iter().enumerate() {
+            let sequence = base + offset as u64;
+            let resident = self
+                .transfers
+                .map
+                .get(&record.id.0)
+                .is_some_and(|slot| slot.failure().is_none() && slot.index == sequence);
+            if resident {
+                self.transfer_records_kept.insert(sequence, *record);
+            }
+        }
+        self.transfer_records.drain(..leaving);
+        self.transfer_records_base = base_next;
+    }
+
+    /// The sequence number the next committed transfer will get: pass an earlier value to
+    /// [`StateMachine::eviction_candidates`] to evict what was committed before it.
+    pub fn transfer_sequence(&self) -> u64 {
+        self.transfer_sequence_next()
+    }
+
+    /// The transfer ids `batch` refers to (ids it creates, `pending_id`s, order actions'
+    /// transfer ids, order authorizations) that are not resident but may have left memory.
+    /// Look them up in the history index and pass what is found to
+    /// [`StateMachine::recall`] before applying the batch. Empty (and cheap) until
+    /// something was evicted; a false positive of the filter is simply not found.
+    pub fn archive_lookups(&self, batch: Batch<'_>) -> Vec<TransferId> {
+        let mut ids = Vec::new();
+        if self.transfers_evicted == 0 {
+            return ids;
+        }
+        let mut consider = |id: TransferId| {
+            if !id.is_zero()
+                && self.evicted_filter.may_contain(id)
+                && self.transfers.map.get(&id.0).is_none()
+            {
+                ids.push(id);
+            }
+        };
+        match batch {
+            Batch::CreateTransfers(transfers) => {
+                for transfer in transfers {
+                    consider(transfer.id);
+                    consider(transfer.pending_id);
+                }
+            }
+            Batch::PlaceOrders(orders) => orders.iter().for_each(|order| {
+                consider(order.transfer_id);
+            }),
+            Batch::PayOrders(actions)
+            | Batch::CancelOrders(actions)
+            | Batch::RefundOrders(actions) => actions.iter().for_each(|action| {
+                consider(action.transfer_id);
+            }),
+            Batch::Pulse
+            | Batch::CreateAccounts(_)
+            | Batch::CreateSkus(_)
+            | Batch::Reserve(_)
+            | Batch::ConfirmReservations(_)
+            | Batch::ReleaseReservations(_)
+            | Batch::AckDispatch(_) => {}
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Makes archived transfers (found for this batch's [`StateMachine::archive_lookups`])
+    /// answer for the next [`StateMachine::apply`] only. An entry for a resident id, or
+    /// for an id that never left, is refused (the index and the state disagree: a bug).
+    pub fn recall(&mut self, found: &[ArchivedTransfer]) {
+        for archived in found {
+            assert!(
+                self.transfers.map.get(&archived.id.0).is_none(),
+                "a recalled transfer is not resident"
+            );
+            assert!(
+                self.evicted_filter.may_contain(archived.id),
+                "a recalled transfer left memory"
+            );
+            self.recalled.insert(archived.id.0, *archived);
+        }
+    }
+
+    /// A recalled archive entry for `id`, during the batch it was recalled for.
+    pub(crate) fn recalled_transfer(&self, id: TransferId) -> Option<&ArchivedTransfer> {
+        if self.recalled.is_empty() {
+            None
+        } else {
+            self.recalled.get(&id.0)
+        }
+    }
+}
+
+/// Ids per layer of the first [`EvictedFilter`] layer; each next layer holds twice as many.
+const FILTER_LAYER_CAPACITY_MIN: u64 = 1 << 16;
+
+/// Filter bits per id: about 0.1 % false positives for a split-block Bloom filter.
+const FILTER_BITS_PER_ID: u64 = 16;
+
+/// A filter over the ids that left memory: no false negatives, ~0.1 % false positives.
+///
+/// A split-block Bloom filter (one 512-bit block per id, one bit set in each of its eight
+/// words) in layers: when a layer holds its capacity, a new one twice as large starts, so
+/// the filter grows with the history at about two bytes per id and a lookup reads one
+/// cache line per layer (a few dozen layers at most, as layers double).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EvictedFilter {
+    pub(crate) layers: Vec<FilterLayer>,
+}
+
+/// One layer of an [`EvictedFilter`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FilterLayer {
+    /// Ids it is sized for.
+    pub(crate) capacity: u64,
+    /// Ids inserted.
+    pub(crate) count: u64,
+    pub(crate) blocks: Vec<[u64; 8]>,
+}
+
+impl FilterLayer {
+    pub(crate) fn blocks_for(capacity: u64) -> usize {
+        (capacity * FILTER_BITS_PER_ID).div_ceil(512) as usize
+    }
+
+    fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            count: 0,
+            blocks: vec![[0; 8]; Self::blocks_for(capacity)],
+        }
+    }
+
+    /// The block and the bit of each word that `id` maps to in this layer.
+    fn position(&self, id: TransferId) -> (usize, [u64; 8]) {
+        let hash = mix64(id.0 as u64 ^ mix64((id.0 >> 64) as u64 ^ self.capacity));
+        let block = ((u128::from(hash) * self.blocks.len() as u128) >> 64) as usize;
+        let bits = mix64(hash ^ 0x9E37_79B9_7F4A_7C15);
+        let mut masks = [0; 8];
+        for (word, mask) in masks.iter_mut().enumerate() {
+            // Six bits of the hash per word: 48 of its 64 bits.
+            *mask = 1 << ((bits >> (word * 6)) & 63);
+        }
+        (block, masks)
+    }
+
+    fn may_contain(&self, id: TransferId) -> bool {
+        let (block, masks) = self.position(id);
+        let words = &self.blocks[block];
+        words.iter().zip(masks).all(|(word, mask)| word & mask != 0)
+    }
+
+    fn insert(&mut self, id: TransferId) {
+        let (block, masks) = self.position(id);
+        for (word, mask) in self.blocks[block].iter_mut().zip(masks) {
+            *word |= mask;
+        }
+        self.count += 1;
+    }
+}
+
+impl EvictedFilter {
+    pub(crate) fn insert(&mut self, id: TransferId) {
+        let full = self
+            .layers
+            .last()
+            .is_none_or(|layer| layer.count >= layer.capacity);
+        if full {
+            let capacity = self
+                .layers
+                .last()
+                .map_or(FILTER_LAYER_CAPACITY_MIN, |layer| layer.capacity * 2);
+            self.layers.push(FilterLayer::new(capacity));
+        }
+        self.layers.last_mut().expect("a layer").insert(id);
+    }
+
+    pub(crate) fn may_contain(&self, id: TransferId) -> bool {
+        self.layers.iter().any(|layer| layer.may_contain(id))
+    }
+
+    pub(crate) fn size_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|layer| layer.blocks.len() * 64)
+            .sum()
+    }
+
+    /// Checks a layer read from a snapshot; `None` if it cannot be one this code built.
+    pub(crate) fn layer_from_parts(
+        capacity: u64,
+        count: u64,
+        blocks: Vec<[u64; 8]>,
+    ) -> Option<FilterLayer> {
+        let valid = capacity >= FILTER_LAYER_CAPACITY_MIN
+            && capacity.is_power_of_two()
+            && count <= capacity
+            && blocks.len() == FilterLayer::blocks_for(capacity);
+        valid.then_some(FilterLayer {
+            capacity,
+            count,
+            blocks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archived_transfers_round_trip_as_bytes() {
+        let entries = [
+            ArchivedTransfer {
+                id: TransferId(u128::MAX),
+                outcome: ArchivedOutcome::Committed {
+                    fingerprint: 0xDEAD_BEEF,
+                    pending_status: None,
+                },
+            },
+            ArchivedTransfer {
+                id: TransferId(7),
+                outcome: ArchivedOutcome::Failed(ResultCode::ExceedsCredits),
+            },
+            ArchivedTransfer {
+                id: TransferId(8),
+                outcome: ArchivedOutcome::Committed {
+                    fingerprint: u64::MAX,
+                    pending_status: Some(PendingStatus::Expired),
+                },
+            },
+        ];
+        for entry in entries {
+            assert_eq!(ArchivedTransfer::from_bytes(&entry.to_bytes()), Some(entry));
+        }
+        let mut bad = entries[0].to_bytes();
+        bad[24] = 9;
+        assert_eq!(ArchivedTransfer::from_bytes(&bad), None);
+        assert_eq!(ArchivedTransfer::from_bytes(&bad[..24]), None);
+        let mut success = entries[1].to_bytes();
+        success[16..24].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(ArchivedTransfer::from_bytes(&success), None);
+        assert_eq!(ArchivedTransfer::from_bytes(&[0; 25]), None);
+    }
+
+    #[test]
+    fn filter_has_no_false_negatives_and_few_false_positives() {
+        let mut filter = EvictedFilter::default();
+        let inserted = 300_000u128;
+        for id in 1..=inserted {
+            filter.insert(TransferId(id * 0x9E37_79B9));
+        }
+        assert!(filter.layers.len() >= 2, "the filter grew layers");
+        for id in 1..=inserted {
+            assert!(filter.may_contain(TransferId(id * 0x9E37_79B9)));
+        }
+        let probes = 1_000_000u128;
+        let false_positives = (1..=probes)
+            .filter(|id| filter.may_contain(TransferId(id * 0x9E37_79B9 + 1)))
+            .count();
+        // ~0.1 % per layer, a few layers: well under 1 %.
+        assert!(
+            false_positives < 10_000,
+            "{false_positives} false positives in {probes}"
+        );
+        assert!(filter.size_bytes() <= 4 * inserted as usize);
+    }
+}
