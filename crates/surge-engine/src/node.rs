@@ -9,7 +9,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use surge_core::{decode, Batch, BatchBuf, Operation, ResultCode, StateMachine};
+use surge_core::{
+    decode, ArchivedOutcome, ArchivedTransfer, Batch, BatchBuf, Operation, ResultCode,
+    StateMachine, TransferId, TransferLookup,
+};
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
 use surge_wal::{
@@ -49,6 +52,10 @@ pub struct NodeConfig {
     /// dropped (a `Pending` dropped without `wait` never collects its codes), and their
     /// submitter gets `ResultsDropped`: the batch itself is durable and applied.
     pub results_uncollected_max: usize,
+    /// Bounded memory: at every checkpoint, finished client transfers committed before the
+    /// previous checkpoint leave memory, their outcomes archived durably in the history
+    /// index first (so this needs `history_directory`; without one nothing is evicted).
+    pub evict_finished_transfers: bool,
 }
 
 impl Default for NodeConfig {
@@ -61,6 +68,7 @@ impl Default for NodeConfig {
             checkpoints_kept: 3,
             history_directory: None,
             results_uncollected_max: RESULTS_UNCOLLECTED_MAX_DEFAULT,
+            evict_finished_transfers: true,
         }
     }
 }
@@ -121,6 +129,16 @@ pub enum EngineError {
     /// An empty batch was submitted.
     #[error("a batch needs at least one command")]
     EmptyBatch,
+    /// The checkpoint holds transfers that left memory, and only the history index knows
+    /// their outcomes: the node must not start without it.
+    #[error(
+        "the checkpoint has {evicted} transfers archived in the history index, but no \
+         history directory is configured: configure the one it was written with"
+    )]
+    HistoryRequired {
+        /// Transfers that left memory.
+        evicted: u64,
+    },
     /// The node stopped before the batch was applied.
     #[error("the node stopped: {0}")]
     Stopped(String),
@@ -158,6 +176,8 @@ struct Results {
 /// A running node. See the crate documentation.
 pub struct Node {
     shared: Arc<Shared>,
+    /// A read handle on the history index, for transfers that left memory.
+    history: Option<SledHistory>,
     group_commit: Option<Arc<GroupCommit>>,
     apply_thread: Option<JoinHandle<()>>,
     pulse_thread: Option<JoinHandle<()>>,
@@ -245,9 +265,20 @@ impl Node {
         }
         report.checkpoint_record_index = checkpoint.as_ref().and_then(|found| found.record_index);
         let start = report.checkpoint_record_index.map_or(0, |index| index + 1);
+        let evicted = state_machine.memory_counts().transfers_evicted;
+        if evicted > 0 && history.is_none() {
+            return Err(EngineError::HistoryRequired { evicted });
+        }
+        let evicting = config.evict_finished_transfers && history.is_some();
+        let mut eviction_mark = 0;
         let mut results = Vec::new();
         for record in recovered.records.iter().skip(start as usize) {
-            let batch = apply_record(&mut state_machine, record, &mut results)?;
+            let batch = decode_record(record)?;
+            if let Some(index) = &history {
+                let found = recall_lookups(&state_machine, index, batch.as_batch())?;
+                state_machine.recall(&found);
+            }
+            state_machine.apply(record.header.timestamp_ns, batch.as_batch(), &mut results);
             let record_index = record.header.record_index;
             // Records the index already holds (it was written before the crash) are skipped.
             let indexed = history_applied.is_some_and(|applied| record_index <= applied);
@@ -256,8 +287,16 @@ impl Node {
                     derive_entries(&state_machine, record_index, batch.as_batch(), &results);
                 index.apply(record_index, &entries)?;
             }
+            // Evict as the running node would, so a long replay stays bounded too.
+            let interval = config.checkpoint_interval_records;
+            if let (Some(index), true) = (history.as_mut(), evicting) {
+                if interval > 0 && (record_index + 1) % interval == 0 {
+                    eviction_mark = evict(&mut state_machine, index, eviction_mark)?;
+                }
+            }
             report.records_replayed += 1;
         }
+        let history_reader = history.as_ref().map(SledHistory::reader);
         let shared = Arc::new(Shared {
             state: RwLock::new(state_machine),
             results: Mutex::new(Results::default()),
@@ -280,6 +319,8 @@ impl Node {
                 checkpoint_interval_records: config.checkpoint_interval_records,
                 checkpoints_kept: config.checkpoints_kept,
                 results_uncollected_max: config.results_uncollected_max,
+                evicting,
+                eviction_mark,
             };
             std::thread::Builder::new()
                 .name("surge-apply".to_string())
@@ -288,6 +329,7 @@ impl Node {
         };
         let mut node = Node {
             shared,
+            history: history_reader,
             group_commit: Some(group_commit),
             apply_thread: Some(apply_thread),
             pulse_thread: None,
@@ -312,9 +354,40 @@ impl Node {
         })
     }
 
-    /// Runs `read` against the current state (between applied batches).
+    /// Runs `read` against the current state (between applied batches). Finished
+    /// transfers may have left memory: look transfers up with [`Node::transfer`].
     pub fn read<T>(&self, read: impl FnOnce(&StateMachine) -> T) -> T {
         read(&self.shared.state.read())
+    }
+
+    /// A transfer, resident or archived in the history index (which is asked only when
+    /// the state machine no longer holds it).
+    pub fn transfer(&self, id: TransferId) -> Result<Option<TransferLookup>, EngineError> {
+        if let Some(found) = self.shared.state.read().transfer(id) {
+            return Ok(Some(found));
+        }
+        // Archived before it was evicted: if the state missed it, the archive has it.
+        let Some(index) = &self.history else {
+            return Ok(None);
+        };
+        let Some(archived) = index.archived(id)? else {
+            return Ok(None);
+        };
+        Ok(Some(match archived.outcome {
+            ArchivedOutcome::Failed(code) => TransferLookup::Failed(code),
+            ArchivedOutcome::Committed { pending_status, .. } => {
+                let (_, transfer) = index.transfer(id)?.ok_or_else(|| {
+                    EngineError::History(HistoryError::Corrupt {
+                        key: id.0.to_be_bytes().to_vec(),
+                        reason: "an archived committed transfer has no transfer entry",
+                    })
+                })?;
+                TransferLookup::Committed {
+                    transfer,
+                    pending_status,
+                }
+            }
+        }))
     }
 
     /// Group-commit counters.
@@ -399,6 +472,10 @@ struct Applier {
     checkpoint_interval_records: u64,
     checkpoints_kept: usize,
     results_uncollected_max: usize,
+    /// Whether finished transfers leave memory at checkpoints.
+    evicting: bool,
+    /// Transfer sequence number at the previous checkpoint: what came before it may leave.
+    eviction_mark: u64,
 }
 
 impl Applier {
@@ -424,9 +501,17 @@ impl Applier {
 
     fn step(&mut self, record: &Record, results: &mut Vec<ResultCode>) -> Result<(), EngineError> {
         let record_index = record.header.record_index;
+        let batch = decode_record(record)?;
+        // Ids the batch names that left memory: looked up without holding the state lock
+        // (only this thread writes the state, so the answer cannot go stale).
+        let found = match &self.history {
+            Some(index) => recall_lookups(&self.shared.state.read(), index, batch.as_batch())?,
+            None => Vec::new(),
+        };
         let entries = {
             let mut state = self.shared.state.write();
-            let batch = apply_record(&mut state, record, results)?;
+            state.recall(&found);
+            state.apply(record.header.timestamp_ns, batch.as_batch(), results);
             // Derived from the state right after this record (in memory, under the lock);
             // written to sled after the lock is released, so reads never wait on its I/O.
             self.history
@@ -448,6 +533,9 @@ impl Applier {
         }
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
+            if let (Some(index), true) = (self.history.as_mut(), self.evicting) {
+                self.eviction_mark = evict_shared(&self.shared.state, index, self.eviction_mark)?;
+            }
             let snapshot = self.shared.state.read().snapshot();
             let found = Checkpoint {
                 record_index: Some(record_index),
@@ -512,18 +600,55 @@ fn check_checkpoint(found: &Checkpoint, records: &[Record]) -> Result<(), Engine
     Ok(())
 }
 
-/// Applies a durable record; returns its decoded batch (for the history index).
-fn apply_record(
-    state_machine: &mut StateMachine,
-    record: &Record,
-    results: &mut Vec<ResultCode>,
-) -> Result<BatchBuf, EngineError> {
+/// Decodes a durable record's batch.
+fn decode_record(record: &Record) -> Result<BatchBuf, EngineError> {
     let header = &record.header;
-    let batch =
-        decode(header.operation as u8, &record.body).map_err(|error| EngineError::BadRecord {
-            record_index: header.record_index,
-            reason: error.to_string(),
-        })?;
-    state_machine.apply(header.timestamp_ns, batch.as_batch(), results);
-    Ok(batch)
+    decode(header.operation as u8, &record.body).map_err(|error| EngineError::BadRecord {
+        record_index: header.record_index,
+        reason: error.to_string(),
+    })
+}
+
+/// The archive entries of the transfers `batch` names that left memory, to recall before
+/// applying it. A filter false positive finds nothing; an id the filter names that the
+/// archive lacks is expected only then.
+fn recall_lookups(
+    state_machine: &StateMachine,
+    history: &SledHistory,
+    batch: Batch<'_>,
+) -> Result<Vec<ArchivedTransfer>, EngineError> {
+    let mut found = Vec::new();
+    for id in state_machine.archive_lookups(batch) {
+        if let Some(archived) = history.archived(id)? {
+            found.push(archived);
+        }
+    }
+    Ok(found)
+}
+
+/// Evicts the finished transfers committed before `mark`: archives them durably in the
+/// history index first, then removes them. Returns the next mark (the sequence now).
+fn evict(
+    state_machine: &mut StateMachine,
+    history: &mut SledHistory,
+    mark: u64,
+) -> Result<u64, EngineError> {
+    let candidates = state_machine.eviction_candidates(mark);
+    history.archive(&candidates)?;
+    state_machine.evict(mark, &candidates);
+    Ok(state_machine.transfer_sequence())
+}
+
+/// [`evict`] on the shared state: the candidates are listed and archived under the read
+/// lock's protection only (the caller is the one writer), so reads go on meanwhile.
+fn evict_shared(
+    state: &RwLock<StateMachine>,
+    history: &mut SledHistory,
+    mark: u64,
+) -> Result<u64, EngineError> {
+    let candidates = state.read().eviction_candidates(mark);
+    history.archive(&candidates)?;
+    let mut state = state.write();
+    state.evict(mark, &candidates);
+    Ok(state.transfer_sequence())
 }

@@ -108,6 +108,14 @@ impl SledHistory {
         Self::open(path)
     }
 
+    /// A second handle on the same open index, for readers on other threads (sled is
+    /// safe to share; reads see every write made through any handle).
+    pub fn reader(&self) -> Self {
+        Index::with_store(SledStore {
+            db: self.store.db.clone(),
+        })
+    }
+
     /// Waits until everything written so far is on disk (sled otherwise flushes in the
     /// background; the index never needs it for correctness, only to catch up less).
     pub fn flush(&self) -> Result<(), HistoryError> {

@@ -485,22 +485,27 @@ fn parse_acks(text: &str) -> anyhow::Result<Vec<Ack>> {
 }
 
 /// Why an acknowledged command's effect is not what its code said, if it is not.
-fn check_ack(state: &StateMachine, ack: &Ack) -> Option<String> {
+/// Transfers are looked up through the node: finished ones may have left memory for the
+/// history index.
+fn check_ack(node: &Node, ack: &Ack) -> Option<String> {
     let took_effect = matches!(ack.code, ResultCode::Ok | ResultCode::Exists);
     let (expected, found) = match ack.operation {
         // Accounts and SKUs: a failed create leaves nothing to look up.
         Operation::CreateAccounts => {
-            let found = state.account(AccountId(ack.id));
+            let found = node.read(|state| state.account(AccountId(ack.id)));
             (!took_effect || found.is_some(), format!("{found:?}"))
         }
         Operation::CreateSkus => {
             let found = u64::try_from(ack.id)
                 .ok()
-                .and_then(|id| state.sku(SkuId(id)));
+                .and_then(|id| node.read(|state| state.sku(SkuId(id))));
             (!took_effect || found.is_some(), format!("{found:?}"))
         }
         Operation::CreateTransfers | Operation::PayOrders => {
-            let found = state.transfer(TransferId(ack.id));
+            let found = match node.transfer(TransferId(ack.id)) {
+                Ok(found) => found,
+                Err(error) => return Some(format!("transfer {} lookup failed: {error}", ack.id)),
+            };
             let expected = match found {
                 Some(TransferLookup::Committed { .. }) => took_effect,
                 Some(TransferLookup::Failed(_)) if ack.code == ResultCode::IdAlreadyFailed => true,
@@ -510,7 +515,7 @@ fn check_ack(state: &StateMachine, ack: &Ack) -> Option<String> {
             (expected, format!("{found:?}"))
         }
         Operation::PlaceOrders => {
-            let found = state.order(OrderId(ack.id));
+            let found = node.read(|state| state.order(OrderId(ack.id)));
             let expected = match found {
                 Some(OrderLookup::Placed(_)) => took_effect,
                 Some(OrderLookup::Failed(code)) => code == ack.code,
@@ -603,12 +608,13 @@ pub fn verify(data_dir: &Path, acks: &str) -> anyhow::Result<String> {
     // A clock stopped at 0: nothing is ever due, so no pulse is logged while we look,
     // and the state hash read below is the state of the log as it is on disk.
     let (node, report) = open_node(data_dir, Arc::new(ManualClock::new(0)))?;
-    let (lost, problems, node_hash) = node.read(|state| {
-        let lost: Vec<String> = acks
-            .iter()
-            .filter_map(|ack| check_ack(state, ack))
-            .collect();
-        (lost, check_invariants(state), state.state_hash())
+    let lost: Vec<String> = acks
+        .iter()
+        .filter_map(|ack| check_ack(&node, ack))
+        .collect();
+    let (problems, node_hash, evicted) = node.read(|state| {
+        let evicted = state.memory_counts().transfers_evicted;
+        (check_invariants(state), state.state_hash(), evicted)
     });
     let state_config = node_config(data_dir).state;
     node.shutdown();
@@ -637,7 +643,7 @@ pub fn verify(data_dir: &Path, acks: &str) -> anyhow::Result<String> {
         );
     }
     Ok(format!(
-        "verified acks={} records={records} checkpoint={} replayed={} \
+        "verified acks={} records={records} checkpoint={} replayed={} evicted={evicted} \
          state_hash={node_hash:032x} (identical to a fresh replay)",
         acks.len(),
         report
