@@ -22,7 +22,7 @@ mod sled_history;
 
 pub use derive::{derive_entries, IndexEntry, StatementLine};
 pub use memory::MemoryHistory;
-pub use sled_history::SledHistory;
+pub use sled_history::{SledHistory, HISTORY_CACHE_BYTES_DEFAULT};
 
 use surge_core::{
     AccountId, ArchivedTransfer, LogPosition, Operation, OrderId, Transfer, TransferId,

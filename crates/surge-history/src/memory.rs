@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::sled_history::{Index, KeyValueStore, Pairs};
+use crate::sled_history::{Index, KeyValueStore, Pair, Pairs};
 use crate::HistoryError;
 
 /// A sorted in-memory key-value store.
@@ -34,6 +34,26 @@ impl KeyValueStore for MemoryStore {
     fn flush(&self) -> Result<(), HistoryError> {
         Ok(())
     }
+
+    fn remove_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), HistoryError> {
+        let keys: Vec<Vec<u8>> = self
+            .map
+            .range(from.to_vec()..to.to_vec())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.map.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn last_at_or_before(&self, from: &[u8], to: &[u8]) -> Result<Option<Pair>, HistoryError> {
+        Ok(self
+            .map
+            .range(from.to_vec()..=to.to_vec())
+            .next_back()
+            .map(|(key, value)| (key.clone(), value.clone())))
+    }
 }
 
 /// The history index in memory.
@@ -42,7 +62,7 @@ pub type MemoryHistory = Index<MemoryStore>;
 impl MemoryHistory {
     /// An empty in-memory index.
     pub fn new() -> Self {
-        Index::with_store(MemoryStore::default())
+        Index::load(MemoryStore::default()).expect("an empty store loads")
     }
 }
 

@@ -7,6 +7,8 @@ use surge_core::{
     Transfer, TransferId,
 };
 
+use surge_core::{ArchivedOutcome, ArchivedTransfer};
+
 use crate::derive::Balances;
 use crate::{derive_entries, HistoryError, HistoryIndex, MemoryHistory, SledHistory};
 
@@ -311,9 +313,65 @@ fn archive_entries_survive_a_reopen_and_corruption_is_reported() {
         }
         assert_eq!(index.archived(TransferId(999_999)).unwrap(), None);
     }
-    let mut key = vec![b'X'];
+    // The chunk of run 1 (the repeated first entry), cut short: reported, not misread.
+    let mut key = vec![b'R'];
+    key.extend_from_slice(&1u64.to_be_bytes());
     key.extend_from_slice(&candidates[0].id.0.to_be_bytes());
-    sled.store.db.insert(key, vec![7; 25]).unwrap();
+    assert!(
+        sled.store.db.get(&key).unwrap().is_some(),
+        "chunk keyed by its first id"
+    );
+    sled.store.db.insert(key, vec![7; 24]).unwrap();
     let error = sled.archived(candidates[0].id).unwrap_err();
     assert!(error.is_corruption(), "{error}");
+}
+
+/// An archive entry for transfer `id`, committed or failed by its parity.
+fn archived(id: u128) -> ArchivedTransfer {
+    ArchivedTransfer {
+        id: TransferId(id),
+        outcome: if id % 2 == 0 {
+            ArchivedOutcome::Committed {
+                fingerprint: id as u64 ^ 0xABCD,
+                pending_status: None,
+            }
+        } else {
+            ArchivedOutcome::Failed(ResultCode::ExceedsCredits)
+        },
+    }
+}
+
+#[test]
+fn archive_runs_find_every_entry_across_chunks_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history");
+    let mut sled = SledHistory::open(&path).unwrap();
+    // Ids spread over the key space, so chunk boundaries fall between them.
+    let spread = |i: u128| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835) | 1 << 127;
+    let first: Vec<ArchivedTransfer> = (1..=5_000).map(|i| archived(spread(i))).collect();
+    let second: Vec<ArchivedTransfer> = (5_001..=5_300).map(|i| archived(spread(i))).collect();
+    // A chunk a crash left of an unfinished run 1: it must not shadow the real run 1.
+    let mut stale = vec![b'R'];
+    stale.extend_from_slice(&1u64.to_be_bytes());
+    stale.extend_from_slice(&[0; 16]);
+    sled.store.db.insert(stale, vec![9; 25]).unwrap();
+    sled.archive(&first).unwrap();
+    let reader = sled.reader();
+    sled.archive(&second).unwrap();
+    let mut memory = MemoryHistory::new();
+    memory.archive(&first).unwrap();
+    memory.archive(&second).unwrap();
+    let check = |index: &dyn HistoryIndex| {
+        for entry in first.iter().chain(&second) {
+            assert_eq!(index.archived(entry.id).unwrap(), Some(*entry));
+        }
+        let missing = (6_000..7_000).map(spread).map(TransferId);
+        let found = missing.filter(|id| index.archived(*id).unwrap().is_some());
+        assert_eq!(found.count(), 0);
+    };
+    // A reader made before the second run sees it too.
+    check(&reader);
+    check(&memory);
+    drop((sled, reader));
+    check(&SledHistory::open(&path).unwrap());
 }

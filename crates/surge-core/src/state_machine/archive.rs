@@ -340,18 +340,22 @@ const FILTER_BITS_PER_ID: u64 = 16;
 
 /// A filter over the ids that left memory: no false negatives, ~0.1 % false positives.
 ///
-/// A split-block Bloom filter (one 512-bit block per id, one bit set in each of its eight
-/// words) in layers: when a layer holds its capacity, a new one twice as large starts, so
-/// the filter grows with the history at about two bytes per id and a lookup reads one
-/// cache line per layer (a few dozen layers at most, as layers double).
+/// [`IdFilter`]s in layers: when a layer holds its capacity, a new one twice as large
+/// starts, so the filter grows with the history at about two bytes per id and a lookup
+/// reads one cache line per layer (a few dozen layers at most, as layers double).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EvictedFilter {
     pub(crate) layers: Vec<FilterLayer>,
 }
 
 /// One layer of an [`EvictedFilter`].
+pub(crate) type FilterLayer = IdFilter;
+
+/// A set of transfer ids with no false negatives and about 0.1 % false positives at its
+/// capacity: a split-block Bloom filter (one 512-bit block per id, one bit set in each of
+/// the block's eight words), 16 bits per id. Lookups read one cache line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct FilterLayer {
+pub struct IdFilter {
     /// Ids it is sized for.
     pub(crate) capacity: u64,
     /// Ids inserted.
@@ -359,17 +363,70 @@ pub(crate) struct FilterLayer {
     pub(crate) blocks: Vec<[u64; 8]>,
 }
 
-impl FilterLayer {
+impl IdFilter {
     pub(crate) fn blocks_for(capacity: u64) -> usize {
-        (capacity * FILTER_BITS_PER_ID).div_ceil(512) as usize
+        (capacity.max(1) * FILTER_BITS_PER_ID).div_ceil(512) as usize
     }
 
-    fn new(capacity: u64) -> Self {
+    /// An empty filter sized for `capacity` ids (more may be inserted, at a higher false
+    /// positive rate).
+    pub fn with_capacity(capacity: u64) -> Self {
         Self {
             capacity,
             count: 0,
             blocks: vec![[0; 8]; Self::blocks_for(capacity)],
         }
+    }
+
+    /// Ids inserted.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether nothing was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of the bit array.
+    pub fn size_bytes(&self) -> usize {
+        self.blocks.len() * 64
+    }
+
+    /// Little-endian bytes: capacity (8), count (8), then the blocks.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(16 + self.size_bytes());
+        bytes.extend_from_slice(&self.capacity.to_le_bytes());
+        bytes.extend_from_slice(&self.count.to_le_bytes());
+        for word in self.blocks.iter().flatten() {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// Reads [`IdFilter::to_bytes`]; `None` for bytes it cannot have written.
+    pub fn from_bytes(bytes: &[u8]) -> Option<IdFilter> {
+        let capacity = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+        let count = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+        let words = bytes.get(16..)?;
+        if capacity > 1 << 40 || words.len() != Self::blocks_for(capacity) * 64 {
+            return None;
+        }
+        let blocks = words
+            .chunks_exact(64)
+            .map(|block| {
+                let mut words = [0u64; 8];
+                for (word, bytes) in words.iter_mut().zip(block.chunks_exact(8)) {
+                    *word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+                }
+                words
+            })
+            .collect();
+        Some(IdFilter {
+            capacity,
+            count,
+            blocks,
+        })
     }
 
     /// The block and the bit of each word that `id` maps to in this layer.
@@ -385,13 +442,15 @@ impl FilterLayer {
         (block, masks)
     }
 
-    fn may_contain(&self, id: TransferId) -> bool {
+    /// Whether `id` may have been inserted (never false for an inserted id).
+    pub fn may_contain(&self, id: TransferId) -> bool {
         let (block, masks) = self.position(id);
         let words = &self.blocks[block];
         words.iter().zip(masks).all(|(word, mask)| word & mask != 0)
     }
 
-    fn insert(&mut self, id: TransferId) {
+    /// Adds `id`.
+    pub fn insert(&mut self, id: TransferId) {
         let (block, masks) = self.position(id);
         for (word, mask) in self.blocks[block].iter_mut().zip(masks) {
             *word |= mask;
@@ -411,7 +470,7 @@ impl EvictedFilter {
                 .layers
                 .last()
                 .map_or(FILTER_LAYER_CAPACITY_MIN, |layer| layer.capacity * 2);
-            self.layers.push(FilterLayer::new(capacity));
+            self.layers.push(FilterLayer::with_capacity(capacity));
         }
         self.layers.last_mut().expect("a layer").insert(id);
     }
@@ -505,5 +564,21 @@ mod tests {
             "{false_positives} false positives in {probes}"
         );
         assert!(filter.size_bytes() <= 4 * inserted as usize);
+    }
+
+    #[test]
+    fn id_filters_round_trip_as_bytes() {
+        let mut filter = IdFilter::with_capacity(1_000);
+        for id in 1..=1_000u128 {
+            filter.insert(TransferId(id << 64 | id));
+        }
+        let bytes = filter.to_bytes();
+        let read = IdFilter::from_bytes(&bytes).expect("round trip");
+        assert_eq!(read, filter);
+        assert!((1..=1_000u128).all(|id| read.may_contain(TransferId(id << 64 | id))));
+        assert_eq!(IdFilter::from_bytes(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(IdFilter::from_bytes(&bytes[..10]), None);
+        let empty = IdFilter::with_capacity(0);
+        assert_eq!(IdFilter::from_bytes(&empty.to_bytes()), Some(empty));
     }
 }

@@ -41,7 +41,7 @@ use crate::records::{
 };
 use crate::result::ResultCode;
 
-pub use archive::{ArchivedOutcome, ArchivedTransfer, ARCHIVED_TRANSFER_SIZE_BYTES};
+pub use archive::{ArchivedOutcome, ArchivedTransfer, IdFilter, ARCHIVED_TRANSFER_SIZE_BYTES};
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
 pub use snapshot::SnapshotError;

@@ -1,13 +1,19 @@
 //! `surge bench memory`: resident memory of the state machine as transfers accumulate
 //! (uniform transfers over 1,000,000 accounts), read from `/proc/self/status` at each
-//! milestone. Finished transfers still live in memory today; this is the baseline that
-//! moving them behind the history index must bring down (docs/MEMORY.md).
+//! milestone. With `--evict true` (the default) it runs the node's eviction cycle: every
+//! `--evict-interval` transfers, finished transfers older than the previous cycle are
+//! archived in a real sled history index (in `--data-dir`) and leave memory, and before
+//! every batch the ids it names that may have left are looked up there and recalled, as
+//! the node does. `--evict false` keeps everything in memory: the baseline.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use serde::Serialize;
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{Config, ResultCode, StateMachine};
+use surge_history::{HistoryIndex, SledHistory};
 
 use super::commit;
 use crate::workload::{measured_batches, setup_batches, WorkloadKind, WorkloadShape};
@@ -24,6 +30,18 @@ pub struct MemoryBenchArgs {
     /// Pre-size the tables for the largest milestone (as a configured node would).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub presize: bool,
+    /// Evict finished transfers to a sled archive as the node does (false: keep all).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub evict: bool,
+    /// Transfers between eviction cycles; a transfer stays resident one to two cycles.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub evict_interval: u64,
+    /// sled's page cache for the archive, in MiB (the node's default is 256).
+    #[arg(long, default_value_t = 256)]
+    pub history_cache_mib: u64,
+    /// Directory for the archive (a fresh subdirectory, removed afterwards).
+    #[arg(long, default_value = ".")]
+    pub data_dir: PathBuf,
     /// Print one JSON object per milestone instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -37,6 +55,18 @@ struct MemoryReport {
     accounts: u64,
     resident_bytes: u64,
     resident_bytes_per_transfer: f64,
+    /// Whether finished transfers were evicted.
+    evict: bool,
+    /// Transfer ids held in memory / evicted to the archive.
+    transfers_resident: u64,
+    transfers_evicted: u64,
+    /// Bytes of the in-memory filter over evicted ids.
+    evicted_filter_bytes: u64,
+    /// Ids looked up in the archive before batches (filter positives) and found there.
+    archive_lookups: u64,
+    archive_found: u64,
+    /// Bytes of the sled archive on disk.
+    archive_disk_bytes: u64,
     seconds: f64,
     commit: String,
 }
@@ -59,11 +89,34 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
         sku_limit_per_buyer: 0,
         seed: 0x5EED,
     };
+    anyhow::ensure!(args.evict_interval > 0, "--evict-interval must be positive");
+    // Evicting, at most about two cycles of transfers are resident at once.
+    let resident_most = if args.evict {
+        largest.min(2 * args.evict_interval + (batches_per_step * BATCH_EVENTS_MAX) as u64)
+    } else {
+        largest
+    };
     let config = Config {
         accounts_capacity: args.accounts as usize + 2,
-        transfers_capacity: if args.presize { largest as usize } else { 1024 },
+        transfers_capacity: if args.presize {
+            resident_most as usize
+        } else {
+            1024
+        },
         ..Config::default()
     };
+    let archive_directory = tempfile::Builder::new()
+        .prefix("surge-bench-memory-")
+        .tempdir_in(&args.data_dir)
+        .with_context(|| format!("creating a directory in {}", args.data_dir.display()))?;
+    let mut archive = SledHistory::open_with_cache(
+        &archive_directory.path().join("history"),
+        args.history_cache_mib << 20,
+    )?;
+    let mut eviction_mark = 0u64;
+    let mut evicted_at = 0u64;
+    let mut archive_lookups = 0u64;
+    let mut archive_found = 0u64;
     let start = Instant::now();
     let baseline = resident_bytes()?;
     let mut state_machine = StateMachine::new(config);
@@ -91,6 +144,14 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
                         transfer.id.0 += u128::from(step) << 96;
                     }
                 }
+                let ids = state_machine.archive_lookups(batch.as_batch());
+                archive_lookups += ids.len() as u64;
+                let mut found = Vec::new();
+                for id in ids {
+                    found.extend(archive.archived(id)?);
+                }
+                archive_found += found.len() as u64;
+                state_machine.recall(&found);
                 let timestamp = state_machine.timestamp_next_min();
                 state_machine.apply(timestamp, batch.as_batch(), &mut results);
                 anyhow::ensure!(
@@ -100,8 +161,16 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
                 applied += results.len() as u64;
             }
             step += 1;
+            if args.evict && applied - evicted_at >= args.evict_interval {
+                let candidates = state_machine.eviction_candidates(eviction_mark);
+                archive.archive(&candidates)?;
+                state_machine.evict(eviction_mark, &candidates);
+                eviction_mark = state_machine.transfer_sequence();
+                evicted_at = applied;
+            }
         }
         let resident = resident_bytes()?.saturating_sub(baseline);
+        let counts = state_machine.memory_counts();
         let report = MemoryReport {
             bench: "memory",
             workload: "uniform",
@@ -109,6 +178,13 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
             accounts: args.accounts,
             resident_bytes: resident,
             resident_bytes_per_transfer: resident as f64 / applied as f64,
+            evict: args.evict,
+            transfers_resident: counts.transfers as u64,
+            transfers_evicted: counts.transfers_evicted,
+            evicted_filter_bytes: counts.evicted_filter_bytes as u64,
+            archive_lookups,
+            archive_found,
+            archive_disk_bytes: directory_bytes(archive_directory.path())?,
             seconds: start.elapsed().as_secs_f64(),
             commit: revision.clone(),
         };
@@ -117,15 +193,37 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
         } else {
             println!(
                 "{:>12} transfers: resident {:>8.2} GiB ({:.0} bytes per transfer, accounts \
-                 included) after {:.1} s",
+                 included) after {:.1} s; {} ids in memory, {} evicted (filter {:.1} MiB, \
+                 archive {:.2} GiB on disk, {} lookups, {} found)",
                 report.transfers,
                 report.resident_bytes as f64 / (1u64 << 30) as f64,
                 report.resident_bytes_per_transfer,
-                report.seconds
+                report.seconds,
+                report.transfers_resident,
+                report.transfers_evicted,
+                report.evicted_filter_bytes as f64 / (1u64 << 20) as f64,
+                report.archive_disk_bytes as f64 / (1u64 << 30) as f64,
+                report.archive_lookups,
+                report.archive_found,
             );
         }
     }
     Ok(())
+}
+
+/// Bytes of the files under `directory`.
+fn directory_bytes(directory: &std::path::Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(directory)? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        total += if metadata.is_dir() {
+            directory_bytes(&entry.path())?
+        } else {
+            metadata.len()
+        };
+    }
+    Ok(total)
 }
 
 /// `VmRSS` of this process, in bytes.
