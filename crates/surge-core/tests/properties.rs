@@ -1265,11 +1265,11 @@ fn check_eviction(
         );
         if index % every == 0 {
             let below = evicting.transfer_sequence().saturating_sub(lag);
-            let candidates = evicting.eviction_candidates(below);
-            for entry in &candidates {
+            let plan = evicting.eviction_plan(below);
+            for entry in &plan.entries {
                 prop_assert!(archive.insert(entry.id, *entry).is_none(), "evicted twice");
             }
-            evicting.evict(below, &candidates);
+            evicting.evict(plan);
             prop_assert_eq!(plain.state_hash(), evicting.state_hash(), "after evicting");
         }
         if index % snapshot_every == 0 {

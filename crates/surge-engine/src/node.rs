@@ -633,9 +633,9 @@ fn evict(
     history: &mut SledHistory,
     mark: u64,
 ) -> Result<u64, EngineError> {
-    let candidates = state_machine.eviction_candidates(mark);
-    history.archive(&candidates)?;
-    state_machine.evict(mark, &candidates);
+    let plan = state_machine.eviction_plan(mark);
+    history.archive(&plan.entries)?;
+    state_machine.evict(plan);
     Ok(state_machine.transfer_sequence())
 }
 
@@ -646,9 +646,9 @@ fn evict_shared(
     history: &mut SledHistory,
     mark: u64,
 ) -> Result<u64, EngineError> {
-    let candidates = state.read().eviction_candidates(mark);
-    history.archive(&candidates)?;
+    let plan = state.read().eviction_plan(mark);
+    history.archive(&plan.entries)?;
     let mut state = state.write();
-    state.evict(mark, &candidates);
+    state.evict(plan);
     Ok(state.transfer_sequence())
 }

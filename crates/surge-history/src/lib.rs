@@ -16,6 +16,7 @@
 //! memory, for tests and for running without a disk index.
 #![warn(missing_docs)]
 
+mod archive_runs;
 mod derive;
 mod memory;
 mod sled_history;
@@ -43,6 +44,14 @@ pub enum HistoryError {
         key: Vec<u8>,
         /// What was wrong.
         reason: &'static str,
+    },
+    /// Reading or writing an archive run file failed (a disk problem, not corruption).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, and to which file.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
     },
     /// Entries were offered for a record at or before the one already indexed.
     #[error("record {record_index} is not after the indexed record {applied_up_to}")]

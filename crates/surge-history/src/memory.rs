@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::sled_history::{Index, KeyValueStore, Pair, Pairs};
+use crate::archive_runs::RunStore;
+use crate::sled_history::{Index, KeyValueStore, Pairs};
 use crate::HistoryError;
 
 /// A sorted in-memory key-value store.
@@ -30,30 +31,6 @@ impl KeyValueStore for MemoryStore {
         self.map.extend(writes);
         Ok(())
     }
-
-    fn flush(&self) -> Result<(), HistoryError> {
-        Ok(())
-    }
-
-    fn remove_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), HistoryError> {
-        let keys: Vec<Vec<u8>> = self
-            .map
-            .range(from.to_vec()..to.to_vec())
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in keys {
-            self.map.remove(&key);
-        }
-        Ok(())
-    }
-
-    fn last_at_or_before(&self, from: &[u8], to: &[u8]) -> Result<Option<Pair>, HistoryError> {
-        Ok(self
-            .map
-            .range(from.to_vec()..=to.to_vec())
-            .next_back()
-            .map(|(key, value)| (key.clone(), value.clone())))
-    }
 }
 
 /// The history index in memory.
@@ -62,7 +39,7 @@ pub type MemoryHistory = Index<MemoryStore>;
 impl MemoryHistory {
     /// An empty in-memory index.
     pub fn new() -> Self {
-        Index::load(MemoryStore::default()).expect("an empty store loads")
+        Index::from_parts(MemoryStore::default(), RunStore::in_memory())
     }
 }
 

@@ -8,15 +8,10 @@
 //! | `T` transfer id (16) | position (12) + transfer record (128) |
 //! | `O` order id (16) record index (8) command index (4) | operation (1) |
 //! | `A` account (16) timestamp (8) transfer id (16) | position + transfer + balances (32) |
-//! | `M` `runs` | archive runs written (u64 LE) |
-//! | `R` run (8) first transfer id (16) | up to 1,024 archive entries (25 bytes each), by id |
-//! | `F` run (8) | the run's id filter (`surge_core::IdFilter` bytes) |
 //!
-//! Archive entries of transfers that left memory are written in runs, one per eviction:
-//! sorted, packed 1,024 to a value under keys that only grow, so archiving a million
-//! transfers is a few hundred sequential writes rather than a million random inserts. A
-//! lookup asks the runs' filters (in memory, newest first) and reads one chunk of each run
-//! whose filter says maybe: the chunk whose first id is the greatest not above the id.
+//! Archive entries of transfers that left the state machine's memory are not in sled:
+//! they are immutable run files beside it (`archive/`, see `archive_runs.rs`), written
+//! sequentially and read with positioned reads, so they cost no page cache.
 //!
 //! A record's entries and its `applied` mark go in one `apply_batch`, which sled applies
 //! atomically: after a crash the index holds a prefix of records, and `applied_up_to` says
@@ -24,13 +19,11 @@
 
 use std::path::Path;
 
-use std::sync::Arc;
-
-use parking_lot::RwLock;
 use surge_core::{
-    AccountId, ArchivedTransfer, IdFilter, LogPosition, Operation, OrderId, Transfer, TransferId,
-    ARCHIVED_TRANSFER_SIZE_BYTES,
+    AccountId, ArchivedTransfer, LogPosition, Operation, OrderId, Transfer, TransferId,
 };
+
+use crate::archive_runs::RunStore;
 
 use crate::derive::{Balances, IndexEntry, StatementLine};
 use crate::{HistoryError, HistoryIndex, StatementCursor, StatementPage};
@@ -39,13 +32,6 @@ const KEY_APPLIED: &[u8] = b"Mapplied";
 const PREFIX_TRANSFER: u8 = b'T';
 const PREFIX_ORDER: u8 = b'O';
 const PREFIX_STATEMENT: u8 = b'A';
-const KEY_RUNS: &[u8] = b"Mruns";
-const PREFIX_RUN: u8 = b'R';
-const PREFIX_RUN_FILTER: u8 = b'F';
-/// Archive entries per stored value.
-const RUN_CHUNK_ENTRIES: usize = 1_024;
-/// Chunks per sled batch: bounds the memory of one write (sled holds a batch in memory).
-const RUN_CHUNKS_PER_WRITE: usize = 16;
 const POSITION_SIZE_BYTES: usize = 12;
 const TRANSFER_SIZE_BYTES: usize = std::mem::size_of::<Transfer>();
 const BALANCES_SIZE_BYTES: usize = 32;
@@ -54,11 +40,8 @@ const BALANCES_SIZE_BYTES: usize = 32;
 /// statements are rare next to writes, so a modest cache keeps the node's memory bounded.
 pub const HISTORY_CACHE_BYTES_DEFAULT: u64 = 256 << 20;
 
-/// A key and its value.
-pub type Pair = (Vec<u8>, Vec<u8>);
-
 /// Key-value pairs, in key order.
-pub type Pairs = Vec<Pair>;
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What the index logic needs from a sorted key-value store.
 pub trait KeyValueStore {
@@ -68,12 +51,6 @@ pub trait KeyValueStore {
     fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Pairs, HistoryError>;
     /// Writes all pairs, all or none.
     fn write_atomically(&mut self, writes: Pairs) -> Result<(), HistoryError>;
-    /// Removes every key with `from <= key < to`.
-    fn remove_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), HistoryError>;
-    /// The last entry with `from <= key <= to`, if any.
-    fn last_at_or_before(&self, from: &[u8], to: &[u8]) -> Result<Option<Pair>, HistoryError>;
-    /// Returns once everything written so far survives a crash.
-    fn flush(&self) -> Result<(), HistoryError>;
 }
 
 /// A sled tree as a [`KeyValueStore`].
@@ -106,30 +83,6 @@ impl KeyValueStore for SledStore {
         self.db.apply_batch(batch)?;
         Ok(())
     }
-
-    fn flush(&self) -> Result<(), HistoryError> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    fn remove_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), HistoryError> {
-        let mut batch = sled::Batch::default();
-        for key in self.db.range(from..to).keys() {
-            batch.remove(key?);
-        }
-        self.db.apply_batch(batch)?;
-        Ok(())
-    }
-
-    fn last_at_or_before(&self, from: &[u8], to: &[u8]) -> Result<Option<Pair>, HistoryError> {
-        match self.db.range(from..=to).next_back() {
-            Some(pair) => {
-                let (key, value) = pair?;
-                Ok(Some((key.to_vec(), value.to_vec())))
-            }
-            None => Ok(None),
-        }
-    }
 }
 
 /// The history index in sled.
@@ -149,7 +102,8 @@ impl SledHistory {
             .path(path)
             .cache_capacity(cache_bytes)
             .open()?;
-        Index::load(SledStore { db })
+        let archive = RunStore::open(&path.join("archive"))?;
+        Ok(Index::from_parts(SledStore { db }, archive))
     }
 
     /// Deletes the index at `path` and creates an empty one, to be rebuilt from the log
@@ -170,7 +124,7 @@ impl SledHistory {
             store: SledStore {
                 db: self.store.db.clone(),
             },
-            runs: self.runs.clone(),
+            archive: self.archive.clone(),
         }
     }
 
@@ -186,75 +140,14 @@ impl SledHistory {
 #[derive(Debug)]
 pub struct Index<S> {
     pub(crate) store: S,
-    /// The filter of each archive run, oldest first; shared with reader handles, which
-    /// see runs archived after they were made.
-    pub(crate) runs: Arc<RwLock<Vec<IdFilter>>>,
+    /// Archive runs; shared with reader handles, which see runs archived after they were
+    /// made.
+    pub(crate) archive: RunStore,
 }
 
 impl<S: KeyValueStore> Index<S> {
-    /// The index over `store`, with its archive runs' filters loaded.
-    pub(crate) fn load(store: S) -> Result<Self, HistoryError> {
-        let count = match store.get(KEY_RUNS)? {
-            None => 0,
-            Some(value) => read_u64(KEY_RUNS, &value, 0)?,
-        };
-        let mut runs = Vec::new();
-        for run in 0..count {
-            let key = run_filter_key(run);
-            let filter = store
-                .get(&key)?
-                .and_then(|bytes| IdFilter::from_bytes(&bytes))
-                .ok_or(HistoryError::Corrupt {
-                    key,
-                    reason: "archive run filter",
-                })?;
-            runs.push(filter);
-        }
-        Ok(Self {
-            store,
-            runs: Arc::new(RwLock::new(runs)),
-        })
-    }
-
-    /// The archive entry of `id` in `run`, if the run holds one.
-    fn archived_in_run(
-        &self,
-        run: u64,
-        id: TransferId,
-    ) -> Result<Option<ArchivedTransfer>, HistoryError> {
-        let from = run_key(run, TransferId::ZERO);
-        let Some((key, value)) = self.store.last_at_or_before(&from, &run_key(run, id))? else {
-            return Ok(None);
-        };
-        let corrupt = || HistoryError::Corrupt {
-            key: key.clone(),
-            reason: "archive run chunk",
-        };
-        if value.is_empty() || value.len() % ARCHIVED_TRANSFER_SIZE_BYTES != 0 {
-            return Err(corrupt());
-        }
-        let entries = value.len() / ARCHIVED_TRANSFER_SIZE_BYTES;
-        let id_at = |index: usize| {
-            let at = index * ARCHIVED_TRANSFER_SIZE_BYTES;
-            u128::from_le_bytes(value[at..at + 16].try_into().expect("16 bytes"))
-        };
-        let mut low = 0;
-        let mut high = entries;
-        while low < high {
-            let middle = (low + high) / 2;
-            match id_at(middle).cmp(&id.0) {
-                std::cmp::Ordering::Less => low = middle + 1,
-                std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => {
-                    let at = middle * ARCHIVED_TRANSFER_SIZE_BYTES;
-                    let entry = value[at..at + ARCHIVED_TRANSFER_SIZE_BYTES].to_vec();
-                    return ArchivedTransfer::from_bytes(&entry)
-                        .map(Some)
-                        .ok_or_else(corrupt);
-                }
-            }
-        }
-        Ok(None)
+    pub(crate) fn from_parts(store: S, archive: RunStore) -> Self {
+        Self { store, archive }
     }
 }
 
@@ -291,58 +184,11 @@ impl<S: KeyValueStore> HistoryIndex for Index<S> {
     }
 
     fn archive(&mut self, entries: &[ArchivedTransfer]) -> Result<(), HistoryError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut sorted = entries.to_vec();
-        sorted.sort_unstable_by_key(|entry| entry.id);
-        sorted.dedup_by_key(|entry| entry.id);
-        let run = self.runs.read().len() as u64;
-        // Chunks a crash left of an unfinished run with this number would shadow entries.
-        self.store.remove_range(
-            &run_key(run, TransferId::ZERO),
-            &run_key(run + 1, TransferId::ZERO),
-        )?;
-        let mut filter = IdFilter::with_capacity(sorted.len() as u64);
-        let group_entries = RUN_CHUNK_ENTRIES * RUN_CHUNKS_PER_WRITE;
-        for group in sorted.chunks(group_entries) {
-            let writes = group
-                .chunks(RUN_CHUNK_ENTRIES)
-                .map(|chunk| {
-                    let mut value = Vec::with_capacity(chunk.len() * ARCHIVED_TRANSFER_SIZE_BYTES);
-                    for entry in chunk {
-                        filter.insert(entry.id);
-                        value.extend_from_slice(&entry.to_bytes());
-                    }
-                    (run_key(run, chunk[0].id), value)
-                })
-                .collect();
-            self.store.write_atomically(writes)?;
-        }
-        // The run counts only once its filter and the new count are written together.
-        self.store.write_atomically(vec![
-            (run_filter_key(run), filter.to_bytes()),
-            (KEY_RUNS.to_vec(), (run + 1).to_le_bytes().to_vec()),
-        ])?;
-        self.store.flush()?;
-        self.runs.write().push(filter);
-        Ok(())
+        self.archive.archive(entries)
     }
 
     fn archived(&self, id: TransferId) -> Result<Option<ArchivedTransfer>, HistoryError> {
-        let candidates: Vec<u64> = {
-            let runs = self.runs.read();
-            (0..runs.len() as u64)
-                .rev()
-                .filter(|run| runs[*run as usize].may_contain(id))
-                .collect()
-        };
-        for run in candidates {
-            if let Some(entry) = self.archived_in_run(run, id)? {
-                return Ok(Some(entry));
-            }
-        }
-        Ok(None)
+        self.archive.get(id)
     }
 
     fn order_events(&self, id: OrderId) -> Result<Vec<(LogPosition, Operation)>, HistoryError> {
@@ -476,19 +322,6 @@ fn decode_statement_line(
 fn transfer_key(id: TransferId) -> Vec<u8> {
     let mut key = vec![PREFIX_TRANSFER];
     key.extend_from_slice(&id.0.to_be_bytes());
-    key
-}
-
-fn run_key(run: u64, first_id: TransferId) -> Vec<u8> {
-    let mut key = vec![PREFIX_RUN];
-    key.extend_from_slice(&run.to_be_bytes());
-    key.extend_from_slice(&first_id.0.to_be_bytes());
-    key
-}
-
-fn run_filter_key(run: u64) -> Vec<u8> {
-    let mut key = vec![PREFIX_RUN_FILTER];
-    key.extend_from_slice(&run.to_be_bytes());
     key
 }
 

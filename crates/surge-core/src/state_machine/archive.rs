@@ -10,8 +10,8 @@
 //! The cycle, driven by the engine between batches (never inside [`StateMachine::apply`],
 //! which stays pure):
 //!
-//! 1. [`StateMachine::eviction_candidates`] lists the finished transfers older than a
-//!    sequence number, as archive entries.
+//! 1. [`StateMachine::eviction_plan`] lists the finished transfers older than a sequence
+//!    number, as archive entries.
 //! 2. The engine stores them durably (in the history index), then calls
 //!    [`StateMachine::evict`], which removes them and adds their ids to a filter with no
 //!    false negatives.
@@ -34,7 +34,6 @@ use super::ledger::{resolution_digest, slot_digest};
 use super::table::mix64;
 use super::{Outcome, PendingStatus, StateMachine, TransferSlot};
 use crate::batch::Batch;
-use crate::constants::TRANSFER_CODE_SURGE_MIN;
 use crate::ids::TransferId;
 use crate::result::ResultCode;
 
@@ -151,110 +150,134 @@ impl ArchivedTransfer {
     }
 }
 
+/// One eviction: what leaves memory, from [`StateMachine::eviction_plan`]. Store
+/// `entries` durably, then pass the plan to [`StateMachine::evict`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvictionPlan {
+    /// The archive entries of the transfers that leave (in table order, not sorted).
+    pub entries: Vec<ArchivedTransfer>,
+    sequence_below: u64,
+    /// Their share of the transfers digest (slots and resolved statuses).
+    digest: u128,
+    /// Sequence numbers in the record window, below `sequence_below`, whose transfers
+    /// stay resident (live pending transfers, order transfers), sorted.
+    kept: Vec<u64>,
+}
+
 impl StateMachine {
-    /// Every resident transfer that may leave memory and has a sequence number below
-    /// `sequence_below` (see [`StateMachine::transfer_sequence`]), sorted by id: finished
-    /// client transfers and failed ids. Read-only; store the entries durably, then pass
-    /// them to [`StateMachine::evict`]. Walks the whole id table: call it between batches,
-    /// every many thousands of transfers.
-    pub fn eviction_candidates(&self, sequence_below: u64) -> Vec<ArchivedTransfer> {
-        let mut candidates: Vec<ArchivedTransfer> = self
-            .transfers
-            .map
-            .iter()
-            .filter(|slot| slot.sequence() < sequence_below)
-            .filter_map(|slot| self.archivable(slot))
-            .collect();
-        candidates.sort_unstable_by_key(|archived| archived.id);
-        candidates
+    /// Plans the eviction of every resident transfer that may leave memory and has a
+    /// sequence number below `sequence_below` (see [`StateMachine::transfer_sequence`]):
+    /// finished client transfers and failed ids. Read-only. Walks the whole id table:
+    /// call it between batches, every many thousands of transfers.
+    pub fn eviction_plan(&self, sequence_below: u64) -> EvictionPlan {
+        let base = self.transfer_records_base;
+        let mut plan = EvictionPlan {
+            entries: Vec::new(),
+            sequence_below,
+            digest: 0,
+            kept: Vec::new(),
+        };
+        for slot in self.transfers.map.iter() {
+            let sequence = slot.sequence();
+            if sequence >= sequence_below {
+                continue;
+            }
+            match self.archivable(slot) {
+                Some((entry, digest)) => {
+                    plan.entries.push(entry);
+                    plan.digest = plan.digest.wrapping_add(digest);
+                }
+                None if sequence >= base => plan.kept.push(sequence),
+                None => {} // Already kept outside the window.
+            }
+        }
+        plan.kept.sort_unstable();
+        plan
     }
 
-    /// The archive entry of a resident slot, if the transfer may leave memory.
-    fn archivable(&self, slot: &TransferSlot) -> Option<ArchivedTransfer> {
+    /// The archive entry of a resident slot and its share of the transfers digest, if the
+    /// transfer may leave memory.
+    fn archivable(&self, slot: &TransferSlot) -> Option<(ArchivedTransfer, u128)> {
         if let Some(code) = slot.failure() {
-            return Some(ArchivedTransfer {
+            let entry = ArchivedTransfer {
                 id: slot.id,
                 outcome: ArchivedOutcome::Failed(code),
-            });
+            };
+            return Some((entry, slot_digest(*slot, 0)));
         }
-        if self.record_at(slot.index).code >= TRANSFER_CODE_SURGE_MIN {
-            return None; // An order's transfer: stays with its order.
+        if slot.is_order_transfer() {
+            return None; // Stays with its order.
         }
-        let pending_status = match self.pendings.get(&slot.id) {
-            None => None,
-            Some(state) if state.status == PendingStatus::Pending => return None,
-            Some(state) => Some(state.status),
+        let pending_status = if slot.is_pending() {
+            match self.pendings.get(&slot.id) {
+                Some(state) if state.status != PendingStatus::Pending => Some(state.status),
+                _ => return None, // Live: it may still be posted, voided or expire.
+            }
+        } else {
+            None
         };
-        Some(ArchivedTransfer {
+        let timestamp = self.record_at(slot.sequence()).timestamp;
+        let mut digest = slot_digest(*slot, timestamp);
+        if let Some(status) = pending_status {
+            digest = digest.wrapping_add(resolution_digest(slot.id, status));
+        }
+        let entry = ArchivedTransfer {
             id: slot.id,
             outcome: ArchivedOutcome::Committed {
                 fingerprint: slot.fingerprint,
                 pending_status,
             },
-        })
+        };
+        Some((entry, digest))
     }
 
-    /// Removes the transfers `archived` describes (from
-    /// [`StateMachine::eviction_candidates`]`(sequence_below)`, with no batch applied
-    /// since) from memory. The caller must have stored the entries durably first: from
-    /// now on they are the only answer to a command reusing those ids.
-    pub fn evict(&mut self, sequence_below: u64, archived: &[ArchivedTransfer]) {
+    /// Removes what `plan` lists from memory. The caller must have stored the plan's
+    /// entries durably first: from now on they are the only answer to a command reusing
+    /// those ids. Batches may be applied between the plan and this call (what a plan
+    /// lists is finished and cannot change); another eviction may not.
+    pub fn evict(&mut self, plan: EvictionPlan) {
         assert!(self.recalled.is_empty(), "evict runs between batches");
-        for entry in archived {
-            let slot = *self
+        let base = self.transfer_records_base;
+        assert!(
+            plan.sequence_below <= self.transfer_sequence_next(),
+            "a plan of this state machine"
+        );
+        for entry in &plan.entries {
+            let slot = self
                 .transfers
                 .map
-                .get(&entry.id.0)
-                .expect("an eviction candidate is resident");
-            assert!(slot.sequence() < sequence_below);
-            assert_eq!(
-                self.archivable(&slot).as_ref(),
-                Some(entry),
-                "evict exactly what eviction_candidates listed"
-            );
-            let timestamp = match slot.failure() {
-                Some(_) => 0,
-                None => self.record_at(slot.index).timestamp,
-            };
-            let mut digest = slot_digest(slot, timestamp);
+                .remove(&entry.id.0)
+                .expect("a planned transfer is resident");
+            debug_assert_eq!(self.archivable(&slot).map(|(found, _)| found), Some(*entry));
+            assert!(slot.sequence() < plan.sequence_below);
             if let ArchivedOutcome::Committed {
-                pending_status: Some(status),
+                pending_status: Some(_),
                 ..
             } = entry.outcome
             {
-                digest = digest.wrapping_add(resolution_digest(entry.id, status));
                 self.pendings.map.remove(&entry.id);
             }
-            self.transfers_evicted_digest = self.transfers_evicted_digest.wrapping_add(digest);
-            self.transfers_evicted += 1;
-            self.transfers.map.remove(&entry.id.0);
-            if slot.failure().is_none() && slot.index < self.transfer_records_base {
-                self.transfer_records_kept.remove(&slot.index);
+            if slot.failure().is_none() && slot.sequence() < base {
+                self.transfer_records_kept.remove(&slot.sequence());
             }
             self.evicted_filter.insert(entry.id);
         }
-        // Records below the new base leave the window; those whose slot is still resident
-        // (live pending transfers, order transfers) are kept by sequence number.
-        let base = self.transfer_records_base;
-        let base_next = sequence_below.clamp(base, self.transfer_sequence_next());
-        let leaving = (base_next - base) as usize;
-        for (offset, record) in self.transfer_records[..leaving].iter().enumerate() {
-            let sequence = base + offset as u64;
-            let resident = self
-                .transfers
-                .map
-                .get(&record.id.0)
-                .is_some_and(|slot| slot.failure().is_none() && slot.index == sequence);
-            if resident {
-                self.transfer_records_kept.insert(sequence, *record);
+        self.transfers_evicted_digest = self.transfers_evicted_digest.wrapping_add(plan.digest);
+        self.transfers_evicted += plan.entries.len() as u64;
+        // Records below the new base leave the window; the kept ones move aside.
+        let base_next = plan.sequence_below.max(base);
+        for sequence in plan.kept {
+            if sequence >= base {
+                let record = self.transfer_records[(sequence - base) as usize];
+                self.transfer_records_kept.insert(sequence, record);
             }
         }
-        self.transfer_records.drain(..leaving);
+        self.transfer_records.drain(..(base_next - base) as usize);
         self.transfer_records_base = base_next;
     }
 
     /// The sequence number the next committed transfer will get: pass an earlier value to
-    /// [`StateMachine::eviction_candidates`] to evict what was committed before it.
+    /// [`StateMachine::eviction_plan`] to evict what was committed before it.
     pub fn transfer_sequence(&self) -> u64 {
         self.transfer_sequence_next()
     }

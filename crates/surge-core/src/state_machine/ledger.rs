@@ -240,7 +240,7 @@ impl StateMachine {
             PendingStatus::Voided => fail!(PendingTransferAlreadyVoided),
             PendingStatus::Expired => fail!(PendingTransferExpired),
         }
-        let pending = *self.record_at(slot.index);
+        let pending = *self.record_at(slot.sequence());
         let differs = |given: u128, expected: u128| given != 0 && given != expected;
         if differs(transfer.debit_account_id.0, pending.debit_account_id.0)
             || differs(transfer.credit_account_id.0, pending.credit_account_id.0)
@@ -360,7 +360,7 @@ impl StateMachine {
     pub(crate) fn committed_transfer(&self, transfer_id: TransferId) -> Transfer {
         let slot = self.transfers.get(&transfer_id.0).expect("transfer exists");
         assert!(slot.failure().is_none());
-        *self.record_at(slot.index)
+        *self.record_at(slot.sequence())
     }
 
     /// The record with sequence number `sequence` (a committed slot's `index`), which
@@ -399,7 +399,8 @@ impl StateMachine {
     }
 
     fn insert_transfer(&mut self, record: Transfer, fingerprint: u64) {
-        let slot = TransferSlot::committed(record.id, self.transfer_sequence_next(), fingerprint);
+        let sequence = self.transfer_sequence_next();
+        let slot = TransferSlot::committed(record.id, sequence, fingerprint, &record);
         self.transfers_digest = self
             .transfers_digest
             .wrapping_add(slot_digest(slot, record.timestamp));

@@ -41,7 +41,9 @@ use crate::records::{
 };
 use crate::result::ResultCode;
 
-pub use archive::{ArchivedOutcome, ArchivedTransfer, IdFilter, ARCHIVED_TRANSFER_SIZE_BYTES};
+pub use archive::{
+    ArchivedOutcome, ArchivedTransfer, EvictionPlan, IdFilter, ARCHIVED_TRANSFER_SIZE_BYTES,
+};
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
 pub use snapshot::SnapshotError;
@@ -185,7 +187,10 @@ pub(crate) struct TransferSlot {
     id: TransferId,
     /// The transfer's sequence number (its place among committed records, see
     /// `record_at`), or, with [`TransferSlot::FAILED_BIT`] set, the sequence number that
-    /// was next when its first attempt failed (so failed ids age like committed ones).
+    /// was next when its first attempt failed (so failed ids age like committed ones). The
+    /// top bits also say whether it is an order's transfer ([`TransferSlot::ORDER_BIT`])
+    /// or a phase-one pending transfer ([`TransferSlot::PENDING_BIT`]), so eviction can
+    /// tell what may leave from the slot alone.
     index: u64,
     /// Fingerprint of the command that created it, or the failure code.
     fingerprint: u64,
@@ -193,18 +198,28 @@ pub(crate) struct TransferSlot {
 
 impl TransferSlot {
     const FAILED_BIT: u64 = 1 << 63;
+    const ORDER_BIT: u64 = 1 << 62;
+    const PENDING_BIT: u64 = 1 << 61;
+    const SEQUENCE_MASK: u64 = (1 << 61) - 1;
 
-    fn committed(id: TransferId, sequence: u64, fingerprint: u64) -> Self {
-        assert!(sequence & Self::FAILED_BIT == 0);
+    fn committed(id: TransferId, sequence: u64, fingerprint: u64, record: &Transfer) -> Self {
+        assert!(sequence & !Self::SEQUENCE_MASK == 0);
+        let mut index = sequence;
+        if record.code >= crate::constants::TRANSFER_CODE_SURGE_MIN {
+            index |= Self::ORDER_BIT;
+        }
+        if record.flags & transfer_flags::PENDING != 0 {
+            index |= Self::PENDING_BIT;
+        }
         Self {
             id,
-            index: sequence,
+            index,
             fingerprint,
         }
     }
 
     fn failed(id: TransferId, code: ResultCode, sequence: u64) -> Self {
-        assert!(sequence & Self::FAILED_BIT == 0);
+        assert!(sequence & !Self::SEQUENCE_MASK == 0);
         Self {
             id,
             index: Self::FAILED_BIT | sequence,
@@ -223,9 +238,20 @@ impl TransferSlot {
         }
     }
 
-    /// The sequence number (see the field); for eviction by age.
+    /// The sequence number (see the field): where a committed transfer's record is, and
+    /// the age eviction goes by.
     fn sequence(self) -> u64 {
-        self.index & !Self::FAILED_BIT
+        self.index & Self::SEQUENCE_MASK
+    }
+
+    /// Whether this is an order's transfer (code from `TRANSFER_CODE_SURGE_MIN` up).
+    fn is_order_transfer(self) -> bool {
+        self.index & Self::ORDER_BIT != 0
+    }
+
+    /// Whether this is a phase-one pending transfer (it has a pending state).
+    fn is_pending(self) -> bool {
+        self.index & Self::PENDING_BIT != 0
     }
 
     /// The answer to a command reusing this id with `fingerprint`.
@@ -935,7 +961,7 @@ impl StateMachine {
         Some(match slot.failure() {
             Some(code) => TransferLookup::Failed(code),
             None => TransferLookup::Committed {
-                transfer: *self.record_at(slot.index),
+                transfer: *self.record_at(slot.sequence()),
                 pending_status: self.pendings.get(&id).map(|pending| pending.status),
             },
         })

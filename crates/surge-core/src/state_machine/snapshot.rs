@@ -574,7 +574,9 @@ impl Decoded {
         let slots_digest = transfer_slots.iter().fold(0u128, |sum, slot| {
             let timestamp = match slot.failure() {
                 Some(_) => 0,
-                None => records.get(slot.index).map_or(0, |record| record.timestamp),
+                None => records
+                    .get(slot.sequence())
+                    .map_or(0, |record| record.timestamp),
             };
             sum.wrapping_add(slot_digest(*slot, timestamp))
         });
@@ -865,11 +867,19 @@ fn read_slot(
         }
         return Ok(slot);
     }
-    match records.get(slot.index) {
-        Some(record) if record.id == slot.id => Ok(slot),
+    match records.get(slot.sequence()) {
+        Some(record) if record.id == slot.id && flags_match(&slot, record) => Ok(slot),
+        Some(record) if record.id == slot.id => Err(invalid(offset, "transfer slot flags")),
         Some(_) => Err(invalid(offset, "transfer record of another id")),
         None => Err(invalid(offset, "transfer record index")),
     }
+}
+
+/// Whether a committed slot's flag bits say what its record says.
+fn flags_match(slot: &TransferSlot, record: &Transfer) -> bool {
+    let code = record.code >= crate::constants::TRANSFER_CODE_SURGE_MIN;
+    let pending = record.flags & crate::records::transfer_flags::PENDING != 0;
+    slot.is_order_transfer() == code && slot.is_pending() == pending
 }
 
 fn read_pending(
@@ -892,7 +902,7 @@ fn read_pending(
         .binary_search_by_key(&id, |slot| slot.id)
         .ok()
         .and_then(|index| slots.get(index))
-        .is_some_and(|slot| slot.failure().is_none());
+        .is_some_and(|slot| slot.failure().is_none() && slot.is_pending());
     if !committed {
         return Err(invalid(offset, "pending state of no committed transfer"));
     }
