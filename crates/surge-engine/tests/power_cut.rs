@@ -76,6 +76,17 @@ impl Storage for Traced {
     fn list(&mut self) -> std::io::Result<Vec<String>> {
         self.inner.list()
     }
+    fn list_directory(&mut self, name: &str) -> std::io::Result<Vec<String>> {
+        self.inner.list_directory(name)
+    }
+    fn create_directory(&mut self, name: &str) -> std::io::Result<()> {
+        let result = self.inner.create_directory(name);
+        self.note("create_directory", name, &result);
+        result
+    }
+    fn try_clone(&self) -> std::io::Result<Box<dyn Storage>> {
+        Ok(Box::new(self.clone()))
+    }
     fn create(&mut self, name: &str) -> std::io::Result<()> {
         let result = self.inner.create(name);
         self.note("create", name, &result);

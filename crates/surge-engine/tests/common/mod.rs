@@ -190,11 +190,12 @@ pub fn replay(config: surge_core::Config, records: &[Record]) -> StateMachine {
     state
 }
 
-/// Every record of the log in `storage`, read by a plain `Log::open` (no node running).
+/// Every record of the live log in `storage`, read by a plain `Log::open` and the stream
+/// reader (no node running).
 pub fn read_log(storage: &SimStorage, config: LogConfig) -> Vec<Record> {
-    let (_log, recovered) =
+    let (mut log, _) =
         Log::open(Box::new(storage.clone()), config).expect("the log opens after recovery");
-    recovered.records
+    log.read_all().expect("the log reads back")
 }
 
 /// The two simulated disks of a node, kept by the test while the node owns clones.

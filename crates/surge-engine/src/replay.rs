@@ -1,0 +1,158 @@
+//! Replay on open: the log's records from the checkpoint's on (or from the start), read and
+//! checked on a reader thread ([`Log::read_from`]) and applied in log order on the caller's,
+//! through a bounded channel, so reading, checksumming and copying overlap with applying
+//! and only a few records are in memory at once. The reader starts while the state machine
+//! is still being restored or sized, so the first records are ready when it is.
+//!
+//! The first record read is the checkpoint's own: it must be in the log with the checksum
+//! the checkpoint recorded ([`EngineError::CheckpointMismatch`] otherwise), and is not
+//! applied again. A record that is needed but no longer kept (deleted by log retention) is
+//! [`EngineError::LogRecordsMissing`], before anything is applied.
+
+use std::ops::Range;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use surge_core::StateMachine;
+use surge_history::{derive_entries, HistoryIndex, SledHistory};
+use surge_wal::{Log, LogReader, Record, RecoveryError};
+
+use crate::node::{apply_record, check_checkpoint, EngineError};
+
+/// Records read ahead of the apply, at most (each up to ~2 MiB): enough to keep the apply
+/// fed, few enough to keep recovery's memory small.
+const REPLAY_QUEUE_DEPTH_MAX: usize = 16;
+
+/// Where replay starts and why the records from there are needed.
+pub(crate) struct ReplayPlan {
+    /// The checkpoint the state is restored from: the record it reflects and that
+    /// record's checksum; `None` to replay from record 0 (no checkpoint, or one of the
+    /// empty state).
+    pub checkpoint: Option<(u64, u32)>,
+    /// The records the live log holds, as recovery found them.
+    pub records: Range<u64>,
+    /// What replaying from record 0 is for, for the error if record 0 is gone.
+    pub needed_for: String,
+    /// Records up to this one are already in the history index.
+    pub history_applied: Option<u64>,
+}
+
+/// What replay did.
+pub(crate) struct Replayed {
+    /// The state after the last record.
+    pub state_machine: StateMachine,
+    /// Records applied.
+    pub records_replayed: u64,
+}
+
+/// Replays the log per `plan` onto the state machine `prepare` returns (it is called once
+/// the reader is running), indexing history records the index does not hold yet.
+pub(crate) fn replay(
+    log: &mut Log,
+    plan: &ReplayPlan,
+    prepare: impl FnOnce() -> Result<StateMachine, EngineError>,
+    mut history: Option<&mut SledHistory>,
+) -> Result<Replayed, EngineError> {
+    let from = match plan.checkpoint {
+        Some((index, _)) => index,
+        None => 0,
+    };
+    let opened = match plan.checkpoint {
+        Some((index, _)) if index >= plan.records.end => Err(EngineError::CheckpointMismatch {
+            record_index: index,
+            reason: format!("the log holds {} records", plan.records.end),
+        }),
+        _ => log.read_from(from).map_err(|error| missing(error, plan)),
+    };
+    let reader = match opened {
+        Ok(reader) => reader,
+        Err(error) => {
+            // The state is not needed, but its thread must finish before we return; a
+            // checkpoint that does not restore is reported first, as it would be below.
+            prepare()?;
+            return Err(error);
+        }
+    };
+    std::thread::scope(|scope| {
+        let (records, records_received) = bounded(REPLAY_QUEUE_DEPTH_MAX);
+        let (bodies_spare, bodies) = bounded(REPLAY_QUEUE_DEPTH_MAX + 1);
+        std::thread::Builder::new()
+            .name("surge-replay-read".to_string())
+            .spawn_scoped(scope, move || read(reader, &records, &bodies))
+            .expect("spawn the replay reader thread");
+        let mut state_machine = prepare()?;
+        let mut records_replayed = 0;
+        let mut results = Vec::new();
+        for item in records_received.iter() {
+            let record = item?;
+            let record_index = record.header.record_index;
+            if let Some((index, checksum)) =
+                plan.checkpoint.filter(|&(index, _)| index == record_index)
+            {
+                check_checkpoint(index, checksum, &record)?;
+            } else {
+                let batch = apply_record(&mut state_machine, &record, &mut results)?;
+                // Records the index already holds (written before the crash) are skipped.
+                let indexed = plan
+                    .history_applied
+                    .is_some_and(|applied| record_index <= applied);
+                if let (Some(index), false) = (history.as_deref_mut(), indexed) {
+                    let entries =
+                        derive_entries(&state_machine, record_index, batch.as_batch(), &results);
+                    index.apply(record_index, &entries)?;
+                }
+                records_replayed += 1;
+            }
+            // Hand the body's buffer back to the reader; if it has enough, drop it.
+            let _ = bodies_spare.try_send(record.body);
+        }
+        Ok(Replayed {
+            state_machine,
+            records_replayed,
+        })
+    })
+}
+
+/// The reader thread: sends each record (or the error that ends the stream) until the log
+/// ends or the apply side hangs up. Reuses the bodies the apply side hands back.
+fn read(
+    mut reader: LogReader<'_>,
+    records: &Sender<Result<Record, RecoveryError>>,
+    bodies: &Receiver<Vec<u8>>,
+) {
+    loop {
+        let mut body = bodies.try_recv().unwrap_or_default();
+        let item = match reader.read_next(&mut body) {
+            Ok(Some(header)) => Ok(Record { header, body }),
+            Ok(None) => return,
+            Err(error) => Err(error),
+        };
+        let failed = item.is_err();
+        if records.send(item).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The error for a log that lacks the first record replay needs.
+fn missing(error: RecoveryError, plan: &ReplayPlan) -> EngineError {
+    match (error, plan.checkpoint) {
+        (RecoveryError::Missing { reason, .. }, Some((record_index, _))) => {
+            EngineError::CheckpointMismatch {
+                record_index,
+                reason: format!("the log no longer holds it: {reason}"),
+            }
+        }
+        (
+            RecoveryError::Missing {
+                record_index,
+                reason,
+            },
+            None,
+        ) => EngineError::LogRecordsMissing {
+            record_index,
+            needed_for: plan.needed_for.clone(),
+            reason,
+        },
+        (error, _) => error.into(),
+    }
+}
