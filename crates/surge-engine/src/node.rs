@@ -585,7 +585,7 @@ pub(crate) fn check_checkpoint(
 }
 
 /// Applies a durable record; returns its decoded batch (for the history index).
-pub(crate) fn apply_record(
+fn apply_record(
     state_machine: &mut StateMachine,
     record: &Record,
     results: &mut Vec<ResultCode>,
