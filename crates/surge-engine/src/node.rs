@@ -244,10 +244,16 @@ impl Node {
         });
         let needed_for = match (&checkpoint, newest_record_index) {
             (Some(_), _) => "replay the log after the checkpoint of the empty state".to_string(),
-            (None, Some(index)) => format!(
-                "rebuild the history index (applied up to {history_applied:?}, behind the \
-                 newest checkpoint at record {index})"
-            ),
+            (None, Some(index)) => {
+                let applied = history_applied.map_or_else(
+                    || "empty".to_string(),
+                    |i| format!("applied up to record {i}"),
+                );
+                format!(
+                    "rebuild the history index (it is {applied}, behind the newest checkpoint \
+                     at record {index})"
+                )
+            }
             (None, None) => "replay the whole log (no usable checkpoint)".to_string(),
         };
         let log_retention = match config.log_retention {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{account, action, order, pending, sku, transfer, SimDisks};
+use common::{account, action, order, pending, sku, transfer, wait_for_history_unlock, SimDisks};
 use surge_core::{
     AccountId, Batch, OrderId, OrderLookup, OrderStatus, ResultCode, SkuId, StateMachine,
     TransferId, TransferLookup,
@@ -296,31 +296,6 @@ fn a_torn_log_tail_is_cut_back_with_a_warning() {
     let records = common::read_log(&disks.log, config.log);
     assert_eq!(records.len(), 8);
     assert_eq!(records[7].header.record_index, 7);
-}
-
-/// Waits until no sled handle holds the history index's lock. sled 0.34 releases it from a
-/// background thread some time after the last `Db` is dropped (spacejam/sled#1234), so a
-/// reopen right after `Node::shutdown` can find it still taken.
-fn wait_for_history_unlock(history: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let lock = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(history.join("db"));
-        let Ok(file) = lock else {
-            return; // No index there.
-        };
-        // Dropping `file` releases the lock again.
-        if fs2::FileExt::try_lock_exclusive(&file).is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sled kept the index locked for 5 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn check_history(directory: &Path) {
