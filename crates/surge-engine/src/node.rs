@@ -242,33 +242,8 @@ impl Node {
             let index = found.record_index?;
             Some((index, found.record_checksum))
         });
-        let needed_for = match (&checkpoint, newest_record_index) {
-            (Some(_), _) => "replay the log after the checkpoint of the empty state".to_string(),
-            (None, Some(index)) => {
-                let applied = history_applied.map_or_else(
-                    || "empty".to_string(),
-                    |i| format!("applied up to record {i}"),
-                );
-                format!(
-                    "rebuild the history index (it is {applied}, behind the newest checkpoint \
-                     at record {index})"
-                )
-            }
-            (None, None) => "replay the whole log (no usable checkpoint)".to_string(),
-        };
-        let log_retention = match config.log_retention {
-            LogRetention::Keep => None,
-            mode => {
-                let handle = storage
-                    .log
-                    .try_clone()
-                    .map_err(|source| RetentionError::Io {
-                        what: "open a second handle on the log directory".to_string(),
-                        source,
-                    })?;
-                Some((handle, mode))
-            }
-        };
+        let needed_for = replay_from_zero_reason(&checkpoint, newest_record_index, history_applied);
+        let log_retention = retention_handle(config.log_retention, &*storage.log)?;
         // Restore (or size) the state machine while the log is read: for a large state both
         // take seconds, and neither needs the other until the replay.
         let state_config = config.state;
@@ -447,8 +422,11 @@ struct Applier {
     results_uncollected_max: usize,
     /// A second handle on the log directory and what to do with old segments; `None` to
     /// keep them all.
-    log_retention: Option<(Box<dyn Storage>, LogRetention)>,
+    log_retention: Option<RetentionHandle>,
 }
+
+/// The apply thread's own handle on the log directory, and what retention does.
+type RetentionHandle = (Box<dyn Storage>, LogRetention);
 
 impl Applier {
     fn run(&mut self, durable: crossbeam_channel::Receiver<Arc<Record>>) {
@@ -568,6 +546,44 @@ fn open_history(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// Why recovery replays from record 0, for the error if that record is no longer kept.
+fn replay_from_zero_reason(
+    checkpoint: &Option<Checkpoint>,
+    newest_record_index: Option<u64>,
+    history_applied: Option<u64>,
+) -> String {
+    match (checkpoint, newest_record_index) {
+        (Some(_), _) => "replay the log after the checkpoint of the empty state".to_string(),
+        (None, Some(index)) => {
+            let applied = history_applied.map_or_else(
+                || "empty".to_string(),
+                |i| format!("applied up to record {i}"),
+            );
+            format!(
+                "rebuild the history index (it is {applied}, behind the newest checkpoint at \
+                 record {index})"
+            )
+        }
+        (None, None) => "replay the whole log (no usable checkpoint)".to_string(),
+    }
+}
+
+/// A second handle on the log directory for the apply thread's retention, unless it keeps
+/// every segment.
+fn retention_handle(
+    retention: LogRetention,
+    log: &dyn Storage,
+) -> Result<Option<RetentionHandle>, EngineError> {
+    if retention == LogRetention::Keep {
+        return Ok(None);
+    }
+    let handle = log.try_clone().map_err(|source| RetentionError::Io {
+        what: "open a second handle on the log directory".to_string(),
+        source,
+    })?;
+    Ok(Some((handle, retention)))
 }
 
 /// Checks that `record`, the log's record at the checkpoint's index, is the one the

@@ -189,43 +189,7 @@ impl Log {
             .validate()
             .map_err(|reason| RecoveryError::Config { reason })?;
         let segments = list_segments(&mut *storage)?;
-        let mut scan = Scan::new(&config, segments.first().copied().unwrap_or(0));
-        let mut torn_tail = None;
-        // For the scans past a segment's end of data (holes, a torn tail).
-        let mut buffer = Vec::new();
-        for (position, &index) in segments.iter().enumerate() {
-            let name = segment_name(index);
-            scan.tail.segment_index = index;
-            let end = scan.segment(&mut *storage, &name)?;
-            if scan.record_index_first.is_none() {
-                return Err(corrupt(&name, 0, start_missing(&end)));
-            }
-            match end {
-                ScanEnd::EndOfData(offset) => {
-                    scan.tail.offset = offset;
-                    let found = find_valid_header(&mut *storage, &name, offset, &mut buffer)
-                        .map_err(io_error(format!("read {name}")))?;
-                    if let Some(valid_offset) = found {
-                        return Err(corrupt(&name, offset, Corruption::Hole { valid_offset }));
-                    }
-                }
-                ScanEnd::Bad(offset, error, extent) => {
-                    let later = &segments[position + 1..];
-                    let bad = BadRecord {
-                        name: &name,
-                        offset,
-                        extent,
-                        error,
-                    };
-                    check_torn(&mut *storage, &bad, later, &mut buffer)?;
-                    let torn = cut_back(&mut *storage, bad, later, &mut buffer)?;
-                    scan.tail.offset = offset;
-                    torn_tail = Some(torn);
-                    break;
-                }
-            }
-        }
-        let tail = scan.tail;
+        let (tail, record_index_first, torn_tail) = scan_log(&mut *storage, &config, &segments)?;
         if segments.is_empty() {
             create_segment(&mut *storage, tail.segment_index, config.segment_size_bytes).map_err(
                 io_error(format!("create {}", segment_name(tail.segment_index))),
@@ -233,27 +197,9 @@ impl Log {
         } else {
             preallocate(&mut *storage, tail.segment_index, config.segment_size_bytes)?;
         }
-        // What recovery read may have been written but never synced (a killed process, a
-        // failed sync, a full disk mid-rotation): make it durable before anything is built
-        // on it, or a later acknowledged record could sit behind one a power cut erases.
-        for &index in segments.iter().chain(std::iter::once(&tail.segment_index)) {
-            let name = segment_name(index);
-            storage
-                .sync_data(&name)
-                .map_err(io_error(format!("sync {name}")))?;
-        }
-        storage
-            .sync_directory()
-            .map_err(io_error("sync the log directory".to_string()))?;
-        // Only the newest segment is written from now on.
-        for &index in segments
-            .iter()
-            .filter(|&&index| index != tail.segment_index)
-        {
-            storage.close(&segment_name(index));
-        }
+        make_durable(&mut *storage, &segments, tail.segment_index)?;
         let recovered = Recovered {
-            record_indexes: scan.record_index_first.unwrap_or(0)..tail.record_index,
+            record_indexes: record_index_first..tail.record_index,
             torn_tail,
         };
         let log = Log {
@@ -266,6 +212,75 @@ impl Log {
         };
         Ok((log, recovered))
     }
+}
+
+/// Checks every live segment in order; cuts a torn tail back. Returns the chain after the
+/// last whole record, the first record's index, and the torn tail's warning.
+fn scan_log(
+    storage: &mut dyn Storage,
+    config: &LogConfig,
+    segments: &[u64],
+) -> Result<(LogTail, u64, Option<TornTail>), RecoveryError> {
+    let mut scan = Scan::new(config, segments.first().copied().unwrap_or(0));
+    // For the scans past a segment's end of data (holes, a torn tail).
+    let mut buffer = Vec::new();
+    for (position, &index) in segments.iter().enumerate() {
+        let name = segment_name(index);
+        scan.tail.segment_index = index;
+        let end = scan.segment(storage, &name)?;
+        if scan.record_index_first.is_none() {
+            return Err(corrupt(&name, 0, start_missing(&end)));
+        }
+        match end {
+            ScanEnd::EndOfData(offset) => {
+                scan.tail.offset = offset;
+                let found = find_valid_header(storage, &name, offset, &mut buffer)
+                    .map_err(io_error(format!("read {name}")))?;
+                if let Some(valid_offset) = found {
+                    return Err(corrupt(&name, offset, Corruption::Hole { valid_offset }));
+                }
+            }
+            ScanEnd::Bad(offset, error, extent) => {
+                let later = &segments[position + 1..];
+                let bad = BadRecord {
+                    name: &name,
+                    offset,
+                    extent,
+                    error,
+                };
+                check_torn(storage, &bad, later, &mut buffer)?;
+                let torn = cut_back(storage, bad, later, &mut buffer)?;
+                scan.tail.offset = offset;
+                let first = scan.record_index_first.unwrap_or(0);
+                return Ok((scan.tail, first, Some(torn)));
+            }
+        }
+    }
+    Ok((scan.tail, scan.record_index_first.unwrap_or(0), None))
+}
+
+/// What recovery read may have been written but never synced (a killed process, a failed
+/// sync, a full disk mid-rotation): makes it durable before anything is built on it, or a
+/// later acknowledged record could sit behind one a power cut erases. Then closes every
+/// segment but `tail_segment`, the only one written from now on.
+fn make_durable(
+    storage: &mut dyn Storage,
+    segments: &[u64],
+    tail_segment: u64,
+) -> Result<(), RecoveryError> {
+    for &index in segments.iter().chain(std::iter::once(&tail_segment)) {
+        let name = segment_name(index);
+        storage
+            .sync_data(&name)
+            .map_err(io_error(format!("sync {name}")))?;
+    }
+    storage
+        .sync_directory()
+        .map_err(io_error("sync the log directory".to_string()))?;
+    for &index in segments.iter().filter(|&&index| index != tail_segment) {
+        storage.close(&segment_name(index));
+    }
+    Ok(())
 }
 
 /// Segment indexes in order, checked to be consecutive.
