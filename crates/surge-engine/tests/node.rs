@@ -579,6 +579,52 @@ fn a_bad_record_before_valid_ones_refuses_to_start_naming_segment_and_offset() {
     }
 }
 
+/// Checkpoints of one log over another log: the record a checkpoint reflects is checked
+/// against the log (read as a stream) before anything is applied.
+#[test]
+fn a_checkpoint_whose_record_the_log_does_not_hold_refuses_to_start() {
+    let clock = ManualClock::new(CLOCK_START_NS);
+    let config = NodeConfig {
+        checkpoint_interval_records: 3,
+        checkpoints_kept: 1,
+        ..small_config()
+    };
+    let shop = SimDisks::default();
+    let (node, _) = shop.open(&config, &clock);
+    drive_shop(&node);
+    node.shutdown();
+    // Seven other records (the newest checkpoint is at record 5), or just two.
+    for (batches, expected) in [(7u128, "checkpoint says"), (2, "the log holds 2 records")] {
+        let other = SimDisks::default();
+        let (node, _) = other.open(&small_config(), &clock);
+        let accounts = [account(BANK, false), account(MERCHANT, false)];
+        submit(&node, Batch::CreateAccounts(&accounts));
+        for id in 1..batches {
+            submit(
+                &node,
+                Batch::CreateTransfers(&[transfer(id, BANK, MERCHANT, 1)]),
+            );
+        }
+        node.shutdown();
+        let mixed = SimDisks {
+            log: other.log.clone(),
+            checkpoints: shop.checkpoints.clone(),
+        };
+        let clock: Arc<dyn Clock + Sync> = Arc::new(clock.clone());
+        match Node::open(config.clone(), mixed.node_storage(), clock) {
+            Err(
+                error @ EngineError::CheckpointMismatch {
+                    record_index: 5, ..
+                },
+            ) => {
+                assert!(error.to_string().contains(expected), "{error}");
+            }
+            Err(error) => panic!("expected a checkpoint mismatch, got {error}"),
+            Ok(_) => panic!("a node started from a checkpoint of another log"),
+        }
+    }
+}
+
 /// Another holder of the history index (a second node started on the same directories by
 /// mistake, or sled's own flusher still closing it after an in-process restart) is lock
 /// contention, not corruption: the node must not delete the index under it.
