@@ -12,5 +12,6 @@
 #![warn(missing_docs)]
 
 mod node;
+mod replay;
 
 pub use node::{EngineError, Node, NodeConfig, NodeStorage, Pending, RecoveryReport};

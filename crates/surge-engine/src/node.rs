@@ -16,10 +16,12 @@ use surge_core::{
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
 use surge_wal::{
-    CheckpointError, Clock, GroupCommit, GroupCommitConfig, Log, LogConfig, Record, RecoveryError,
-    Storage, SubmitError, WalError,
+    retain_segments, CheckpointError, Clock, GroupCommit, GroupCommitConfig, Log, LogConfig,
+    LogRetention, Record, RecoveryError, RetentionError, Storage, SubmitError, WalError,
 };
 use thiserror::Error;
+
+use crate::replay::{replay, ReplayPlan};
 
 /// Attempts to open a history index whose lock another handle holds.
 const HISTORY_LOCK_ATTEMPTS_MAX: u32 = 100;
@@ -56,6 +58,11 @@ pub struct NodeConfig {
     /// previous checkpoint leave memory, their outcomes archived durably in the history
     /// index first (so this needs `history_directory`; without one nothing is evicted).
     pub evict_finished_transfers: bool,
+    /// What happens to log segments entirely below the oldest kept checkpoint's record,
+    /// after each checkpoint: kept (default), moved to the log's `archive/`, or deleted.
+    /// With `Delete`, a history index that must be rebuilt from the log cannot be, and
+    /// the node refuses to start (`LogRecordsMissing`); `Archive` rebuilds from the archive.
+    pub log_retention: LogRetention,
 }
 
 impl Default for NodeConfig {
@@ -69,6 +76,7 @@ impl Default for NodeConfig {
             history_directory: None,
             results_uncollected_max: RESULTS_UNCOLLECTED_MAX_DEFAULT,
             evict_finished_transfers: true,
+            log_retention: LogRetention::Keep,
         }
     }
 }
@@ -142,6 +150,20 @@ pub enum EngineError {
     /// The node stopped before the batch was applied.
     #[error("the node stopped: {0}")]
     Stopped(String),
+    /// Recovery needs log records that are no longer kept: older segments were deleted by
+    /// log retention (or removed by hand). Start nothing.
+    #[error("recovery needs log records from {record_index} on, to {needed_for}; {reason}")]
+    LogRecordsMissing {
+        /// The first record needed.
+        record_index: u64,
+        /// Why recovery needs it.
+        needed_for: String,
+        /// Where the log starts, and what is missing.
+        reason: String,
+    },
+    /// Log retention (archiving or deleting old segments) failed.
+    #[error("{0}")]
+    LogRetention(#[from] RetentionError),
 }
 
 /// What recovery did.
@@ -231,71 +253,55 @@ impl Node {
         };
         // Start from the checkpoint unless the history index is behind it: the index is
         // derived from the state right after each record, so then replay from the start.
+        let newest_record_index = newest.as_ref().and_then(|found| found.record_index);
         let checkpoint = newest.filter(|found| match (&history, found.record_index) {
             (None, _) | (_, None) => true,
             (Some(_), Some(index)) => history_applied.is_some_and(|applied| applied >= index),
         });
+        let plan_checkpoint = checkpoint.as_ref().and_then(|found| {
+            let index = found.record_index?;
+            Some((index, found.record_checksum))
+        });
+        let needed_for = replay_from_zero_reason(&checkpoint, newest_record_index, history_applied);
+        let log_retention = retention_handle(config.log_retention, &*storage.log)?;
         // Restore (or size) the state machine while the log is read: for a large state both
         // take seconds, and neither needs the other until the replay.
         let state_config = config.state;
         let preparing = std::thread::Builder::new()
             .name("surge-recover-state".to_string())
-            .spawn(move || {
-                let state_machine = match &checkpoint {
-                    Some(found) => {
-                        StateMachine::restore(&found.snapshot).map_err(EngineError::from)
-                    }
-                    None => Ok(StateMachine::new(state_config)),
-                };
-                (checkpoint, state_machine)
+            .spawn(move || match &checkpoint {
+                Some(found) => StateMachine::restore(&found.snapshot).map_err(EngineError::from),
+                None => Ok(StateMachine::new(state_config)),
             })
             .expect("spawn the state recovery thread");
-        let log_opened = Log::open(storage.log, config.log);
-        let (checkpoint, state_machine) = match preparing.join() {
+        let prepared = move || match preparing.join() {
             Ok(prepared) => prepared,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        let (log, recovered) = log_opened?;
+        let (mut log, recovered) = match Log::open(storage.log, config.log) {
+            Ok(opened) => opened,
+            Err(error) => {
+                drop(prepared());
+                return Err(error.into());
+            }
+        };
         if let Some(torn) = &recovered.torn_tail {
             report.warnings.push(torn.to_string());
         }
-        let mut state_machine = state_machine?;
-        if let Some(found) = &checkpoint {
-            check_checkpoint(found, &recovered.records)?;
-        }
-        report.checkpoint_record_index = checkpoint.as_ref().and_then(|found| found.record_index);
-        let start = report.checkpoint_record_index.map_or(0, |index| index + 1);
-        let evicted = state_machine.memory_counts().transfers_evicted;
-        if evicted > 0 && history.is_none() {
-            return Err(EngineError::HistoryRequired { evicted });
-        }
-        let evicting = config.evict_finished_transfers && history.is_some();
-        let mut eviction_mark = 0;
-        let mut results = Vec::new();
-        for record in recovered.records.iter().skip(start as usize) {
-            let batch = decode_record(record)?;
-            if let Some(index) = &history {
-                let found = recall_lookups(&state_machine, index, batch.as_batch())?;
-                state_machine.recall(&found);
-            }
-            state_machine.apply(record.header.timestamp_ns, batch.as_batch(), &mut results);
-            let record_index = record.header.record_index;
-            // Records the index already holds (it was written before the crash) are skipped.
-            let indexed = history_applied.is_some_and(|applied| record_index <= applied);
-            if let (Some(index), false) = (history.as_mut(), indexed) {
-                let entries =
-                    derive_entries(&state_machine, record_index, batch.as_batch(), &results);
-                index.apply(record_index, &entries)?;
-            }
-            // Evict as the running node would, so a long replay stays bounded too.
-            let interval = config.checkpoint_interval_records;
-            if let (Some(index), true) = (history.as_mut(), evicting) {
-                if interval > 0 && (record_index + 1) % interval == 0 {
-                    eviction_mark = evict(&mut state_machine, index, eviction_mark)?;
-                }
-            }
-            report.records_replayed += 1;
-        }
+        report.checkpoint_record_index = plan_checkpoint.map(|(index, _)| index);
+        let plan = ReplayPlan {
+            checkpoint: plan_checkpoint,
+            records: recovered.record_indexes.clone(),
+            needed_for,
+            history_applied,
+            evicting: config.evict_finished_transfers && history.is_some(),
+            checkpoint_interval_records: config.checkpoint_interval_records,
+        };
+        let replayed = replay(&mut log, &plan, prepared, history.as_mut())?;
+        report.records_replayed = replayed.records_replayed;
+        let state_machine = replayed.state_machine;
+        let eviction_mark = replayed.eviction_mark;
+        let evicting = plan.evicting;
         let history_reader = history.as_ref().map(SledHistory::reader);
         let shared = Arc::new(Shared {
             state: RwLock::new(state_machine),
@@ -321,6 +327,7 @@ impl Node {
                 results_uncollected_max: config.results_uncollected_max,
                 evicting,
                 eviction_mark,
+                log_retention,
             };
             std::thread::Builder::new()
                 .name("surge-apply".to_string())
@@ -476,7 +483,13 @@ struct Applier {
     evicting: bool,
     /// Transfer sequence number at the previous checkpoint: what came before it may leave.
     eviction_mark: u64,
+    /// A second handle on the log directory and what to do with old segments; `None` to
+    /// keep them all.
+    log_retention: Option<RetentionHandle>,
 }
+
+/// The apply thread's own handle on the log directory, and what retention does.
+type RetentionHandle = (Box<dyn Storage>, LogRetention);
 
 impl Applier {
     fn run(&mut self, durable: crossbeam_channel::Receiver<Arc<Record>>) {
@@ -536,6 +549,7 @@ impl Applier {
             if let (Some(index), true) = (self.history.as_mut(), self.evicting) {
                 self.eviction_mark = evict_shared(&self.shared.state, index, self.eviction_mark)?;
             }
+            self.flush_history_before_retention()?;
             let snapshot = self.shared.state.read().snapshot();
             let found = Checkpoint {
                 record_index: Some(record_index),
@@ -544,6 +558,34 @@ impl Applier {
             };
             checkpoint::write(&mut *self.checkpoints, &found)?;
             checkpoint::retain(&mut *self.checkpoints, self.checkpoints_kept)?;
+            self.retain_log()?;
+        }
+        Ok(())
+    }
+
+    /// With log retention on, makes the history index durable up to this record before a
+    /// checkpoint after it is written: otherwise a crash could leave the index behind the
+    /// newest checkpoint, which forces a rebuild from record 0, impossible once old
+    /// segments are deleted.
+    fn flush_history_before_retention(&self) -> Result<(), EngineError> {
+        if let (Some(_), Some(index)) = (&self.log_retention, &self.history) {
+            index.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Archives or deletes the log segments entirely below the oldest kept checkpoint's
+    /// record (which recovery may fall back to, and checks against the log).
+    fn retain_log(&mut self) -> Result<(), EngineError> {
+        let Some((log, retention)) = self.log_retention.as_mut() else {
+            return Ok(());
+        };
+        let oldest = checkpoint::list(&mut *self.checkpoints)?
+            .first()
+            .and_then(|name| checkpoint::record_index_of(name));
+        // A checkpoint of the empty state needs the log from record 0: keep it all.
+        if let Some(Some(record_index)) = oldest {
+            retain_segments(&mut **log, record_index, *retention)?;
         }
         Ok(())
     }
@@ -580,22 +622,60 @@ fn open_history(
     }
 }
 
-/// Checks that the log still holds the record the checkpoint reflects, unchanged.
-fn check_checkpoint(found: &Checkpoint, records: &[Record]) -> Result<(), EngineError> {
-    if let Some(index) = found.record_index {
-        let mismatch = |reason: String| EngineError::CheckpointMismatch {
-            record_index: index,
-            reason,
-        };
-        let record = records
-            .get(index as usize)
-            .ok_or_else(|| mismatch(format!("the log holds {} records", records.len())))?;
-        if record.header.checksum_header != found.record_checksum {
-            return Err(mismatch(format!(
-                "record checksum {:08x}, checkpoint says {:08x}",
-                record.header.checksum_header, found.record_checksum
-            )));
+/// Why recovery replays from record 0, for the error if that record is no longer kept.
+fn replay_from_zero_reason(
+    checkpoint: &Option<Checkpoint>,
+    newest_record_index: Option<u64>,
+    history_applied: Option<u64>,
+) -> String {
+    match (checkpoint, newest_record_index) {
+        (Some(_), _) => "replay the log after the checkpoint of the empty state".to_string(),
+        (None, Some(index)) => {
+            let applied = history_applied.map_or_else(
+                || "empty".to_string(),
+                |i| format!("applied up to record {i}"),
+            );
+            format!(
+                "rebuild the history index (it is {applied}, behind the newest checkpoint at \
+                 record {index})"
+            )
         }
+        (None, None) => "replay the whole log (no usable checkpoint)".to_string(),
+    }
+}
+
+/// A second handle on the log directory for the apply thread's retention, unless it keeps
+/// every segment.
+fn retention_handle(
+    retention: LogRetention,
+    log: &dyn Storage,
+) -> Result<Option<RetentionHandle>, EngineError> {
+    if retention == LogRetention::Keep {
+        return Ok(None);
+    }
+    let handle = log.try_clone().map_err(|source| RetentionError::Io {
+        what: "open a second handle on the log directory".to_string(),
+        source,
+    })?;
+    Ok(Some((handle, retention)))
+}
+
+/// Checks that `record`, the log's record at the checkpoint's index, is the one the
+/// checkpoint reflects (same `checksum_header`).
+pub(crate) fn check_checkpoint(
+    record_index: u64,
+    checksum: u32,
+    record: &Record,
+) -> Result<(), EngineError> {
+    assert_eq!(record.header.record_index, record_index);
+    if record.header.checksum_header != checksum {
+        return Err(EngineError::CheckpointMismatch {
+            record_index,
+            reason: format!(
+                "record checksum {:08x}, checkpoint says {checksum:08x}",
+                record.header.checksum_header
+            ),
+        });
     }
     Ok(())
 }
@@ -612,7 +692,7 @@ fn decode_record(record: &Record) -> Result<BatchBuf, EngineError> {
 /// The archive entries of the transfers `batch` names that left memory, to recall before
 /// applying it. A filter false positive finds nothing; an id the filter names that the
 /// archive lacks is expected only then.
-fn recall_lookups(
+pub(crate) fn recall_lookups(
     state_machine: &StateMachine,
     history: &SledHistory,
     batch: Batch<'_>,
@@ -628,7 +708,7 @@ fn recall_lookups(
 
 /// Evicts the finished transfers committed before `mark`: archives them durably in the
 /// history index first, then removes them. Returns the next mark (the sequence now).
-fn evict(
+pub(crate) fn evict(
     state_machine: &mut StateMachine,
     history: &mut SledHistory,
     mark: u64,

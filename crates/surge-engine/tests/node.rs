@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{account, action, order, pending, sku, transfer, SimDisks};
+use common::{account, action, order, pending, sku, transfer, wait_for_history_unlock, SimDisks};
 use surge_core::{
     AccountId, Batch, OrderId, OrderLookup, OrderStatus, ResultCode, SkuId, StateMachine,
     TransferId, TransferLookup,
@@ -249,7 +249,7 @@ fn a_torn_log_tail_is_cut_back_with_a_warning() {
         Log::open(Box::new(disks.log.clone()), config.log).expect("the log opens");
     let tail = log.tail();
     drop(log);
-    assert_eq!(recovered.records.len(), 7);
+    assert_eq!(recovered.record_indexes, 0..7);
     let header = RecordHeader {
         shard: config.log.shard,
         record_index: tail.record_index,
@@ -296,31 +296,6 @@ fn a_torn_log_tail_is_cut_back_with_a_warning() {
     let records = common::read_log(&disks.log, config.log);
     assert_eq!(records.len(), 8);
     assert_eq!(records[7].header.record_index, 7);
-}
-
-/// Waits until no sled handle holds the history index's lock. sled 0.34 releases it from a
-/// background thread some time after the last `Db` is dropped (spacejam/sled#1234), so a
-/// reopen right after `Node::shutdown` can find it still taken.
-fn wait_for_history_unlock(history: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let lock = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(history.join("db"));
-        let Ok(file) = lock else {
-            return; // No index there.
-        };
-        // Dropping `file` releases the lock again.
-        if fs2::FileExt::try_lock_exclusive(&file).is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sled kept the index locked for 5 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn check_history(directory: &Path) {
@@ -601,6 +576,52 @@ fn a_bad_record_before_valid_ones_refuses_to_start_naming_segment_and_offset() {
         })) => assert_eq!((found, at), (segment, offset)),
         Err(error) => panic!("expected log corruption, got {error}"),
         Ok(_) => panic!("a node started on a log with a bad record in the middle"),
+    }
+}
+
+/// Checkpoints of one log over another log: the record a checkpoint reflects is checked
+/// against the log (read as a stream) before anything is applied.
+#[test]
+fn a_checkpoint_whose_record_the_log_does_not_hold_refuses_to_start() {
+    let clock = ManualClock::new(CLOCK_START_NS);
+    let config = NodeConfig {
+        checkpoint_interval_records: 3,
+        checkpoints_kept: 1,
+        ..small_config()
+    };
+    let shop = SimDisks::default();
+    let (node, _) = shop.open(&config, &clock);
+    drive_shop(&node);
+    node.shutdown();
+    // Seven other records (the newest checkpoint is at record 5), or just two.
+    for (batches, expected) in [(7u128, "checkpoint says"), (2, "the log holds 2 records")] {
+        let other = SimDisks::default();
+        let (node, _) = other.open(&small_config(), &clock);
+        let accounts = [account(BANK, false), account(MERCHANT, false)];
+        submit(&node, Batch::CreateAccounts(&accounts));
+        for id in 1..batches {
+            submit(
+                &node,
+                Batch::CreateTransfers(&[transfer(id, BANK, MERCHANT, 1)]),
+            );
+        }
+        node.shutdown();
+        let mixed = SimDisks {
+            log: other.log.clone(),
+            checkpoints: shop.checkpoints.clone(),
+        };
+        let clock: Arc<dyn Clock + Sync> = Arc::new(clock.clone());
+        match Node::open(config.clone(), mixed.node_storage(), clock) {
+            Err(
+                error @ EngineError::CheckpointMismatch {
+                    record_index: 5, ..
+                },
+            ) => {
+                assert!(error.to_string().contains(expected), "{error}");
+            }
+            Err(error) => panic!("expected a checkpoint mismatch, got {error}"),
+            Ok(_) => panic!("a node started from a checkpoint of another log"),
+        }
     }
 }
 

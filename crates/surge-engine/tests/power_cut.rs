@@ -26,7 +26,7 @@ use surge_core::{
 };
 use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
 use surge_wal::storage::split_mix;
-use surge_wal::{Clock, LogConfig, ManualClock, Record, SimStorage, Storage};
+use surge_wal::{Clock, LogConfig, LogRetention, ManualClock, Record, SimStorage, Storage};
 
 /// Seeds of a plain `cargo test` run (each with up to `CYCLES_MAX` power cuts).
 const SEEDS_DEFAULT: u64 = 300;
@@ -75,6 +75,17 @@ impl Traced {
 impl Storage for Traced {
     fn list(&mut self) -> std::io::Result<Vec<String>> {
         self.inner.list()
+    }
+    fn list_directory(&mut self, name: &str) -> std::io::Result<Vec<String>> {
+        self.inner.list_directory(name)
+    }
+    fn create_directory(&mut self, name: &str) -> std::io::Result<()> {
+        let result = self.inner.create_directory(name);
+        self.note("create_directory", name, &result);
+        result
+    }
+    fn try_clone(&self) -> std::io::Result<Box<dyn Storage>> {
+        Ok(Box::new(self.clone()))
     }
     fn create(&mut self, name: &str) -> std::io::Result<()> {
         let result = self.inner.create(name);
@@ -172,7 +183,9 @@ impl Machine {
         let mut digest = 0xcbf2_9ce4_8422_2325u64;
         for disk in [&self.log.inner, &self.checkpoints.inner] {
             let mut handle = disk.clone();
-            for name in handle.list().expect("list") {
+            let archived = handle.list_directory("archive").expect("list");
+            let archived = archived.iter().map(|name| format!("archive/{name}"));
+            for name in handle.list().expect("list").into_iter().chain(archived) {
                 let bytes = disk.contents(&name).expect("contents");
                 for byte in name.bytes().chain(bytes) {
                     digest = (digest ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
@@ -591,11 +604,23 @@ struct Coverage {
     process_restarts: u64,
     /// Records that shared a sync with an earlier record of their group.
     records_sharing_a_sync: u64,
+    /// Recoveries of a log whose older segments were archived.
+    recovered_with_archived_segments: u64,
+    /// Apply stages stopped because archiving old segments failed (the log disk stopped).
+    apply_stopped_by_retention_failure: u64,
 }
 
 fn seed_config(rng: &mut u64) -> NodeConfig {
+    // Half the seeds archive old segments after each checkpoint; chosen from the state
+    // without a draw, so every other choice of a seed stays what it was.
+    let log_retention = if *rng % 2 == 0 {
+        LogRetention::Archive
+    } else {
+        LogRetention::Keep
+    };
     let segment_size_bytes = [8 * 1024, 16 * 1024, 64 * 1024][(split_mix(rng) % 3) as usize];
     NodeConfig {
+        log_retention,
         log: LogConfig {
             segment_size_bytes,
             ..LogConfig::default()
@@ -703,6 +728,11 @@ fn run_seed(seed: u64, coverage: &mut Coverage, process_restarts: bool) -> u64 {
                     submitted.last_mut().expect("just pushed").hash_after = Some(hash);
                     coverage.acknowledged_batches += 1;
                 }
+                Err(EngineError::Stopped(reason)) if reason.contains("log retention") => {
+                    // The log disk stopped while old segments were being archived.
+                    coverage.apply_stopped_by_retention_failure += 1;
+                    break;
+                }
                 Err(EngineError::Stopped(reason)) => {
                     assert!(reason.contains("checkpoint"), "seed {seed}: {reason}");
                     coverage.apply_stopped_by_checkpoint_failure += 1;
@@ -747,6 +777,16 @@ fn run_seed(seed: u64, coverage: &mut Coverage, process_restarts: bool) -> u64 {
         });
         recovered.shutdown();
         let records = common::read_log(&machine.log.inner, config.log);
+        if !machine
+            .log
+            .inner
+            .clone()
+            .list_directory("archive")
+            .expect("list")
+            .is_empty()
+        {
+            coverage.recovered_with_archived_segments += 1;
+        }
         check_log(seed, &records, &mut submitted, recovered_hash, coverage);
         let replayed = common::replay(config.state, &records).state_hash();
         assert_eq!(
@@ -888,6 +928,10 @@ fn every_acknowledged_batch_survives_power_cuts() {
     assert!(coverage.cuts_after_rotation > 10, "{coverage:?}");
     assert!(coverage.torn_tails > 0, "{coverage:?}");
     assert!(coverage.recovered_from_checkpoint > 10, "{coverage:?}");
+    assert!(
+        coverage.recovered_with_archived_segments > 10,
+        "{coverage:?}"
+    );
     assert!(coverage.unacknowledged_records_survived > 0, "{coverage:?}");
     assert!(coverage.unacknowledged_records_lost > 0, "{coverage:?}");
     assert!(

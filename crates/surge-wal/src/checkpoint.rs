@@ -74,6 +74,18 @@ pub fn file_name(record_index: Option<u64>) -> String {
     )
 }
 
+/// The record index a checkpoint file name stands for (`Some(None)`: the empty state), or
+/// `None` if `name` is not a checkpoint file name. Lets log retention find the oldest kept
+/// checkpoint's record without reading the (large) file.
+pub fn record_index_of(name: &str) -> Option<Option<u64>> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: u64 = digits.parse().ok()?;
+    Some(number.checked_sub(1))
+}
+
 /// Writes a checkpoint durably: temporary file, `fdatasync`, rename, directory `fsync`.
 pub fn write(
     storage: &mut dyn Storage,
@@ -276,6 +288,19 @@ mod tests {
         assert!(warnings[0].to_string().contains(&newest), "{}", warnings[0]);
         assert_eq!(retain(&mut *disk, 2).unwrap(), vec![file_name(None)]);
         assert_eq!(list(&mut *disk).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn names_give_back_their_record_index() {
+        assert_eq!(record_index_of(&file_name(None)), Some(None));
+        assert_eq!(record_index_of(&file_name(Some(0))), Some(Some(0)));
+        assert_eq!(record_index_of(&file_name(Some(41))), Some(Some(41)));
+        assert_eq!(record_index_of("checkpoint-1.ckpt"), None);
+        assert_eq!(
+            record_index_of("checkpoint-00000000000000000002.ckpt.tmp"),
+            None
+        );
+        assert_eq!(record_index_of("segment-00000000.log"), None);
     }
 
     #[test]

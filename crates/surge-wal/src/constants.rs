@@ -34,6 +34,12 @@ pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4096;
 /// Name of the log's subdirectory inside a data directory.
 pub const LOG_DIRECTORY_NAME: &str = "log";
 
+/// Name of the subdirectory of the log directory that archived segments are moved to.
+pub const ARCHIVE_DIRECTORY_NAME: &str = "archive";
+
+/// Bytes read from a segment at once (into one reused buffer) by recovery and the reader.
+pub const READ_CHUNK_SIZE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Default bound of the group-commit submission queue, in submissions.
 pub const SUBMIT_QUEUE_DEPTH_MAX_DEFAULT: usize = 1024;
 
@@ -53,6 +59,9 @@ const _: () = assert!(SEGMENT_SIZE_BYTES_DEFAULT as usize % RECORD_ALIGNMENT_BYT
 const _: () = assert!(RECORD_SIZE_BYTES_MAX as u64 <= SEGMENT_SIZE_BYTES_DEFAULT);
 // With the default group size, the largest record fits in one group.
 const _: () = assert!(RECORD_SIZE_BYTES_MAX <= GROUP_SIZE_BYTES_MAX_DEFAULT);
+// Every record fits in one read chunk, and chunks keep 64-byte headers whole.
+const _: () = assert!(RECORD_SIZE_BYTES_MAX <= READ_CHUNK_SIZE_BYTES);
+const _: () = assert!(READ_CHUNK_SIZE_BYTES % RECORD_ALIGNMENT_BYTES == 0);
 // The header's u32 count and body size fields hold every legal value.
 const _: () = assert!(RECORD_EVENTS_MAX <= u32::MAX as usize);
 const _: () = assert!(BODY_SIZE_BYTES_MAX <= u32::MAX as usize);

@@ -1,6 +1,7 @@
 //! Surge's write-ahead log: checksummed, chained records in preallocated segment files,
-//! written by one group-commit thread with one `fdatasync` per group, and recovered after a
-//! crash by cutting a torn tail back and refusing any other damage.
+//! written by one group-commit thread with one `fdatasync` per group, recovered after a
+//! crash by cutting a torn tail back and refusing any other damage, read back as a checked
+//! stream from any record index, and trimmed by archiving or deleting old segments.
 //!
 //! This crate owns the log's bytes on disk and the handoff from submitters to the writer.
 //! It never applies commands (that is `surge-core`'s state machine, fed from the durable
@@ -18,11 +19,14 @@ pub mod bench;
 pub mod checkpoint;
 pub mod clock;
 pub mod constants;
+mod cursor;
 pub mod group_commit;
 mod handoff;
 pub mod log;
+pub mod reader;
 pub mod record;
 pub mod recovery;
+pub mod retention;
 pub mod segment;
 pub mod storage;
 
@@ -30,6 +34,8 @@ pub use checkpoint::{Checkpoint, CheckpointError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use group_commit::{CommitStats, GroupCommit, GroupCommitConfig, SubmitError, Ticket};
 pub use log::{Append, Log, LogConfig, LogTail, WalError};
-pub use record::{Record, RecordError, RecordHeader};
+pub use reader::LogReader;
+pub use record::{Record, RecordError, RecordHeader, RecordView};
 pub use recovery::{Corruption, Recovered, RecoveryError, TornTail};
+pub use retention::{retain_segments, LogRetention, RetentionError};
 pub use storage::{FileStorage, SimStorage, Storage};

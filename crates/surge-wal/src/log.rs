@@ -2,7 +2,8 @@
 //! segment when the next record does not fit, and syncs. Fail-stop: after any failed write
 //! or sync, the log refuses everything with the original reason and never retries.
 //!
-//! [`Log::open`] (in `recovery.rs`) is the only way to get a `Log`.
+//! [`Log::open`] (in `recovery.rs`) is the only way to get a `Log`; [`Log::read_from`] (in
+//! `reader.rs`) reads its records back.
 
 use std::io;
 
@@ -293,6 +294,9 @@ impl Log {
         {
             return Err(self.fail("create", index, 0, error));
         }
+        // Full and synced: never written again, so do not keep it open.
+        let full = crate::segment::segment_name(self.tail.segment_index);
+        self.storage.close(&full);
         self.tail.segment_index = index;
         self.tail.offset = 0;
         Ok(())

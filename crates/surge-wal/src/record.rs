@@ -87,6 +87,16 @@ pub struct Record {
     pub body: Vec<u8>,
 }
 
+/// A checked record still in the buffer it was read into: its header and its body
+/// (without padding), borrowed, so a reader can check records without copying them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// The header fields.
+    pub header: RecordHeader,
+    /// `count` fixed-size commands, `body_size_bytes` long.
+    pub body: &'a [u8],
+}
+
 /// Why bytes are not a valid record.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -296,6 +306,14 @@ pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, RecordError> {
 
 /// Decodes and checks the record at the start of `bytes` (which may run on past it).
 pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+    decode_view(bytes).map(|view| Record {
+        header: view.header,
+        body: view.body.to_vec(),
+    })
+}
+
+/// [`decode`] without copying the body: the same checks, in the same order.
+pub fn decode_view(bytes: &[u8]) -> Result<RecordView<'_>, RecordError> {
     let header = decode_header(bytes)?;
     let size = header.record_size_bytes();
     if bytes.len() < size {
@@ -320,9 +338,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
             found: bytes[offset],
         });
     }
-    Ok(Record {
+    Ok(RecordView {
         header,
-        body: padded[..body_size].to_vec(),
+        body: &padded[..body_size],
     })
 }
 

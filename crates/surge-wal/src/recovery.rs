@@ -1,16 +1,24 @@
-//! Recovery: [`Log::open`] reads every segment in order, checks every record and the chain
-//! between them, cuts a torn tail back to the last whole record (with a warning), and
-//! refuses to open on anything else: a bad record with a valid record after it, a broken
-//! chain (missing, repeated or reordered record) or a missing segment. Never skips a record.
+//! Recovery: [`Log::open`] reads every live segment in order, a chunk at a time, checks
+//! every record and the chain between them, cuts a torn tail back to the last whole record
+//! (with a warning), and refuses to open on anything else: a bad record with a valid record
+//! after it, a broken chain (missing, repeated or reordered record) or a missing segment.
+//! It never skips a record and keeps none: records are read afterwards, as a stream, with
+//! [`Log::read_from`] (`reader.rs`), which checks them again as it goes.
+//!
+//! The log may start at a segment other than 0 when older segments were archived or
+//! deleted (`retention.rs`): the first record of the first live segment then starts the
+//! chain (see `docs/LOG_FORMAT.md` for what is checked there).
 
 use std::io;
+use std::ops::Range;
 
 use thiserror::Error;
 
-use crate::constants::{HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES};
+use crate::constants::HEADER_SIZE_BYTES;
+use crate::cursor::{end_of_non_zero, find_valid_header, SegmentCursor};
 use crate::log::{Log, LogConfig, LogTail};
-use crate::record::{self, Record, RecordError, RecordHeader};
-use crate::segment::{create_segment, segment_index, segment_name};
+use crate::record::{self, RecordError, RecordHeader};
+use crate::segment::{create_segment, live_segments, segment_name};
 use crate::storage::Storage;
 
 /// What is wrong at a corrupt position.
@@ -54,6 +62,23 @@ pub enum Corruption {
         /// Offset of the valid record.
         valid_offset: u64,
     },
+    /// The first live segment is not segment 0 (older ones were archived or deleted), and
+    /// it does not start with a whole record: where the log starts is unknown.
+    #[error(
+        "the first live segment (older segments archived or deleted) must start with a \
+             whole record, but {reason}"
+    )]
+    Start {
+        /// What is there instead.
+        reason: String,
+    },
+    /// A bad record where the log holds one: read by [`Log::read_from`] after the log was
+    /// opened (the file changed since), or in an archived segment.
+    #[error("bad record ({error})")]
+    Record {
+        /// Why the record is bad.
+        error: RecordError,
+    },
 }
 
 /// Why a log cannot be opened.
@@ -77,12 +102,21 @@ pub enum RecoveryError {
     /// The log is damaged somewhere other than its torn tail. Start nothing.
     #[error("log corruption in {segment} at offset {offset}: {reason}")]
     Corrupt {
-        /// Segment file name.
+        /// Segment file name (`archive/…` for an archived segment).
         segment: String,
         /// Byte offset in the segment.
         offset: u64,
         /// What is wrong there.
         reason: Corruption,
+    },
+    /// A record asked of [`Log::read_from`] is not in the log: past its end, or before its
+    /// first live record and not in `archive/` either (deleted by log retention).
+    #[error("log record {record_index} is not in the log: {reason}")]
+    Missing {
+        /// The record asked for (or the first one missing).
+        record_index: u64,
+        /// Where the log starts and ends, and what is missing.
+        reason: String,
     },
 }
 
@@ -112,11 +146,14 @@ impl std::fmt::Display for TornTail {
     }
 }
 
-/// What recovery found: every record, in log order, and the torn tail it cut, if any.
-#[derive(Clone, Debug, Default)]
+/// What recovery found: which records the live log holds, and the torn tail it cut, if
+/// any. The records themselves are read with [`Log::read_from`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
-    /// Every record of the log, in order.
-    pub records: Vec<Record>,
+    /// Indexes of the records in the live log, `first..next`: `first` is 0 unless older
+    /// segments were archived or deleted; `next` is the index the next record appended
+    /// gets. Empty for an empty log.
+    pub record_indexes: Range<u64>,
     /// The warning for a cut-back torn tail.
     pub torn_tail: Option<TornTail>,
 }
@@ -125,15 +162,16 @@ pub struct Recovered {
 enum ScanEnd {
     /// An all-zero header, or the end of the file, at this offset.
     EndOfData(u64),
-    /// An undecodable record at this offset.
-    Bad(u64, RecordError),
+    /// An undecodable record at this offset, and how far it extends (its size if its
+    /// header is whole, else one header).
+    Bad(u64, RecordError, usize),
 }
 
-fn io_error(what: String) -> impl FnOnce(io::Error) -> RecoveryError {
+pub(crate) fn io_error(what: String) -> impl FnOnce(io::Error) -> RecoveryError {
     move |source| RecoveryError::Io { what, source }
 }
 
-fn corrupt(segment: &str, offset: u64, reason: Corruption) -> RecoveryError {
+pub(crate) fn corrupt(segment: &str, offset: u64, reason: Corruption) -> RecoveryError {
     RecoveryError::Corrupt {
         segment: segment.to_string(),
         offset,
@@ -151,38 +189,7 @@ impl Log {
             .validate()
             .map_err(|reason| RecoveryError::Config { reason })?;
         let segments = list_segments(&mut *storage)?;
-        let mut tail = LogTail {
-            segment_index: segments.first().copied().unwrap_or(0),
-            offset: 0,
-            record_index: 0,
-            sequence: 0,
-            timestamp_ns_min: 0,
-            checksum_previous: 0,
-        };
-        let mut recovered = Recovered::default();
-        for (position, &index) in segments.iter().enumerate() {
-            let name = segment_name(index);
-            let bytes = storage
-                .read_all(&name)
-                .map_err(io_error(format!("read {name}")))?;
-            tail.segment_index = index;
-            match scan_segment(&bytes, &name, &config, &mut tail, &mut recovered.records)? {
-                ScanEnd::EndOfData(offset) => {
-                    tail.offset = offset;
-                    if let Some(valid_offset) = find_valid_header(&bytes, offset) {
-                        return Err(corrupt(&name, offset, Corruption::Hole { valid_offset }));
-                    }
-                }
-                ScanEnd::Bad(offset, error) => {
-                    let later = &segments[position + 1..];
-                    check_torn(&mut *storage, &name, &bytes, offset, &error, later)?;
-                    let torn = cut_back(&mut *storage, &name, &bytes, offset, error, later)?;
-                    tail.offset = offset;
-                    recovered.torn_tail = Some(torn);
-                    break;
-                }
-            }
-        }
+        let (tail, record_index_first, torn_tail) = scan_log(&mut *storage, &config, &segments)?;
         if segments.is_empty() {
             create_segment(&mut *storage, tail.segment_index, config.segment_size_bytes).map_err(
                 io_error(format!("create {}", segment_name(tail.segment_index))),
@@ -190,18 +197,11 @@ impl Log {
         } else {
             preallocate(&mut *storage, tail.segment_index, config.segment_size_bytes)?;
         }
-        // What recovery read may have been written but never synced (a killed process, a
-        // failed sync, a full disk mid-rotation): make it durable before anything is built
-        // on it, or a later acknowledged record could sit behind one a power cut erases.
-        for &index in segments.iter().chain(std::iter::once(&tail.segment_index)) {
-            let name = segment_name(index);
-            storage
-                .sync_data(&name)
-                .map_err(io_error(format!("sync {name}")))?;
-        }
-        storage
-            .sync_directory()
-            .map_err(io_error("sync the log directory".to_string()))?;
+        make_durable(&mut *storage, &segments, tail.segment_index)?;
+        let recovered = Recovered {
+            record_indexes: record_index_first..tail.record_index,
+            torn_tail,
+        };
         let log = Log {
             storage,
             config,
@@ -214,16 +214,78 @@ impl Log {
     }
 }
 
+/// Checks every live segment in order; cuts a torn tail back. Returns the chain after the
+/// last whole record, the first record's index, and the torn tail's warning.
+fn scan_log(
+    storage: &mut dyn Storage,
+    config: &LogConfig,
+    segments: &[u64],
+) -> Result<(LogTail, u64, Option<TornTail>), RecoveryError> {
+    let mut scan = Scan::new(config, segments.first().copied().unwrap_or(0));
+    // For the scans past a segment's end of data (holes, a torn tail).
+    let mut buffer = Vec::new();
+    for (position, &index) in segments.iter().enumerate() {
+        let name = segment_name(index);
+        scan.tail.segment_index = index;
+        let end = scan.segment(storage, &name)?;
+        if scan.record_index_first.is_none() {
+            return Err(corrupt(&name, 0, start_missing(&end)));
+        }
+        match end {
+            ScanEnd::EndOfData(offset) => {
+                scan.tail.offset = offset;
+                let found = find_valid_header(storage, &name, offset, &mut buffer)
+                    .map_err(io_error(format!("read {name}")))?;
+                if let Some(valid_offset) = found {
+                    return Err(corrupt(&name, offset, Corruption::Hole { valid_offset }));
+                }
+            }
+            ScanEnd::Bad(offset, error, extent) => {
+                let later = &segments[position + 1..];
+                let bad = BadRecord {
+                    name: &name,
+                    offset,
+                    extent,
+                    error,
+                };
+                check_torn(storage, &bad, later, &mut buffer)?;
+                let torn = cut_back(storage, bad, later, &mut buffer)?;
+                scan.tail.offset = offset;
+                let first = scan.record_index_first.unwrap_or(0);
+                return Ok((scan.tail, first, Some(torn)));
+            }
+        }
+    }
+    Ok((scan.tail, scan.record_index_first.unwrap_or(0), None))
+}
+
+/// What recovery read may have been written but never synced (a killed process, a failed
+/// sync, a full disk mid-rotation): makes it durable before anything is built on it, or a
+/// later acknowledged record could sit behind one a power cut erases. Then closes every
+/// segment but `tail_segment`, the only one written from now on.
+fn make_durable(
+    storage: &mut dyn Storage,
+    segments: &[u64],
+    tail_segment: u64,
+) -> Result<(), RecoveryError> {
+    for &index in segments.iter().chain(std::iter::once(&tail_segment)) {
+        let name = segment_name(index);
+        storage
+            .sync_data(&name)
+            .map_err(io_error(format!("sync {name}")))?;
+    }
+    storage
+        .sync_directory()
+        .map_err(io_error("sync the log directory".to_string()))?;
+    for &index in segments.iter().filter(|&&index| index != tail_segment) {
+        storage.close(&segment_name(index));
+    }
+    Ok(())
+}
+
 /// Segment indexes in order, checked to be consecutive.
 fn list_segments(storage: &mut dyn Storage) -> Result<Vec<u64>, RecoveryError> {
-    let names = storage
-        .list()
-        .map_err(io_error("list the log directory".to_string()))?;
-    let mut indexes: Vec<u64> = names
-        .iter()
-        .filter_map(|name| segment_index(name))
-        .collect();
-    indexes.sort_unstable();
+    let indexes = live_segments(storage).map_err(io_error("list the log directory".to_string()))?;
     for pair in indexes.windows(2) {
         let expected = pair[0] + 1;
         if pair[1] != expected {
@@ -237,41 +299,121 @@ fn list_segments(storage: &mut dyn Storage) -> Result<Vec<u64>, RecoveryError> {
     Ok(indexes)
 }
 
-/// Decodes records from the start of a segment until its end of data or a bad record,
-/// checking each against the chain and advancing `tail`.
-fn scan_segment(
-    bytes: &[u8],
-    name: &str,
-    config: &LogConfig,
-    tail: &mut LogTail,
-    records: &mut Vec<Record>,
-) -> Result<ScanEnd, RecoveryError> {
-    let mut offset = 0usize;
-    loop {
-        let rest = &bytes[offset..];
-        if rest.is_empty() || record::is_end_of_data(rest) {
-            return Ok(ScanEnd::EndOfData(offset as u64));
-        }
-        let record = match record::decode(rest) {
-            Ok(record) => record,
-            Err(error) => return Ok(ScanEnd::Bad(offset as u64, error)),
-        };
-        if let Err(reason) = check_chain(&record.header, tail, config) {
-            return Err(corrupt(name, offset as u64, reason));
-        }
-        // Check our own work again after reading, as before writing.
-        assert_eq!(record.body.len(), record.header.body_size_bytes as usize);
-        tail.record_index += 1;
-        tail.sequence = record.header.sequence_next();
-        tail.timestamp_ns_min = record.header.timestamp_ns_next_min();
-        tail.checksum_previous = record.header.checksum_header;
-        offset += record.header.record_size_bytes();
-        records.push(record);
+/// The chain expected at the start of segment 0: record 0, with nothing before it.
+pub(crate) fn tail_at_start(segment_index: u64) -> LogTail {
+    LogTail {
+        segment_index,
+        offset: 0,
+        record_index: 0,
+        sequence: 0,
+        timestamp_ns_min: 0,
+        checksum_previous: 0,
     }
 }
 
+/// Starts the chain at `header`, the first record of segment `segment_index` (not 0) when
+/// the segments before it are gone: whatever it holds is taken as the start, except that
+/// it cannot be an earlier record than its segment's index (every segment but the newest
+/// holds at least one record). Its shard is checked by `check_chain` after this.
+pub(crate) fn anchor(
+    header: &RecordHeader,
+    segment_index: u64,
+    tail: &mut LogTail,
+) -> Result<(), Corruption> {
+    assert!(segment_index > 0);
+    if header.record_index < segment_index {
+        return Err(Corruption::Chain {
+            field: "record_index (minimum)",
+            expected: segment_index,
+            found: header.record_index,
+        });
+    }
+    tail.record_index = header.record_index;
+    tail.sequence = header.sequence_first;
+    tail.timestamp_ns_min = header.timestamp_ns;
+    tail.checksum_previous = header.checksum_previous;
+    Ok(())
+}
+
+/// The corruption for a first live segment (not segment 0) without a first record.
+fn start_missing(end: &ScanEnd) -> Corruption {
+    let reason = match end {
+        ScanEnd::EndOfData(_) => "it holds no record".to_string(),
+        ScanEnd::Bad(_, error, _) => format!("its first record is bad ({error})"),
+    };
+    Corruption::Start { reason }
+}
+
+/// The validating pass of [`Log::open`]: the chain so far and the reused read buffer.
+struct Scan<'a> {
+    config: &'a LogConfig,
+    /// The record expected next.
+    tail: LogTail,
+    /// The first record's index, once known: at once for a log starting at segment 0.
+    record_index_first: Option<u64>,
+    cursor: SegmentCursor,
+}
+
+impl Scan<'_> {
+    fn new(config: &LogConfig, segment_first: u64) -> Scan<'_> {
+        Scan {
+            config,
+            tail: tail_at_start(segment_first),
+            record_index_first: (segment_first == 0).then_some(0),
+            cursor: SegmentCursor::new(),
+        }
+    }
+
+    /// Checks records from the start of a segment until its end of data or a bad record,
+    /// each against the chain, advancing `tail`. Keeps nothing but the chain.
+    fn segment(&mut self, storage: &mut dyn Storage, name: &str) -> Result<ScanEnd, RecoveryError> {
+        let read_error = || io_error(format!("read {name}"));
+        self.cursor.open(storage, name).map_err(read_error())?;
+        loop {
+            let offset = self.cursor.offset();
+            let rest = self
+                .cursor
+                .fill(storage, HEADER_SIZE_BYTES)
+                .map_err(read_error())?;
+            if rest.is_empty() || record::is_end_of_data(rest) {
+                return Ok(ScanEnd::EndOfData(offset));
+            }
+            let size = match record::decode_header(rest) {
+                Ok(header) => header.record_size_bytes(),
+                Err(error) => return Ok(ScanEnd::Bad(offset, error, HEADER_SIZE_BYTES)),
+            };
+            let rest = self.cursor.fill(storage, size).map_err(read_error())?;
+            let view = match record::decode_view(rest) {
+                Ok(view) => view,
+                Err(error) => return Ok(ScanEnd::Bad(offset, error, size)),
+            };
+            let header = view.header;
+            // Check our own work again after reading, as before writing.
+            assert_eq!(view.body.len(), header.body_size_bytes as usize);
+            if self.record_index_first.is_none() {
+                anchor(&header, self.tail.segment_index, &mut self.tail)
+                    .map_err(|reason| corrupt(name, offset, reason))?;
+                self.record_index_first = Some(header.record_index);
+            }
+            if let Err(reason) = check_chain(&header, &self.tail, self.config) {
+                return Err(corrupt(name, offset, reason));
+            }
+            advance(&mut self.tail, &header);
+            self.cursor.advance(size);
+        }
+    }
+}
+
+/// Moves the chain past `header`, a record that passed `check_chain`.
+pub(crate) fn advance(tail: &mut LogTail, header: &RecordHeader) {
+    tail.record_index += 1;
+    tail.sequence = header.sequence_next();
+    tail.timestamp_ns_min = header.timestamp_ns_next_min();
+    tail.checksum_previous = header.checksum_header;
+}
+
 /// Checks that `header` is the record `tail` expects next.
-fn check_chain(
+pub(crate) fn check_chain(
     header: &RecordHeader,
     tail: &LogTail,
     config: &LogConfig,
@@ -312,78 +454,73 @@ fn check_chain(
     Ok(())
 }
 
-/// Offset of the first valid header at or after `from` (in 64-byte steps), if any.
-fn find_valid_header(bytes: &[u8], from: u64) -> Option<u64> {
-    let start = usize::try_from(from).ok()?;
-    (start..bytes.len())
-        .step_by(RECORD_ALIGNMENT_BYTES)
-        .find(|&offset| record::decode_header(&bytes[offset..]).is_ok())
-        .map(|offset| offset as u64)
+/// A record that does not decode, in segment `name` at `offset`, extending `extent` bytes.
+struct BadRecord<'a> {
+    name: &'a str,
+    offset: u64,
+    extent: usize,
+    error: RecordError,
 }
 
-/// Fails with corruption unless the bad record at `offset` is a torn tail: no valid header
-/// after it in its segment or in any later segment.
+/// Fails with corruption unless the bad record is a torn tail: no valid header after it in
+/// its segment or in any later segment.
 fn check_torn(
     storage: &mut dyn Storage,
-    name: &str,
-    bytes: &[u8],
-    offset: u64,
-    error: &RecordError,
+    bad: &BadRecord<'_>,
     later: &[u64],
+    buffer: &mut Vec<u8>,
 ) -> Result<(), RecoveryError> {
-    let bad = |valid_segment: String, valid_offset| {
+    let found = |valid_segment: String, valid_offset| {
         let reason = Corruption::BadRecord {
-            error: error.clone(),
+            error: bad.error.clone(),
             valid_segment,
             valid_offset,
         };
-        corrupt(name, offset, reason)
+        corrupt(bad.name, bad.offset, reason)
     };
     // If the bad record's header is whole, its body may be anything a client sent: look
     // for later records only past its extent, so client bytes shaped like a header inside a
     // torn body cannot pass for a later record.
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let extent = record::decode_header(&bytes[start..])
-        .map_or(HEADER_SIZE_BYTES, |header| header.record_size_bytes());
-    if let Some(valid_offset) = find_valid_header(bytes, offset + extent as u64) {
-        return Err(bad(name.to_string(), valid_offset));
+    let from = bad.offset + bad.extent as u64;
+    let valid = find_valid_header(storage, bad.name, from, buffer)
+        .map_err(io_error(format!("read {}", bad.name)))?;
+    if let Some(valid_offset) = valid {
+        return Err(found(bad.name.to_string(), valid_offset));
     }
     for &index in later {
         let later_name = segment_name(index);
-        let later_bytes = storage
-            .read_all(&later_name)
+        let valid = find_valid_header(storage, &later_name, 0, buffer)
             .map_err(io_error(format!("read {later_name}")))?;
-        if let Some(valid_offset) = find_valid_header(&later_bytes, 0) {
-            return Err(bad(later_name, valid_offset));
+        if let Some(valid_offset) = valid {
+            return Err(found(later_name, valid_offset));
         }
     }
     Ok(())
 }
 
-/// Zeroes the torn tail from `offset` to the segment's last non-zero byte, syncs, and
+/// Zeroes the torn tail from its offset to the segment's last non-zero byte, syncs, and
 /// removes the later segments (which hold no valid record).
 fn cut_back(
     storage: &mut dyn Storage,
-    name: &str,
-    bytes: &[u8],
-    offset: u64,
-    reason: RecordError,
+    bad: BadRecord<'_>,
     later: &[u64],
+    buffer: &mut Vec<u8>,
 ) -> Result<TornTail, RecoveryError> {
-    let start = usize::try_from(offset)
-        .unwrap_or(bytes.len())
-        .min(bytes.len());
-    let end = bytes[start..]
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(start, |last| start + last + 1);
-    if end > start {
-        let zeros = vec![0u8; end - start];
-        storage
-            .write_at(name, offset, &zeros)
-            .map_err(io_error(format!("cut back {name}")))?;
+    let name = bad.name;
+    let end = end_of_non_zero(storage, name, bad.offset, buffer)
+        .map_err(io_error(format!("read {name}")))?;
+    if end > bad.offset {
+        // One write in the usual case (a torn record is at most one record long).
+        buffer.fill(0);
+        let mut offset = bad.offset;
+        while offset < end {
+            let count =
+                usize::try_from(end - offset).map_or(buffer.len(), |left| left.min(buffer.len()));
+            storage
+                .write_at(name, offset, &buffer[..count])
+                .map_err(io_error(format!("cut back {name}")))?;
+            offset += count as u64;
+        }
         storage
             .sync_data(name)
             .map_err(io_error(format!("fdatasync {name}")))?;
@@ -403,8 +540,8 @@ fn cut_back(
     }
     Ok(TornTail {
         segment: name.to_string(),
-        offset,
-        reason,
+        offset: bad.offset,
+        reason: bad.error,
         segments_removed,
     })
 }
@@ -422,7 +559,7 @@ fn preallocate(
         .map_err(io_error(format!("stat {name}")))?;
     if len < size_bytes {
         storage
-            .set_len(&name, size_bytes)
+            .allocate(&name, size_bytes)
             .map_err(io_error(format!("preallocate {name}")))?;
         storage
             .sync_data(&name)

@@ -1,5 +1,11 @@
-//! Segment files: names, and creating one preallocated, with the directory synced.
+//! Segment files: names (live `segment-00000042.log`, archived
+//! `archive/segment-00000042.log`), listing them, reading a segment's first header, and
+//! creating one preallocated, with the directory synced.
 
+use std::io;
+
+use crate::constants::{ARCHIVE_DIRECTORY_NAME, HEADER_SIZE_BYTES};
+use crate::record::{self, RecordError, RecordHeader};
 use crate::storage::Storage;
 
 /// The file name of segment `index`: `segment-00000042.log`.
@@ -16,9 +22,48 @@ pub fn segment_index(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Creates segment `index`, preallocated (zero-filled) to `size_bytes`, makes its size
-/// durable and then its directory entry, so a crash never leaves a segment whose entry
-/// exists but whose zeroed space does not.
+/// The storage name of archived segment `index`: `archive/segment-00000042.log`.
+pub fn archived_segment_name(index: u64) -> String {
+    format!("{ARCHIVE_DIRECTORY_NAME}/{}", segment_name(index))
+}
+
+/// Indexes of the live segments (in the log directory itself), sorted; gaps not checked.
+pub fn live_segments(storage: &mut dyn Storage) -> io::Result<Vec<u64>> {
+    let mut indexes: Vec<u64> = storage
+        .list()?
+        .iter()
+        .filter_map(|name| segment_index(name))
+        .collect();
+    indexes.sort_unstable();
+    Ok(indexes)
+}
+
+/// Indexes of the archived segments (in `archive/`), sorted; gaps not checked.
+pub fn archived_segments(storage: &mut dyn Storage) -> io::Result<Vec<u64>> {
+    let mut indexes: Vec<u64> = storage
+        .list_directory(ARCHIVE_DIRECTORY_NAME)?
+        .iter()
+        .filter_map(|name| segment_index(name))
+        .collect();
+    indexes.sort_unstable();
+    Ok(indexes)
+}
+
+/// The header of the record at offset 0 of segment file `name`, checked alone (see
+/// [`record::decode_header`]); an error for an empty segment or a bad header. Reads 64
+/// bytes: how a segment holding a given record index is found without reading bodies.
+pub fn first_header(
+    storage: &mut dyn Storage,
+    name: &str,
+) -> io::Result<Result<RecordHeader, RecordError>> {
+    let mut bytes = [0u8; HEADER_SIZE_BYTES];
+    let read = storage.read_at(name, 0, &mut bytes)?;
+    Ok(record::decode_header(&bytes[..read]))
+}
+
+/// Creates segment `index`, preallocated (zero-filled, its blocks reserved) to
+/// `size_bytes`, makes its size durable and then its directory entry, so a crash never
+/// leaves a segment whose entry exists but whose zeroed space does not.
 pub fn create_segment(
     storage: &mut dyn Storage,
     index: u64,
@@ -26,7 +71,7 @@ pub fn create_segment(
 ) -> std::io::Result<String> {
     let name = segment_name(index);
     storage.create(&name)?;
-    storage.set_len(&name, size_bytes)?;
+    storage.allocate(&name, size_bytes)?;
     storage.sync_data(&name)?;
     storage.sync_directory()?;
     Ok(name)
@@ -47,5 +92,6 @@ mod tests {
         assert_eq!(segment_index("segment-42.log"), None);
         assert_eq!(segment_index("segment-0000004x.log"), None);
         assert_eq!(segment_index("other"), None);
+        assert_eq!(archived_segment_name(7), "archive/segment-00000007.log");
     }
 }

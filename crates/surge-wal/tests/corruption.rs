@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{records, write_log, Placed};
 use surge_core::Operation;
-use surge_wal::{Corruption, FileStorage, Log, LogConfig, RecoveryError};
+use surge_wal::{Corruption, FileStorage, Log, LogConfig, Record, Recovered, RecoveryError};
 
 const SEGMENT_SIZE_BYTES: u64 = 4096;
 
@@ -23,8 +23,9 @@ fn log_dir(root: &Path) -> PathBuf {
     root.join("log")
 }
 
-fn open(root: &Path) -> Result<(Log, surge_wal::Recovered), RecoveryError> {
-    Log::open(
+/// Opens the log under `root` and reads all its records back.
+fn open(root: &Path) -> Result<(Log, Recovered, Vec<Record>), RecoveryError> {
+    common::open_all(
         Box::new(FileStorage::for_data_directory(root).unwrap()),
         config(),
     )
@@ -67,12 +68,8 @@ fn truncation_at_every_byte_of_the_last_record_is_a_torn_tail() {
                 bytes.truncate(cut);
             }
             std::fs::write(&path, &bytes).unwrap();
-            let (mut log, recovered) = open(dir.path()).unwrap();
-            assert_eq!(
-                recovered.records,
-                records(&placed[..placed.len() - 1]),
-                "kept {kept}"
-            );
+            let (mut log, recovered, read) = open(dir.path()).unwrap();
+            assert_eq!(read, records(&placed[..placed.len() - 1]), "kept {kept}");
             match &recovered.torn_tail {
                 None => assert_eq!(kept, 0, "a partial record must give a warning"),
                 Some(torn) => {
@@ -87,10 +84,10 @@ fn truncation_at_every_byte_of_the_last_record_is_a_torn_tail() {
             let again = common::append_synced(&mut log, Operation::CreateAccounts, 1, replacement);
             assert_eq!(again.offset, last.offset);
             drop(log);
-            let (_, recovered) = open(dir.path()).unwrap();
+            let (_, recovered, read) = open(dir.path()).unwrap();
             assert!(recovered.torn_tail.is_none());
-            assert_eq!(recovered.records.len(), placed.len());
-            assert_eq!(recovered.records.last(), Some(&again.record));
+            assert_eq!(read.len(), placed.len());
+            assert_eq!(read.last(), Some(&again.record));
         }
     }
 }
@@ -115,7 +112,7 @@ fn a_flipped_byte_in_a_middle_record_is_an_error_naming_segment_and_offset() {
         );
     }
     std::fs::write(&path, &pristine).unwrap();
-    assert_eq!(open(dir.path()).unwrap().1.records, records(&placed));
+    assert_eq!(open(dir.path()).unwrap().2, records(&placed));
 }
 
 #[test]
@@ -266,7 +263,7 @@ fn a_hole_before_a_valid_record_is_an_error() {
 #[test]
 fn client_bytes_shaped_like_a_header_in_a_torn_body_do_not_pass_for_a_record() {
     let (dir, mut placed) = setup(3);
-    let (mut log, _) = open(dir.path()).unwrap();
+    let (mut log, _, _) = open(dir.path()).unwrap();
     // A command whose bytes hold a valid record header (a pulse), as a client could send.
     let mut fake = Vec::new();
     let pulse = surge_wal::RecordHeader {
@@ -298,8 +295,8 @@ fn client_bytes_shaped_like_a_header_in_a_torn_body_do_not_pass_for_a_record() {
     // Torn after the first fake header, before the end of the record.
     bytes[last.offset as usize + 64 + 200..].fill(0);
     std::fs::write(&path, &bytes).unwrap();
-    let (_, recovered) = open(dir.path()).unwrap();
-    assert_eq!(recovered.records, records(&placed[..3]));
+    let (_, recovered, read) = open(dir.path()).unwrap();
+    assert_eq!(read, records(&placed[..3]));
     let torn = recovered.torn_tail.expect("a torn tail warning");
     assert_eq!(
         (torn.segment.as_str(), torn.offset),

@@ -127,9 +127,9 @@ fn run_seed(seed: u64) -> Coverage {
         if split_mix(&mut rng) % 2 == 0 {
             storage.crash_after_operations(split_mix(&mut rng) % 60);
         }
-        match Log::open(Box::new(storage.clone()), config) {
-            Ok((mut log, recovered)) => {
-                model.check(seed, &recovered.records);
+        match common::open_all(Box::new(storage.clone()), config) {
+            Ok((mut log, recovered, records)) => {
+                model.check(seed, &records);
                 coverage.torn_tails += u64::from(recovered.torn_tail.is_some());
                 work(&mut rng, &mut log, &mut model, &mut timestamp_ns);
             }
@@ -141,11 +141,11 @@ fn run_seed(seed: u64) -> Coverage {
         coverage.segments_max = coverage.segments_max.max(segments);
         storage.power_cut(&mut rng);
     }
-    let (_, recovered) = Log::open(Box::new(storage.clone()), config)
+    let (_, recovered, records) = common::open_all(Box::new(storage.clone()), config)
         .unwrap_or_else(|error| panic!("seed {seed}: final recovery failed: {error}"));
-    model.check(seed, &recovered.records);
+    model.check(seed, &records);
     coverage.torn_tails += u64::from(recovered.torn_tail.is_some());
-    coverage.records_recovered += recovered.records.len();
+    coverage.records_recovered += records.len();
     coverage
 }
 

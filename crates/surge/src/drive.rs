@@ -580,14 +580,17 @@ fn check_invariants(state: &StateMachine) -> Vec<String> {
 }
 
 /// The state after applying every record of the log in `data_dir` to a new state
-/// machine, and the number of records.
+/// machine, from record 0 (reading archived segments if retention moved them), and the
+/// number of records.
 fn replay_log(data_dir: &Path, config: surge_core::Config) -> anyhow::Result<(u128, usize)> {
     let storage = FileStorage::open(&data_dir.join("log")).context("opening the log")?;
-    let (_log, recovered) =
+    let (mut log, _) =
         Log::open(Box::new(storage), log_config()).context("reading the log for a replay")?;
     let mut state = StateMachine::new(config);
     let mut results = Vec::new();
-    for record in &recovered.records {
+    let mut records = 0;
+    for record in log.read_from(0).context("reading the log for a replay")? {
+        let record = record.context("reading the log for a replay")?;
         let header = &record.header;
         let batch = decode(header.operation as u8, &record.body).map_err(|error| {
             anyhow::anyhow!(
@@ -596,8 +599,9 @@ fn replay_log(data_dir: &Path, config: surge_core::Config) -> anyhow::Result<(u1
             )
         })?;
         state.apply(header.timestamp_ns, batch.as_batch(), &mut results);
+        records += 1;
     }
-    Ok((state.state_hash(), recovered.records.len()))
+    Ok((state.state_hash(), records))
 }
 
 /// Checks the data directory against the acknowledgements in `acks`; the summary, or an

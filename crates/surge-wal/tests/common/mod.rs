@@ -4,7 +4,7 @@
 
 use surge_core::Operation;
 use surge_wal::storage::split_mix;
-use surge_wal::{Append, Log, LogConfig, Record, Storage};
+use surge_wal::{Append, Log, LogConfig, Record, Recovered, RecoveryError, Storage};
 
 /// A batch body of `count` commands of `operation`, filled from `seed`.
 pub fn body(operation: Operation, count: u32, seed: u64) -> Vec<u8> {
@@ -60,10 +60,29 @@ pub fn append_synced(log: &mut Log, operation: Operation, count: u32, body: Vec<
     }
 }
 
+/// Opens the log and reads every record of the live log back through the stream reader.
+pub fn open_all(
+    storage: Box<dyn Storage>,
+    config: LogConfig,
+) -> Result<(Log, Recovered, Vec<Record>), RecoveryError> {
+    let (mut log, recovered) = Log::open(storage, config)?;
+    let records = log.read_all()?;
+    assert_eq!(
+        records.len() as u64,
+        recovered.record_indexes.end - recovered.record_indexes.start
+    );
+    Ok((log, recovered, records))
+}
+
 /// Opens a log over `storage` and appends `count` synced records of 1 to 3 transfers.
 pub fn write_log(storage: Box<dyn Storage>, config: LogConfig, count: usize) -> Vec<Placed> {
-    let (mut log, recovered) = Log::open(storage, config).expect("open a fresh log");
-    assert!(recovered.records.is_empty());
+    let (log, recovered) = Log::open(storage, config).expect("open a fresh log");
+    assert!(recovered.record_indexes.is_empty());
+    append_records(log, count)
+}
+
+/// Appends `count` synced records of 1 to 3 transfers to an open log.
+pub fn append_records(mut log: Log, count: usize) -> Vec<Placed> {
     (0..count)
         .map(|i| {
             let count = 1 + (i % 3) as u32;

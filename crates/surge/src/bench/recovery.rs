@@ -149,7 +149,7 @@ fn run_in(directory: &Path, args: &RecoveryBenchArgs) -> anyhow::Result<Recovery
     let (_log, recovered) = Log::open(Box::new(FileStorage::open(&log_directory)?), log_config())
         .context("scanning the log")?;
     let seconds_log_scan = scan_start.elapsed().as_secs_f64();
-    ensure!(recovered.records.len() as u64 == records);
+    ensure!(recovered.record_indexes == (0..records));
 
     Ok(RecoveryReport {
         bench: "recovery",
