@@ -23,7 +23,7 @@ pub use records::{
 };
 pub use result::ResultCode;
 pub use state_machine::{
-    ArchivedOutcome, ArchivedTransfer, Config, DispatchRequest, DispatchStatus, IdFilter,
-    MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup, SnapshotError,
-    StateMachine, TransferLookup, ARCHIVED_TRANSFER_SIZE_BYTES,
+    ArchivedOutcome, ArchivedTransfer, Config, DispatchRequest, DispatchStatus, EvictionPlan,
+    IdFilter, MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup,
+    SnapshotError, StateMachine, TransferLookup, ARCHIVED_TRANSFER_SIZE_BYTES,
 };

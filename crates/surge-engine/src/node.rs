@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
-    decode, ArchivedOutcome, ArchivedTransfer, Batch, BatchBuf, Operation, ResultCode,
-    StateMachine, TransferId, TransferLookup,
+    decode, ArchivedOutcome, ArchivedTransfer, Batch, BatchBuf, EvictionPlan, Operation,
+    ResultCode, StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -325,8 +325,14 @@ impl Node {
                 checkpoint_interval_records: config.checkpoint_interval_records,
                 checkpoints_kept: config.checkpoints_kept,
                 results_uncollected_max: config.results_uncollected_max,
-                evicting,
-                eviction_mark,
+                eviction: Eviction {
+                    archiver: match (&history_reader, evicting) {
+                        (Some(index), true) => Some(Archiver::start(index.reader())),
+                        _ => None,
+                    },
+                    in_flight: None,
+                    mark: eviction_mark,
+                },
                 log_retention,
             };
             std::thread::Builder::new()
@@ -479,10 +485,8 @@ struct Applier {
     checkpoint_interval_records: u64,
     checkpoints_kept: usize,
     results_uncollected_max: usize,
-    /// Whether finished transfers leave memory at checkpoints.
-    evicting: bool,
-    /// Transfer sequence number at the previous checkpoint: what came before it may leave.
-    eviction_mark: u64,
+    /// Finished transfers leaving memory.
+    eviction: Eviction,
     /// A second handle on the log directory and what to do with old segments; `None` to
     /// keep them all.
     log_retention: Option<RetentionHandle>,
@@ -544,11 +548,10 @@ impl Applier {
             drop(uncollected);
             self.shared.applied.notify_all();
         }
+        self.eviction.finish(&self.shared.state)?;
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
-            if let (Some(index), true) = (self.history.as_mut(), self.evicting) {
-                self.eviction_mark = evict_shared(&self.shared.state, index, self.eviction_mark)?;
-            }
+            self.eviction.start(&self.shared.state)?;
             self.flush_history_before_retention()?;
             let snapshot = self.shared.state.read().snapshot();
             let found = Checkpoint {
@@ -719,16 +722,107 @@ pub(crate) fn evict(
     Ok(state_machine.transfer_sequence())
 }
 
-/// [`evict`] on the shared state: the candidates are listed and archived under the read
-/// lock's protection only (the caller is the one writer), so reads go on meanwhile.
-fn evict_shared(
-    state: &RwLock<StateMachine>,
-    history: &mut SledHistory,
+/// The running node's eviction: at each checkpoint the apply thread plans what leaves
+/// (what was committed before the previous checkpoint), the archiver thread writes the
+/// plan's entries as an archive run (sorting, writing, `fdatasync`: the slow part), and
+/// once that is durable the apply thread evicts, between two batches. What a plan lists is
+/// finished and cannot change while the run is written, so batches go on meanwhile.
+struct Eviction {
+    /// `None` when nothing is evicted (no history index, or switched off).
+    archiver: Option<Archiver>,
+    /// The plan whose run is being written (its entries are with the archiver).
+    in_flight: Option<EvictionPlan>,
+    /// Transfer sequence number at the previous checkpoint: what came before it may leave.
     mark: u64,
-) -> Result<u64, EngineError> {
-    let plan = state.read().eviction_plan(mark);
-    history.archive(&plan.entries)?;
-    let mut state = state.write();
-    state.evict(plan);
-    Ok(state.transfer_sequence())
+}
+
+impl Eviction {
+    /// Plans an eviction and hands its entries to the archiver, unless one is in flight
+    /// (then this checkpoint's share waits for the next).
+    fn start(&mut self, state: &RwLock<StateMachine>) -> Result<(), EngineError> {
+        let Some(archiver) = &self.archiver else {
+            return Ok(());
+        };
+        if self.in_flight.is_some() {
+            return Ok(());
+        }
+        let (mut plan, sequence) = {
+            let state = state.read();
+            (state.eviction_plan(self.mark), state.transfer_sequence())
+        };
+        self.mark = sequence;
+        if plan.entries.is_empty() {
+            return Ok(());
+        }
+        let entries = std::mem::take(&mut plan.entries);
+        archiver
+            .plans
+            .send(entries)
+            .map_err(|_| EngineError::Stopped("the archiver thread stopped".to_string()))?;
+        self.in_flight = Some(plan);
+        Ok(())
+    }
+
+    /// Evicts the plan in flight if its run is durable by now.
+    fn finish(&mut self, state: &RwLock<StateMachine>) -> Result<(), EngineError> {
+        let (Some(archiver), Some(_)) = (&self.archiver, &self.in_flight) else {
+            return Ok(());
+        };
+        let entries = match archiver.archived.try_recv() {
+            Ok(archived) => archived?,
+            Err(crossbeam_channel::TryRecvError::Empty) => return Ok(()),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(EngineError::Stopped(
+                    "the archiver thread stopped".to_string(),
+                ))
+            }
+        };
+        let mut plan = self.in_flight.take().expect("a plan in flight");
+        plan.entries = entries;
+        state.write().evict(plan);
+        Ok(())
+    }
+}
+
+/// The archiver thread: writes each plan's entries as a durable archive run and hands
+/// them back.
+struct Archiver {
+    plans: crossbeam_channel::Sender<Vec<ArchivedTransfer>>,
+    archived: crossbeam_channel::Receiver<Result<Vec<ArchivedTransfer>, HistoryError>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Archiver {
+    fn start(mut index: SledHistory) -> Archiver {
+        let (plans, plans_received) = crossbeam_channel::bounded::<Vec<ArchivedTransfer>>(1);
+        let (archived_sender, archived) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("surge-archiver".to_string())
+            .spawn(move || {
+                for entries in plans_received {
+                    let outcome = index.archive(&entries).map(|()| entries);
+                    let failed = outcome.is_err();
+                    if archived_sender.send(outcome).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the archiver thread");
+        Archiver {
+            plans,
+            archived,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        // Closing the plan channel ends the thread after the run it is writing, if any.
+        let (closed, _) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.plans, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
