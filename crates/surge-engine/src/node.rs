@@ -32,6 +32,9 @@ const HISTORY_LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 /// Default of [`NodeConfig::results_uncollected_max`].
 const RESULTS_UNCOLLECTED_MAX_DEFAULT: usize = 65_536;
 
+/// Default of [`NodeConfig::evict_interval_transfers`].
+const EVICT_INTERVAL_TRANSFERS_DEFAULT: u64 = 1_000_000;
+
 /// How often the pulse thread checks whether something is due to expire.
 const PULSE_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -54,10 +57,15 @@ pub struct NodeConfig {
     /// dropped (a `Pending` dropped without `wait` never collects its codes), and their
     /// submitter gets `ResultsDropped`: the batch itself is durable and applied.
     pub results_uncollected_max: usize,
-    /// Bounded memory: at every checkpoint, finished client transfers committed before the
-    /// previous checkpoint leave memory, their outcomes archived durably in the history
-    /// index first (so this needs `history_directory`; without one nothing is evicted).
+    /// Bounded memory: every `evict_interval_transfers` committed transfers, the finished
+    /// client transfers committed before the previous such cycle leave memory, their
+    /// outcomes archived durably in the history index first (so this needs
+    /// `history_directory`; without one nothing is evicted).
     pub evict_finished_transfers: bool,
+    /// Committed transfers between eviction cycles (at least 1). A transfer stays resident
+    /// for one to two intervals; a cycle costs the apply thread ~0.3 µs per evicted
+    /// transfer (docs/MEMORY.md), so smaller intervals mean shorter, more frequent pauses.
+    pub evict_interval_transfers: u64,
     /// What happens to log segments entirely below the oldest kept checkpoint's record,
     /// after each checkpoint: kept (default), moved to the log's `archive/`, or deleted.
     /// With `Delete`, a history index that must be rebuilt from the log cannot be, and
@@ -76,6 +84,7 @@ impl Default for NodeConfig {
             history_directory: None,
             results_uncollected_max: RESULTS_UNCOLLECTED_MAX_DEFAULT,
             evict_finished_transfers: true,
+            evict_interval_transfers: EVICT_INTERVAL_TRANSFERS_DEFAULT,
             log_retention: LogRetention::Keep,
         }
     }
@@ -295,7 +304,7 @@ impl Node {
             needed_for,
             history_applied,
             evicting: config.evict_finished_transfers && history.is_some(),
-            checkpoint_interval_records: config.checkpoint_interval_records,
+            evict_interval_transfers: config.evict_interval_transfers,
         };
         let replayed = replay(&mut log, &plan, prepared, history.as_mut())?;
         report.records_replayed = replayed.records_replayed;
@@ -332,6 +341,7 @@ impl Node {
                     },
                     in_flight: None,
                     mark: eviction_mark,
+                    interval: config.evict_interval_transfers,
                 },
                 log_retention,
             };
@@ -549,9 +559,9 @@ impl Applier {
             self.shared.applied.notify_all();
         }
         self.eviction.finish(&self.shared.state)?;
+        self.eviction.start(&self.shared.state)?;
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
-            self.eviction.start(&self.shared.state)?;
             self.flush_history_before_retention()?;
             let snapshot = self.shared.state.read().snapshot();
             let found = Checkpoint {
@@ -710,20 +720,20 @@ pub(crate) fn recall_lookups(
 }
 
 /// Evicts the finished transfers committed before `mark`: archives them durably in the
-/// history index first, then removes them. Returns the next mark (the sequence now).
+/// history index first, then removes them (recovery's synchronous form of [`Eviction`]).
 pub(crate) fn evict(
     state_machine: &mut StateMachine,
     history: &mut SledHistory,
     mark: u64,
-) -> Result<u64, EngineError> {
+) -> Result<(), EngineError> {
     let plan = state_machine.eviction_plan(mark);
     history.archive(&plan.entries)?;
     state_machine.evict(plan);
-    Ok(state_machine.transfer_sequence())
+    Ok(())
 }
 
-/// The running node's eviction: at each checkpoint the apply thread plans what leaves
-/// (what was committed before the previous checkpoint), the archiver thread writes the
+/// The running node's eviction: every `interval` committed transfers the apply thread plans
+/// what leaves (what was committed before the previous cycle), the archiver thread writes the
 /// plan's entries as an archive run (sorting, writing, `fdatasync`: the slow part), and
 /// once that is durable the apply thread evicts, between two batches. What a plan lists is
 /// finished and cannot change while the run is written, so batches go on meanwhile.
@@ -732,13 +742,15 @@ struct Eviction {
     archiver: Option<Archiver>,
     /// The plan whose run is being written (its entries are with the archiver).
     in_flight: Option<EvictionPlan>,
-    /// Transfer sequence number at the previous checkpoint: what came before it may leave.
+    /// Transfer sequence number at the previous cycle: what came before it may leave.
     mark: u64,
+    /// Committed transfers between cycles.
+    interval: u64,
 }
 
 impl Eviction {
-    /// Plans an eviction and hands its entries to the archiver, unless one is in flight
-    /// (then this checkpoint's share waits for the next).
+    /// When a cycle is due: plans an eviction and hands its entries to the archiver,
+    /// unless one is in flight (then it waits for the next batch).
     fn start(&mut self, state: &RwLock<StateMachine>) -> Result<(), EngineError> {
         let Some(archiver) = &self.archiver else {
             return Ok(());
@@ -748,7 +760,11 @@ impl Eviction {
         }
         let (mut plan, sequence) = {
             let state = state.read();
-            (state.eviction_plan(self.mark), state.transfer_sequence())
+            let sequence = state.transfer_sequence();
+            if !eviction_due(self.mark, sequence, self.interval) {
+                return Ok(());
+            }
+            (state.eviction_plan(self.mark), sequence)
         };
         self.mark = sequence;
         if plan.entries.is_empty() {
@@ -782,6 +798,11 @@ impl Eviction {
         state.write().evict(plan);
         Ok(())
     }
+}
+
+/// Whether an eviction cycle is due: `interval` transfers committed since the last one.
+pub(crate) fn eviction_due(mark: u64, sequence: u64, interval: u64) -> bool {
+    sequence.saturating_sub(mark) >= interval.max(1)
 }
 
 /// The archiver thread: writes each plan's entries as a durable archive run and hands

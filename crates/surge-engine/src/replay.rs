@@ -17,7 +17,7 @@ use surge_core::{decode, Batch, BatchBuf, Operation, ResultCode, StateMachine};
 use surge_history::{derive_entries, HistoryIndex, SledHistory};
 use surge_wal::{Log, LogReader, Record, RecoveryError};
 
-use crate::node::{check_checkpoint, evict, recall_lookups, EngineError};
+use crate::node::{check_checkpoint, evict, eviction_due, recall_lookups, EngineError};
 
 /// Records read ahead of the apply, at most (each up to ~2 MiB): enough to keep the apply
 /// fed, few enough to keep recovery's memory small.
@@ -35,11 +35,11 @@ pub(crate) struct ReplayPlan {
     pub needed_for: String,
     /// Records up to this one are already in the history index.
     pub history_applied: Option<u64>,
-    /// Whether finished transfers leave memory every `checkpoint_interval_records`, as
-    /// they do while running, so a long replay stays bounded too (needs the history).
+    /// Whether finished transfers leave memory every `evict_interval_transfers`, as they
+    /// do while running, so a long replay stays bounded too (needs the history).
     pub evicting: bool,
-    /// See `NodeConfig::checkpoint_interval_records`.
-    pub checkpoint_interval_records: u64,
+    /// See `NodeConfig::evict_interval_transfers`.
+    pub evict_interval_transfers: u64,
 }
 
 /// What replay did.
@@ -111,10 +111,12 @@ pub(crate) fn replay(
                     plan,
                 )?;
                 records_replayed += 1;
-                let interval = plan.checkpoint_interval_records;
+                let sequence = state_machine.transfer_sequence();
+                let interval = plan.evict_interval_transfers;
                 if let (Some(index), true) = (history.as_deref_mut(), plan.evicting) {
-                    if interval > 0 && (record_index + 1) % interval == 0 {
-                        eviction_mark = evict(&mut state_machine, index, eviction_mark)?;
+                    if eviction_due(eviction_mark, sequence, interval) {
+                        evict(&mut state_machine, index, eviction_mark)?;
+                        eviction_mark = sequence;
                     }
                 }
             }

@@ -36,6 +36,7 @@ fn config(history: &Path) -> NodeConfig {
         checkpoint_interval_records: 4,
         history_directory: Some(history.to_path_buf()),
         evict_finished_transfers: true,
+        evict_interval_transfers: 16,
         ..NodeConfig::default()
     }
 }
@@ -300,6 +301,7 @@ fn a_checkpoint_with_evicted_transfers_needs_its_history_index() {
     let history = directory.path().join("history");
     let config = NodeConfig {
         checkpoint_interval_records: 2,
+        evict_interval_transfers: 2,
         ..config(&history)
     };
     let disks = SimDisks::default();

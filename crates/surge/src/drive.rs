@@ -46,6 +46,9 @@ const SKU_UNITS: u64 = 1 << 40;
 const EXPIRY_NS: u64 = 2_000_000_000;
 /// Commands per driven batch, at most.
 const BATCH_COMMANDS_MAX: u64 = 16;
+/// Evict finished transfers every this many: small, so crashes hit evictions too.
+const EVICT_INTERVAL_TRANSFERS: u64 = 500;
+
 /// Write a checkpoint every this many log records: small, so crashes hit checkpoints.
 const CHECKPOINT_INTERVAL_RECORDS: u64 = 50;
 /// Log segment size: small, so crashes hit segment rotation.
@@ -97,6 +100,7 @@ fn node_config(data_dir: &Path) -> NodeConfig {
     NodeConfig {
         log: log_config(),
         checkpoint_interval_records: CHECKPOINT_INTERVAL_RECORDS,
+        evict_interval_transfers: EVICT_INTERVAL_TRANSFERS,
         history_directory: Some(data_dir.join("history")),
         ..NodeConfig::default()
     }
