@@ -1240,17 +1240,23 @@ fn archived_view(lookup: Option<TransferLookup>) -> Option<ArchivedOutcome> {
 }
 
 /// Runs `stream` on a plain state machine and on one that evicts every finished transfer
-/// older than `lag` sequence numbers after every `every`-th batch (and round-trips its
-/// snapshot after every `snapshot_every`-th), comparing codes, hashes and queries.
+/// older than `lag` sequence numbers, starting a cycle after every `every`-th batch; with
+/// `slice` set, a cycle's planning walks `slice` table slots per batch and its eviction
+/// removes `slice` transfers per batch (as the node spreads it), else each is done at once.
+/// Round-trips the evicting machine's snapshot after every `snapshot_every`-th batch
+/// (which drops a cycle in progress, as a restart does). Compares codes, hashes, queries.
 fn check_eviction(
     stream: &[Step],
     every: usize,
     lag: u64,
     snapshot_every: usize,
+    slice: Option<usize>,
 ) -> Result<(), TestCaseError> {
     let mut plain = state_machine();
     let mut evicting = state_machine();
     let mut archive: BTreeMap<TransferId, ArchivedTransfer> = BTreeMap::new();
+    let mut cycle: Option<surge_core::EvictionPlan> = None;
+    let budget = slice.unwrap_or(usize::MAX);
     for (index, step) in stream.iter().enumerate() {
         let batch = batch(step);
         let timestamp = timestamp_for(&plain, step);
@@ -1263,19 +1269,38 @@ fn check_eviction(
             "state hashes differ after batch {}",
             index
         );
-        if index % every == 0 {
+        if cycle.is_none() && index % every == 0 {
             let below = evicting.transfer_sequence().saturating_sub(lag);
-            let plan = evicting.eviction_plan(below);
-            for entry in &plan.entries {
-                prop_assert!(archive.insert(entry.id, *entry).is_none(), "evicted twice");
+            cycle = Some(evicting.eviction_plan_start(below));
+        }
+        if let Some(plan) = cycle.as_mut() {
+            if !plan.is_planned() {
+                if evicting.eviction_plan_continue(plan, budget) {
+                    // Archived durably before anything leaves, as the engine does.
+                    for entry in &plan.entries {
+                        prop_assert!(archive.insert(entry.id, *entry).is_none(), "twice");
+                    }
+                }
+            } else if evicting.evict_continue(plan, budget) {
+                cycle = None;
             }
-            evicting.evict(plan);
-            prop_assert_eq!(plain.state_hash(), evicting.state_hash(), "after evicting");
+            prop_assert_eq!(plain.state_hash(), evicting.state_hash(), "while evicting");
         }
         if index % snapshot_every == 0 {
             let bytes = evicting.snapshot();
             evicting = StateMachine::restore(&bytes).expect("a snapshot restores");
             prop_assert_eq!(&bytes, &evicting.snapshot(), "snapshot round trip");
+            // A restart loses the cycle in progress; what was archived stays archived.
+            if cycle.as_ref().is_some_and(|plan| plan.is_planned()) {
+                let plan = cycle.take().expect("a cycle");
+                for entry in &plan.entries {
+                    if evicting.transfer(entry.id).is_some() {
+                        archive.remove(&entry.id);
+                    }
+                }
+            } else {
+                cycle = None;
+            }
         }
     }
     for id in (1..=u128::from(TRANSFER_IDS)).map(TransferId) {
@@ -1316,8 +1341,9 @@ proptest! {
         every in 1..4usize,
         lag in prop::sample::select(&[0u64, 1, 5][..]),
         snapshot_every in 2..9usize,
+        slice in prop::option::of(1..6usize),
     ) {
-        check_eviction(&stream, every, lag, snapshot_every)?;
+        check_eviction(&stream, every, lag, snapshot_every, slice)?;
     }
 }
 

@@ -14,4 +14,7 @@
 mod node;
 mod replay;
 
-pub use node::{EngineError, Node, NodeConfig, NodeStorage, Pending, RecoveryReport};
+pub use node::{
+    EngineError, Node, NodeConfig, NodeStorage, Pending, RecoveryReport, EVICT_TRANSFERS_PER_BATCH,
+    EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH, PLAN_SLOTS_PER_COMMAND,
+};

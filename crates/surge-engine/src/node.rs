@@ -339,7 +339,7 @@ impl Node {
                         (Some(index), true) => Some(Archiver::start(index.reader())),
                         _ => None,
                     },
-                    in_flight: None,
+                    phase: EvictionPhase::Idle,
                     mark: eviction_mark,
                     interval: config.evict_interval_transfers,
                 },
@@ -558,8 +558,8 @@ impl Applier {
             drop(uncollected);
             self.shared.applied.notify_all();
         }
-        self.eviction.finish(&self.shared.state)?;
-        self.eviction.start(&self.shared.state)?;
+        self.eviction
+            .step(&self.shared.state, record.header.count as usize)?;
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
             self.flush_history_before_retention()?;
@@ -732,72 +732,126 @@ pub(crate) fn evict(
     Ok(())
 }
 
-/// The running node's eviction: every `interval` committed transfers the apply thread plans
-/// what leaves (what was committed before the previous cycle), the archiver thread writes the
-/// plan's entries as an archive run (sorting, writing, `fdatasync`: the slow part), and
-/// once that is durable the apply thread evicts, between two batches. What a plan lists is
-/// finished and cannot change while the run is written, so batches go on meanwhile.
+/// The running node's eviction, spread over batches so no batch waits long: every
+/// `interval` committed transfers the apply thread plans what leaves (what was committed
+/// before the previous cycle), walking a slice of the id table after each batch (sized by
+/// the batch, [`PLAN_SLOTS_PER_BATCH`]); the archiver thread writes the plan's entries as
+/// an archive run (sorting, writing, `fdatasync`) while batches go on; then the apply
+/// thread evicts a slice of them after each batch ([`EVICT_TRANSFERS_PER_BATCH`]). What a plan lists is finished
+/// and cannot change, so batches applied in between change nothing about it.
 struct Eviction {
     /// `None` when nothing is evicted (no history index, or switched off).
     archiver: Option<Archiver>,
-    /// The plan whose run is being written (its entries are with the archiver).
-    in_flight: Option<EvictionPlan>,
+    phase: EvictionPhase,
     /// Transfer sequence number at the previous cycle: what came before it may leave.
     mark: u64,
     /// Committed transfers between cycles.
     interval: u64,
 }
 
+/// Where the current eviction cycle is.
+enum EvictionPhase {
+    Idle,
+    Planning(EvictionPlan),
+    /// The plan's entries are with the archiver.
+    Archiving(EvictionPlan),
+    Evicting(EvictionPlan),
+}
+
+/// Id-table slots the apply thread walks after each batch while planning an eviction, at
+/// least; plus [`PLAN_SLOTS_PER_COMMAND`] per command of the batch, so eviction keeps pace
+/// with what is committed (the table holds ~1.3–2.7 slots per resident transfer).
+pub const PLAN_SLOTS_PER_BATCH: usize = 1 << 10;
+
+/// See [`PLAN_SLOTS_PER_BATCH`].
+pub const PLAN_SLOTS_PER_COMMAND: usize = 4;
+
+/// Transfers the apply thread evicts after each batch, at least; plus
+/// [`EVICT_TRANSFERS_PER_COMMAND`] per command of the batch.
+pub const EVICT_TRANSFERS_PER_BATCH: usize = 1 << 9;
+
+/// See [`EVICT_TRANSFERS_PER_BATCH`].
+pub const EVICT_TRANSFERS_PER_COMMAND: usize = 2;
+
 impl Eviction {
-    /// When a cycle is due: plans an eviction and hands its entries to the archiver,
-    /// unless one is in flight (then it waits for the next batch).
-    fn start(&mut self, state: &RwLock<StateMachine>) -> Result<(), EngineError> {
+    /// One slice of the current cycle (or the start of one, when due): a phase that only
+    /// starts or hands over goes straight on to the next in the same call.
+    /// `commands` is the size of the batch just applied: the slice grows with it.
+    fn step(&mut self, state: &RwLock<StateMachine>, commands: usize) -> Result<(), EngineError> {
+        loop {
+            let before = std::mem::discriminant(&self.phase);
+            let started = matches!(
+                self.phase,
+                EvictionPhase::Idle | EvictionPhase::Archiving(_)
+            );
+            self.advance(state, commands)?;
+            let moved_on = std::mem::discriminant(&self.phase) != before;
+            // Starting a plan or taking an archived one back is cheap: do the next slice now.
+            if !(started && moved_on) || matches!(self.phase, EvictionPhase::Idle) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn advance(
+        &mut self,
+        state: &RwLock<StateMachine>,
+        commands: usize,
+    ) -> Result<(), EngineError> {
+        let plan_slots = PLAN_SLOTS_PER_BATCH + PLAN_SLOTS_PER_COMMAND * commands;
+        let evict_transfers = EVICT_TRANSFERS_PER_BATCH + EVICT_TRANSFERS_PER_COMMAND * commands;
         let Some(archiver) = &self.archiver else {
             return Ok(());
         };
-        if self.in_flight.is_some() {
-            return Ok(());
-        }
-        let (mut plan, sequence) = {
-            let state = state.read();
-            let sequence = state.transfer_sequence();
-            if !eviction_due(self.mark, sequence, self.interval) {
-                return Ok(());
+        self.phase = match std::mem::replace(&mut self.phase, EvictionPhase::Idle) {
+            EvictionPhase::Idle => {
+                let state = state.read();
+                let sequence = state.transfer_sequence();
+                if !eviction_due(self.mark, sequence, self.interval) {
+                    return Ok(());
+                }
+                let plan = state.eviction_plan_start(self.mark);
+                self.mark = sequence;
+                EvictionPhase::Planning(plan)
             }
-            (state.eviction_plan(self.mark), sequence)
+            EvictionPhase::Planning(mut plan) => {
+                if !state.read().eviction_plan_continue(&mut plan, plan_slots) {
+                    EvictionPhase::Planning(plan)
+                } else if plan.entries.is_empty() {
+                    EvictionPhase::Idle
+                } else {
+                    let entries = std::mem::take(&mut plan.entries);
+                    archiver
+                        .plans
+                        .send(entries)
+                        .map_err(|_| archiver_stopped())?;
+                    EvictionPhase::Archiving(plan)
+                }
+            }
+            EvictionPhase::Archiving(mut plan) => match archiver.archived.try_recv() {
+                Ok(archived) => {
+                    plan.entries = archived?;
+                    EvictionPhase::Evicting(plan)
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => EvictionPhase::Archiving(plan),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return Err(archiver_stopped())
+                }
+            },
+            EvictionPhase::Evicting(mut plan) => {
+                if state.write().evict_continue(&mut plan, evict_transfers) {
+                    EvictionPhase::Idle
+                } else {
+                    EvictionPhase::Evicting(plan)
+                }
+            }
         };
-        self.mark = sequence;
-        if plan.entries.is_empty() {
-            return Ok(());
-        }
-        let entries = std::mem::take(&mut plan.entries);
-        archiver
-            .plans
-            .send(entries)
-            .map_err(|_| EngineError::Stopped("the archiver thread stopped".to_string()))?;
-        self.in_flight = Some(plan);
         Ok(())
     }
+}
 
-    /// Evicts the plan in flight if its run is durable by now.
-    fn finish(&mut self, state: &RwLock<StateMachine>) -> Result<(), EngineError> {
-        let (Some(archiver), Some(_)) = (&self.archiver, &self.in_flight) else {
-            return Ok(());
-        };
-        let entries = match archiver.archived.try_recv() {
-            Ok(archived) => archived?,
-            Err(crossbeam_channel::TryRecvError::Empty) => return Ok(()),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return Err(EngineError::Stopped(
-                    "the archiver thread stopped".to_string(),
-                ))
-            }
-        };
-        let mut plan = self.in_flight.take().expect("a plan in flight");
-        plan.entries = entries;
-        state.write().evict(plan);
-        Ok(())
-    }
+fn archiver_stopped() -> EngineError {
+    EngineError::Stopped("the archiver thread stopped".to_string())
 }
 
 /// Whether an eviction cycle is due: `interval` transfers committed since the last one.

@@ -150,49 +150,93 @@ impl ArchivedTransfer {
     }
 }
 
-/// One eviction: what leaves memory, from [`StateMachine::eviction_plan`]. Store
-/// `entries` durably, then pass the plan to [`StateMachine::evict`].
+/// One eviction: what leaves memory. Built by [`StateMachine::eviction_plan`] (or in
+/// slices with [`StateMachine::eviction_plan_start`] and
+/// [`StateMachine::eviction_plan_continue`]); store `entries` durably, then carry it out
+/// with [`StateMachine::evict`] (or in slices with [`StateMachine::evict_continue`]).
+/// Batches may be applied between any of these calls: what a plan lists is finished and
+/// cannot change, and transfers committed meanwhile are past its sequence bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EvictionPlan {
     /// The archive entries of the transfers that leave (in table order, not sorted).
     pub entries: Vec<ArchivedTransfer>,
+    /// Each entry's share of the transfers digest (its slot and resolved status).
+    digests: Vec<u128>,
     sequence_below: u64,
-    /// Their share of the transfers digest (slots and resolved statuses).
-    digest: u128,
     /// Sequence numbers in the record window, below `sequence_below`, whose transfers
-    /// stay resident (live pending transfers, order transfers), sorted.
+    /// stay resident (live pending transfers, order transfers).
     kept: Vec<u64>,
+    /// Planning: the next table slot to look at, and the table size it started with (a
+    /// table that grew since rehashed everything: planning starts over).
+    scan_next: usize,
+    scan_slots: usize,
+    planned: bool,
+    /// Evicting: entries removed so far (from the front of `entries`).
+    evicted: usize,
+}
+
+impl EvictionPlan {
+    /// Whether planning has walked the whole table.
+    pub fn is_planned(&self) -> bool {
+        self.planned
+    }
 }
 
 impl StateMachine {
-    /// Plans the eviction of every resident transfer that may leave memory and has a
-    /// sequence number below `sequence_below` (see [`StateMachine::transfer_sequence`]):
-    /// finished client transfers and failed ids. Read-only. Walks the whole id table:
-    /// call it between batches, every many thousands of transfers.
+    /// Plans, in one go, the eviction of every resident transfer that may leave memory and
+    /// has a sequence number below `sequence_below` (see
+    /// [`StateMachine::transfer_sequence`]): finished client transfers and failed ids.
+    /// Read-only. Walks the whole id table.
     pub fn eviction_plan(&self, sequence_below: u64) -> EvictionPlan {
-        let base = self.transfer_records_base;
-        let mut plan = EvictionPlan {
+        let mut plan = self.eviction_plan_start(sequence_below);
+        while !self.eviction_plan_continue(&mut plan, usize::MAX) {}
+        plan
+    }
+
+    /// An empty plan for [`StateMachine::eviction_plan_continue`].
+    pub fn eviction_plan_start(&self, sequence_below: u64) -> EvictionPlan {
+        EvictionPlan {
             entries: Vec::new(),
+            digests: Vec::new(),
             sequence_below,
-            digest: 0,
             kept: Vec::new(),
-        };
-        for slot in self.transfers.map.iter() {
+            scan_next: 0,
+            scan_slots: self.transfers.map.slots_len(),
+            planned: false,
+            evicted: 0,
+        }
+    }
+
+    /// Walks up to `slots_max` more slots of the id table into `plan`; true once the whole
+    /// table is walked. Read-only, so planning can be spread over many batches.
+    pub fn eviction_plan_continue(&self, plan: &mut EvictionPlan, slots_max: usize) -> bool {
+        if plan.planned {
+            return true;
+        }
+        let slots = self.transfers.map.slots_len();
+        if slots != plan.scan_slots {
+            // The table grew and rehashed: slots already walked may have moved.
+            *plan = self.eviction_plan_start(plan.sequence_below);
+        }
+        let base = self.transfer_records_base;
+        let end = plan.scan_next.saturating_add(slots_max).min(slots);
+        for slot in self.transfers.map.occupied(plan.scan_next..end) {
             let sequence = slot.sequence();
-            if sequence >= sequence_below {
+            if sequence >= plan.sequence_below {
                 continue;
             }
             match self.archivable(slot) {
                 Some((entry, digest)) => {
                     plan.entries.push(entry);
-                    plan.digest = plan.digest.wrapping_add(digest);
+                    plan.digests.push(digest);
                 }
                 None if sequence >= base => plan.kept.push(sequence),
                 None => {} // Already kept outside the window.
             }
         }
-        plan.kept.sort_unstable();
-        plan
+        plan.scan_next = end;
+        plan.planned = end == slots;
+        plan.planned
     }
 
     /// The archive entry of a resident slot and its share of the transfers digest, if the
@@ -231,18 +275,34 @@ impl StateMachine {
         Some((entry, digest))
     }
 
-    /// Removes what `plan` lists from memory. The caller must have stored the plan's
-    /// entries durably first: from now on they are the only answer to a command reusing
-    /// those ids. Batches may be applied between the plan and this call (what a plan
-    /// lists is finished and cannot change); another eviction may not.
-    pub fn evict(&mut self, plan: EvictionPlan) {
+    /// Removes everything a planned `plan` lists from memory, in one go. The caller must
+    /// have stored the plan's entries durably first: from now on they are the only answer
+    /// to a command reusing those ids.
+    pub fn evict(&mut self, mut plan: EvictionPlan) {
+        while !self.evict_continue(&mut plan, usize::MAX) {}
+    }
+
+    /// Removes up to `entries_max` more of a planned `plan`'s transfers from memory (see
+    /// [`StateMachine::evict`]); true once all are gone and the record window is moved
+    /// past them. The state hash is the same after every slice. Call between batches; no
+    /// other plan may be carried out meanwhile.
+    pub fn evict_continue(&mut self, plan: &mut EvictionPlan, entries_max: usize) -> bool {
+        assert!(plan.planned, "plan the whole table first");
         assert!(self.recalled.is_empty(), "evict runs between batches");
-        let base = self.transfer_records_base;
         assert!(
             plan.sequence_below <= self.transfer_sequence_next(),
             "a plan of this state machine"
         );
-        for entry in &plan.entries {
+        assert_eq!(plan.entries.len(), plan.digests.len(), "the plan's entries");
+        let base = self.transfer_records_base;
+        let end = plan
+            .evicted
+            .saturating_add(entries_max)
+            .min(plan.entries.len());
+        for (entry, digest) in plan.entries[plan.evicted..end]
+            .iter()
+            .zip(&plan.digests[plan.evicted..end])
+        {
             let slot = self
                 .transfers
                 .map
@@ -261,12 +321,16 @@ impl StateMachine {
                 self.transfer_records_kept.remove(&slot.sequence());
             }
             self.evicted_filter.insert(entry.id);
+            self.transfers_evicted_digest = self.transfers_evicted_digest.wrapping_add(*digest);
+            self.transfers_evicted += 1;
         }
-        self.transfers_evicted_digest = self.transfers_evicted_digest.wrapping_add(plan.digest);
-        self.transfers_evicted += plan.entries.len() as u64;
+        plan.evicted = end;
+        if end < plan.entries.len() {
+            return false;
+        }
         // Records below the new base leave the window; the kept ones move aside.
         let base_next = plan.sequence_below.max(base);
-        for sequence in plan.kept {
+        for &sequence in &plan.kept {
             if sequence >= base {
                 let record = self.transfer_records[(sequence - base) as usize];
                 self.transfer_records_kept.insert(sequence, record);
@@ -274,6 +338,7 @@ impl StateMachine {
         }
         self.transfer_records.drain(..(base_next - base) as usize);
         self.transfer_records_base = base_next;
+        true
     }
 
     /// The sequence number the next committed transfer will get: pass an earlier value to

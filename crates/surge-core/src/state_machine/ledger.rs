@@ -408,7 +408,7 @@ impl StateMachine {
             Some((id, vacant)) if id == record.id => self.transfers.fill_vacant(vacant, slot),
             _ => self.transfers.insert(record.id.0, slot),
         }
-        self.transfer_records.push(record);
+        self.transfer_records.push_back(record);
     }
 
     /// Remembers that the first attempt with `transfer_id` failed with `code`.

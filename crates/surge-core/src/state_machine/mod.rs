@@ -29,7 +29,7 @@ mod table;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -481,7 +481,8 @@ pub struct StateMachine {
     transfers: Journaled<u128, TransferSlot, Table<TransferSlot>>,
     /// Committed transfers in log order from sequence number `transfer_records_base` on;
     /// a [`TransferSlot`] holds its record's sequence number (see `record_at`).
-    transfer_records: Vec<Transfer>,
+    /// A ring buffer, so eviction drops a prefix without moving the rest.
+    transfer_records: VecDeque<Transfer>,
     /// Sequence number of `transfer_records[0]`: records before it were evicted, or moved
     /// to `transfer_records_kept` because they are still live.
     transfer_records_base: u64,
@@ -537,7 +538,7 @@ impl StateMachine {
             timestamp_last: 0,
             accounts: Journaled::new(Table::with_capacity(config.accounts_capacity)),
             transfers: Journaled::new(Table::with_capacity(config.transfers_capacity)),
-            transfer_records,
+            transfer_records: VecDeque::from(transfer_records),
             transfer_records_base: 0,
             transfer_records_kept: BTreeMap::new(),
             transfers_digest: 0,

@@ -707,7 +707,7 @@ impl Decoded {
             assert!(sm.accounts.map.insert(account).is_none());
         }
         sm.transfer_records
-            .extend_from_slice(&self.transfer_records);
+            .extend(self.transfer_records.iter().copied());
         for slot in self.transfer_slots {
             assert!(sm.transfers.map.insert(slot).is_none());
         }

@@ -265,6 +265,20 @@ impl<E: TableEntry> Table<E> {
         }
     }
 
+    /// Slots in the table (its capacity, vacant ones included).
+    pub(crate) fn slots_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The stored entries among slots `range` (clamped to the table), in slot order.
+    pub(crate) fn occupied(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &E> {
+        let end = range.end.min(self.slots.len());
+        let start = range.start.min(end);
+        self.slots[start..end]
+            .iter()
+            .filter(|entry| entry.key() != E::Key::VACANT)
+    }
+
     /// Every stored entry, in slot order (not a meaningful order: sort before use).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &E> {
         self.slots

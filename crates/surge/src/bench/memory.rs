@@ -13,6 +13,10 @@ use anyhow::Context;
 use serde::Serialize;
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{Config, ResultCode, StateMachine};
+use surge_engine::{
+    EVICT_TRANSFERS_PER_BATCH, EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH,
+    PLAN_SLOTS_PER_COMMAND,
+};
 use surge_history::{HistoryIndex, SledHistory};
 
 use super::commit;
@@ -73,6 +77,10 @@ struct MemoryReport {
     /// The longest planning plus evicting of a cycle: what a node's apply thread spends
     /// (the archive run is written on its archiver thread meanwhile).
     eviction_apply_seconds_max: f64,
+    /// The longest single slice of that work as the node spreads it over batches of
+    /// 8,190 commands (see `surge_engine::PLAN_SLOTS_PER_BATCH`): the most an eviction
+    /// delays one such batch.
+    eviction_slice_seconds_max: f64,
     seconds: f64,
     commit: String,
 }
@@ -126,6 +134,7 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
     let mut eviction_cycles = 0u64;
     let mut eviction_seconds_max = 0f64;
     let mut eviction_apply_seconds_max = 0f64;
+    let mut eviction_slice_seconds_max = 0f64;
     let start = Instant::now();
     let baseline = resident_bytes()?;
     let mut state_machine = StateMachine::new(config);
@@ -172,12 +181,34 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
             step += 1;
             if args.evict && applied - evicted_at >= args.evict_interval {
                 let cycle_start = Instant::now();
-                let plan = state_machine.eviction_plan(eviction_mark);
-                let planned = cycle_start.elapsed();
+                // Sliced as the node does it, timing every slice.
+                let mut slice_max = std::time::Duration::ZERO;
+                let mut apply_thread = std::time::Duration::ZERO;
+                let plan_slots = PLAN_SLOTS_PER_BATCH + PLAN_SLOTS_PER_COMMAND * BATCH_EVENTS_MAX;
+                let evict_transfers =
+                    EVICT_TRANSFERS_PER_BATCH + EVICT_TRANSFERS_PER_COMMAND * BATCH_EVENTS_MAX;
+                let mut plan = state_machine.eviction_plan_start(eviction_mark);
+                loop {
+                    let slice = Instant::now();
+                    let planned = state_machine.eviction_plan_continue(&mut plan, plan_slots);
+                    slice_max = slice_max.max(slice.elapsed());
+                    apply_thread += slice.elapsed();
+                    if planned {
+                        break;
+                    }
+                }
                 archive.archive(&plan.entries)?;
-                let evict_start = Instant::now();
-                state_machine.evict(plan);
-                let apply_thread = planned + evict_start.elapsed();
+                loop {
+                    let slice = Instant::now();
+                    let done = state_machine.evict_continue(&mut plan, evict_transfers);
+                    slice_max = slice_max.max(slice.elapsed());
+                    apply_thread += slice.elapsed();
+                    if done {
+                        break;
+                    }
+                }
+                eviction_slice_seconds_max =
+                    eviction_slice_seconds_max.max(slice_max.as_secs_f64());
                 eviction_apply_seconds_max =
                     eviction_apply_seconds_max.max(apply_thread.as_secs_f64());
                 eviction_mark = state_machine.transfer_sequence();
@@ -206,6 +237,7 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
             eviction_cycles,
             eviction_seconds_max,
             eviction_apply_seconds_max,
+            eviction_slice_seconds_max,
             seconds: start.elapsed().as_secs_f64(),
             commit: revision.clone(),
         };
@@ -216,7 +248,8 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
                 "{:>12} transfers: resident {:>8.2} GiB ({:.0} bytes per transfer, accounts \
                  included) after {:.1} s; {} ids in memory, {} evicted (filter {:.1} MiB, \
                  archive {:.2} GiB on disk, {} lookups, {} found; {} eviction cycles, the \
-                 longest {:.3} s, of which plan + evict {:.3} s)",
+                 longest {:.3} s, of which plan + evict {:.3} s in slices of at most \
+                 {:.1} ms)",
                 report.transfers,
                 report.resident_bytes as f64 / (1u64 << 30) as f64,
                 report.resident_bytes_per_transfer,
@@ -230,6 +263,7 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
                 report.eviction_cycles,
                 report.eviction_seconds_max,
                 report.eviction_apply_seconds_max,
+                report.eviction_slice_seconds_max * 1e3,
             );
         }
     }
