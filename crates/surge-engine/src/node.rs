@@ -737,8 +737,9 @@ pub(crate) fn evict(
 /// before the previous cycle), walking a slice of the id table after each batch (sized by
 /// the batch, [`PLAN_SLOTS_PER_BATCH`]); the archiver thread writes the plan's entries as
 /// an archive run (sorting, writing, `fdatasync`) while batches go on; then the apply
-/// thread evicts a slice of them after each batch ([`EVICT_TRANSFERS_PER_BATCH`]). What a plan lists is finished
-/// and cannot change, so batches applied in between change nothing about it.
+/// thread evicts a slice of them after each batch ([`EVICT_TRANSFERS_PER_BATCH`]). What a
+/// plan lists is finished and cannot change, so batches applied in between change nothing
+/// about it.
 struct Eviction {
     /// `None` when nothing is evicted (no history index, or switched off).
     archiver: Option<Archiver>,
