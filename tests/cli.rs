@@ -173,3 +173,104 @@ fn memory_bench_reports_resident_bytes_per_milestone() {
     assert!(reports[0]["transfers"].as_u64().unwrap() >= 900_000);
     assert!(reports[1]["resident_bytes"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn engine_bench_reports_every_workload_through_a_real_node() {
+    let parent = env!("CARGO_TARGET_TMPDIR");
+    let output = surge(&[
+        "bench",
+        "engine",
+        "--json",
+        "--seconds",
+        "0.2",
+        "--runs",
+        "1",
+        "--workload",
+        "uniform,mixed,open-loop",
+        "--accounts",
+        "1000",
+        "--batch-size",
+        "100",
+        "--capacity",
+        "100000",
+        "--open-loop-rate",
+        "20000",
+        "--open-loop-batch-size",
+        "20",
+        "--data-dir",
+        parent,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let names: Vec<(&str, bool)> = reports
+        .iter()
+        .map(|r| {
+            (
+                r["workload"].as_str().unwrap(),
+                r["history"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // Uniform also runs once with the history index on, so its cost is visible.
+    assert_eq!(
+        names,
+        [
+            ("uniform", false),
+            ("uniform", true),
+            ("mixed", false),
+            ("open-loop-20k", false)
+        ]
+    );
+    for report in &reports {
+        assert_eq!(report["bench"], "engine", "{report}");
+        assert_eq!(report["shards"], 1, "{report}");
+        assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(report["p50_us"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(report["p999_us"].as_f64().unwrap() >= report["p99_us"].as_f64().unwrap());
+        assert!(report["runs_ops_per_sec"].as_array().unwrap().len() == 1);
+        for field in ["batch_size", "submitters", "busy", "commit", "thread_cpu"] {
+            assert!(!report[field].is_null(), "{field} missing: {report}");
+        }
+        // Every workload command is well formed and must succeed.
+        assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
+    }
+    for report in &reports[..3] {
+        // Closed loops are compared with the log alone, run in the same invocation.
+        assert!(
+            report["fraction_of_wal"].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
+    }
+    let open_loop = &reports[3];
+    assert!((open_loop["offered_per_sec"].as_f64().unwrap() - 20_000.0).abs() < 1.0);
+    assert!(open_loop["achieved_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(open_loop["rejected"].as_u64().is_some());
+    // The benchmark cleans up after itself.
+    let leftovers = std::fs::read_dir(parent)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("surge-bench-engine")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn engine_bench_refuses_more_than_one_shard_for_now() {
+    let output = surge(&["bench", "engine", "--shards", "1,2", "--runs", "1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sharding is not built yet"), "{stderr}");
+}

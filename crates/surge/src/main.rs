@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+use surge::bench::engine::EngineBenchArgs;
 use surge::bench::memory::MemoryBenchArgs;
 use surge::bench::recovery::RecoveryBenchArgs;
 use surge::bench::state_machine::StateMachineBenchArgs;
@@ -42,6 +43,9 @@ enum BenchCommand {
     Wal(WalBenchArgs),
     /// Write a log of 10 M transfers, then time recovery (scan + replay) from it.
     Recovery(RecoveryBenchArgs),
+    /// Run the real engine (one node, real fdatasync) in-process: commands/s and latency
+    /// from submit to durable result, per workload; and an open loop at a fixed rate.
+    Engine(EngineBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +59,9 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Wal(args)) => surge::bench::wal::run(&args)?,
         Command::Bench(BenchCommand::Recovery(args)) => {
             surge::bench::recovery::run(&args)?;
+        }
+        Command::Bench(BenchCommand::Engine(args)) => {
+            surge::bench::engine::run(&args)?;
         }
         Command::Drive(args) => surge::drive::run(&args)?,
         Command::Codes => print!("{}", surge_core::result::result_codes_markdown()),

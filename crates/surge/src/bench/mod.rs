@@ -1,6 +1,7 @@
 //! Benchmarks as commands: each prints one JSON object (or a table row) per workload with
 //! `workload`, `ops_per_sec` and latency percentiles, medians over several runs.
 
+pub mod engine;
 pub mod memory;
 pub mod recovery;
 pub mod state_machine;

@@ -1,0 +1,1138 @@
+//! `surge bench engine`: the real engine ([`Node`], one shard) in-process on real files with
+//! real `fdatasync`. Reports commands per second and each command's latency from the
+//! `submit` of its batch until `wait` returned its durable, applied result (every command
+//! of a batch gets its batch's latency). The closed-loop workloads (`uniform`,
+//! `hot-merchant`, `hot-sku`, `mixed`) run `--submitters` threads that each keep at most
+//! `--in-flight` batches unanswered; `open-loop` offers a fixed rate from a pacer thread and
+//! measures from each batch's *scheduled* send time, so queueing behind a stall is counted,
+//! not hidden (coordinated omission), and a `Busy` answer is a rejection, not retried.
+//! Setup (accounts, funding, SKUs) is logged through the node before timing. Every code is
+//! checked: more than 1 % unexpected codes fails the run. The log alone (group commit, the
+//! same batches, the same disk) runs once per invocation as the peer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use surge_core::constants::BATCH_EVENTS_MAX;
+use surge_core::{BatchBuf, ResultCode};
+use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, Pending};
+use surge_wal::bench::{run_wal_bench, BenchOptions};
+use surge_wal::{CommitStats, FileStorage, SubmitError, SystemClock};
+
+use super::{commit, median};
+use crate::rng::SplitMix64;
+use crate::workload::{
+    measured_batch, mixed_setup_batches, setup_batches, FestivalMix, WorkloadKind, WorkloadShape,
+};
+
+/// Commands per second of run a closed-loop run may submit (and the state machine is
+/// sized for) when `--capacity` is not given: above what one shard reaches on this
+/// machine (~3.6 M/s at best), so runs are timed, not cut short. A run that reaches its
+/// capacity stops early rather than grow a table mid-run (a multi-second stall of the apply
+/// thread: the 1.7 GB transfer record buffer is reallocated and copied at 13 M transfers).
+const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
+
+/// The same for `mixed`, which is slower (orders live in standard hash maps whose pre-sized
+/// memory is first touched, page by page, on the hot path: sized smaller, it pays less).
+const CAPACITY_MIXED_COMMANDS_PER_SECOND_DEFAULT: f64 = 1_000_000.0;
+
+/// Orders per mixed-workload command, at most: every order is placed by one command and
+/// then paid, cancelled or abandoned (~1.9 commands per order).
+const MIXED_ORDERS_PER_COMMAND_MAX: f64 = 0.55;
+
+/// Unexpected codes a run may have, as a fraction of its commands; past it the run fails.
+const NOT_OK_FRACTION_MAX: f64 = 0.01;
+
+/// Setup batches in flight at once (setup is not timed).
+const SETUP_IN_FLIGHT_MAX: usize = 16;
+
+/// Batches the open loop's pacer may have handed to its collector, unanswered, at most.
+const OPEN_LOOP_IN_FLIGHT_MAX: usize = 65_536;
+
+/// Wait before submitting again after a closed-loop `Busy`.
+const BUSY_RETRY_INTERVAL: Duration = Duration::from_micros(100);
+
+/// Each submitter's commands (and so ids) come from its own range of indexes this wide.
+const SUBMITTER_INDEX_RANGE: u64 = 1 << 40;
+
+/// Name under which `thread_cpu` reports the benchmark's own submitting threads.
+const CLIENTS_CPU_NAME: &str = "bench-clients";
+
+/// Highest latency the histograms track, in ns (longer ones are clamped).
+const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
+
+/// What a workload run offers the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineWorkload {
+    /// Transfers between random pairs of `--accounts` accounts.
+    Uniform,
+    /// Flash-sale payments: random buyer wallets pay one merchant account.
+    HotMerchant,
+    /// A stampede: every command reserves a unit of one SKU for a random buyer.
+    HotSku,
+    /// A festival mix: place orders; then pay most, cancel some, leave some to expire,
+    /// refund some of the paid ones. Every command counts as an op.
+    Mixed,
+    /// `--open-loop-workload` offered at `--open-loop-rate` commands/s.
+    #[value(alias = "open-loop-256k")]
+    OpenLoop,
+}
+
+impl EngineWorkload {
+    /// Every workload, in report order.
+    pub const ALL: [EngineWorkload; 5] = [
+        EngineWorkload::Uniform,
+        EngineWorkload::HotMerchant,
+        EngineWorkload::HotSku,
+        EngineWorkload::Mixed,
+        EngineWorkload::OpenLoop,
+    ];
+
+    fn fixed_kind(self) -> Option<WorkloadKind> {
+        match self {
+            EngineWorkload::Uniform => Some(WorkloadKind::Uniform),
+            EngineWorkload::HotMerchant => Some(WorkloadKind::HotMerchant),
+            EngineWorkload::HotSku => Some(WorkloadKind::HotSku),
+            EngineWorkload::Mixed | EngineWorkload::OpenLoop => None,
+        }
+    }
+}
+
+/// Options of `surge bench engine`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EngineBenchArgs {
+    /// Directory on the disk to measure (not a tmpfs: fdatasync would be free there). A
+    /// fresh subdirectory is made in it, a node directory per run, removed afterwards.
+    #[arg(long, default_value = ".")]
+    pub data_dir: PathBuf,
+    /// Workloads to run, repeated or comma-separated (default: all, in the order uniform,
+    /// hot-merchant, hot-sku, mixed, open-loop).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workload: Vec<EngineWorkload>,
+    /// Shard counts to run each workload with, comma-separated. Only 1 for now: sharding
+    /// is not built yet.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub shards: Vec<usize>,
+    /// Seconds of measured load per run (fractions allowed).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Runs per workload, each on a fresh node; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Closed loop: threads submitting batches.
+    #[arg(long, default_value_t = 8)]
+    pub submitters: usize,
+    /// Closed loop: batches each submitter keeps unanswered, at most; it submits the next
+    /// one only when fewer are.
+    #[arg(long, default_value_t = 2)]
+    pub in_flight: usize,
+    /// Closed loop: commands per batch (at most 8,190).
+    #[arg(long, default_value_t = BATCH_EVENTS_MAX)]
+    pub batch_size: usize,
+    /// Accounts (uniform) or buyer wallets (the other workloads), created and funded
+    /// before timing.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts: u64,
+    /// Run the node with the sled history index on (finished transfers then leave memory
+    /// for its archive), as a server would.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub history: bool,
+    /// With `--history false`: also run `uniform` once with the history index on, so its
+    /// cost is printed next to the figure without it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub history_peer: bool,
+    /// Also run the log alone (group commit of the same batches, same submitters, same
+    /// disk, `--seconds`) once as the peer; each figure is reported as a fraction of it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub wal_peer: bool,
+    /// Open loop: commands per second offered.
+    #[arg(long, default_value_t = 256_000)]
+    pub open_loop_rate: u64,
+    /// Open loop: commands per batch; a batch is sent every batch / rate seconds (256 at
+    /// 256,000/s: one per millisecond).
+    #[arg(long, default_value_t = 256)]
+    pub open_loop_batch_size: usize,
+    /// Open loop: the traffic offered.
+    #[arg(long, value_enum, default_value = "hot-merchant")]
+    pub open_loop_workload: WorkloadKind,
+    /// Commands a run may submit, and the state machine's tables are sized for up front;
+    /// a closed-loop run that reaches it stops early (default: 4 M per second of run, 1 M
+    /// for mixed; the open loop: its rate × seconds).
+    #[arg(long)]
+    pub capacity: Option<u64>,
+    /// Per-buyer limit on the hot SKU (0 = none).
+    #[arg(long, default_value_t = 1_000)]
+    pub sku_limit_per_buyer: u32,
+    /// Seed of the workload generators.
+    #[arg(long, default_value_t = 0x5EED)]
+    pub seed: u64,
+    /// Print one JSON object per workload and shard count instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One workload's figures at one shard count: the median of its runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineReport {
+    /// `engine`.
+    pub bench: &'static str,
+    /// `uniform`, `hot-merchant`, `hot-sku`, `mixed` or `open-loop-<rate/1000>k`.
+    pub workload: String,
+    /// Shards the engine ran with.
+    pub shards: usize,
+    /// Durable, applied commands per second: the median over runs (open loop: achieved).
+    pub ops_per_sec: f64,
+    /// Per-command latency percentiles of the median run, in µs: submit → durable result
+    /// (open loop: scheduled send → durable result).
+    pub p50_us: f64,
+    /// See `p50_us`.
+    pub p99_us: f64,
+    /// See `p50_us`.
+    pub p999_us: f64,
+    /// The slowest command of the median run, in µs.
+    pub max_us: f64,
+    /// `ops_per_sec` of every run, in run order.
+    pub runs_ops_per_sec: Vec<f64>,
+    /// `p99_us` of every run, in run order.
+    pub runs_p99_us: Vec<f64>,
+    /// Commands per batch.
+    pub batch_size: usize,
+    /// Submitting threads (open loop: the one pacer).
+    pub submitters: usize,
+    /// Batches each submitter keeps unanswered, at most (open loop: unbounded, 0).
+    pub in_flight: usize,
+    /// Whether the node ran with the history index (and eviction into it).
+    pub history: bool,
+    /// Commands answered in the median run.
+    pub commands: u64,
+    /// Seconds from the start of the median run until its last answer.
+    pub seconds: f64,
+    /// Commands answered with another code than `ok` in the median run.
+    pub not_ok: u64,
+    /// `not_ok` by code.
+    pub not_ok_codes: BTreeMap<String, u64>,
+    /// Submissions answered `Busy` in the median run (closed loop: submitted again).
+    pub busy: u64,
+    /// Open loop: commands offered per second (the schedule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_per_sec: Option<f64>,
+    /// Open loop: commands answered per second (`ops_per_sec`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub achieved_per_sec: Option<f64>,
+    /// Open loop: commands refused `Busy` and dropped, not retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<u64>,
+    /// Commands a run could submit (and the state was sized for).
+    pub capacity: u64,
+    /// Whether the median run stopped early because it submitted `capacity` commands.
+    pub capacity_reached: bool,
+    /// Mixed: orders placed and left unpaid, to expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orders_abandoned: Option<u64>,
+    /// Log syncs per second in the median run.
+    pub syncs_per_sec: f64,
+    /// Commands per log sync in the median run.
+    pub commands_per_sync: f64,
+    /// Median and 99th percentile `fdatasync` latency of the node's log (setup included).
+    pub sync_p50_us: u64,
+    /// See `sync_p50_us`.
+    pub sync_p99_us: u64,
+    /// CPU time per second of run, by thread (`surge-apply`, `surge-wal-write`, ...; the
+    /// benchmark's submitting threads as `bench-clients`), in the median run: where the
+    /// cores went.
+    pub thread_cpu: BTreeMap<String, f64>,
+    /// Time per second of run each thread was runnable but waiting for a CPU (the machine
+    /// is shared: another process's load shows here).
+    pub thread_cpu_wait: BTreeMap<String, f64>,
+    /// The machine's 1-minute load average at the end of the median run.
+    pub load_average: f64,
+    /// `ops_per_sec` of the log alone (group commit, the same batches), this invocation
+    /// (closed-loop workloads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_alone_ops_per_sec: Option<f64>,
+    /// `ops_per_sec` / `wal_alone_ops_per_sec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_wal: Option<f64>,
+    /// Accounts (or buyers) in the workload.
+    pub accounts: u64,
+    /// The workload seed.
+    pub seed: u64,
+    /// The source revision, if known.
+    pub commit: String,
+}
+
+impl EngineReport {
+    /// The human-readable line.
+    pub fn line(&self) -> String {
+        let open_loop = match (self.offered_per_sec, self.rejected) {
+            (Some(offered), Some(rejected)) => {
+                format!("  offered {offered:.0}/s, rejected {rejected}")
+            }
+            _ => String::new(),
+        };
+        let wal = self
+            .fraction_of_wal
+            .map_or_else(String::new, |f| format!("  {:.0}% of the WAL", f * 100.0));
+        format!(
+            "{:<16} shards {} history {:<5} {:>10.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  \
+             p999 {:>8.0} µs  not_ok {} busy {}{open_loop}{wal}  runs {:?}",
+            self.workload,
+            self.shards,
+            self.history,
+            self.ops_per_sec,
+            self.p50_us,
+            self.p99_us,
+            self.p999_us,
+            self.not_ok,
+            self.busy,
+            self.runs_ops_per_sec
+                .iter()
+                .map(|r| format!("{:.2}M", r / 1e6))
+                .collect::<Vec<_>>()
+        )
+    }
+}
+
+/// Runs the benchmark and prints its reports.
+pub fn run(args: &EngineBenchArgs) -> anyhow::Result<Vec<EngineReport>> {
+    check_args(args)?;
+    let directory = args
+        .data_dir
+        .join(format!("surge-bench-engine-{}", std::process::id()));
+    std::fs::create_dir_all(&directory)
+        .with_context(|| format!("creating {}", directory.display()))?;
+    let outcome = run_in(&directory, args);
+    let removed = std::fs::remove_dir_all(&directory)
+        .with_context(|| format!("removing {}", directory.display()));
+    let reports = outcome?;
+    removed?;
+    Ok(reports)
+}
+
+fn check_args(args: &EngineBenchArgs) -> anyhow::Result<()> {
+    ensure!(!args.shards.is_empty(), "--shards needs at least one count");
+    if let Some(shards) = args.shards.iter().find(|shards| **shards != 1) {
+        bail!(
+            "--shards {shards}: sharding is not built yet, so only --shards 1 (one node) can \
+             be measured; the sharded engine will accept more"
+        );
+    }
+    ensure!(
+        args.seconds > 0.0 && args.seconds.is_finite(),
+        "--seconds must be positive"
+    );
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(args.submitters >= 1, "--submitters must be at least 1");
+    ensure!(args.in_flight >= 1, "--in-flight must be at least 1");
+    ensure!(
+        (1..=BATCH_EVENTS_MAX).contains(&args.batch_size),
+        "--batch-size must be 1..={BATCH_EVENTS_MAX}"
+    );
+    ensure!(
+        (1..=BATCH_EVENTS_MAX).contains(&args.open_loop_batch_size),
+        "--open-loop-batch-size must be 1..={BATCH_EVENTS_MAX}"
+    );
+    ensure!(
+        args.open_loop_rate >= 1,
+        "--open-loop-rate must be positive"
+    );
+    ensure!(args.accounts >= 2, "--accounts must be at least 2");
+    Ok(())
+}
+
+fn run_in(directory: &Path, args: &EngineBenchArgs) -> anyhow::Result<Vec<EngineReport>> {
+    let wal_alone = if args.wal_peer {
+        Some(wal_alone_ops_per_sec(directory, args)?)
+    } else {
+        None
+    };
+    let workloads = if args.workload.is_empty() {
+        EngineWorkload::ALL.to_vec()
+    } else {
+        args.workload.clone()
+    };
+    let revision = commit();
+    let mut reports = Vec::new();
+    for workload in workloads {
+        for &shards in &args.shards {
+            let mut plans = vec![(args.history, args.runs)];
+            if workload == EngineWorkload::Uniform && args.history_peer && !args.history {
+                plans.push((true, 1));
+            }
+            for (history, runs) in plans {
+                let results = (0..runs)
+                    .map(|index| run_once(directory, args, workload, history, index))
+                    .collect::<anyhow::Result<Vec<RunResult>>>()?;
+                let mut report = summarize(args, workload, history, shards, &results);
+                // The open loop offers a fixed rate: a fraction of the log would say nothing.
+                if workload != EngineWorkload::OpenLoop {
+                    report.wal_alone_ops_per_sec = wal_alone;
+                    report.fraction_of_wal = wal_alone.map(|wal| report.ops_per_sec / wal);
+                }
+                report.commit = revision.clone();
+                if args.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{}", report.line());
+                }
+                reports.push(report);
+            }
+        }
+    }
+    Ok(reports)
+}
+
+/// Durable records per second of the log alone: `surge bench wal`'s group commit with the
+/// same batch size, submitters and batches in flight, on the same disk.
+fn wal_alone_ops_per_sec(directory: &Path, args: &EngineBenchArgs) -> anyhow::Result<f64> {
+    let wal_directory = directory.join("wal-peer");
+    std::fs::create_dir_all(&wal_directory)
+        .with_context(|| format!("creating {}", wal_directory.display()))?;
+    let options = BenchOptions {
+        duration: Duration::from_secs_f64(args.seconds),
+        batch_records: args.batch_size as u32,
+        submitters: args.submitters,
+        batches_in_flight: args.in_flight,
+        ..BenchOptions::default()
+    };
+    let reports = run_wal_bench(&wal_directory, &options)
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .context("the log-alone peer")?;
+    std::fs::remove_dir_all(&wal_directory)
+        .with_context(|| format!("removing {}", wal_directory.display()))?;
+    reports
+        .iter()
+        .find(|report| report.workload == "wal_group_commit")
+        .map(|report| report.ops_per_sec)
+        .context("the log-alone peer printed no wal_group_commit figure")
+}
+
+/// What one run measured.
+struct RunResult {
+    commands: u64,
+    seconds: f64,
+    latency_ns: Histogram<u64>,
+    not_ok: BTreeMap<String, u64>,
+    busy: u64,
+    rejected: u64,
+    offered_per_sec: Option<f64>,
+    orders_abandoned: Option<u64>,
+    capacity_reached: bool,
+    commit_stats: CommitStats,
+    syncs: u64,
+    commands_logged: u64,
+    thread_cpu: BTreeMap<String, CpuTime>,
+    load_average: f64,
+}
+
+impl RunResult {
+    fn ops_per_sec(&self) -> f64 {
+        self.commands as f64 / self.seconds
+    }
+
+    fn percentile_us(&self, percentile: f64) -> f64 {
+        self.latency_ns.value_at_percentile(percentile) as f64 / 1_000.0
+    }
+
+    fn not_ok_count(&self) -> u64 {
+        self.not_ok.values().sum()
+    }
+}
+
+/// The sizes and ids of one workload run.
+struct RunPlan {
+    workload: EngineWorkload,
+    /// The fixed workload (the open loop's too); `None` for the festival mix.
+    kind: Option<WorkloadKind>,
+    shape: WorkloadShape,
+    state: surge_core::Config,
+    /// Commands the run may submit.
+    capacity: u64,
+}
+
+fn plan(args: &EngineBenchArgs, workload: EngineWorkload, run_index: usize) -> RunPlan {
+    let open_loop = workload == EngineWorkload::OpenLoop;
+    let (kind, batch_size) = if open_loop {
+        (Some(args.open_loop_workload), args.open_loop_batch_size)
+    } else {
+        (workload.fixed_kind(), args.batch_size)
+    };
+    let capacity = args.capacity.unwrap_or_else(|| {
+        let rate = match workload {
+            EngineWorkload::OpenLoop => args.open_loop_rate as f64,
+            EngineWorkload::Mixed => CAPACITY_MIXED_COMMANDS_PER_SECOND_DEFAULT,
+            _ => CAPACITY_COMMANDS_PER_SECOND_DEFAULT,
+        };
+        (rate * args.seconds).ceil() as u64
+    }) as usize;
+    // `batches` only stocks the hot SKU here (runs are timed): a unit for every command a
+    // run may submit, so the stampede never sells out (the figure would count `sold_out`).
+    let shape = WorkloadShape {
+        accounts: args.accounts,
+        batches: capacity.div_ceil(batch_size) + 1,
+        batch_size,
+        sku_limit_per_buyer: args.sku_limit_per_buyer,
+        seed: args.seed.wrapping_add(run_index as u64),
+    };
+    let accounts = args.accounts as usize;
+    let (transfers, orders) = match (workload, kind) {
+        (EngineWorkload::Mixed, _) => {
+            let orders = (capacity as f64 * MIXED_ORDERS_PER_COMMAND_MAX).ceil() as usize;
+            (accounts + capacity, orders)
+        }
+        (_, Some(WorkloadKind::HotSku)) => (accounts, capacity),
+        _ => (accounts + capacity, 1024),
+    };
+    RunPlan {
+        workload,
+        kind,
+        shape,
+        capacity: capacity as u64,
+        state: surge_core::Config {
+            accounts_capacity: accounts + 2,
+            transfers_capacity: transfers,
+            orders_capacity: orders.max(1024),
+            ..surge_core::Config::default()
+        },
+    }
+}
+
+/// One run on a fresh node in its own directory, removed afterwards.
+fn run_once(
+    directory: &Path,
+    args: &EngineBenchArgs,
+    workload: EngineWorkload,
+    history: bool,
+    run_index: usize,
+) -> anyhow::Result<RunResult> {
+    let plan = plan(args, workload, run_index);
+    let run_directory = directory.join(format!("run-{run_index}"));
+    let outcome = run_on_node(&run_directory, args, &plan, history);
+    let removed = std::fs::remove_dir_all(&run_directory)
+        .with_context(|| format!("removing {}", run_directory.display()));
+    let result = outcome?;
+    removed?;
+    Ok(result)
+}
+
+/// Opens a node in `directory`, sets the workload up, measures it, and shuts it down.
+fn run_on_node(
+    directory: &Path,
+    args: &EngineBenchArgs,
+    plan: &RunPlan,
+    history: bool,
+) -> anyhow::Result<RunResult> {
+    let node = open_node(directory, history, plan.state)?;
+    let setup = match plan.kind {
+        Some(kind) => setup_batches(kind, &plan.shape),
+        None => mixed_setup_batches(&plan.shape),
+    };
+    set_up(&node, &setup)?;
+    let result = match plan.workload {
+        EngineWorkload::OpenLoop => run_open_loop(&node, args, plan)?,
+        _ => run_closed_loop(&node, args, plan)?,
+    };
+    node.shutdown();
+    check_codes(plan.workload, &result)?;
+    Ok(result)
+}
+
+fn open_node(directory: &Path, history: bool, state: surge_core::Config) -> anyhow::Result<Node> {
+    let storage = NodeStorage {
+        log: Box::new(FileStorage::open(&directory.join("log"))?),
+        checkpoints: Box::new(FileStorage::open(&directory.join("checkpoints"))?),
+    };
+    let config = NodeConfig {
+        state,
+        history_directory: history.then(|| directory.join("history")),
+        ..NodeConfig::default()
+    };
+    let (node, _) = Node::open(config, storage, Arc::new(SystemClock))
+        .with_context(|| format!("opening a node in {}", directory.display()))?;
+    Ok(node)
+}
+
+/// Logs the setup batches (pipelined, not timed); every command must succeed.
+fn set_up(node: &Node, batches: &[BatchBuf]) -> anyhow::Result<()> {
+    let mut in_flight: VecDeque<Pending> = VecDeque::new();
+    let check = |pending: Pending| -> anyhow::Result<()> {
+        let codes = pending.wait().context("workload setup")?;
+        if let Some(code) = codes.iter().find(|code| **code != ResultCode::Ok) {
+            bail!("workload setup failed: a command answered {}", code.name());
+        }
+        Ok(())
+    };
+    for batch in batches {
+        if in_flight.len() >= SETUP_IN_FLIGHT_MAX {
+            check(in_flight.pop_front().expect("in flight"))?;
+        }
+        let mut busy = 0;
+        in_flight.push_back(submit_retrying(node, batch, &mut busy)?);
+    }
+    in_flight.into_iter().try_for_each(check)
+}
+
+/// Submits `batch`, again after a short wait while the log answers `Busy` (counted).
+fn submit_retrying(node: &Node, batch: &BatchBuf, busy: &mut u64) -> anyhow::Result<Pending> {
+    loop {
+        match node.submit(batch.as_batch()) {
+            Err(EngineError::Submit(SubmitError::Busy)) => {
+                *busy += 1;
+                std::thread::sleep(BUSY_RETRY_INTERVAL);
+            }
+            other => return other.context("submitting a batch"),
+        }
+    }
+}
+
+/// Fails the run if more than 1 % of its commands answered an unexpected code: the figure
+/// would then measure failures, not work. Every workload expects `ok` for every command.
+fn check_codes(workload: EngineWorkload, result: &RunResult) -> anyhow::Result<()> {
+    let not_ok = result.not_ok_count();
+    ensure!(result.commands > 0, "{workload:?}: no command was answered");
+    if not_ok as f64 > NOT_OK_FRACTION_MAX * result.commands as f64 {
+        bail!(
+            "{workload:?}: {not_ok} of {} commands did not answer ok ({:?}); the figure \
+             would measure failures",
+            result.commands,
+            result.not_ok
+        );
+    }
+    Ok(())
+}
+
+/// Where a submitter's batches come from.
+enum Generator {
+    /// A fixed workload: commands from `index_next` on.
+    Fixed {
+        kind: WorkloadKind,
+        shape: WorkloadShape,
+        rng: SplitMix64,
+        index_next: u64,
+    },
+    /// The festival mix, fed back with each batch's codes.
+    Mixed(FestivalMix),
+}
+
+impl Generator {
+    fn new(plan: &RunPlan, submitter: usize) -> Generator {
+        let first_index = submitter as u64 * SUBMITTER_INDEX_RANGE;
+        match plan.kind {
+            Some(kind) => Generator::Fixed {
+                kind,
+                shape: plan.shape,
+                rng: SplitMix64::new(plan.shape.seed ^ first_index),
+                index_next: first_index,
+            },
+            None => Generator::Mixed(FestivalMix::new(&plan.shape, first_index)),
+        }
+    }
+
+    fn next_batch(&mut self) -> BatchBuf {
+        match self {
+            Generator::Fixed {
+                kind,
+                shape,
+                rng,
+                index_next,
+            } => {
+                let first = *index_next;
+                *index_next += shape.batch_size as u64;
+                measured_batch(*kind, shape, rng, first as usize, shape.batch_size)
+            }
+            Generator::Mixed(mix) => mix.next_batch(),
+        }
+    }
+
+    fn completed(&mut self, batch: &BatchBuf, codes: &[ResultCode]) {
+        if let Generator::Mixed(mix) = self {
+            mix.completed(batch, codes);
+        }
+    }
+
+    fn orders_abandoned(&self) -> Option<u64> {
+        match self {
+            Generator::Fixed { .. } => None,
+            Generator::Mixed(mix) => Some(mix.abandoned()),
+        }
+    }
+}
+
+/// What one submitting (or collecting) thread measured.
+struct ThreadTally {
+    commands: u64,
+    latency_ns: Histogram<u64>,
+    not_ok: BTreeMap<String, u64>,
+    busy: u64,
+    last_answer: Option<Instant>,
+    orders_abandoned: Option<u64>,
+    cpu: CpuTime,
+}
+
+impl ThreadTally {
+    fn new() -> ThreadTally {
+        ThreadTally {
+            commands: 0,
+            latency_ns: latency_histogram(),
+            not_ok: BTreeMap::new(),
+            busy: 0,
+            last_answer: None,
+            orders_abandoned: None,
+            cpu: CpuTime::default(),
+        }
+    }
+
+    /// Counts a batch answered now, `latency` after its reference time.
+    fn answered(&mut self, codes: &[ResultCode], latency: Duration, now: Instant) {
+        let latency_ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_ns
+            .saturating_record_n(latency_ns.clamp(1, LATENCY_NS_MAX), codes.len() as u64);
+        self.commands += codes.len() as u64;
+        for code in codes.iter().filter(|code| **code != ResultCode::Ok) {
+            *self.not_ok.entry(code.name()).or_default() += 1;
+        }
+        self.last_answer = Some(now);
+    }
+}
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid histogram bounds")
+}
+
+/// The closed loop: `--submitters` threads, each with at most `--in-flight` batches
+/// unanswered, for `--seconds`; then every batch in flight is answered.
+fn run_closed_loop(
+    node: &Node,
+    args: &EngineBenchArgs,
+    plan: &RunPlan,
+) -> anyhow::Result<RunResult> {
+    let duration = Duration::from_secs_f64(args.seconds);
+    let barrier = Barrier::new(args.submitters + 1);
+    let budget = Budget {
+        commands_left: AtomicU64::new(plan.capacity),
+        reached: AtomicBool::new(false),
+    };
+    let (tallies, start, before) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.submitters)
+            .map(|submitter| {
+                let generator = Generator::new(plan, submitter);
+                let (barrier, budget) = (&barrier, &budget);
+                std::thread::Builder::new()
+                    .name(format!("surge-submit-{submitter}"))
+                    .spawn_scoped(scope, move || {
+                        barrier.wait();
+                        submit_closed_loop(node, generator, duration, args.in_flight, budget)
+                    })
+                    .expect("spawn a submitter thread")
+            })
+            .collect();
+        let before = (node.commit_stats(), threads_cpu());
+        barrier.wait();
+        let start = Instant::now();
+        let tallies: Vec<anyhow::Result<ThreadTally>> = handles.into_iter().map(join).collect();
+        (tallies, start, before)
+    });
+    let tallies = tallies.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let mut result = combine(node, start, before, tallies);
+    result.capacity_reached = budget.reached.load(Ordering::SeqCst);
+    Ok(result)
+}
+
+/// The commands a closed-loop run may still submit, shared by its submitters.
+struct Budget {
+    commands_left: AtomicU64,
+    /// Set when a submitter stopped because the budget ran out.
+    reached: AtomicBool,
+}
+
+impl Budget {
+    /// Takes `commands` from the budget; false (and marked reached) if it has too few.
+    fn take(&self, commands: u64) -> bool {
+        let taken = self
+            .commands_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(commands)
+            })
+            .is_ok();
+        if !taken {
+            self.reached.store(true, Ordering::SeqCst);
+        }
+        taken
+    }
+}
+
+fn submit_closed_loop(
+    node: &Node,
+    mut generator: Generator,
+    duration: Duration,
+    in_flight_max: usize,
+    budget: &Budget,
+) -> anyhow::Result<ThreadTally> {
+    let cpu_start = thread_self_cpu();
+    let deadline = Instant::now() + duration;
+    let mut tally = ThreadTally::new();
+    let mut in_flight: VecDeque<(BatchBuf, Pending, Instant)> = VecDeque::new();
+    let answer = |tally: &mut ThreadTally,
+                  generator: &mut Generator,
+                  (batch, pending, submitted): (BatchBuf, Pending, Instant)|
+     -> anyhow::Result<()> {
+        let codes = pending.wait().context("waiting for a batch")?;
+        let now = Instant::now();
+        tally.answered(&codes, now - submitted, now);
+        generator.completed(&batch, &codes);
+        Ok(())
+    };
+    while Instant::now() < deadline {
+        if in_flight.len() >= in_flight_max {
+            let oldest = in_flight.pop_front().expect("in flight");
+            answer(&mut tally, &mut generator, oldest)?;
+        }
+        let batch = generator.next_batch();
+        if !budget.take(batch.as_batch().len() as u64) {
+            break;
+        }
+        let submitted = Instant::now();
+        let pending = submit_retrying(node, &batch, &mut tally.busy)?;
+        in_flight.push_back((batch, pending, submitted));
+    }
+    while let Some(oldest) = in_flight.pop_front() {
+        answer(&mut tally, &mut generator, oldest)?;
+    }
+    tally.orders_abandoned = generator.orders_abandoned();
+    tally.cpu = thread_self_cpu().since(cpu_start);
+    Ok(tally)
+}
+
+/// Adds up the threads' tallies; the node's log counters and its threads' CPU time are
+/// taken as differences from `before` (sampled just before the start).
+fn combine(
+    node: &Node,
+    start: Instant,
+    before: (CommitStats, BTreeMap<String, CpuTime>),
+    tallies: Vec<ThreadTally>,
+) -> RunResult {
+    let (stats_before, cpu_before) = before;
+    let stats = node.commit_stats();
+    let mut thread_cpu: BTreeMap<String, CpuTime> = threads_cpu()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("surge-") || name.starts_with("sled"))
+        .map(|(name, time)| {
+            let spent = time.since(cpu_before.get(&name).copied().unwrap_or_default());
+            (name, spent)
+        })
+        .collect();
+    let mut result = RunResult {
+        commands: 0,
+        seconds: 0.0,
+        latency_ns: latency_histogram(),
+        not_ok: BTreeMap::new(),
+        busy: 0,
+        rejected: 0,
+        offered_per_sec: None,
+        orders_abandoned: None,
+        capacity_reached: false,
+        syncs: stats.syncs - stats_before.syncs,
+        commands_logged: stats.commands - stats_before.commands,
+        commit_stats: stats,
+        thread_cpu: BTreeMap::new(),
+        load_average: load_average(),
+    };
+    let mut last_answer = start;
+    for tally in tallies {
+        result.commands += tally.commands;
+        result
+            .latency_ns
+            .add(&tally.latency_ns)
+            .expect("histograms of the same bounds");
+        for (code, count) in tally.not_ok {
+            *result.not_ok.entry(code).or_default() += count;
+        }
+        result.busy += tally.busy;
+        if let Some(abandoned) = tally.orders_abandoned {
+            *result.orders_abandoned.get_or_insert(0) += abandoned;
+        }
+        last_answer = last_answer.max(tally.last_answer.unwrap_or(start));
+        // The benchmark's own threads have ended by now: each measured itself.
+        thread_cpu
+            .entry(CLIENTS_CPU_NAME.to_string())
+            .or_default()
+            .add(tally.cpu);
+    }
+    thread_cpu.retain(|_, time| time.running_ns > 0);
+    result.thread_cpu = thread_cpu;
+    result.seconds = (last_answer - start).as_secs_f64().max(f64::MIN_POSITIVE);
+    result
+}
+
+/// The open loop: a pacer thread submits a batch of `--open-loop-batch-size` commands at
+/// each scheduled time (`--open-loop-rate` commands/s) whatever the engine is doing; a
+/// collector thread waits for the answers in order and measures each from its scheduled
+/// time. `Busy` answers are dropped and counted, never retried.
+fn run_open_loop(node: &Node, args: &EngineBenchArgs, plan: &RunPlan) -> anyhow::Result<RunResult> {
+    let batch_size = plan.shape.batch_size;
+    let interval = Duration::from_secs_f64(batch_size as f64 / args.open_loop_rate as f64);
+    let batches = ((args.seconds / interval.as_secs_f64()).round() as u64).max(1);
+    let (sender, receiver) =
+        mpsc::sync_channel::<(Instant, BatchBuf, Pending)>(OPEN_LOOP_IN_FLIGHT_MAX);
+    let before = (node.commit_stats(), threads_cpu());
+    let start = Instant::now() + Duration::from_millis(10);
+    let (paced, collected) = std::thread::scope(|scope| {
+        let mut generator = Generator::new(plan, 0);
+        let pacer = std::thread::Builder::new()
+            .name("surge-pacer".to_string())
+            .spawn_scoped(scope, move || {
+                let cpu_start = thread_self_cpu();
+                let outcome = pace(node, &mut generator, start, interval, batches, sender);
+                outcome.map(|(busy, rejected)| (busy, rejected, thread_self_cpu().since(cpu_start)))
+            })
+            .expect("spawn the pacer thread");
+        let collector = std::thread::Builder::new()
+            .name("surge-collector".to_string())
+            .spawn_scoped(scope, move || collect(receiver))
+            .expect("spawn the collector thread");
+        (join(pacer), join(collector))
+    });
+    let (busy, rejected, pacer_cpu) = paced?;
+    let mut tally = collected?;
+    tally.busy = busy;
+    tally.cpu.add(pacer_cpu);
+    let mut result = combine(node, start, before, vec![tally]);
+    result.rejected = rejected;
+    result.offered_per_sec = Some((batches * batch_size as u64) as f64 / args.seconds);
+    Ok(result)
+}
+
+/// The thread's outcome; its panic goes on in the caller.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match handle.join() {
+        Ok(outcome) => outcome,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// The pacer: the `index`th batch goes at `start + index × interval`, late ones at once.
+/// Returns the `Busy` answers and the commands they refused.
+fn pace(
+    node: &Node,
+    generator: &mut Generator,
+    start: Instant,
+    interval: Duration,
+    batches: u64,
+    sender: mpsc::SyncSender<(Instant, BatchBuf, Pending)>,
+) -> anyhow::Result<(u64, u64)> {
+    let (mut busy, mut rejected) = (0, 0);
+    let mut batch = generator.next_batch();
+    for index in 0..batches {
+        let scheduled = start + interval.mul_f64(index as f64);
+        let now = Instant::now();
+        if scheduled > now {
+            std::thread::sleep(scheduled - now);
+        }
+        match node.submit(batch.as_batch()) {
+            Ok(pending) => sender
+                .send((scheduled, batch, pending))
+                .context("the collector thread stopped")?,
+            Err(EngineError::Submit(SubmitError::Busy)) => {
+                busy += 1;
+                rejected += batch.as_batch().len() as u64;
+            }
+            Err(error) => return Err(error).context("submitting a batch"),
+        }
+        batch = generator.next_batch();
+    }
+    Ok((busy, rejected))
+}
+
+/// The collector: answers in submission order, each measured from its scheduled time.
+fn collect(receiver: mpsc::Receiver<(Instant, BatchBuf, Pending)>) -> anyhow::Result<ThreadTally> {
+    let cpu_start = thread_self_cpu();
+    let mut tally = ThreadTally::new();
+    for (scheduled, _, pending) in receiver {
+        let codes = pending.wait().context("waiting for a batch")?;
+        let now = Instant::now();
+        tally.answered(&codes, now.saturating_duration_since(scheduled), now);
+    }
+    tally.cpu = thread_self_cpu().since(cpu_start);
+    Ok(tally)
+}
+
+/// The report of one workload at one shard count from its runs: the median run by
+/// commands per second (the open loop, whose rate is fixed: by p99 latency).
+fn summarize(
+    args: &EngineBenchArgs,
+    workload: EngineWorkload,
+    history: bool,
+    shards: usize,
+    results: &[RunResult],
+) -> EngineReport {
+    let open_loop = workload == EngineWorkload::OpenLoop;
+    let runs_ops_per_sec: Vec<f64> = results.iter().map(RunResult::ops_per_sec).collect();
+    let runs_p99_us: Vec<f64> = results.iter().map(|r| r.percentile_us(99.0)).collect();
+    let chosen = if open_loop {
+        let middle = median(&runs_p99_us);
+        &results[runs_p99_us
+            .iter()
+            .position(|p| *p == middle)
+            .expect("a run")]
+    } else {
+        let middle = median(&runs_ops_per_sec);
+        &results[runs_ops_per_sec
+            .iter()
+            .position(|o| *o == middle)
+            .expect("a run")]
+    };
+    let name = if open_loop {
+        format!("open-loop-{}k", args.open_loop_rate / 1000)
+    } else {
+        format!("{workload:?}")
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let dash = (i > 0 && c.is_ascii_uppercase()).then_some('-');
+                dash.into_iter()
+                    .chain(std::iter::once(c.to_ascii_lowercase()))
+            })
+            .collect()
+    };
+    let seconds = chosen.seconds;
+    EngineReport {
+        bench: "engine",
+        workload: name,
+        shards,
+        ops_per_sec: median(&runs_ops_per_sec),
+        p50_us: chosen.percentile_us(50.0),
+        p99_us: chosen.percentile_us(99.0),
+        p999_us: chosen.percentile_us(99.9),
+        max_us: chosen.latency_ns.max() as f64 / 1_000.0,
+        runs_ops_per_sec,
+        runs_p99_us,
+        batch_size: if open_loop {
+            args.open_loop_batch_size
+        } else {
+            args.batch_size
+        },
+        submitters: if open_loop { 1 } else { args.submitters },
+        in_flight: if open_loop { 0 } else { args.in_flight },
+        history,
+        commands: chosen.commands,
+        seconds,
+        not_ok: chosen.not_ok_count(),
+        not_ok_codes: chosen.not_ok.clone(),
+        busy: chosen.busy,
+        offered_per_sec: chosen.offered_per_sec,
+        achieved_per_sec: open_loop.then(|| chosen.ops_per_sec()),
+        rejected: open_loop.then_some(chosen.rejected),
+        capacity: plan(args, workload, 0).capacity,
+        capacity_reached: chosen.capacity_reached,
+        orders_abandoned: chosen.orders_abandoned,
+        syncs_per_sec: chosen.syncs as f64 / seconds,
+        commands_per_sync: chosen.commands_logged as f64 / chosen.syncs.max(1) as f64,
+        sync_p50_us: chosen.commit_stats.sync_latency_us_p50,
+        sync_p99_us: chosen.commit_stats.sync_latency_us_p99,
+        thread_cpu: per_second(&chosen.thread_cpu, seconds, |time| time.running_ns),
+        thread_cpu_wait: per_second(&chosen.thread_cpu, seconds, |time| time.waiting_ns),
+        load_average: chosen.load_average,
+        wal_alone_ops_per_sec: None,
+        fraction_of_wal: None,
+        accounts: args.accounts,
+        seed: args.seed,
+        commit: String::new(),
+    }
+}
+
+/// Seconds per second of run of one of each thread's times, rounded to 0.001.
+fn per_second(
+    times: &BTreeMap<String, CpuTime>,
+    seconds: f64,
+    field: impl Fn(&CpuTime) -> u64,
+) -> BTreeMap<String, f64> {
+    times
+        .iter()
+        .map(|(name, time)| {
+            let fraction = field(time) as f64 / 1e9 / seconds;
+            (name.clone(), (fraction * 1000.0).round() / 1000.0)
+        })
+        .collect()
+}
+
+/// A thread's time on a CPU and runnable but waiting for one, from its `schedstat`.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuTime {
+    running_ns: u64,
+    waiting_ns: u64,
+}
+
+impl CpuTime {
+    /// The time spent between `earlier` and `self`.
+    fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            running_ns: self.running_ns.saturating_sub(earlier.running_ns),
+            waiting_ns: self.waiting_ns.saturating_sub(earlier.waiting_ns),
+        }
+    }
+
+    fn add(&mut self, other: CpuTime) {
+        self.running_ns += other.running_ns;
+        self.waiting_ns += other.waiting_ns;
+    }
+}
+
+/// The CPU times of this process's threads now, by thread name with any numeric suffix
+/// dropped, from `/proc/self/task/*/schedstat`; empty where there is no `/proc`.
+fn threads_cpu() -> BTreeMap<String, CpuTime> {
+    let mut by_name: BTreeMap<String, CpuTime> = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(name), Some(time)) = (
+            std::fs::read_to_string(path.join("comm")),
+            schedstat(&path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        by_name
+            .entry(thread_group_name(name.trim()))
+            .or_default()
+            .add(time);
+    }
+    by_name
+}
+
+/// The calling thread's CPU times so far (zero where there is no `/proc`).
+fn thread_self_cpu() -> CpuTime {
+    schedstat(Path::new("/proc/thread-self/schedstat")).unwrap_or_default()
+}
+
+/// `schedstat`: ns on a CPU, ns runnable waiting for one, time slices.
+fn schedstat(path: &Path) -> Option<CpuTime> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut fields = text
+        .split_whitespace()
+        .map(|field| field.parse::<u64>().ok());
+    Some(CpuTime {
+        running_ns: fields.next()??,
+        waiting_ns: fields.next()??,
+    })
+}
+
+/// The 1-minute load average (0 where there is no `/proc`).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `surge-submit-3` → `surge-submit`: threads of one kind add up.
+fn thread_group_name(name: &str) -> String {
+    name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+        .to_string()
+}
