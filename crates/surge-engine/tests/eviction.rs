@@ -311,13 +311,22 @@ fn a_checkpoint_with_evicted_transfers_needs_its_history_index() {
         &node,
         &BatchBuf::CreateAccounts(vec![account(1, false), account(2, false)]),
     );
-    for id in 1..=8u128 {
+    // Evictions finish asynchronously (the archiver writes the run): go on until one has,
+    // then two more batches, so a checkpoint (every 2 records) is written after it.
+    let mut id = 0u128;
+    let mut submit_transfer = |id: u128| {
         submit(
             &node,
             &BatchBuf::CreateTransfers(vec![transfer(id, 1, 2, 1)]),
-        );
+        )
+    };
+    while node.read(|state| state.memory_counts().transfers_evicted) == 0 {
+        id += 1;
+        assert!(id < 10_000, "no eviction after {id} transfers");
+        submit_transfer(id);
     }
-    assert!(node.read(|state| state.memory_counts().transfers_evicted) > 0);
+    submit_transfer(id + 1);
+    submit_transfer(id + 2);
     node.shutdown();
     let without = NodeConfig {
         history_directory: None,
