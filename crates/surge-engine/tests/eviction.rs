@@ -314,7 +314,7 @@ fn a_checkpoint_with_evicted_transfers_needs_its_history_index() {
     // Evictions finish asynchronously (the archiver writes the run): go on until one has,
     // then two more batches, so a checkpoint (every 2 records) is written after it.
     let mut id = 0u128;
-    let mut submit_transfer = |id: u128| {
+    let submit_transfer = |id: u128| {
         submit(
             &node,
             &BatchBuf::CreateTransfers(vec![transfer(id, 1, 2, 1)]),
