@@ -63,8 +63,9 @@ pub struct NodeConfig {
     /// `history_directory`; without one nothing is evicted).
     pub evict_finished_transfers: bool,
     /// Committed transfers between eviction cycles (at least 1). A transfer stays resident
-    /// for one to two intervals; a cycle costs the apply thread ~0.3 µs per evicted
-    /// transfer (docs/MEMORY.md), so smaller intervals mean shorter, more frequent pauses.
+    /// for one to two intervals, so size `state.transfers_capacity` for a little over twice
+    /// this, or the record buffer grows (a reallocation on the apply thread). A cycle costs
+    /// the apply thread ~0.3 µs per evicted transfer, spread over batches (docs/MEMORY.md).
     pub evict_interval_transfers: u64,
     /// What happens to log segments entirely below the oldest kept checkpoint's record,
     /// after each checkpoint: kept (default), moved to the log's `archive/`, or deleted.

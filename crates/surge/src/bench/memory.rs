@@ -104,9 +104,14 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
         seed: 0x5EED,
     };
     anyhow::ensure!(args.evict_interval > 0, "--evict-interval must be positive");
-    // Evicting, at most about two cycles of transfers are resident at once.
+    // Evicting, at most two cycles of transfers (and the step that starts a third) are
+    // resident at once; cycles start only between steps, so a cycle is a whole number of
+    // steps. Sized for that, the record buffer never grows (a growth is a reallocation and
+    // copy on the apply thread).
+    let step_transfers = (batches_per_step * BATCH_EVENTS_MAX) as u64;
+    let cycle_transfers = args.evict_interval.div_ceil(step_transfers) * step_transfers;
     let resident_most = if args.evict {
-        largest.min(2 * args.evict_interval + (batches_per_step * BATCH_EVENTS_MAX) as u64)
+        largest.min(2 * cycle_transfers + step_transfers)
     } else {
         largest
     };
