@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
-    decode, ArchivedOutcome, ArchivedTransfer, Batch, BatchBuf, EvictionPlan, Operation,
-    ResultCode, StateMachine, TransferId, TransferLookup,
+    ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, ResultCode, StateMachine,
+    TransferId, TransferLookup,
 };
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -21,7 +21,7 @@ use surge_wal::{
 };
 use thiserror::Error;
 
-use crate::replay::{replay, ReplayPlan};
+use crate::replay::{replay, Commands, ReplayPlan};
 
 /// Attempts to open a history index whose lock another handle holds.
 const HISTORY_LOCK_ATTEMPTS_MAX: u32 = 100;
@@ -529,22 +529,24 @@ impl Applier {
 
     fn step(&mut self, record: &Record, results: &mut Vec<ResultCode>) -> Result<(), EngineError> {
         let record_index = record.header.record_index;
-        let batch = decode_record(record)?;
+        // The commands straight from the record's body (no copy when it is aligned).
+        let commands = Commands::of(record)?;
+        let batch = commands.batch();
         // Ids the batch names that left memory: looked up without holding the state lock
         // (only this thread writes the state, so the answer cannot go stale).
         let found = match &self.history {
-            Some(index) => recall_lookups(&self.shared.state.read(), index, batch.as_batch())?,
+            Some(index) => recall_lookups(&self.shared.state.read(), index, batch)?,
             None => Vec::new(),
         };
         let entries = {
             let mut state = self.shared.state.write();
             state.recall(&found);
-            state.apply(record.header.timestamp_ns, batch.as_batch(), results);
+            state.apply(record.header.timestamp_ns, batch, results);
             // Derived from the state right after this record (in memory, under the lock);
             // written to sled after the lock is released, so reads never wait on its I/O.
             self.history
                 .is_some()
-                .then(|| derive_entries(&state, record_index, batch.as_batch(), results))
+                .then(|| derive_entries(&state, record_index, batch, results))
         };
         if let (Some(index), Some(entries)) = (self.history.as_mut(), entries) {
             index.apply(record_index, &entries)?;
@@ -692,15 +694,6 @@ pub(crate) fn check_checkpoint(
         });
     }
     Ok(())
-}
-
-/// Decodes a durable record's batch.
-fn decode_record(record: &Record) -> Result<BatchBuf, EngineError> {
-    let header = &record.header;
-    decode(header.operation as u8, &record.body).map_err(|error| EngineError::BadRecord {
-        record_index: header.record_index,
-        reason: error.to_string(),
-    })
 }
 
 /// The archive entries of the transfers `batch` names that left memory, to recall before

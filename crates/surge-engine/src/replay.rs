@@ -207,13 +207,13 @@ fn missing(error: RecoveryError, plan: &ReplayPlan) -> EngineError {
 /// A record's commands: borrowed straight from its body when the buffer is aligned for
 /// them (the usual case: the allocator aligns to 16 bytes, as the records need), else
 /// decoded into a copy by `surge_core::decode`, which also reports malformed bodies.
-enum Commands<'a> {
+pub(crate) enum Commands<'a> {
     Borrowed(Batch<'a>),
     Decoded(BatchBuf),
 }
 
 impl<'a> Commands<'a> {
-    fn of(record: &'a Record) -> Result<Commands<'a>, EngineError> {
+    pub(crate) fn of(record: &'a Record) -> Result<Commands<'a>, EngineError> {
         let header = &record.header;
         if let Some(batch) = view(header.operation, &record.body) {
             return Ok(Commands::Borrowed(batch));
@@ -226,7 +226,7 @@ impl<'a> Commands<'a> {
             })
     }
 
-    fn batch(&self) -> Batch<'_> {
+    pub(crate) fn batch(&self) -> Batch<'_> {
         match self {
             Commands::Borrowed(batch) => *batch,
             Commands::Decoded(batch) => batch.as_batch(),

@@ -433,11 +433,8 @@ const FILTER_BITS_PER_ID: u64 = 16;
 /// reads one cache line per layer (a few dozen layers at most, as layers double).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct EvictedFilter {
-    pub(crate) layers: Vec<FilterLayer>,
+    pub(crate) layers: Vec<IdFilter>,
 }
-
-/// One layer of an [`EvictedFilter`].
-pub(crate) type FilterLayer = IdFilter;
 
 /// A set of transfer ids with no false negatives and about 0.1 % false positives at its
 /// capacity: a split-block Bloom filter (one 512-bit block per id, one bit set in each of
@@ -481,6 +478,12 @@ impl IdFilter {
         self.blocks.len() * 64
     }
 
+    /// Bytes of [`IdFilter::to_bytes`] for `capacity`; `None` past 2^40 ids (taken for
+    /// corruption rather than allocated).
+    pub fn size_bytes_for(capacity: u64) -> Option<usize> {
+        (capacity <= 1 << 40).then(|| 16 + Self::blocks_for(capacity) * 64)
+    }
+
     /// Little-endian bytes: capacity (8), count (8), then the blocks.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(16 + self.size_bytes());
@@ -497,7 +500,7 @@ impl IdFilter {
         let capacity = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
         let count = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
         let words = bytes.get(16..)?;
-        if capacity > 1 << 40 || words.len() != Self::blocks_for(capacity) * 64 {
+        if Self::size_bytes_for(capacity) != Some(bytes.len()) {
             return None;
         }
         let blocks = words
@@ -558,7 +561,7 @@ impl EvictedFilter {
                 .layers
                 .last()
                 .map_or(FILTER_LAYER_CAPACITY_MIN, |layer| layer.capacity * 2);
-            self.layers.push(FilterLayer::with_capacity(capacity));
+            self.layers.push(IdFilter::with_capacity(capacity));
         }
         self.layers.last_mut().expect("a layer").insert(id);
     }
@@ -574,21 +577,12 @@ impl EvictedFilter {
             .sum()
     }
 
-    /// Checks a layer read from a snapshot; `None` if it cannot be one this code built.
-    pub(crate) fn layer_from_parts(
-        capacity: u64,
-        count: u64,
-        blocks: Vec<[u64; 8]>,
-    ) -> Option<FilterLayer> {
-        let valid = capacity >= FILTER_LAYER_CAPACITY_MIN
-            && capacity.is_power_of_two()
-            && count <= capacity
-            && blocks.len() == FilterLayer::blocks_for(capacity);
-        valid.then_some(FilterLayer {
-            capacity,
-            count,
-            blocks,
-        })
+    /// Whether `layer`, read from a snapshot, can be one this filter built (layers start at
+    /// a power-of-two capacity of at least the first layer's).
+    pub(crate) fn is_layer(layer: &IdFilter) -> bool {
+        layer.capacity >= FILTER_LAYER_CAPACITY_MIN
+            && layer.capacity.is_power_of_two()
+            && layer.count <= layer.capacity
     }
 }
 

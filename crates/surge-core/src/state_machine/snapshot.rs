@@ -62,7 +62,7 @@ use std::mem::size_of;
 
 use bytemuck::Pod;
 
-use super::archive::{EvictedFilter, FilterLayer};
+use super::archive::{EvictedFilter, IdFilter};
 use super::journal::{map_with_capacity, Journaled};
 use super::ledger::{resolution_digest, slot_digest};
 use super::table::{Table, TableEntry};
@@ -94,10 +94,8 @@ const HEADER_SIZE_BYTES: usize = 108;
 const COUNT_SIZE_BYTES: usize = 8;
 const SECTIONS_COUNT: usize = 13;
 const KEPT_RECORD_SIZE_BYTES: usize = 8 + TRANSFER_SIZE_BYTES;
+/// The smallest filter layer: capacity and count, no blocks.
 const FILTER_LAYER_HEADER_SIZE_BYTES: usize = 16;
-const FILTER_BLOCK_SIZE_BYTES: usize = 64;
-/// Largest filter layer a snapshot may hold (2^40 ids), taken for corruption beyond.
-const FILTER_LAYER_CAPACITY_MAX: u64 = 1 << 40;
 const ACCOUNT_SIZE_BYTES: usize = size_of::<Account>();
 const TRANSFER_SIZE_BYTES: usize = size_of::<Transfer>();
 const SLOT_SIZE_BYTES: usize = 16 + 8 + 8;
@@ -245,13 +243,7 @@ impl StateMachine {
             },
         );
         put_section(&mut out, self.evicted_filter.layers.iter(), |out, layer| {
-            put_u64(out, layer.capacity);
-            put_u64(out, layer.count);
-            for block in &layer.blocks {
-                for word in block {
-                    put_u64(out, *word);
-                }
-            }
+            out.extend_from_slice(&layer.to_bytes());
         });
         assert_eq!(out.len(), size_bytes);
         out
@@ -500,7 +492,7 @@ struct Decoded {
     orders_failed: Vec<(OrderId, ResultCode)>,
     dispatches: Vec<(DispatchId, DispatchEntry)>,
     dispatch_feed: Vec<(u64, DispatchId)>,
-    filter_layers: Vec<FilterLayer>,
+    filter_layers: Vec<IdFilter>,
 }
 
 impl Decoded {
@@ -822,26 +814,14 @@ impl Records<'_> {
     }
 }
 
-fn read_filter_layer(reader: &mut Reader<'_>) -> Result<FilterLayer, SnapshotError> {
+fn read_filter_layer(reader: &mut Reader<'_>) -> Result<IdFilter, SnapshotError> {
     let offset = reader.offset;
     let capacity = reader.u64()?;
-    let count = reader.u64()?;
-    if capacity > FILTER_LAYER_CAPACITY_MAX {
-        return Err(invalid(offset, "filter layer capacity"));
-    }
-    let blocks_count = FilterLayer::blocks_for(capacity);
-    let bytes = reader.take(blocks_count * FILTER_BLOCK_SIZE_BYTES)?;
-    let blocks: Vec<[u64; 8]> = bytes
-        .chunks_exact(FILTER_BLOCK_SIZE_BYTES)
-        .map(|block| {
-            let mut words = [0u64; 8];
-            for (word, bytes) in words.iter_mut().zip(block.chunks_exact(8)) {
-                *word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
-            }
-            words
-        })
-        .collect();
-    EvictedFilter::layer_from_parts(capacity, count, blocks)
+    reader.offset = offset;
+    let size = IdFilter::size_bytes_for(capacity)
+        .ok_or_else(|| invalid(offset, "filter layer capacity"))?;
+    IdFilter::from_bytes(reader.take(size)?)
+        .filter(EvictedFilter::is_layer)
         .ok_or_else(|| invalid(offset, "filter layer"))
 }
 
