@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use surge_core::{
     is_reserved_account_id, shard_of, Account, AccountId, Batch, DispatchRequest, Operation,
-    OrderId, OrderLookup, ResultCode, ShardLeg, Sku, SkuId, TransferId, TransferLookup,
+    OrderId, OrderLookup, ResultCode, ShardLeg, Sku, SkuId, StateMachine, TransferId,
+    TransferLookup,
 };
 use surge_history::{HistoryIndex, StatementCursor, StatementPage};
 use surge_wal::{Clock, FileStorage, SystemClock};
@@ -415,6 +416,12 @@ impl Engine {
             }));
         }
         Ok(None)
+    }
+
+    /// Runs `read` against shard `index`'s state (between its applied batches): audits,
+    /// verification tools.
+    pub fn read_shard<T>(&self, index: usize, read: impl FnOnce(&StateMachine) -> T) -> T {
+        self.node(index).read(read)
     }
 
     /// Every shard's transit accounts, by shard (what conservation audits add in).
