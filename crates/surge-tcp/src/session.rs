@@ -32,8 +32,9 @@ pub(crate) struct Session {
 }
 
 /// An admitted request's hold on the limits and its id; released when dropped, which is
-/// when its completion has sent the reply (or the engine refused it).
-struct Admission {
+/// when the writer has written its reply (or the engine refused it at once).
+#[derive(Debug)]
+pub(crate) struct Admission {
     request_id: u64,
     request_ids: Arc<Mutex<HashSet<u64>>>,
     metrics: Arc<TcpMetrics>,
@@ -136,6 +137,7 @@ impl Session {
                         request_id,
                         operation,
                         code: reason.code(),
+                        admission: None,
                     })
                     .await;
                     frame_size_bytes
@@ -177,30 +179,30 @@ impl Session {
         let metrics = &self.shared.metrics;
         TcpMetrics::add(&metrics.requests, 1);
         let (request_id, operation) = (request.request_id, request.operation as u8);
-        let rejected = move |code| Outgoing::Rejected {
+        let rejected = move |code, admission| Outgoing::Rejected {
             request_id,
             operation,
             code,
+            admission,
         };
         if !self.scopes.allows(request.operation) {
-            return self.reply(rejected(ErrorCode::ScopeDenied)).await;
+            return self.reply(rejected(ErrorCode::ScopeDenied, None)).await;
         }
         let Ok(batch) = surge_core::decode(operation, request.body) else {
             // The decoder checked the size already; this is a second line of defence.
-            return self
-                .reply(rejected(ErrorCode::RequestBodySizeMismatch))
-                .await;
+            let code = ErrorCode::RequestBodySizeMismatch;
+            return self.reply(rejected(code, None)).await;
         };
         let admission = match self.admit(request_id) {
             Ok(admission) => admission,
-            Err(Some(code)) => return self.reply(rejected(code)).await,
+            Err(Some(code)) => return self.reply(rejected(code, None)).await,
             Err(None) => {
-                return self
-                    .reply(Outgoing::Busy {
-                        request_id,
-                        operation,
-                    })
-                    .await
+                let busy = Outgoing::Busy {
+                    request_id,
+                    operation,
+                    admission: None,
+                };
+                return self.reply(busy).await;
             }
         };
         TcpMetrics::add(&metrics.commands, u64::from(request.count));
@@ -211,16 +213,17 @@ impl Session {
                     request_id,
                     operation,
                     codes,
+                    admission,
                 },
                 Err(error) if error.is_busy() => Outgoing::Busy {
                     request_id,
                     operation,
+                    admission: Some(admission),
                 },
-                Err(_) => rejected(ErrorCode::EngineFailed),
+                Err(_) => rejected(ErrorCode::EngineFailed, Some(admission)),
             };
-            // Release the limits first, so a client that saw the reply sees them free.
-            drop(admission);
-            // The writer may be gone (the client vanished); the batch is durable anyway.
+            // The writer may be gone (the client vanished): the reply and its admission
+            // are dropped here. The batch is durable anyway.
             let _ = completions.send(reply);
         });
         if let Err(error) = self.shared.engine.submit(batch.as_batch(), done) {
@@ -229,10 +232,11 @@ impl Session {
                 self.reply(Outgoing::Busy {
                     request_id,
                     operation,
+                    admission: None,
                 })
                 .await;
             } else {
-                self.reply(rejected(ErrorCode::EngineFailed)).await;
+                self.reply(rejected(ErrorCode::EngineFailed, None)).await;
             }
         }
     }
