@@ -111,10 +111,16 @@ impl Driver {
 
     /// Runs until every `Client` is dropped and nothing is pending.
     pub async fn run(mut self) {
+        let mut check_at = Instant::now();
         loop {
             let now = Instant::now();
-            self.expire(now);
-            self.check_liveness(now).await;
+            // Deadlines and liveness every check interval, not per event: with thousands
+            // of calls queued, a scan per reply would cost more than the replies.
+            if now >= check_at {
+                check_at = now + DEADLINE_CHECK_INTERVAL;
+                self.expire(now);
+                self.check_liveness(now).await;
+            }
             if !self.queues.is_empty() {
                 if self.connection.is_none() && now >= self.reconnect_at {
                     self.reconnect().await;
