@@ -290,3 +290,33 @@ async fn ping_is_answered() {
     assert_eq!(client.next().await, Got::Pong(77));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_already_in_flight_is_refused() {
+    let mut server = TestServer::start_default().await;
+    let mut client = server.client(PAYMENTS_TOKEN).await;
+    // A full request (8,190 new accounts, milliseconds of work) and, right behind it in the
+    // same write, another request with the same id: the second is refused.
+    for round in 0..10u128 {
+        let accounts: Vec<_> = (0..8_190u128)
+            .map(|n| account(1_000_000 * (round + 1) + n, false))
+            .collect();
+        let mut bytes = Vec::new();
+        encode_batch(&mut bytes, 5, Batch::CreateAccounts(&accounts));
+        let second = [account(950 + round, false)];
+        encode_batch(&mut bytes, 5, Batch::CreateAccounts(&second));
+        client.send(&bytes).await;
+        let (first, then) = (client.next().await, client.next().await);
+        let code = ErrorCode::RequestIdInFlight;
+        let refused = Got::Rejected {
+            request_id: 5,
+            code,
+        };
+        if first == refused || then == refused {
+            assert!(!account_exists(&server, 950 + round));
+            server.stop().await;
+            return;
+        }
+    }
+    panic!("the second request never overlapped the first");
+}
