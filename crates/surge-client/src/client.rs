@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use surge_core::constants::BATCH_EVENTS_MAX;
-use surge_core::{account_flags, transfer_flags, Account, Batch, DispatchAck, Operation, Order};
+use surge_core::{account_flags, transfer_flags, Account, Batch, DispatchAck, Order};
 use surge_core::{OrderAction, Reservation, ReservationKey, ResultCode, Sku, Transfer};
-use surge_protocol::ErrorCode;
+use surge_protocol::{ErrorCode, Scopes};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -66,7 +66,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<Vec<ResultCode>, ClientError> {
         let operation = batch.operation();
-        if operation == Operation::Pulse {
+        if Scopes::required_for(operation).is_none() {
             return Err(ClientError::Rejected(ErrorCode::OperationNotAllowed));
         }
         if batch.is_empty() {

@@ -110,7 +110,7 @@ pub enum RequestError {
         /// The byte found.
         operation: u8,
     },
-    /// The operation is the engine's own (a pulse).
+    /// The operation is the engine's own (a pulse, a cross-shard leg).
     #[error("operation {operation} may not be sent by clients")]
     OperationNotAllowed {
         /// The byte found.

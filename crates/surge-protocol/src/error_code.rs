@@ -91,12 +91,13 @@ error_codes! {
     Unauthorized = 20, "unauthorized",
         "The token is missing, wrong or revoked. Nothing else is said.";
     // --- 30..49: one request (a `Reply` with status `rejected`; the connection goes on) ---
-    /// The operation byte names no client operation.
+    /// The operation byte names no operation.
     UnknownOperation = 30, "unknown_operation",
-        "The request's operation byte is not one of 1..=11.";
-    /// The operation exists but clients may not send it (a pulse).
+        "The request's operation byte names no operation (client operations are 1..=11).";
+    /// The operation exists but clients may not send it (the engine's own).
     OperationNotAllowed = 31, "operation_not_allowed",
-        "The operation is the engine's own (operation 0, `pulse`); clients never send it.";
+        "The operation is the engine's own (0 `pulse`, 12..=14 the legs of cross-shard \
+         transfers); clients never send it.";
     /// The connection's scopes do not allow the operation.
     ScopeDenied = 32, "scope_denied",
         "The token's scopes do not allow this operation (see the scope table).";

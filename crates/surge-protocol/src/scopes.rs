@@ -44,11 +44,15 @@ impl Scopes {
         self.0 & other.0 == other.0
     }
 
-    /// The scope a client needs to send `operation`, or `None` if no client may send it
-    /// (a pulse is logged by the engine itself).
+    /// The scope a client needs to send `operation`, or `None` if no client may send it:
+    /// the engine's own operations (a pulse, the legs of cross-shard transfers). Only
+    /// operations 1..=11 are client operations.
     pub const fn required_for(operation: Operation) -> Option<Scopes> {
         match operation {
-            Operation::Pulse => None,
+            Operation::Pulse
+            | Operation::ShardDebit
+            | Operation::ShardCredit
+            | Operation::ShardResolve => None,
             Operation::AckDispatch => Some(Self::DISPATCH),
             Operation::CreateAccounts
             | Operation::CreateTransfers
@@ -106,6 +110,14 @@ mod tests {
         assert!(Scopes::DISPATCH.allows(Operation::AckDispatch));
         assert!(!Scopes::READ.allows(Operation::CreateAccounts));
         assert!(!Scopes::ALL.allows(Operation::Pulse));
+        for &operation in Operation::ALL {
+            let client = (1..=11).contains(&(operation as u8));
+            assert_eq!(
+                Scopes::required_for(operation).is_some(),
+                client,
+                "{operation:?}"
+            );
+        }
         assert_eq!(Scopes::from_bits(8), None);
         assert_eq!(
             Scopes::from_bits(5),

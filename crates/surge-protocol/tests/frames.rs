@@ -237,9 +237,15 @@ fn bad_requests_are_refused_one_by_one() {
         other => panic!("{other}"),
     };
     assert_eq!(
-        reason(request_error(12, 1, &[0; 128])),
-        RequestError::UnknownOperation { operation: 12 }
+        reason(request_error(15, 1, &[0; 128])),
+        RequestError::UnknownOperation { operation: 15 }
     );
+    for operation in [12, 13, 14] {
+        assert_eq!(
+            reason(request_error(operation, 1, &[0; 128])),
+            RequestError::OperationNotAllowed { operation }
+        );
+    }
     assert_eq!(
         reason(request_error(0, 1, &[0; 128])),
         RequestError::OperationNotAllowed { operation: 0 }
