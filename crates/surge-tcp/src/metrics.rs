@@ -55,6 +55,89 @@ pub struct MetricSample {
     pub value: u64,
 }
 
+/// Name, help, kind and field of every sample, in the order they are rendered.
+type SampleSource = (
+    &'static str,
+    &'static str,
+    MetricKind,
+    fn(&TcpMetrics) -> &AtomicU64,
+);
+
+const SAMPLES: &[SampleSource] = &[
+    (
+        "surge_tcp_connections_accepted_total",
+        "TCP connections accepted.",
+        MetricKind::Counter,
+        |metrics| &metrics.connections_accepted,
+    ),
+    (
+        "surge_tcp_connections_open",
+        "TCP connections open now.",
+        MetricKind::Gauge,
+        |metrics| &metrics.connections_open,
+    ),
+    (
+        "surge_tcp_connections_refused_total",
+        "TCP connections refused at the connection limit.",
+        MetricKind::Counter,
+        |metrics| &metrics.connections_refused,
+    ),
+    (
+        "surge_tcp_handshake_failures_total",
+        "TCP handshakes that failed.",
+        MetricKind::Counter,
+        |metrics| &metrics.handshake_failures,
+    ),
+    (
+        "surge_tcp_requests_total",
+        "Request frames received.",
+        MetricKind::Counter,
+        |metrics| &metrics.requests,
+    ),
+    (
+        "surge_tcp_commands_total",
+        "Commands handed to the engine.",
+        MetricKind::Counter,
+        |metrics| &metrics.commands,
+    ),
+    (
+        "surge_tcp_replies_ok_total",
+        "Ok replies.",
+        MetricKind::Counter,
+        |metrics| &metrics.replies_ok,
+    ),
+    (
+        "surge_tcp_replies_busy_total",
+        "Busy replies.",
+        MetricKind::Counter,
+        |metrics| &metrics.replies_busy,
+    ),
+    (
+        "surge_tcp_replies_rejected_total",
+        "Rejected replies.",
+        MetricKind::Counter,
+        |metrics| &metrics.replies_rejected,
+    ),
+    (
+        "surge_tcp_frame_errors_total",
+        "Fatal frame errors (connection closed).",
+        MetricKind::Counter,
+        |metrics| &metrics.frame_errors,
+    ),
+    (
+        "surge_tcp_idle_timeouts_total",
+        "Connections closed for idleness.",
+        MetricKind::Counter,
+        |metrics| &metrics.idle_timeouts,
+    ),
+    (
+        "surge_tcp_requests_in_flight",
+        "Requests admitted and not yet answered.",
+        MetricKind::Gauge,
+        |metrics| &metrics.requests_in_flight,
+    ),
+];
+
 impl TcpMetrics {
     /// Adds `amount` to `counter`.
     pub(crate) fn add(counter: &AtomicU64, amount: u64) {
@@ -68,87 +151,15 @@ impl TcpMetrics {
 
     /// Every value now, named for Prometheus.
     pub fn samples(&self) -> Vec<MetricSample> {
-        use MetricKind::{Counter, Gauge};
-        let sample = |name, help, kind, value: &AtomicU64| MetricSample {
-            name,
-            help,
-            kind,
-            value: value.load(Ordering::Relaxed),
-        };
-        vec![
-            sample(
-                "surge_tcp_connections_accepted_total",
-                "TCP connections accepted.",
-                Counter,
-                &self.connections_accepted,
-            ),
-            sample(
-                "surge_tcp_connections_open",
-                "TCP connections open now.",
-                Gauge,
-                &self.connections_open,
-            ),
-            sample(
-                "surge_tcp_connections_refused_total",
-                "TCP connections refused at the connection limit.",
-                Counter,
-                &self.connections_refused,
-            ),
-            sample(
-                "surge_tcp_handshake_failures_total",
-                "TCP handshakes that failed.",
-                Counter,
-                &self.handshake_failures,
-            ),
-            sample(
-                "surge_tcp_requests_total",
-                "Request frames received.",
-                Counter,
-                &self.requests,
-            ),
-            sample(
-                "surge_tcp_commands_total",
-                "Commands handed to the engine.",
-                Counter,
-                &self.commands,
-            ),
-            sample(
-                "surge_tcp_replies_ok_total",
-                "Ok replies.",
-                Counter,
-                &self.replies_ok,
-            ),
-            sample(
-                "surge_tcp_replies_busy_total",
-                "Busy replies.",
-                Counter,
-                &self.replies_busy,
-            ),
-            sample(
-                "surge_tcp_replies_rejected_total",
-                "Rejected replies.",
-                Counter,
-                &self.replies_rejected,
-            ),
-            sample(
-                "surge_tcp_frame_errors_total",
-                "Fatal frame errors (connection closed).",
-                Counter,
-                &self.frame_errors,
-            ),
-            sample(
-                "surge_tcp_idle_timeouts_total",
-                "Connections closed for idleness.",
-                Counter,
-                &self.idle_timeouts,
-            ),
-            sample(
-                "surge_tcp_requests_in_flight",
-                "Requests in the engine now.",
-                Gauge,
-                &self.requests_in_flight,
-            ),
-        ]
+        SAMPLES
+            .iter()
+            .map(|&(name, help, kind, field)| MetricSample {
+                name,
+                help,
+                kind,
+                value: field(self).load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// The value of one sample by name (tests, logs).
@@ -157,5 +168,24 @@ impl TcpMetrics {
             .into_iter()
             .find(|sample| sample.name == name)
             .map(|sample| sample.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_has_its_own_name_and_field() {
+        let metrics = TcpMetrics::default();
+        TcpMetrics::add(&metrics.requests, 3);
+        let samples = metrics.samples();
+        let mut names: Vec<_> = samples.iter().map(|sample| sample.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), samples.len());
+        assert_eq!(metrics.value("surge_tcp_requests_total"), Some(3));
+        let total: u64 = samples.iter().map(|sample| sample.value).sum();
+        assert_eq!(total, 3, "one field per sample");
     }
 }
