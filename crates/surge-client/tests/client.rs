@@ -36,10 +36,15 @@ struct TestServer {
 }
 
 impl TestServer {
+    /// One shard for the order flows (orders do not cross shards yet); two for payments.
     async fn start(limits: TcpLimits) -> TestServer {
+        TestServer::start_sharded(limits, 1).await
+    }
+
+    async fn start_sharded(limits: TcpLimits, shards: usize) -> TestServer {
         let directory = tempfile::tempdir().expect("tempdir");
         let mut config = EngineConfig::new(directory.path());
-        config.shards = 1;
+        config.shards = shards;
         config.history = false;
         config.node.log.segment_size_bytes = 16 * 1024 * 1024;
         let (engine, _) = Engine::open(config).expect("engine opens");
@@ -164,8 +169,10 @@ fn ok(codes: Result<Vec<ResultCode>, ClientError>) -> bool {
         .all(|&code| code == ResultCode::Ok)
 }
 
+/// Two shards with the bank and the shop on different ones: every payment crosses shards.
 async fn with_accounts(limits: TcpLimits) -> TestServer {
-    let server = TestServer::start(limits).await;
+    assert_ne!(surge_core::shard_of(BANK, 2), surge_core::shard_of(SHOP, 2));
+    let server = TestServer::start_sharded(limits, 2).await;
     let client = client(server.address).await;
     assert!(ok(client
         .create_accounts(&[account(BANK, false), account(SHOP, false)])
