@@ -90,8 +90,12 @@ impl Session {
         let idle_timeout = self.shared.limits.idle_timeout;
         let mut idle_deadline = Instant::now() + idle_timeout;
         loop {
-            if let Some(close) = self.handle_buffered(reader).await {
-                return close;
+            // Only whole frames count as activity: a client trickling bytes of a frame it
+            // never finishes is idle.
+            match self.handle_buffered(reader).await {
+                Ok(0) => {}
+                Ok(_) => idle_deadline = Instant::now() + idle_timeout,
+                Err(close) => return close,
             }
             if *shutdown.borrow_and_update() {
                 return Some((ErrorCode::ShuttingDown, "shutting down".to_string()));
@@ -99,7 +103,7 @@ impl Session {
             tokio::select! {
                 read = reader.fill() => match read {
                     Ok(0) | Err(_) => return None,
-                    Ok(_) => idle_deadline = Instant::now() + idle_timeout,
+                    Ok(_) => {}
                 },
                 () = self.immediate.closed() => return None,
                 _ = shutdown.changed() => {}
@@ -115,14 +119,16 @@ impl Session {
         }
     }
 
-    /// Handles every whole frame in the buffer. `Some`: stop reading, for this reason.
-    async fn handle_buffered(&self, reader: &mut FrameReader) -> Option<CloseReason> {
+    /// Handles every whole frame in the buffer: how many, or `Err` to stop reading, for
+    /// this reason.
+    async fn handle_buffered(&self, reader: &mut FrameReader) -> Result<usize, CloseReason> {
+        let mut frames = 0;
         loop {
             let size = match reader.decode() {
-                Ok(None) => return None,
+                Ok(None) => return Ok(frames),
                 Ok(Some((frame, size))) => {
                     if let Some(close) = self.handle_frame(frame).await {
-                        return Some(Some(close));
+                        return Err(Some(close));
                     }
                     size
                 }
@@ -144,10 +150,11 @@ impl Session {
                 }
                 Err(error) => {
                     TcpMetrics::add(&self.shared.metrics.frame_errors, 1);
-                    return Some(Some((error.code(), error.to_string())));
+                    return Err(Some((error.code(), error.to_string())));
                 }
             };
             reader.consume(size);
+            frames += 1;
         }
     }
 

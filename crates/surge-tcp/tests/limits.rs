@@ -185,3 +185,25 @@ async fn shutdown_answers_every_admitted_request_before_returning() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_trickled_byte_by_byte_does_not_keep_a_connection_open() {
+    let limits = TcpLimits {
+        idle_timeout: Duration::from_millis(300),
+        ..TcpLimits::default()
+    };
+    let mut server = TestServer::start(limits).await;
+    let mut client = server.client(PAYMENTS_TOKEN).await;
+    let mut bytes = Vec::new();
+    Frame::Ping { request_id: 1 }.encode(&mut bytes);
+    // Half a header, one byte every 100 ms: bytes arrive, but never a whole frame.
+    let trickle = async {
+        for byte in &bytes[..16] {
+            client.send(std::slice::from_ref(byte)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    trickle.await;
+    assert_eq!(client.next().await, Got::Error(ErrorCode::IdleTimeout));
+    server.stop().await;
+}
