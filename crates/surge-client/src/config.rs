@@ -5,8 +5,8 @@ use std::time::Duration;
 use crate::constants::REQUESTS_IN_FLIGHT_MAX_DEFAULT;
 use crate::constants::{CALL_TIMEOUT_DEFAULT, CONNECT_TIMEOUT_DEFAULT, LIVENESS_TIMEOUT_DEFAULT};
 
-/// Configuration of a [`Client`](crate::Client).
-#[derive(Clone, Debug)]
+/// Configuration of a [`Client`](crate::Client). Its `Debug` output hides the token.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// This client's id, sent in `Hello` (for the server's logs; make one with
     /// [`id`](crate::id)).
@@ -35,5 +35,30 @@ impl ClientConfig {
             liveness_timeout: LIVENESS_TIMEOUT_DEFAULT,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
         }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("client_id", &self.client_id)
+            .field("token", &format_args!("<{} bytes>", self.token.len()))
+            .field("call_timeout", &self.call_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("liveness_timeout", &self.liveness_timeout)
+            .field("requests_in_flight_max", &self.requests_in_flight_max)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let shown = format!("{:?}", ClientConfig::new("s3cret-token"));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<12 bytes>"), "{shown}");
     }
 }
