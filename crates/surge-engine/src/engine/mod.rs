@@ -616,7 +616,8 @@ impl std::str::FromStr for DispatchCursor {
     }
 }
 
-/// Whether clients may submit `operation` (pulses are the engine's own).
+/// Whether clients may submit `operation` (pulses and the messages between shards are
+/// the engine's own).
 pub fn is_client_operation(operation: Operation) -> bool {
-    operation != Operation::Pulse
+    !operation.is_internal()
 }
