@@ -203,16 +203,17 @@ impl StateMachine {
     ) -> AccountId {
         let id = transit_account_id(ledger, source, destination);
         if self.accounts.get(&id.0).is_none() {
-            self.accounts.insert(
-                id.0,
-                Account {
-                    id,
-                    ledger,
-                    code: TRANSIT_ACCOUNT_CODE,
-                    timestamp,
-                    ..Account::default()
-                },
-            );
+            // Outside the undo journal: a leg is never part of a chain, and if it fails
+            // after this the account stays (empty, and the same on every replay), so a leg
+            // never needs the undo log.
+            let created = Account {
+                id,
+                ledger,
+                code: TRANSIT_ACCOUNT_CODE,
+                timestamp,
+                ..Account::default()
+            };
+            assert!(self.accounts.map.insert(created).is_none());
         }
         id
     }

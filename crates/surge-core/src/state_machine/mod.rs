@@ -718,13 +718,12 @@ impl StateMachine {
                 Self::ack_dispatch,
                 |_, _, _| {},
             ),
-            // A leg may create its transit account before a check fails: journal it.
             Batch::ShardDebit(records) => self.apply_events(
                 timestamp_ns,
                 records,
                 results,
                 |_| false,
-                true,
+                false,
                 |_, _| {},
                 Self::shard_debit,
                 |sm, leg, code| sm.record_transfer_failure(leg.transfer.id, code),
@@ -734,7 +733,7 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
-                true,
+                false,
                 |_, _| {},
                 Self::shard_credit,
                 |sm, leg, code| sm.record_transfer_failure(leg.transfer.id, code),

@@ -9,7 +9,11 @@
 //! credit leg delivered twice answers `exists` (the transfer id dedupes it), a resolve
 //! logged twice changes nothing. Rounds run one at a time; legs arriving meanwhile wait for
 //! the next round, so a round carries every leg that became ready while the previous one
-//! was on disk.
+//! was on disk. A settled transfer is answered as soon as its credit leg is durable (its
+//! resolve only removes the outbox entry: it changes no balance, and after a crash the
+//! redelivery answers `exists` and settles again); a compensated one only once its resolve
+//! (the funds back) is applied. A round's resolves are on disk while the next round's
+//! credit legs are.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +57,12 @@ struct SagaShared {
     /// Clients waiting for transfers, by id.
     watchers: Mutex<HashMap<TransferId, Vec<Watcher>>>,
     stopping: AtomicBool,
+}
+
+/// A round's resolves being logged, and the outcomes to answer once they are applied.
+struct Resolving {
+    pendings: Vec<Pending>,
+    outcomes: Vec<(TransferId, Settled)>,
 }
 
 #[derive(Default)]
@@ -169,11 +179,21 @@ impl SagaHandle {
 
 impl SagaShared {
     fn drive(&self) {
+        // The previous round's resolves, still being logged.
+        let mut resolving: Option<Resolving> = None;
         loop {
+            if self.queue.lock().legs.is_empty() {
+                if let Err(error) = self.finish(resolving.take()) {
+                    self.fail(error);
+                    return;
+                }
+            }
             let legs = {
                 let mut queue = self.queue.lock();
-                queue.busy = false;
-                self.ready.notify_all();
+                if resolving.is_none() {
+                    queue.busy = false;
+                    self.ready.notify_all();
+                }
                 while queue.legs.is_empty() && !self.stopping.load(Ordering::SeqCst) {
                     self.ready.wait_for(&mut queue, IDLE_WAIT);
                 }
@@ -183,20 +203,45 @@ impl SagaShared {
                 queue.busy = true;
                 std::mem::take(&mut queue.legs)
             };
-            if let Err(error) = self.round(legs) {
-                // A shard stopped (fail-stop): the outboxes keep what is undelivered.
-                let reason = format!("cross-shard delivery stopped: {error}");
-                let mut queue = self.queue.lock();
-                queue.failed = Some(reason);
-                queue.busy = false;
-                self.ready.notify_all();
+            if let Err(error) = self.round(legs, &mut resolving) {
+                self.fail(error);
                 return;
             }
         }
     }
 
+    /// A shard stopped (fail-stop): the outboxes keep what is undelivered.
+    fn fail(&self, error: EngineError) {
+        let reason = format!("cross-shard delivery stopped: {error}");
+        let mut queue = self.queue.lock();
+        queue.failed = Some(reason);
+        queue.busy = false;
+        self.ready.notify_all();
+    }
+
+    /// Waits for a round's resolves, then answers its compensated transfers, and answers
+    /// again anyone who started watching a settled one after it was answered.
+    fn finish(&self, resolving: Option<Resolving>) -> Result<(), EngineError> {
+        let Some(resolving) = resolving else {
+            return Ok(());
+        };
+        for pending in resolving.pendings {
+            pending.wait()?;
+        }
+        for (id, outcome) in resolving.outcomes {
+            self.notify(id, outcome);
+        }
+        Ok(())
+    }
+
     /// Delivers `legs`: credit legs on their destinations, outcomes back on their sources.
-    fn round(&self, legs: Vec<ShardLeg>) -> Result<(), EngineError> {
+    /// The previous round's resolves (`resolving`) are finished once this round's credit
+    /// legs are durable; this round's take their place.
+    fn round(
+        &self,
+        legs: Vec<ShardLeg>,
+        resolving: &mut Option<Resolving>,
+    ) -> Result<(), EngineError> {
         let mut by_destination: BTreeMap<u32, Vec<ShardLeg>> = BTreeMap::new();
         for leg in legs {
             by_destination
@@ -215,6 +260,7 @@ impl SagaShared {
             }
         }
         let mut settled = Vec::new();
+        let credits_submitted = credits.len();
         for (destination, chunk, pending) in credits {
             let codes = pending.wait()?;
             for (leg, code) in chunk.iter().zip(codes) {
@@ -237,6 +283,8 @@ impl SagaShared {
                 ));
             }
         }
+        debug_assert!(credits_submitted > 0);
+        self.finish(resolving.take())?;
         let mut resolves = Vec::new();
         for (source, outcomes) in &outcomes {
             for chunk in outcomes.chunks(BATCH_EVENTS_MAX) {
@@ -244,12 +292,15 @@ impl SagaShared {
                 resolves.push(self.submit(*source, Operation::ShardResolve, body, chunk.len())?);
             }
         }
-        for pending in resolves {
-            pending.wait()?;
+        for (id, outcome) in &settled {
+            if *outcome == Settled::Settled {
+                self.notify(*id, *outcome);
+            }
         }
-        for (id, outcome) in settled {
-            self.notify(id, outcome);
-        }
+        *resolving = Some(Resolving {
+            pendings: resolves,
+            outcomes: settled,
+        });
         Ok(())
     }
 

@@ -115,7 +115,18 @@ pub(super) fn run_closed_loop(
         commands_left: AtomicU64::new(plan.capacity),
         reached: AtomicBool::new(false),
     };
-    let (tallies, start, before) = std::thread::scope(|scope| {
+    let reading = AtomicBool::new(true);
+    let (tallies, start, before, reads) = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..args.readers)
+            .map(|reader| {
+                let reading = &reading;
+                let seed = plan.shape.seed ^ (reader as u64 + 1);
+                std::thread::Builder::new()
+                    .name(format!("bench-reader-{reader}"))
+                    .spawn_scoped(scope, move || read_accounts(node, plan, seed, reading))
+                    .expect("spawn a reader thread")
+            })
+            .collect();
         let handles: Vec<_> = (0..args.submitters)
             .map(|submitter| {
                 let generator = Generator::new(plan, submitter);
@@ -133,12 +144,46 @@ pub(super) fn run_closed_loop(
         barrier.wait();
         let start = Instant::now();
         let tallies: Vec<anyhow::Result<ThreadTally>> = handles.into_iter().map(join).collect();
-        (tallies, start, before)
+        reading.store(false, Ordering::SeqCst);
+        let reads: Vec<(u64, Histogram<u64>)> = readers
+            .into_iter()
+            .map(|reader| reader.join().expect("a reader thread panicked"))
+            .collect();
+        (tallies, start, before, reads)
     });
     let tallies = tallies.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let mut result = combine(node, start, before, tallies);
+    for (count, latency) in reads {
+        result.reads += count;
+        result
+            .read_latency_ns
+            .add(&latency)
+            .expect("histograms of the same bounds");
+    }
     result.capacity_reached = budget.reached.load(Ordering::SeqCst);
     Ok(result)
+}
+
+/// A reader thread: looks up random accounts until `reading` clears; the count and each
+/// lookup's latency.
+fn read_accounts(
+    node: &Target,
+    plan: &RunPlan,
+    seed: u64,
+    reading: &AtomicBool,
+) -> (u64, Histogram<u64>) {
+    let mut rng = SplitMix64::new(seed);
+    let mut latency = latency_histogram();
+    let mut count = 0;
+    while reading.load(Ordering::Relaxed) {
+        let id = surge_core::AccountId(u128::from(rng.below(plan.shape.accounts) + 1));
+        let started = Instant::now();
+        std::hint::black_box(node.engine.account(id));
+        let elapsed = started.elapsed().as_nanos() as u64;
+        latency.saturating_record(elapsed.clamp(1, LATENCY_NS_MAX));
+        count += 1;
+    }
+    (count, latency)
 }
 
 /// The commands a closed-loop run may still submit, shared by its submitters.
@@ -239,6 +284,8 @@ pub(super) fn combine(
         commit_stats: stats,
         thread_cpu: BTreeMap::new(),
         load_average: load_average(),
+        reads: 0,
+        read_latency_ns: latency_histogram(),
     };
     let mut last_answer = start;
     for tally in tallies {
@@ -441,6 +488,10 @@ pub(super) fn summarize(
         thread_cpu: per_second(&chosen.thread_cpu, seconds, |time| time.running_ns),
         thread_cpu_wait: per_second(&chosen.thread_cpu, seconds, |time| time.waiting_ns),
         load_average: chosen.load_average,
+        readers: if open_loop { 0 } else { args.readers },
+        reads_per_sec: chosen.reads as f64 / seconds,
+        read_p99_us: chosen.read_latency_ns.value_at_percentile(99.0) as f64 / 1_000.0,
+        read_max_us: chosen.read_latency_ns.max() as f64 / 1_000.0,
         wal_alone_ops_per_sec: None,
         fraction_of_wal: None,
         accounts: args.accounts,

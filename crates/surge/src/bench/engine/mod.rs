@@ -157,6 +157,10 @@ pub struct EngineBenchArgs {
     /// disk, `--seconds`) once as the peer; each figure is reported as a fraction of it.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub wal_peer: bool,
+    /// Closed loop: threads reading random accounts (`Engine::account`) while the
+    /// submitters write, to show what reads cost the writes (compare with 0).
+    #[arg(long, default_value_t = 0)]
+    pub readers: usize,
     /// Open loop: commands per second offered.
     #[arg(long, default_value_t = 256_000)]
     pub open_loop_rate: u64,
@@ -258,6 +262,14 @@ pub struct EngineReport {
     pub thread_cpu_wait: BTreeMap<String, f64>,
     /// The machine's 1-minute load average at the end of the median run.
     pub load_average: f64,
+    /// Threads reading accounts while the submitters wrote (`--readers`).
+    pub readers: usize,
+    /// Account reads per second in the median run.
+    pub reads_per_sec: f64,
+    /// 99th percentile and longest read latency in the median run, in µs.
+    pub read_p99_us: f64,
+    /// See `read_p99_us`.
+    pub read_max_us: f64,
     /// `ops_per_sec` of the log alone (group commit, the same batches), this invocation
     /// (closed-loop workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -449,6 +461,9 @@ struct RunResult {
     commands_logged: u64,
     thread_cpu: BTreeMap<String, CpuTime>,
     load_average: f64,
+    /// Account reads by the `--readers` threads during the run.
+    reads: u64,
+    read_latency_ns: Histogram<u64>,
 }
 
 impl RunResult {
@@ -589,7 +604,7 @@ fn open_engine(
 
 /// The engine under test, with the submit-and-wait interface the load loops use.
 pub(super) struct Target {
-    engine: Engine,
+    pub(super) engine: Engine,
 }
 
 /// A submitted batch: its codes arrive from the engine's completion.
