@@ -253,8 +253,10 @@ fn watch_legs(join: &Arc<Join>, indexes: &[u32], legs: &Legs, codes: &[ResultCod
             };
             waiting.resolve_one(index, final_code);
         });
-        legs.saga.watch(legs.source, leg.transfer.id, watcher);
-        if !retry {
+        if retry {
+            legs.saga.watch(legs.source, leg.transfer.id, watcher);
+        } else {
+            legs.saga.watch_new(leg.transfer.id, watcher);
             fresh.push(*leg);
         }
     }

@@ -150,16 +150,22 @@ impl SagaHandle {
         self.shared.ready.notify_all();
     }
 
-    /// Calls `watcher` when transfer `id` (a debit leg on shard `source`) resolves, or at
-    /// once if it already has.
-    pub(crate) fn watch(&self, source: u32, id: TransferId, watcher: Watcher) {
-        // Registered before looking, so a resolve in between cannot be missed.
+    /// Calls `watcher` when the debit leg `id` that was just applied (and not yet handed
+    /// to [`SagaHandle::deliver`]) resolves: it cannot have resolved yet.
+    pub(crate) fn watch_new(&self, id: TransferId, watcher: Watcher) {
         self.shared
             .watchers
             .lock()
             .entry(id)
             .or_default()
             .push(watcher);
+    }
+
+    /// Calls `watcher` when transfer `id` (a debit leg on shard `source`, applied earlier)
+    /// resolves, or at once if it already has.
+    pub(crate) fn watch(&self, source: u32, id: TransferId, watcher: Watcher) {
+        // Registered before looking, so a resolve in between cannot be missed.
+        self.watch_new(id, watcher);
         let node = &self.shared.nodes[source as usize];
         let resolved = node.read(|state| {
             if state.shard_in_flight(id) {
