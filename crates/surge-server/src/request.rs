@@ -1,0 +1,670 @@
+//! JSON request bodies → engine batches, without a server: [`parse_request`] is what every
+//! command route calls and what the `json_requests` fuzz target feeds arbitrary bytes.
+//!
+//! A create route takes one object or an array of at most [`HTTP_BATCH_ITEMS_MAX`]. Fields
+//! are checked for syntax and type only (unknown fields are refused, so a typo is not
+//! silently ignored); whether values make sense (a zero id, an unknown account) is the
+//! state machine's decision and comes back as a result code, exactly as over TCP. 128-bit
+//! ids and u64 amounts are accepted as decimal strings or JSON numbers.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use surge_core::records::ORDER_LINES_MAX;
+use surge_core::{
+    account_flags, order_action_flags, transfer_flags, Account, AccountId, BatchBuf, DispatchAck,
+    DispatchId, Order, OrderAction, OrderId, OrderLine, Reservation, ReservationKey, ResultCode,
+    Sku, SkuId, Transfer, TransferId,
+};
+
+use crate::constants::HTTP_BATCH_ITEMS_MAX;
+use crate::problem::EdgeCode;
+
+/// A route that carries commands, with the ids its path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandRoute {
+    /// `POST /v1/accounts`
+    CreateAccounts,
+    /// `POST /v1/transfers`
+    CreateTransfers,
+    /// `POST /v1/transfers/{pending_id}/post`
+    PostTransfer(TransferId),
+    /// `POST /v1/transfers/{pending_id}/void`
+    VoidTransfer(TransferId),
+    /// `POST /v1/skus`
+    CreateSkus,
+    /// `POST /v1/reservations`
+    Reserve,
+    /// `POST /v1/reservations/confirm`
+    ConfirmReservations,
+    /// `POST /v1/reservations/release`
+    ReleaseReservations,
+    /// `POST /v1/orders`
+    PlaceOrders,
+    /// `POST /v1/orders/{id}/pay`
+    PayOrder(OrderId),
+    /// `POST /v1/orders/{id}/cancel`
+    CancelOrder(OrderId),
+    /// `POST /v1/orders/{id}/refund`
+    RefundOrder(OrderId),
+    /// `POST /v1/dispatch/ack`
+    AckDispatch,
+}
+
+impl CommandRoute {
+    /// Every route, with zero path ids (for the fuzz target).
+    pub const ALL: [CommandRoute; 13] = [
+        CommandRoute::CreateAccounts,
+        CommandRoute::CreateTransfers,
+        CommandRoute::PostTransfer(TransferId(1)),
+        CommandRoute::VoidTransfer(TransferId(1)),
+        CommandRoute::CreateSkus,
+        CommandRoute::Reserve,
+        CommandRoute::ConfirmReservations,
+        CommandRoute::ReleaseReservations,
+        CommandRoute::PlaceOrders,
+        CommandRoute::PayOrder(OrderId(1)),
+        CommandRoute::CancelOrder(OrderId(1)),
+        CommandRoute::RefundOrder(OrderId(1)),
+        CommandRoute::AckDispatch,
+    ];
+}
+
+/// A parsed request: the batch to submit, and whether the body was a single object (its
+/// answer is then the one result, or a problem) rather than an array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedCommands {
+    /// The commands.
+    pub batch: BatchBuf,
+    /// One object, not an array.
+    pub single: bool,
+}
+
+/// Why a body is not a valid request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestError {
+    /// The code: [`EdgeCode::InvalidJson`], [`EdgeCode::InvalidRequest`],
+    /// [`EdgeCode::TooManyItems`], [`EdgeCode::EmptyBatch`], or a result code decided
+    /// without the engine (too many order lines).
+    pub code: RequestErrorCode,
+    /// What is wrong, with the line and column for JSON errors.
+    pub detail: String,
+}
+
+/// The code of a [`RequestError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestErrorCode {
+    /// An error of the HTTP edge.
+    Edge(EdgeCode),
+    /// A result code of the state machine, decided from the request alone.
+    Result(ResultCode),
+}
+
+fn edge(code: EdgeCode, detail: impl Into<String>) -> RequestError {
+    RequestError {
+        code: RequestErrorCode::Edge(code),
+        detail: detail.into(),
+    }
+}
+
+/// Parses the body of a command route into a batch. Never panics, whatever the bytes.
+pub fn parse_request(route: CommandRoute, body: &[u8]) -> Result<ParsedCommands, RequestError> {
+    use CommandRoute as R;
+    let (batch, single) = match route {
+        R::CreateAccounts => many(body, AccountRequest::into_record, BatchBuf::CreateAccounts)?,
+        R::CreateTransfers => many(
+            body,
+            TransferRequest::into_record,
+            BatchBuf::CreateTransfers,
+        )?,
+        R::PostTransfer(pending_id) => {
+            let request: PostRequest = one(body)?;
+            let transfer = phase_two(request.id, pending_id, request.amount.0, true);
+            (BatchBuf::CreateTransfers(vec![transfer]), true)
+        }
+        R::VoidTransfer(pending_id) => {
+            let request: VoidRequest = one(body)?;
+            let transfer = phase_two(request.id, pending_id, request.amount.0, false);
+            (BatchBuf::CreateTransfers(vec![transfer]), true)
+        }
+        R::CreateSkus => many(body, SkuRequest::into_record, BatchBuf::CreateSkus)?,
+        R::Reserve => many(body, ReservationRequest::into_record, BatchBuf::Reserve)?,
+        R::ConfirmReservations => {
+            many(body, KeyRequest::into_record, BatchBuf::ConfirmReservations)?
+        }
+        R::ReleaseReservations => {
+            many(body, KeyRequest::into_record, BatchBuf::ReleaseReservations)?
+        }
+        R::PlaceOrders => many(body, OrderRequest::into_record, BatchBuf::PlaceOrders)?,
+        R::PayOrder(order_id) => (BatchBuf::PayOrders(vec![action(body, order_id)?]), true),
+        R::CancelOrder(order_id) => (BatchBuf::CancelOrders(vec![action(body, order_id)?]), true),
+        R::RefundOrder(order_id) => {
+            let request: RefundRequest = one(body)?;
+            let flags = if request.restock {
+                order_action_flags::RESTOCK
+            } else {
+                0
+            };
+            let record = OrderAction {
+                order_id,
+                transfer_id: request.transfer_id,
+                flags,
+                ..Default::default()
+            };
+            (BatchBuf::RefundOrders(vec![record]), true)
+        }
+        R::AckDispatch => many(body, AckRequest::into_record, BatchBuf::AckDispatch)?,
+    };
+    Ok(ParsedCommands { batch, single })
+}
+
+fn json_error(error: serde_json::Error) -> RequestError {
+    use serde_json::error::Category;
+    let code = match error.classify() {
+        Category::Data => EdgeCode::InvalidRequest,
+        Category::Syntax | Category::Eof | Category::Io => EdgeCode::InvalidJson,
+    };
+    edge(code, error.to_string())
+}
+
+fn one<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    serde_json::from_slice(body).map_err(json_error)
+}
+
+/// One object or an array of them, each turned into a record.
+fn many<T: DeserializeOwned, R>(
+    body: &[u8],
+    into_record: impl Fn(T) -> Result<R, RequestError>,
+    into_batch: impl FnOnce(Vec<R>) -> BatchBuf,
+) -> Result<(BatchBuf, bool), RequestError> {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let items: Vec<T> = serde_json::from_slice(body).map_err(json_error)?;
+        if items.is_empty() {
+            return Err(edge(EdgeCode::EmptyBatch, "the array holds no command"));
+        }
+        if items.len() > HTTP_BATCH_ITEMS_MAX {
+            return Err(edge(
+                EdgeCode::TooManyItems,
+                format!(
+                    "{} commands is over the limit of {HTTP_BATCH_ITEMS_MAX} per request",
+                    items.len()
+                ),
+            ));
+        }
+        let records = items
+            .into_iter()
+            .map(into_record)
+            .collect::<Result<Vec<R>, _>>()?;
+        Ok((into_batch(records), false))
+    } else {
+        let item: T = one(body)?;
+        Ok((into_batch(vec![into_record(item)?]), true))
+    }
+}
+
+fn action(body: &[u8], order_id: OrderId) -> Result<OrderAction, RequestError> {
+    let request: ActionRequest = one(body)?;
+    Ok(OrderAction {
+        order_id,
+        transfer_id: request.transfer_id,
+        ..Default::default()
+    })
+}
+
+fn phase_two(id: TransferId, pending_id: TransferId, amount: u64, post: bool) -> Transfer {
+    Transfer {
+        id,
+        pending_id,
+        amount,
+        flags: if post {
+            transfer_flags::POST_PENDING
+        } else {
+            transfer_flags::VOID_PENDING
+        },
+        ..Default::default()
+    }
+}
+
+fn flag<T: Default + std::ops::BitOr<Output = T>>(set: bool, bit: T) -> T {
+    if set {
+        bit
+    } else {
+        T::default()
+    }
+}
+
+/// A u64 as a JSON number or a decimal string (JavaScript loses precision past 2^53).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct U64(u64);
+
+impl<'de> Deserialize<'de> for U64 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<U64, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = u64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an unsigned 64-bit integer, as a number or a decimal string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(E::invalid_value(serde::de::Unexpected::Str(v), &self));
+                }
+                v.parse()
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_any(Visitor).map(U64)
+    }
+}
+
+/// A u128 that is not an id (`user_data`), as a decimal string or a number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+struct U128(AccountId);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountRequest {
+    id: AccountId,
+    ledger: u32,
+    code: u16,
+    #[serde(default)]
+    user_data: U128,
+    #[serde(default)]
+    linked: bool,
+    #[serde(default)]
+    debits_must_not_exceed_credits: bool,
+    #[serde(default)]
+    credits_must_not_exceed_debits: bool,
+}
+
+impl AccountRequest {
+    fn into_record(self) -> Result<Account, RequestError> {
+        let flags = flag(self.linked, account_flags::LINKED)
+            | flag(
+                self.debits_must_not_exceed_credits,
+                account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            )
+            | flag(
+                self.credits_must_not_exceed_debits,
+                account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            );
+        Ok(Account {
+            id: self.id,
+            user_data: self.user_data.0 .0,
+            ledger: self.ledger,
+            code: self.code,
+            flags,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferRequest {
+    id: TransferId,
+    #[serde(default)]
+    debit_account_id: AccountId,
+    #[serde(default)]
+    credit_account_id: AccountId,
+    #[serde(default)]
+    amount: U64,
+    #[serde(default)]
+    ledger: u32,
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    pending_id: TransferId,
+    #[serde(default)]
+    timeout_ns: U64,
+    #[serde(default)]
+    user_data: U128,
+    #[serde(default)]
+    linked: bool,
+    #[serde(default)]
+    pending: bool,
+    #[serde(default)]
+    post_pending: bool,
+    #[serde(default)]
+    void_pending: bool,
+}
+
+impl TransferRequest {
+    fn into_record(self) -> Result<Transfer, RequestError> {
+        let flags = flag(self.linked, transfer_flags::LINKED)
+            | flag(self.pending, transfer_flags::PENDING)
+            | flag(self.post_pending, transfer_flags::POST_PENDING)
+            | flag(self.void_pending, transfer_flags::VOID_PENDING);
+        Ok(Transfer {
+            id: self.id,
+            debit_account_id: self.debit_account_id,
+            credit_account_id: self.credit_account_id,
+            pending_id: self.pending_id,
+            user_data: self.user_data.0 .0,
+            amount: self.amount.0,
+            timeout_ns: self.timeout_ns.0,
+            ledger: self.ledger,
+            code: self.code,
+            flags,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostRequest {
+    id: TransferId,
+    #[serde(default)]
+    amount: U64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoidRequest {
+    id: TransferId,
+    #[serde(default)]
+    amount: U64,
+}
+
+/// A SKU id as a number or a decimal string.
+fn sku_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SkuId, D::Error> {
+    U64::deserialize(deserializer).map(|value| SkuId(value.0))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkuRequest {
+    #[serde(deserialize_with = "sku_id")]
+    id: SkuId,
+    units_stocked: U64,
+    #[serde(default)]
+    limit_per_buyer: u32,
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    user_data: U128,
+}
+
+impl SkuRequest {
+    fn into_record(self) -> Result<Sku, RequestError> {
+        Ok(Sku {
+            id: self.id,
+            units_stocked: self.units_stocked.0,
+            limit_per_buyer: self.limit_per_buyer,
+            code: self.code,
+            user_data: self.user_data.0 .0,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReservationRequest {
+    order_id: OrderId,
+    buyer_id: AccountId,
+    #[serde(deserialize_with = "sku_id")]
+    sku_id: SkuId,
+    quantity: u32,
+    timeout_ns: U64,
+}
+
+impl ReservationRequest {
+    fn into_record(self) -> Result<Reservation, RequestError> {
+        Ok(Reservation {
+            order_id: self.order_id,
+            buyer_id: self.buyer_id,
+            sku_id: self.sku_id,
+            quantity: self.quantity,
+            timeout_ns: self.timeout_ns.0,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRequest {
+    order_id: OrderId,
+    #[serde(deserialize_with = "sku_id")]
+    sku_id: SkuId,
+}
+
+impl KeyRequest {
+    fn into_record(self) -> Result<ReservationKey, RequestError> {
+        Ok(ReservationKey {
+            order_id: self.order_id,
+            sku_id: self.sku_id,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineRequest {
+    #[serde(deserialize_with = "sku_id")]
+    sku_id: SkuId,
+    quantity: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderRequest {
+    id: OrderId,
+    buyer_id: AccountId,
+    merchant_id: AccountId,
+    transfer_id: TransferId,
+    amount: U64,
+    timeout_ns: U64,
+    ledger: u32,
+    lines: Vec<LineRequest>,
+    #[serde(default)]
+    user_data: U128,
+}
+
+impl OrderRequest {
+    fn into_record(self) -> Result<Order, RequestError> {
+        if self.lines.len() > ORDER_LINES_MAX {
+            return Err(RequestError {
+                code: RequestErrorCode::Result(ResultCode::OrderLinesInvalid),
+                detail: format!(
+                    "order {}: {} lines is over the limit of {ORDER_LINES_MAX}",
+                    self.id,
+                    self.lines.len()
+                ),
+            });
+        }
+        let mut lines = [OrderLine::default(); ORDER_LINES_MAX];
+        for (slot, line) in lines.iter_mut().zip(&self.lines) {
+            slot.sku_id = line.sku_id;
+            slot.quantity = line.quantity;
+        }
+        Ok(Order {
+            id: self.id,
+            buyer_id: self.buyer_id,
+            merchant_id: self.merchant_id,
+            transfer_id: self.transfer_id,
+            user_data: self.user_data.0 .0,
+            amount: self.amount.0,
+            timeout_ns: self.timeout_ns.0,
+            ledger: self.ledger,
+            // At most ORDER_LINES_MAX (checked above), so the cast cannot truncate.
+            line_count: self.lines.len() as u16,
+            lines,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionRequest {
+    transfer_id: TransferId,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundRequest {
+    transfer_id: TransferId,
+    #[serde(default)]
+    restock: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    dispatch_id: DispatchId,
+}
+
+impl AckRequest {
+    fn into_record(self) -> Result<DispatchAck, RequestError> {
+        Ok(DispatchAck {
+            dispatch_id: self.dispatch_id,
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(result: Result<ParsedCommands, RequestError>) -> RequestErrorCode {
+        result.unwrap_err().code
+    }
+
+    #[test]
+    fn one_object_or_an_array() {
+        let one = parse_request(
+            CommandRoute::CreateTransfers,
+            br#"{"id":"7","debit_account_id":1,"credit_account_id":"2","amount":"10",
+                "ledger":1,"code":1,"pending":true,"timeout_ns":5}"#,
+        )
+        .unwrap();
+        assert!(one.single);
+        let BatchBuf::CreateTransfers(transfers) = one.batch else {
+            panic!("not transfers")
+        };
+        assert_eq!(transfers[0].id, TransferId(7));
+        assert_eq!(transfers[0].amount, 10);
+        assert_eq!(transfers[0].flags, transfer_flags::PENDING);
+
+        let many = parse_request(
+            CommandRoute::CreateAccounts,
+            br#" [{"id":"1","ledger":1,"code":1},{"id":"2","ledger":1,"code":1,
+                  "debits_must_not_exceed_credits":true}]"#,
+        )
+        .unwrap();
+        assert!(!many.single);
+        let BatchBuf::CreateAccounts(accounts) = many.batch else {
+            panic!("not accounts")
+        };
+        assert_eq!(
+            accounts[1].flags,
+            account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS
+        );
+    }
+
+    #[test]
+    fn bad_bodies_get_edge_codes() {
+        let route = CommandRoute::CreateAccounts;
+        let edge = |code| RequestErrorCode::Edge(code);
+        assert_eq!(
+            code_of(parse_request(route, b"{")),
+            edge(EdgeCode::InvalidJson)
+        );
+        assert_eq!(
+            code_of(parse_request(route, b"")),
+            edge(EdgeCode::InvalidJson)
+        );
+        assert_eq!(
+            code_of(parse_request(route, br#"{"id":"1","ledger":"x","code":1}"#)),
+            edge(EdgeCode::InvalidRequest)
+        );
+        assert_eq!(
+            code_of(parse_request(route, br#"{"ledger":1,"code":1}"#)),
+            edge(EdgeCode::InvalidRequest)
+        );
+        assert_eq!(
+            code_of(parse_request(
+                route,
+                br#"{"id":"1","ledger":1,"code":1,"x":0}"#
+            )),
+            edge(EdgeCode::InvalidRequest)
+        );
+        assert_eq!(
+            code_of(parse_request(route, b"[]")),
+            edge(EdgeCode::EmptyBatch)
+        );
+        let too_many = format!(
+            "[{}]",
+            vec![r#"{"id":"1","ledger":1,"code":1}"#; HTTP_BATCH_ITEMS_MAX + 1].join(",")
+        );
+        assert_eq!(
+            code_of(parse_request(route, too_many.as_bytes())),
+            edge(EdgeCode::TooManyItems)
+        );
+    }
+
+    #[test]
+    fn nine_order_lines_are_order_lines_invalid() {
+        let lines = [r#"{"sku_id":1,"quantity":1}"#; 9].join(",");
+        let body = format!(
+            r#"{{"id":"1","buyer_id":"2","merchant_id":"3","transfer_id":"4","amount":5,
+                "timeout_ns":6,"ledger":1,"lines":[{lines}]}}"#
+        );
+        assert_eq!(
+            code_of(parse_request(CommandRoute::PlaceOrders, body.as_bytes())),
+            RequestErrorCode::Result(ResultCode::OrderLinesInvalid)
+        );
+    }
+
+    #[test]
+    fn path_ids_fill_order_actions_and_phase_two() {
+        let parsed = parse_request(
+            CommandRoute::RefundOrder(OrderId(9)),
+            br#"{"transfer_id":"3",
+                "restock":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.batch,
+            BatchBuf::RefundOrders(vec![OrderAction {
+                order_id: OrderId(9),
+                transfer_id: TransferId(3),
+                flags: order_action_flags::RESTOCK,
+                ..Default::default()
+            }])
+        );
+        let parsed =
+            parse_request(CommandRoute::VoidTransfer(TransferId(5)), br#"{"id":"6"}"#).unwrap();
+        let BatchBuf::CreateTransfers(transfers) = parsed.batch else {
+            panic!("not transfers")
+        };
+        assert_eq!(transfers[0].pending_id, TransferId(5));
+        assert_eq!(transfers[0].flags, transfer_flags::VOID_PENDING);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let inputs: [&[u8]; 6] = [
+            b"\xff\xfe",
+            b"[[[[",
+            b"{\"id\":1e999}",
+            b"null",
+            b"[null]",
+            b"7",
+        ];
+        for route in CommandRoute::ALL {
+            for input in inputs {
+                assert!(parse_request(route, input).is_err());
+            }
+        }
+    }
+}
