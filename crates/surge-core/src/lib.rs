@@ -13,6 +13,7 @@ pub mod constants;
 pub mod ids;
 pub mod records;
 pub mod result;
+pub mod shard;
 pub mod state_machine;
 
 pub use batch::{decode, Batch, BatchBuf, DecodeError, Operation};
@@ -22,6 +23,7 @@ pub use records::{
     OrderLine, OrderStatus, Reservation, ReservationKey, ReservationStatus, Sku, Transfer,
 };
 pub use result::ResultCode;
+pub use shard::{shard_of, SHARDS_MAX};
 pub use state_machine::{
     ArchivedOutcome, ArchivedTransfer, Config, DispatchRequest, DispatchStatus, EvictionPlan,
     IdFilter, MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup,

@@ -281,6 +281,27 @@ result_codes! {
     DispatchCancelled = 501,
         "The order was refunded before logistics acknowledged it; do not ship.",
         "Drop the request.";
+
+    // --- 600..699: shards (answered by the engine's router; nothing is logged) ---
+    /// A linked chain names accounts on more than one shard.
+    LinkedChainSpansShards = 600,
+        "The transfers of a linked chain debit or credit accounts on different shards; a \
+         chain is atomic only within one shard. Nothing was logged: the ids stay free.",
+        "Split the chain, or keep its accounts on one shard.";
+    /// A pending (two-phase) transfer whose accounts live on different shards.
+    CrossShardPendingUnsupported = 601,
+        "Pending transfers, posts and voids between accounts on different shards are not \
+         supported yet (single-phase transfers are). Nothing was logged: the id stays free.",
+        "Use a single-phase transfer, or accounts on one shard.";
+    /// An order whose buyer, merchant and SKUs do not all live on one shard.
+    OrderSpansShards = 602,
+        "The order's buyer, merchant and SKUs live on different shards; orders spanning \
+         shards are not supported yet. Nothing was logged: the ids stay free.",
+        "Place it with accounts and SKUs of one shard.";
+    /// A shard's queue is full.
+    Busy = 603,
+        "The engine's queue for a shard is full; nothing was logged.",
+        "Retry later with the same ids.";
 }
 
 impl ResultCode {
@@ -326,8 +347,9 @@ pub fn result_codes_markdown() -> String {
         "Every command gets exactly one result code. The numbers are stable: they go on the \
          wire and into the log and are never reused. Codes 0..99 apply to every command, \
          100.. accounts, 200.. transfers, 300.. inventory, 400.. orders, 500.. the dispatch \
-         outbox. Order commands also return the transfer and inventory codes of the leg that \
-         failed (the buyer is the debit account, the merchant the credit account).\n\n",
+         outbox, 600.. the engine's routing between shards. Order commands also return the \
+         transfer and inventory codes of the leg that failed (the buyer is the debit \
+         account, the merchant the credit account).\n\n",
     );
     out.push_str(
         "This file is generated from `crates/surge-core/src/result.rs` \

@@ -11,10 +11,17 @@
 //! connections to them. Sharding across cores is the engine issue's next step.
 #![warn(missing_docs)]
 
+mod engine;
 mod node;
 mod replay;
+mod router;
 
+pub use engine::{
+    is_client_operation, shards_default, Completion, DispatchCursor, Engine, EngineConfig,
+    EngineReport, EngineStats, ShardStats, BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT,
+};
 pub use node::{
-    EngineError, Node, NodeConfig, NodeStorage, Pending, RecoveryReport, EVICT_TRANSFERS_PER_BATCH,
-    EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH, PLAN_SLOTS_PER_COMMAND,
+    ApplyStats, EngineError, Node, NodeConfig, NodeStorage, Pending, RecoveryReport,
+    EVICT_TRANSFERS_PER_BATCH, EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH,
+    PLAN_SLOTS_PER_COMMAND,
 };

@@ -174,6 +174,77 @@ pub enum EngineError {
     /// Log retention (archiving or deleting old segments) failed.
     #[error("{0}")]
     LogRetention(#[from] RetentionError),
+    /// A shard's queue is full: nothing was logged; retry later with the same ids.
+    #[error("shard {shard} is busy: retry later with the same ids")]
+    Busy {
+        /// The full shard.
+        shard: u32,
+    },
+    /// The data directory (or a file in it) could not be created, read or synced.
+    #[error("data directory {path}: {source}")]
+    DataDirectory {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configured shard count is impossible or differs from the data directory's.
+    #[error("shard count: {0}")]
+    ShardCount(String),
+    /// A dispatch-feed cursor does not parse or names another shard count.
+    #[error("{0}")]
+    BadCursor(String),
+    /// The engine runs without history indexes, so statements cannot be served.
+    #[error("statements need the history index, which is switched off")]
+    HistoryDisabled,
+}
+
+impl EngineError {
+    /// Whether the submission was refused only because a queue was full (nothing was
+    /// logged; retry later with the same ids).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Busy { .. } | EngineError::Submit(SubmitError::Busy)
+        )
+    }
+}
+
+/// How applying goes on a node.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyStats {
+    /// Log records applied since the node started (pulses included).
+    pub records: u64,
+    /// Commands applied.
+    pub commands: u64,
+    /// Time to apply one record (state machine, history index, eviction slice), in µs:
+    /// median.
+    pub apply_latency_us_p50: u64,
+    /// 99th percentile.
+    pub apply_latency_us_p99: u64,
+    /// Longest.
+    pub apply_latency_us_max: u64,
+}
+
+/// The apply thread's counters.
+struct ApplyCounters {
+    records: u64,
+    commands: u64,
+    latency_us: hdrhistogram::Histogram<u64>,
+}
+
+/// Longest apply latency recorded, in µs (a minute).
+const APPLY_LATENCY_US_MAX: u64 = 60_000_000;
+
+impl ApplyCounters {
+    fn new() -> ApplyCounters {
+        ApplyCounters {
+            records: 0,
+            commands: 0,
+            latency_us: hdrhistogram::Histogram::new_with_bounds(1, APPLY_LATENCY_US_MAX, 2)
+                .expect("valid constant bounds"),
+        }
+    }
 }
 
 /// What recovery did.
@@ -189,6 +260,7 @@ pub struct RecoveryReport {
 
 struct Shared {
     state: RwLock<StateMachine>,
+    apply_counters: Mutex<ApplyCounters>,
     results: Mutex<Results>,
     applied: Condvar,
     stopping: AtomicBool,
@@ -315,6 +387,7 @@ impl Node {
         let history_reader = history.as_ref().map(SledHistory::reader);
         let shared = Arc::new(Shared {
             state: RwLock::new(state_machine),
+            apply_counters: Mutex::new(ApplyCounters::new()),
             results: Mutex::new(Results::default()),
             applied: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -378,6 +451,31 @@ impl Node {
         })
     }
 
+    /// Logs a batch given as its operation and body (`count` records of the operation's
+    /// size, already checked by the caller); see [`Node::submit`].
+    pub fn submit_bytes(
+        &self,
+        operation: Operation,
+        body: Vec<u8>,
+        count: u32,
+    ) -> Result<Pending, EngineError> {
+        assert_eq!(body.len(), count as usize * operation.record_size_bytes());
+        if count == 0 {
+            return Err(EngineError::EmptyBatch);
+        }
+        let group_commit = self.group_commit.as_ref().expect("running");
+        let ticket = group_commit.submit(operation, body, count)?;
+        Ok(Pending {
+            ticket,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// A read handle on the node's history index, if it has one.
+    pub fn history(&self) -> Option<&SledHistory> {
+        self.history.as_ref()
+    }
+
     /// Runs `read` against the current state (between applied batches). Finished
     /// transfers may have left memory: look transfers up with [`Node::transfer`].
     pub fn read<T>(&self, read: impl FnOnce(&StateMachine) -> T) -> T {
@@ -412,6 +510,18 @@ impl Node {
                 }
             }
         }))
+    }
+
+    /// Apply-thread counters.
+    pub fn apply_stats(&self) -> ApplyStats {
+        let counters = self.shared.apply_counters.lock();
+        ApplyStats {
+            records: counters.records,
+            commands: counters.commands,
+            apply_latency_us_p50: counters.latency_us.value_at_quantile(0.5),
+            apply_latency_us_p99: counters.latency_us.value_at_quantile(0.99),
+            apply_latency_us_max: counters.latency_us.max(),
+        }
     }
 
     /// Group-commit counters.
@@ -509,9 +619,18 @@ type RetentionHandle = (Box<dyn Storage>, LogRetention);
 impl Applier {
     fn run(&mut self, durable: crossbeam_channel::Receiver<Arc<Record>>) {
         let mut results = Vec::new();
-        let outcome = durable
-            .iter()
-            .try_for_each(|record| self.step(&record, &mut results));
+        let outcome = durable.iter().try_for_each(|record| {
+            let started = std::time::Instant::now();
+            self.step(&record, &mut results)?;
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            let mut counters = self.shared.apply_counters.lock();
+            counters.records += 1;
+            counters.commands += u64::from(record.header.count);
+            counters
+                .latency_us
+                .saturating_record(elapsed_us.clamp(1, APPLY_LATENCY_US_MAX));
+            Ok::<(), EngineError>(())
+        });
         let reason = match outcome {
             Ok(()) => "shut down".to_string(),
             Err(error) => {

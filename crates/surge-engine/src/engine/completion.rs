@@ -1,0 +1,220 @@
+//! Completing submitted batches: one thread per shard waits for its parts in log order
+//! (they become durable and applied in that order) and hands each part's codes to the
+//! batch's [`Join`], which calls the caller's completion when the last part is in.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use surge_core::ResultCode;
+use surge_wal::SubmitError;
+
+use super::Completion;
+use crate::node::{EngineError, Pending};
+
+/// Longest latency the histograms record, in µs (a minute).
+const LATENCY_US_MAX: u64 = 60_000_000;
+
+/// A shard's admission limit and counters.
+pub(crate) struct ShardLoad {
+    pub(crate) in_flight: AtomicUsize,
+    in_flight_max: usize,
+    pub(crate) batches: AtomicU64,
+    pub(crate) commands: AtomicU64,
+    pub(crate) busy: AtomicU64,
+    /// Submit to completion of this shard's parts, in µs.
+    pub(crate) latency_us: Mutex<Histogram<u64>>,
+}
+
+impl ShardLoad {
+    pub(crate) fn new(in_flight_max: usize) -> ShardLoad {
+        ShardLoad {
+            in_flight: AtomicUsize::new(0),
+            in_flight_max,
+            batches: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            latency_us: Mutex::new(
+                Histogram::new_with_bounds(1, LATENCY_US_MAX, 2).expect("valid constant bounds"),
+            ),
+        }
+    }
+
+    /// Takes an in-flight slot, unless the shard is full.
+    pub(crate) fn try_admit(&self) -> bool {
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                (current < self.in_flight_max).then_some(current + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.busy.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// Gives an in-flight slot back.
+    pub(crate) fn release(&self) {
+        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        assert!(before >= 1);
+    }
+}
+
+/// The caller's side of a submitted batch: codes by command index, parts still out.
+pub(crate) struct Join {
+    inner: Mutex<JoinState>,
+}
+
+struct JoinState {
+    codes: Vec<ResultCode>,
+    parts_left: usize,
+    error: Option<EngineError>,
+    done: Option<Completion>,
+}
+
+impl Join {
+    /// `codes` holds the codes already known (refusals); `parts` parts are to come. With no
+    /// parts the completion runs at once.
+    pub(crate) fn new(codes: Vec<ResultCode>, parts: usize, done: Completion) -> Arc<Join> {
+        let join = Arc::new(Join {
+            inner: Mutex::new(JoinState {
+                codes,
+                parts_left: parts,
+                error: None,
+                done: Some(done),
+            }),
+        });
+        if parts == 0 {
+            join.finish();
+        }
+        join
+    }
+
+    fn part_done(&self, indexes: Option<&[u32]>, result: Result<Vec<ResultCode>, EngineError>) {
+        let finished = {
+            let mut state = self.inner.lock();
+            match result {
+                Ok(codes) => match indexes {
+                    None => {
+                        assert_eq!(codes.len(), state.codes.len());
+                        state.codes = codes;
+                    }
+                    Some(indexes) => {
+                        assert_eq!(codes.len(), indexes.len());
+                        for (&index, code) in indexes.iter().zip(codes) {
+                            state.codes[index as usize] = code;
+                        }
+                    }
+                },
+                Err(error) => {
+                    state.error.get_or_insert(error);
+                }
+            }
+            state.parts_left -= 1;
+            state.parts_left == 0
+        };
+        if finished {
+            self.finish();
+        }
+    }
+
+    fn finish(&self) {
+        let (done, result) = {
+            let mut state = self.inner.lock();
+            let done = state.done.take().expect("a join finishes once");
+            let result = match state.error.take() {
+                Some(error) => Err(error),
+                None => Ok(std::mem::take(&mut state.codes)),
+            };
+            (done, result)
+        };
+        done(result);
+    }
+}
+
+/// One shard's part of a batch: which of the batch's commands it holds (`None`: all).
+pub(crate) struct Part {
+    join: Arc<Join>,
+    indexes: Option<Vec<u32>>,
+}
+
+impl Part {
+    pub(crate) fn new(join: Arc<Join>, indexes: Option<Vec<u32>>) -> Part {
+        Part { join, indexes }
+    }
+
+    fn complete(self, result: Result<Vec<ResultCode>, EngineError>) {
+        self.join.part_done(self.indexes.as_deref(), result);
+    }
+
+    /// The part could not be completed.
+    pub(crate) fn fail(self, error: EngineError) {
+        self.complete(Err(error));
+    }
+
+    /// The part's submission failed: a full log queue answers `Busy` for its commands
+    /// (the other parts went on), anything else fails the batch.
+    pub(crate) fn fail_or_busy(self, error: EngineError) {
+        match (&error, &self.indexes) {
+            (EngineError::Submit(SubmitError::Busy), Some(indexes)) => {
+                let codes = vec![ResultCode::Busy; indexes.len()];
+                self.complete(Ok(codes));
+            }
+            _ => self.fail(error),
+        }
+    }
+}
+
+/// A submitted part waiting to be durable and applied.
+pub(crate) struct Waiting {
+    pending: Pending,
+    part: Part,
+    submitted_at: Instant,
+}
+
+impl Waiting {
+    pub(crate) fn new(pending: Pending, part: Part) -> Waiting {
+        Waiting {
+            pending,
+            part,
+            submitted_at: Instant::now(),
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> Part {
+        self.part
+    }
+}
+
+/// Starts shard `index`'s completion thread.
+pub(crate) fn start(
+    index: u32,
+    load: Arc<ShardLoad>,
+) -> (crossbeam_channel::Sender<Waiting>, JoinHandle<()>) {
+    // Unbounded: `ShardLoad` admission bounds what is in flight.
+    let (sender, receiver) = crossbeam_channel::unbounded::<Waiting>();
+    let thread = std::thread::Builder::new()
+        .name(format!("surge-complete-{index}"))
+        .spawn(move || {
+            for waiting in receiver {
+                let result = waiting.pending.wait();
+                let elapsed_us = waiting.submitted_at.elapsed().as_micros() as u64;
+                if let Ok(codes) = &result {
+                    load.batches.fetch_add(1, Ordering::Relaxed);
+                    load.commands
+                        .fetch_add(codes.len() as u64, Ordering::Relaxed);
+                }
+                load.latency_us
+                    .lock()
+                    .saturating_record(elapsed_us.clamp(1, LATENCY_US_MAX));
+                load.release();
+                waiting.part.complete(result);
+            }
+        })
+        .expect("spawn a completion thread");
+    (sender, thread)
+}

@@ -1,0 +1,430 @@
+//! The engine: `N` shards, each a [`Node`] with its own log, checkpoints and history index
+//! under `<data>/shard-NN/`, behind one submit/read interface. A submitted batch is split
+//! by shard ([`crate::router`]); each part is logged and applied by its shard; the caller's
+//! completion runs once every part is durable and applied. Admission is bounded per shard:
+//! a batch that would push any of its shards past its limit is refused at once (`Busy`)
+//! without logging anything, and never stalls other shards.
+
+mod completion;
+mod layout;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use surge_core::{
+    shard_of, Account, AccountId, Batch, DispatchRequest, Operation, OrderId, OrderLookup,
+    ResultCode, Sku, SkuId, TransferId, TransferLookup,
+};
+use surge_history::{HistoryIndex, StatementCursor, StatementPage};
+use surge_wal::{Clock, FileStorage, SystemClock};
+
+use crate::node::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
+use crate::router::{self, Locate, Route};
+use completion::{Join, Part, ShardLoad, Waiting};
+pub use stats::{EngineStats, ShardStats};
+
+/// Default of [`EngineConfig::batches_in_flight_per_shard_max`]: below the group commit's
+/// submit queue (1,024 by default), which keeps room for pulses and internal messages.
+pub const BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT: usize = 960;
+
+/// Called exactly once with a submitted batch's result codes (one per command, in the
+/// batch's order) or the reason it has none. It runs on an engine thread (or on the
+/// submitting thread when nothing needed logging) and must not block.
+pub type Completion = Box<dyn FnOnce(Result<Vec<ResultCode>, EngineError>) + Send + 'static>;
+
+/// How to run an engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Everything lives below it: `shards` (the shard count, fixed at creation) and one
+    /// `shard-NN` directory per shard.
+    pub data_directory: PathBuf,
+    /// Shards (1..=256). Fixed for a data directory: opening it with another count is
+    /// refused (moving ids between shards is a migration, not a restart).
+    pub shards: usize,
+    /// Every shard's node configuration; `history_directory` is set per shard.
+    pub node: NodeConfig,
+    /// Keep a history index per shard (statements, lookups of evicted transfers; needed
+    /// for eviction).
+    pub history: bool,
+    /// Batches submitted to one shard and not yet completed, at most; past it `Busy`.
+    pub batches_in_flight_per_shard_max: usize,
+}
+
+impl EngineConfig {
+    /// Defaults: one shard per core, history on.
+    pub fn new(data_directory: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            data_directory: data_directory.into(),
+            shards: shards_default(),
+            node: NodeConfig::default(),
+            history: true,
+            batches_in_flight_per_shard_max: BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT,
+        }
+    }
+}
+
+/// One shard per core the process may use.
+pub fn shards_default() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get().min(16))
+}
+
+/// What opening did, per shard.
+#[derive(Debug, Default)]
+pub struct EngineReport {
+    /// Recovery of each shard, by shard index.
+    pub shards: Vec<RecoveryReport>,
+}
+
+/// A running engine. `Send + Sync`: share it behind an `Arc`.
+pub struct Engine {
+    shards: Vec<Shard>,
+    shard_count: u32,
+    stopping: AtomicBool,
+}
+
+struct Shard {
+    node: Option<Node>,
+    waiting: Option<crossbeam_channel::Sender<Waiting>>,
+    completer: Option<JoinHandle<()>>,
+    load: Arc<ShardLoad>,
+}
+
+impl Shard {
+    fn node(&self) -> &Node {
+        self.node.as_ref().expect("running")
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the data directory and recovers every shard, on the system clock.
+    pub fn open(config: EngineConfig) -> Result<(Engine, EngineReport), EngineError> {
+        Engine::open_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// [`Engine::open`] on a given clock (tests).
+    pub fn open_with_clock(
+        config: EngineConfig,
+        clock: Arc<dyn Clock + Sync>,
+    ) -> Result<(Engine, EngineReport), EngineError> {
+        assert!(config.batches_in_flight_per_shard_max >= 1);
+        let shard_count = layout::prepare(&config.data_directory, config.shards)?;
+        let mut shards = Vec::with_capacity(shard_count as usize);
+        let mut report = EngineReport::default();
+        for index in 0..shard_count {
+            let directory = layout::shard_directory(&config.data_directory, index);
+            let io = |what: &str, source| EngineError::DataDirectory {
+                path: directory.join(what),
+                source,
+            };
+            let storage = NodeStorage {
+                log: Box::new(FileStorage::open(&directory.join("log")).map_err(|e| io("log", e))?),
+                checkpoints: Box::new(
+                    FileStorage::open(&directory.join("checkpoints"))
+                        .map_err(|e| io("checkpoints", e))?,
+                ),
+            };
+            let mut node_config = config.node.clone();
+            node_config.history_directory = config.history.then(|| directory.join("history"));
+            let (node, recovered) = Node::open(node_config, storage, clock.clone())?;
+            report.shards.push(recovered);
+            let load = Arc::new(ShardLoad::new(config.batches_in_flight_per_shard_max));
+            let (waiting, completer) = completion::start(index, load.clone());
+            shards.push(Shard {
+                node: Some(node),
+                waiting: Some(waiting),
+                completer: Some(completer),
+                load,
+            });
+        }
+        let engine = Engine {
+            shards,
+            shard_count,
+            stopping: AtomicBool::new(false),
+        };
+        Ok((engine, report))
+    }
+
+    /// Shards this engine runs.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Submits a client batch: `done` gets its codes once every part is durable and
+    /// applied. Refused at once, with nothing logged, when it is empty, a pulse, or would
+    /// overfill a shard's queue ([`EngineError::is_busy`]: retry later with the same ids).
+    pub fn submit(&self, batch: Batch<'_>, done: Completion) -> Result<(), EngineError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(EngineError::Stopped(
+                "the engine is shutting down".to_string(),
+            ));
+        }
+        if batch.is_empty() {
+            return Err(EngineError::EmptyBatch);
+        }
+        if self.shard_count == 1 {
+            return self.submit_whole(0, batch, done);
+        }
+        let routes = router::routes(batch, self.shard_count, self);
+        let mut codes = vec![ResultCode::Ok; batch.len()];
+        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
+        for (index, route) in routes.iter().enumerate() {
+            match *route {
+                Route::Local(shard) | Route::Cross { debit: shard, .. } => {
+                    parts[shard as usize].push(index as u32)
+                }
+                Route::Refused(code) => codes[index] = code,
+            }
+        }
+        let busy: Vec<usize> = (0..parts.len())
+            .filter(|&shard| !parts[shard].is_empty())
+            .collect();
+        self.admit(&busy)?;
+        let join = Join::new(codes, busy.len(), done);
+        let record_size = batch.operation().record_size_bytes();
+        for shard in busy {
+            let indexes = std::mem::take(&mut parts[shard]);
+            let mut body = Vec::with_capacity(indexes.len() * record_size);
+            for &index in &indexes {
+                let start = index as usize * record_size;
+                body.extend_from_slice(&batch.body()[start..start + record_size]);
+            }
+            let count = indexes.len() as u32;
+            let submitted = self.shards[shard]
+                .node()
+                .submit_bytes(batch.operation(), body, count);
+            let part = Part::new(join.clone(), Some(indexes));
+            self.enqueue(shard, submitted, part);
+        }
+        Ok(())
+    }
+
+    /// Submits and waits for the codes (tests, tools).
+    pub fn submit_wait(&self, batch: Batch<'_>) -> Result<Vec<ResultCode>, EngineError> {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        self.submit(
+            batch,
+            Box::new(move |result| {
+                let _ = sender.send(result);
+            }),
+        )?;
+        receiver
+            .recv()
+            .unwrap_or_else(|_| Err(EngineError::Stopped("completion dropped".to_string())))
+    }
+
+    fn submit_whole(
+        &self,
+        shard: usize,
+        batch: Batch<'_>,
+        done: Completion,
+    ) -> Result<(), EngineError> {
+        self.admit(&[shard])?;
+        let submitted = self.shards[shard].node().submit(batch);
+        let join = Join::new(vec![ResultCode::Ok; batch.len()], 1, done);
+        self.enqueue(shard, submitted, Part::new(join, None));
+        Ok(())
+    }
+
+    /// Takes one in-flight slot on each of `shards`, or none and `Busy`.
+    fn admit(&self, shards: &[usize]) -> Result<(), EngineError> {
+        for (taken, &shard) in shards.iter().enumerate() {
+            if !self.shards[shard].load.try_admit() {
+                for &admitted in &shards[..taken] {
+                    self.shards[admitted].load.release();
+                }
+                return Err(EngineError::Busy {
+                    shard: shard as u32,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a submitted part to its shard's completion thread, or completes it at once
+    /// when the submission itself failed.
+    fn enqueue(&self, shard: usize, submitted: Result<crate::Pending, EngineError>, part: Part) {
+        let target = &self.shards[shard];
+        match submitted {
+            Ok(pending) => {
+                let waiting = Waiting::new(pending, part);
+                let sender = target.waiting.as_ref().expect("running");
+                if let Err(refused) = sender.send(waiting) {
+                    refused
+                        .into_inner()
+                        .into_inner()
+                        .fail(EngineError::Stopped("shard stopped".to_string()));
+                    target.load.release();
+                }
+            }
+            Err(error) => {
+                target.load.release();
+                part.fail_or_busy(error);
+            }
+        }
+    }
+
+    /// An account, from its shard (between applied batches).
+    pub fn account(&self, id: AccountId) -> Option<Account> {
+        self.owner(id.0).read(|state| state.account(id))
+    }
+
+    /// A SKU and its unit counters.
+    pub fn sku(&self, id: SkuId) -> Option<Sku> {
+        self.owner(u128::from(id.0)).read(|state| state.sku(id))
+    }
+
+    /// A transfer, resident or archived, from whichever shard holds it.
+    pub fn transfer(&self, id: TransferId) -> Result<Option<TransferLookup>, EngineError> {
+        for shard in &self.shards {
+            if let Some(found) = shard.node().transfer(id)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// An order, from the shard holding it.
+    pub fn order(&self, id: OrderId) -> Option<OrderLookup> {
+        self.shards
+            .iter()
+            .find_map(|shard| shard.node().read(|state| state.order(id)))
+    }
+
+    /// Up to `limit` unacknowledged dispatch requests after `cursor`, from every shard
+    /// (each shard's requests in feed order), and the cursor to pass next.
+    pub fn dispatch_feed(
+        &self,
+        cursor: &DispatchCursor,
+        limit: usize,
+    ) -> Result<(Vec<DispatchRequest>, DispatchCursor), EngineError> {
+        if cursor.0.len() != self.shards.len() && !cursor.0.is_empty() {
+            return Err(EngineError::BadCursor(format!(
+                "the cursor names {} shards, the engine runs {}",
+                cursor.0.len(),
+                self.shards.len()
+            )));
+        }
+        let mut next = cursor.0.clone();
+        next.resize(self.shards.len(), 0);
+        let mut found = Vec::new();
+        for (index, shard) in self.shards.iter().enumerate() {
+            let room = limit - found.len();
+            if room == 0 {
+                break;
+            }
+            let page = shard
+                .node()
+                .read(|state| state.dispatch_feed(next[index], room));
+            if let Some(last) = page.last() {
+                next[index] = last.sequence;
+            }
+            found.extend(page);
+        }
+        Ok((found, DispatchCursor(next)))
+    }
+
+    /// One page of an account's statement from its shard's history index.
+    pub fn statement(
+        &self,
+        account_id: AccountId,
+        from_ns: u64,
+        to_ns: u64,
+        after: Option<StatementCursor>,
+        limit: usize,
+    ) -> Result<StatementPage, EngineError> {
+        let node = self.owner(account_id.0);
+        let history = node.history().ok_or(EngineError::HistoryDisabled)?;
+        Ok(history.statement(account_id, from_ns, to_ns, after, limit)?)
+    }
+
+    /// Counters of every shard.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            shards: self
+                .shards
+                .iter()
+                .map(|shard| stats::shard_stats(shard.node(), &shard.load))
+                .collect(),
+        }
+    }
+
+    /// Stops accepting, lets everything admitted become durable, applied and completed,
+    /// and stops every shard.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for shard in &mut self.shards {
+            if let Some(node) = shard.node.take() {
+                node.shutdown();
+            }
+            drop(shard.waiting.take());
+            if let Some(completer) = shard.completer.take() {
+                let _ = completer.join();
+            }
+        }
+    }
+
+    fn owner(&self, id: u128) -> &Node {
+        self.shards[shard_of(id, self.shard_count) as usize].node()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Locate for Engine {
+    fn pending_transfer(&self, id: TransferId) -> Option<u32> {
+        self.shards
+            .iter()
+            .position(|shard| shard.node().read(|state| state.transfer(id)).is_some())
+            .map(|index| index as u32)
+    }
+
+    fn order(&self, id: OrderId) -> Option<u32> {
+        self.shards
+            .iter()
+            .position(|shard| shard.node().read(|state| state.order(id)).is_some())
+            .map(|index| index as u32)
+    }
+}
+
+/// Where a reader of the dispatch feed is, per shard; travels as an opaque string
+/// (`"12.7"`: the last sequence seen on each shard; empty = from the start).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DispatchCursor(pub Vec<u64>);
+
+impl std::fmt::Display for DispatchCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u64::to_string).collect();
+        write!(f, "{}", parts.join("."))
+    }
+}
+
+impl std::str::FromStr for DispatchCursor {
+    type Err = EngineError;
+
+    fn from_str(text: &str) -> Result<DispatchCursor, EngineError> {
+        if text.is_empty() {
+            return Ok(DispatchCursor::default());
+        }
+        text.split('.')
+            .map(|part| part.parse::<u64>())
+            .collect::<Result<Vec<u64>, _>>()
+            .map(DispatchCursor)
+            .map_err(|_| EngineError::BadCursor(format!("not a dispatch cursor: {text:?}")))
+    }
+}
+
+/// Whether clients may submit `operation` (pulses are the engine's own).
+pub fn is_client_operation(operation: Operation) -> bool {
+    operation != Operation::Pulse
+}
