@@ -474,7 +474,8 @@ pub fn ensure_initial_tokens(data_dir: &Path) -> Result<Option<PathBuf>, TokenEr
     let mut file = TokenFile::default();
     let mut text = String::from(
         "# Surge API tokens created on first start. Only their hashes are kept (tokens.toml):\n\
-         # copy them somewhere safe, then delete this file. Send as `Authorization: Bearer <token>`.\n",
+         # copy them somewhere safe, then delete this file.\n\
+         # Send one as `Authorization: Bearer <token>`. Columns: scope, id, token.\n",
     );
     for scope in Scope::ALL {
         let (entry, token) = new_token(Some(&format!("initial-{}", scope.name())), &[scope])?;
