@@ -147,12 +147,12 @@ pub struct ServerConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}: {reason}")]
     FileRead {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The config file is larger than any sane config.
     #[error("config file {path}: {size_bytes} bytes is over the limit of {max} bytes")]
@@ -325,9 +325,9 @@ impl ServerConfig {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let read_error = |source| ConfigError::FileRead {
+    let read_error = |reason| ConfigError::FileRead {
         path: path.to_path_buf(),
-        source,
+        reason,
     };
     let size_bytes = std::fs::metadata(path).map_err(read_error)?.len();
     if size_bytes > CONFIG_FILE_SIZE_BYTES_MAX {

@@ -30,32 +30,46 @@ const ENGINE_RELEASE_WAIT_MS: u64 = 5_000;
 #[non_exhaustive]
 pub enum ServerError {
     /// The data directory cannot be created or written.
-    #[error("data directory {path} is not usable: {source}")]
+    #[error("data directory {path} is not usable: {reason}")]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The tokens could not be read or created.
     #[error("tokens: {0}")]
-    Tokens(#[from] TokenError),
+    Tokens(TokenError),
     /// An address could not be bound.
-    #[error("cannot listen on {what} address {addr}: {source}")]
+    #[error("cannot listen on {what} address {addr}: {reason}")]
     Bind {
         /// `HTTP` or `TCP`.
         what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// Why (in use, not local, no permission).
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The engine could not open (recovery refused the data directory, say).
     #[error("engine: {0}")]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
     /// A server task panicked or could not be joined.
     #[error("server task: {0}")]
     Task(String),
+}
+
+// The inner errors are part of the message, not `source`s, so a report prints each
+// reason once.
+impl From<TokenError> for ServerError {
+    fn from(error: TokenError) -> ServerError {
+        ServerError::Tokens(error)
+    }
+}
+
+impl From<EngineError> for ServerError {
+    fn from(error: EngineError) -> ServerError {
+        ServerError::Engine(error)
+    }
 }
 
 /// A running server.
@@ -233,9 +247,9 @@ pub async fn shutdown_signal() {
 }
 
 fn prepare_data_dir(path: &Path) -> Result<PathBuf, ServerError> {
-    let error = |source| ServerError::DataDir {
+    let error = |reason| ServerError::DataDir {
         path: path.to_path_buf(),
-        source,
+        reason,
     };
     std::fs::create_dir_all(path).map_err(error)?;
     let path = path.canonicalize().map_err(error)?;
@@ -248,7 +262,7 @@ fn prepare_data_dir(path: &Path) -> Result<PathBuf, ServerError> {
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
+        .map_err(|reason| ServerError::Bind { what, addr, reason })
 }
 
 fn local_addr(
@@ -258,7 +272,7 @@ fn local_addr(
 ) -> Result<SocketAddr, ServerError> {
     listener
         .local_addr()
-        .map_err(|source| ServerError::Bind { what, addr, source })
+        .map_err(|reason| ServerError::Bind { what, addr, reason })
 }
 
 async fn open_engine(

@@ -146,12 +146,12 @@ struct TokenFile {
 #[non_exhaustive]
 pub enum TokenError {
     /// The token file (or the initial tokens file) could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {reason}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The token file does not parse, or holds a malformed entry.
     #[error("{path}: {message}")]
@@ -302,9 +302,9 @@ fn load(path: &Path) -> Result<Loaded, TokenError> {
 }
 
 fn read_token_file(path: &Path) -> Result<TokenFile, TokenError> {
-    let io_error = |source| TokenError::Io {
+    let io_error = |reason| TokenError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     };
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
@@ -351,9 +351,9 @@ fn encode_hex(bytes: &[u8]) -> String {
 /// Writes `text` to `path` atomically with mode 0600: temporary file, `fsync`, rename,
 /// directory `fsync`.
 fn write_private_atomically(path: &Path, text: &str) -> Result<(), TokenError> {
-    let io_error = |source| TokenError::Io {
+    let io_error = |reason| TokenError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     };
     let temporary = path.with_extension("toml.tmp");
     let _ = std::fs::remove_file(&temporary);

@@ -341,6 +341,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_openapi_document_names_exactly_the_routes() {
+        let document: serde_json::Value =
+            serde_json::from_str(queries::OPENAPI_JSON).expect("docs/openapi.json is JSON");
+        assert_eq!(document["openapi"], "3.0.3");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        let mut routed: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(method, path)| (method.to_string(), path.to_string()))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
     fn every_route_has_the_right_access() {
         assert_eq!(access(&Method::GET, "/healthz"), Access::Public);
         assert_eq!(access(&Method::GET, "/readyz"), Access::Public);
