@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,9 +130,11 @@ fn sigterm_in_a_burst_exits_0_and_loses_nothing_acknowledged() {
     let created = http(served.addr, "POST", "/v1/accounts", &payments, accounts).unwrap();
     assert_eq!(created.0, 200, "{}", created.1);
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4u64)
         .map(|worker| {
             let (addr, token, stop) = (served.addr, payments.clone(), stop.clone());
+            let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
                 for sequence in 0.. {
@@ -142,7 +144,10 @@ fn sigterm_in_a_burst_exits_0_and_loses_nothing_acknowledged() {
                             "amount":1,"ledger":1,"code":1}}"#
                     );
                     match http(addr, "POST", "/v1/transfers", &token, &body) {
-                        Some((201, _)) => acknowledged.push(id),
+                        Some((201, _)) => {
+                            acknowledged.push(id);
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
                         _ if stop.load(Ordering::SeqCst) => break,
                         other => panic!("transfer {id} before the stop: {other:?}"),
                     }
@@ -151,7 +156,11 @@ fn sigterm_in_a_burst_exits_0_and_loses_nothing_acknowledged() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(400));
+    // Terminate in the middle of the burst, once some payments were answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while answered.load(Ordering::SeqCst) < 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     stop.store(true, Ordering::SeqCst);
     let status = terminate(served);
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");

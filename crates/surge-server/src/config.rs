@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use surge_engine::BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT;
 use thiserror::Error;
 
 use crate::constants::{
@@ -45,6 +46,10 @@ pub struct ServeArgs {
     /// Engine shards (one apply thread each). [env: SURGE_SHARDS] [default: the engine's]
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
+    /// Batches one engine shard holds admitted and not yet answered; past it, 429.
+    /// [env: SURGE_ENGINE_BATCHES_IN_FLIGHT_MAX] [default: 960]
+    #[arg(long, value_name = "N")]
+    pub engine_batches_in_flight_max: Option<usize>,
     /// Keep the history index (needed for statements and for lookups of old transfers).
     /// [env: SURGE_HISTORY] [default: true]
     #[arg(long, value_name = "BOOL")]
@@ -100,6 +105,7 @@ struct FileConfig {
     http_addr: Option<String>,
     tcp_addr: Option<String>,
     shards: Option<usize>,
+    engine_batches_in_flight_max: Option<usize>,
     history: Option<bool>,
     http_body_size_bytes_max: Option<usize>,
     http_requests_in_flight_max: Option<usize>,
@@ -122,6 +128,8 @@ pub struct ServerConfig {
     pub tcp_addr: SocketAddr,
     /// Engine shards; `None` leaves the engine's default.
     pub shards: Option<usize>,
+    /// Batches one shard holds admitted and not yet answered.
+    pub engine_batches_in_flight_max: usize,
     /// Keep the history index.
     pub history: bool,
     /// Largest request body, in bytes.
@@ -239,6 +247,12 @@ impl ServerConfig {
             )?,
             tcp_addr: r.pick_str("tcp_addr", args.tcp_addr, file.tcp_addr, TCP_ADDR_DEFAULT)?,
             shards: r.pick_opt("shards", args.shards, file.shards)?,
+            engine_batches_in_flight_max: r.pick(
+                "engine_batches_in_flight_max",
+                args.engine_batches_in_flight_max,
+                file.engine_batches_in_flight_max,
+                || BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT,
+            )?,
             history: r.pick("history", args.history, file.history, || true)?,
             http_body_size_bytes_max: r.pick(
                 "http_body_size_bytes_max",
@@ -295,8 +309,12 @@ impl ServerConfig {
 
     /// Refuses limits that would make the server useless or unbounded.
     fn check(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 5] = [
+        let positive: [(&'static str, u64); 6] = [
             ("shards", self.shards.unwrap_or(1) as u64),
+            (
+                "engine_batches_in_flight_max",
+                self.engine_batches_in_flight_max as u64,
+            ),
             (
                 "http_body_size_bytes_max",
                 self.http_body_size_bytes_max as u64,

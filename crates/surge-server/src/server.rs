@@ -286,6 +286,7 @@ async fn open_engine(
         None => existing_shard_count(data_dir).unwrap_or(engine_config.shards),
     };
     engine_config.history = config.history;
+    engine_config.batches_in_flight_per_shard_max = config.engine_batches_in_flight_max;
     let (engine, report) = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await
         .map_err(|error| ServerError::Task(error.to_string()))??;

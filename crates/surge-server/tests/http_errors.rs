@@ -412,3 +412,83 @@ async fn created_and_revoked_tokens_reach_the_running_server() {
     assert_eq!(reply.status, 401, "the revoked token is refused");
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_engine_queue_is_429_and_loses_nothing_admitted() {
+    let server = TestServer::start_with(|config| config.engine_batches_in_flight_max = 1).await;
+    let accounts = r#"[{"id":"1","ledger":1,"code":1},{"id":"2","ledger":1,"code":1}]"#;
+    assert_eq!(server.post("/v1/accounts", accounts).await.status, 200);
+    let addr = server.addr();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|index| {
+            let token = server.payments.clone();
+            tokio::spawn(async move {
+                let body = format!(
+                    r#"{{"id":"{}","debit_account_id":"1","credit_account_id":"2",
+                        "amount":1,"ledger":1,"code":1}}"#,
+                    100 + index
+                );
+                let reply = request(
+                    addr,
+                    "POST",
+                    "/v1/transfers",
+                    Some(&token),
+                    &[],
+                    body.as_bytes(),
+                )
+                .await;
+                (100 + index, reply)
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    let mut paid = 0;
+    for task in tasks {
+        let (id, reply) = task.await.unwrap();
+        match reply.status {
+            201 => {
+                paid += 1;
+                let lookup = server.get(&format!("/v1/transfers/{id}")).await.json();
+                assert_eq!(lookup["outcome"], "committed");
+            }
+            429 => {
+                busy += 1;
+                assert_eq!(reply.code(), "busy");
+                assert_eq!(reply.header("retry-after"), Some("1"));
+                assert_eq!(server.get(&format!("/v1/transfers/{id}")).await.status, 404);
+            }
+            other => panic!("transfer {id}: {other} {}", reply.body),
+        }
+    }
+    assert!(busy > 0 && paid > 0, "busy {busy}, paid {paid}");
+    let account = server.get("/v1/accounts/2").await.json();
+    assert_eq!(
+        account["credits_posted"], paid,
+        "exactly the answered payments happened"
+    );
+    let metrics = server.get("/metrics").await.body;
+    let line = format!("surge_http_rejections_total{{reason=\"engine_busy\"}} {busy}");
+    assert!(metrics.contains(&line), "{metrics}");
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(|config| {
+        config.http_idle_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "closed, not left open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let health = request(server.addr(), "GET", "/healthz", None, &[], b"").await;
+    assert_eq!(health.status, 200);
+    server.server.stop().await.unwrap();
+}
