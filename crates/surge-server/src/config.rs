@@ -235,17 +235,25 @@ impl ServerConfig {
             env: &env,
             file_name,
         };
-        let config = ServerConfig {
-            data_dir: r.pick("data_dir", args.data_dir.clone(), file.data_dir, || {
-                PathBuf::from(DATA_DIR_DEFAULT)
-            })?,
+        let mut config = ServerConfig {
+            data_dir: r.pick(
+                "data_dir",
+                args.data_dir.clone(),
+                file.data_dir.clone(),
+                || PathBuf::from(DATA_DIR_DEFAULT),
+            )?,
             http_addr: r.pick_str(
                 "http_addr",
                 args.http_addr,
-                file.http_addr,
+                file.http_addr.clone(),
                 HTTP_ADDR_DEFAULT,
             )?,
-            tcp_addr: r.pick_str("tcp_addr", args.tcp_addr, file.tcp_addr, TCP_ADDR_DEFAULT)?,
+            tcp_addr: r.pick_str(
+                "tcp_addr",
+                args.tcp_addr,
+                file.tcp_addr.clone(),
+                TCP_ADDR_DEFAULT,
+            )?,
             shards: r.pick_opt("shards", args.shards, file.shards)?,
             engine_batches_in_flight_max: r.pick(
                 "engine_batches_in_flight_max",
@@ -254,55 +262,16 @@ impl ServerConfig {
                 || BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT,
             )?,
             history: r.pick("history", args.history, file.history, || true)?,
-            http_body_size_bytes_max: r.pick(
-                "http_body_size_bytes_max",
-                args.http_body_size_bytes_max,
-                file.http_body_size_bytes_max,
-                || HTTP_BODY_SIZE_BYTES_MAX_DEFAULT,
-            )?,
-            http_requests_in_flight_max: r.pick(
-                "http_requests_in_flight_max",
-                args.http_requests_in_flight_max,
-                file.http_requests_in_flight_max,
-                || HTTP_REQUESTS_IN_FLIGHT_MAX_DEFAULT,
-            )?,
-            http_connections_max: r.pick(
-                "http_connections_max",
-                args.http_connections_max,
-                file.http_connections_max,
-                || HTTP_CONNECTIONS_MAX_DEFAULT,
-            )?,
-            http_idle_timeout: Duration::from_millis(r.pick(
-                "http_idle_timeout_ms",
-                args.http_idle_timeout_ms,
-                file.http_idle_timeout_ms,
-                || HTTP_IDLE_TIMEOUT_MS_DEFAULT,
-            )?),
-            shutdown_grace: Duration::from_millis(r.pick(
-                "shutdown_grace_ms",
-                args.shutdown_grace_ms,
-                file.shutdown_grace_ms,
-                || SHUTDOWN_GRACE_MS_DEFAULT,
-            )?),
-            idempotency_keys_max: r.pick(
-                "idempotency_keys_max",
-                args.idempotency_keys_max,
-                file.idempotency_keys_max,
-                || IDEMPOTENCY_KEYS_MAX_DEFAULT,
-            )?,
-            idempotency_key_age: Duration::from_secs(r.pick(
-                "idempotency_key_age_s",
-                args.idempotency_key_age_s,
-                file.idempotency_key_age_s,
-                || IDEMPOTENCY_KEY_AGE_S_DEFAULT,
-            )?),
-            idempotency_bytes_max: r.pick(
-                "idempotency_bytes_max",
-                args.idempotency_bytes_max,
-                file.idempotency_bytes_max,
-                || IDEMPOTENCY_BYTES_MAX_DEFAULT,
-            )?,
+            http_body_size_bytes_max: HTTP_BODY_SIZE_BYTES_MAX_DEFAULT,
+            http_requests_in_flight_max: HTTP_REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+            http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
+            http_idle_timeout: Duration::from_millis(HTTP_IDLE_TIMEOUT_MS_DEFAULT),
+            shutdown_grace: Duration::from_millis(SHUTDOWN_GRACE_MS_DEFAULT),
+            idempotency_keys_max: IDEMPOTENCY_KEYS_MAX_DEFAULT,
+            idempotency_key_age: Duration::from_secs(IDEMPOTENCY_KEY_AGE_S_DEFAULT),
+            idempotency_bytes_max: IDEMPOTENCY_BYTES_MAX_DEFAULT,
         };
+        r.pick_limits(args, &file, &mut config)?;
         config.check()?;
         Ok(config)
     }
@@ -369,6 +338,63 @@ struct Resolver<'a, E: Fn(&str) -> Option<String>> {
 }
 
 impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
+    /// The HTTP and idempotency limits.
+    fn pick_limits(
+        &self,
+        args: &ServeArgs,
+        file: &FileConfig,
+        config: &mut ServerConfig,
+    ) -> Result<(), ConfigError> {
+        config.http_body_size_bytes_max = self.pick(
+            "http_body_size_bytes_max",
+            args.http_body_size_bytes_max,
+            file.http_body_size_bytes_max,
+            || HTTP_BODY_SIZE_BYTES_MAX_DEFAULT,
+        )?;
+        config.http_requests_in_flight_max = self.pick(
+            "http_requests_in_flight_max",
+            args.http_requests_in_flight_max,
+            file.http_requests_in_flight_max,
+            || HTTP_REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+        )?;
+        config.http_connections_max = self.pick(
+            "http_connections_max",
+            args.http_connections_max,
+            file.http_connections_max,
+            || HTTP_CONNECTIONS_MAX_DEFAULT,
+        )?;
+        config.http_idle_timeout = Duration::from_millis(self.pick(
+            "http_idle_timeout_ms",
+            args.http_idle_timeout_ms,
+            file.http_idle_timeout_ms,
+            || HTTP_IDLE_TIMEOUT_MS_DEFAULT,
+        )?);
+        config.shutdown_grace = Duration::from_millis(self.pick(
+            "shutdown_grace_ms",
+            args.shutdown_grace_ms,
+            file.shutdown_grace_ms,
+            || SHUTDOWN_GRACE_MS_DEFAULT,
+        )?);
+        config.idempotency_keys_max = self.pick(
+            "idempotency_keys_max",
+            args.idempotency_keys_max,
+            file.idempotency_keys_max,
+            || IDEMPOTENCY_KEYS_MAX_DEFAULT,
+        )?;
+        config.idempotency_key_age = Duration::from_secs(self.pick(
+            "idempotency_key_age_s",
+            args.idempotency_key_age_s,
+            file.idempotency_key_age_s,
+            || IDEMPOTENCY_KEY_AGE_S_DEFAULT,
+        )?);
+        config.idempotency_bytes_max = self.pick(
+            "idempotency_bytes_max",
+            args.idempotency_bytes_max,
+            file.idempotency_bytes_max,
+            || IDEMPOTENCY_BYTES_MAX_DEFAULT,
+        )?;
+        Ok(())
+    }
     fn env_name(setting: &str) -> String {
         format!("SURGE_{}", setting.to_ascii_uppercase())
     }

@@ -492,3 +492,22 @@ async fn idle_connections_are_closed() {
     assert_eq!(health.status, 200);
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_items_and_no_history() {
+    let server = TestServer::start_with(|config| config.history = false).await;
+    let items = surge_server::constants::HTTP_BATCH_ITEMS_MAX + 1;
+    let body = format!("[{}]", vec![ACCOUNT; items].join(","));
+    let reply = server.post("/v1/accounts", &body).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (413, "too_many_items".to_string())
+    );
+    assert_eq!(engine_commands(&server).await, 0);
+    let reply = server.get("/v1/accounts/1/statement").await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (501, "history_disabled".to_string())
+    );
+    server.server.stop().await.unwrap();
+}
