@@ -103,7 +103,9 @@ fn access(method: &Method, route: &str) -> Access {
         "/healthz" | "/readyz" => Access::Public,
         "/metrics" => Access::Scope(Scope::Read),
         _ if route.starts_with("/v1/dispatch") => Access::Scope(Scope::Dispatch),
-        _ if route.starts_with("/v1/") && method == Method::GET => Access::Scope(Scope::Read),
+        _ if route.starts_with("/v1/") && (method == Method::GET || method == Method::HEAD) => {
+            Access::Scope(Scope::Read)
+        }
         _ if route.starts_with("/v1/") => Access::Scope(Scope::Payments),
         // /openapi.json, and paths no route has: a stranger learns nothing, not even 404.
         _ => Access::AnyToken,
@@ -379,5 +381,9 @@ mod tests {
             Access::Scope(Scope::Dispatch)
         );
         assert_eq!(access(&Method::GET, "/metrics"), Access::Scope(Scope::Read));
+        assert_eq!(
+            access(&Method::HEAD, "/v1/accounts/{id}"),
+            Access::Scope(Scope::Read)
+        );
     }
 }
