@@ -268,9 +268,45 @@ fn engine_bench_reports_every_workload_through_a_real_node() {
 }
 
 #[test]
-fn engine_bench_refuses_more_than_one_shard_for_now() {
+fn engine_bench_refuses_order_workloads_across_shards() {
     let output = surge(&["bench", "engine", "--shards", "1,2", "--runs", "1"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("sharding is not built yet"), "{stderr}");
+    assert!(stderr.contains("order_spans_shards"), "{stderr}");
+    let output = surge(&["bench", "engine", "--shards", "0", "--runs", "1"]);
+    assert!(!output.status.success());
+    // Transfers run across shards.
+    let parent = env!("CARGO_TARGET_TMPDIR");
+    let output = surge(&[
+        "bench",
+        "engine",
+        "--json",
+        "--seconds",
+        "0.2",
+        "--runs",
+        "1",
+        "--workload",
+        "uniform",
+        "--shards",
+        "2",
+        "--accounts",
+        "2000",
+        "--batch-size",
+        "100",
+        "--capacity",
+        "100000",
+        "--wal-peer",
+        "false",
+        "--history-peer",
+        "false",
+        "--data-dir",
+        parent,
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"shards\":2"), "{stdout}");
 }

@@ -1,4 +1,5 @@
-//! Crash test over the real process: `surge drive` loads a node in one data directory and
+//! Crash test over the real process: `surge drive` loads a two-shard engine (cross-shard
+//! transfers included; `SURGE_CRASH_SHARDS` sets the count) in one data directory and
 //! prints an `ack` line per durable batch; the test `kill -9`s it at a seeded random
 //! moment, keeps every ack line it received, then runs `surge drive --verify`, which
 //! recovers the directory and checks every acknowledged effect, the ledger invariants and
@@ -25,6 +26,9 @@ use std::time::{Duration, Instant};
 
 const SEED_DEFAULT: u64 = 0xC4A5_4001;
 const CYCLES_DEFAULT: u64 = 20;
+/// Shards of the driven engine: more than one, so kills land between the legs of
+/// cross-shard transfers.
+const SHARDS_DEFAULT: u64 = 2;
 /// A driver that prints no ack for this long is stuck.
 const FIRST_ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -100,11 +104,13 @@ struct Cycle {
 
 /// Starts `surge drive`, kills it with SIGKILL at a seeded moment, and returns every whole
 /// line it printed.
-fn drive_and_kill(data_dir: &Path, drive_seed: u64, schedule: &mut u64) -> Cycle {
+fn drive_and_kill(data_dir: &Path, shards: u64, drive_seed: u64, schedule: &mut u64) -> Cycle {
     let mut child: Child = surge()
         .arg("drive")
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--shards")
+        .arg(shards.to_string())
         .arg("--seed")
         .arg(drive_seed.to_string())
         .stdin(Stdio::null())
@@ -143,11 +149,13 @@ fn drive_and_kill(data_dir: &Path, drive_seed: u64, schedule: &mut u64) -> Cycle
     Cycle { acks, stderr }
 }
 
-fn verify(data_dir: &Path, acks_file: &Path) -> Result<String, String> {
+fn verify(data_dir: &Path, shards: u64, acks_file: &Path) -> Result<String, String> {
     let output = surge()
         .arg("drive")
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--shards")
+        .arg(shards.to_string())
         .arg("--verify")
         .arg("--acks")
         .arg(acks_file)
@@ -169,6 +177,7 @@ fn verify(data_dir: &Path, acks_file: &Path) -> Result<String, String> {
 fn kill_nine_loses_no_acknowledged_command() {
     let seed = env_u64("SURGE_SEED").unwrap_or(SEED_DEFAULT);
     let cycles = env_u64("SURGE_CRASH_CYCLES").unwrap_or(CYCLES_DEFAULT);
+    let shards = env_u64("SURGE_CRASH_SHARDS").unwrap_or(SHARDS_DEFAULT);
     let directory = fresh_directory("crash");
     let data_dir = directory.join("data");
     let acks_file = directory.join("acks.txt");
@@ -183,7 +192,7 @@ fn kill_nine_loses_no_acknowledged_command() {
     for cycle in 0..cycles {
         // Every run on the directory needs its own driver seed (ids carry it).
         let drive_seed = seed.wrapping_add(cycle);
-        let Cycle { acks, stderr } = drive_and_kill(&data_dir, drive_seed, &mut schedule);
+        let Cycle { acks, stderr } = drive_and_kill(&data_dir, shards, drive_seed, &mut schedule);
         let ack_lines: String = acks
             .iter()
             .filter(|line| line.starts_with("ack "))
@@ -196,7 +205,7 @@ fn kill_nine_loses_no_acknowledged_command() {
             .expect("open the acks file");
         std::io::Write::write_all(&mut file, ack_lines.as_bytes()).expect("append acks");
         drop(file);
-        if let Err(failure) = verify(&data_dir, &acks_file) {
+        if let Err(failure) = verify(&data_dir, shards, &acks_file) {
             panic!(
                 "seed {seed:#x} cycle {cycle}: verify failed after kill -9 \
                  ({} acks this cycle, data in {}):\n{failure}\ndriver stderr:\n{stderr}",

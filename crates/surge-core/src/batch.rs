@@ -7,7 +7,8 @@ use thiserror::Error;
 
 use crate::constants::BATCH_EVENTS_MAX;
 use crate::records::{
-    Account, DispatchAck, Order, OrderAction, Reservation, ReservationKey, Sku, Transfer,
+    Account, DispatchAck, Order, OrderAction, Reservation, ReservationKey, ShardLeg, ShardOutcome,
+    Sku, Transfer,
 };
 
 /// What a batch does. The numbers are stable (they are in the log).
@@ -39,6 +40,13 @@ pub enum Operation {
     RefundOrders = 10,
     /// [`DispatchAck`] records.
     AckDispatch = 11,
+    /// [`ShardLeg`] records: debit legs of cross-shard transfers (the engine's own).
+    ShardDebit = 12,
+    /// [`ShardLeg`] records: credit legs of cross-shard transfers (the engine's own).
+    ShardCredit = 13,
+    /// [`ShardOutcome`] records: the credit legs' outcomes, back on the debit shard (the
+    /// engine's own).
+    ShardResolve = 14,
 }
 
 impl Operation {
@@ -56,6 +64,9 @@ impl Operation {
         Operation::CancelOrders,
         Operation::RefundOrders,
         Operation::AckDispatch,
+        Operation::ShardDebit,
+        Operation::ShardCredit,
+        Operation::ShardResolve,
     ];
 
     /// The operation for a byte read from the wire or the log.
@@ -80,7 +91,21 @@ impl Operation {
                 size_of::<OrderAction>()
             }
             Operation::AckDispatch => size_of::<DispatchAck>(),
+            Operation::ShardDebit | Operation::ShardCredit => size_of::<ShardLeg>(),
+            Operation::ShardResolve => size_of::<ShardOutcome>(),
         }
+    }
+
+    /// Whether only the engine logs this operation (pulses and the messages between
+    /// shards); clients never may.
+    pub const fn is_internal(self) -> bool {
+        matches!(
+            self,
+            Operation::Pulse
+                | Operation::ShardDebit
+                | Operation::ShardCredit
+                | Operation::ShardResolve
+        )
     }
 }
 
@@ -111,6 +136,12 @@ pub enum Batch<'a> {
     RefundOrders(&'a [OrderAction]),
     /// Acknowledge dispatch requests.
     AckDispatch(&'a [DispatchAck]),
+    /// Debit legs of cross-shard transfers.
+    ShardDebit(&'a [ShardLeg]),
+    /// Credit legs of cross-shard transfers.
+    ShardCredit(&'a [ShardLeg]),
+    /// Outcomes of credit legs, on the debit shard.
+    ShardResolve(&'a [ShardOutcome]),
 }
 
 impl Batch<'_> {
@@ -129,6 +160,9 @@ impl Batch<'_> {
             Batch::CancelOrders(_) => Operation::CancelOrders,
             Batch::RefundOrders(_) => Operation::RefundOrders,
             Batch::AckDispatch(_) => Operation::AckDispatch,
+            Batch::ShardDebit(_) => Operation::ShardDebit,
+            Batch::ShardCredit(_) => Operation::ShardCredit,
+            Batch::ShardResolve(_) => Operation::ShardResolve,
         }
     }
 
@@ -144,6 +178,8 @@ impl Batch<'_> {
             Batch::PlaceOrders(r) => r.len(),
             Batch::PayOrders(r) | Batch::CancelOrders(r) | Batch::RefundOrders(r) => r.len(),
             Batch::AckDispatch(r) => r.len(),
+            Batch::ShardDebit(r) | Batch::ShardCredit(r) => r.len(),
+            Batch::ShardResolve(r) => r.len(),
         }
     }
 
@@ -168,6 +204,8 @@ impl Batch<'_> {
                 bytemuck::cast_slice(r)
             }
             Batch::AckDispatch(r) => bytemuck::cast_slice(r),
+            Batch::ShardDebit(r) | Batch::ShardCredit(r) => bytemuck::cast_slice(r),
+            Batch::ShardResolve(r) => bytemuck::cast_slice(r),
         }
     }
 }
@@ -199,6 +237,12 @@ pub enum BatchBuf {
     RefundOrders(Vec<OrderAction>),
     /// See [`Batch::AckDispatch`].
     AckDispatch(Vec<DispatchAck>),
+    /// See [`Batch::ShardDebit`].
+    ShardDebit(Vec<ShardLeg>),
+    /// See [`Batch::ShardCredit`].
+    ShardCredit(Vec<ShardLeg>),
+    /// See [`Batch::ShardResolve`].
+    ShardResolve(Vec<ShardOutcome>),
 }
 
 impl BatchBuf {
@@ -217,6 +261,9 @@ impl BatchBuf {
             BatchBuf::CancelOrders(r) => Batch::CancelOrders(r),
             BatchBuf::RefundOrders(r) => Batch::RefundOrders(r),
             BatchBuf::AckDispatch(r) => Batch::AckDispatch(r),
+            BatchBuf::ShardDebit(r) => Batch::ShardDebit(r),
+            BatchBuf::ShardCredit(r) => Batch::ShardCredit(r),
+            BatchBuf::ShardResolve(r) => Batch::ShardResolve(r),
         }
     }
 }
@@ -300,6 +347,9 @@ pub fn decode(operation: u8, body: &[u8]) -> Result<BatchBuf, DecodeError> {
         Operation::CancelOrders => BatchBuf::CancelOrders(records(body)),
         Operation::RefundOrders => BatchBuf::RefundOrders(records(body)),
         Operation::AckDispatch => BatchBuf::AckDispatch(records(body)),
+        Operation::ShardDebit => BatchBuf::ShardDebit(records(body)),
+        Operation::ShardCredit => BatchBuf::ShardCredit(records(body)),
+        Operation::ShardResolve => BatchBuf::ShardResolve(records(body)),
     })
 }
 

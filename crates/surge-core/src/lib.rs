@@ -20,12 +20,15 @@ pub use batch::{decode, Batch, BatchBuf, DecodeError, Operation};
 pub use ids::{AccountId, DispatchId, LogPosition, OrderId, SkuId, TransferId};
 pub use records::{
     account_flags, order_action_flags, transfer_flags, Account, DispatchAck, Order, OrderAction,
-    OrderLine, OrderStatus, Reservation, ReservationKey, ReservationStatus, Sku, Transfer,
+    OrderLine, OrderStatus, Reservation, ReservationKey, ReservationStatus, ShardLeg, ShardOutcome,
+    Sku, Transfer,
 };
 pub use result::ResultCode;
 pub use shard::{shard_of, SHARDS_MAX};
 pub use state_machine::{
-    ArchivedOutcome, ArchivedTransfer, Config, DispatchRequest, DispatchStatus, EvictionPlan,
-    IdFilter, MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup,
-    SnapshotError, StateMachine, TransferLookup, ARCHIVED_TRANSFER_SIZE_BYTES,
+    is_reserved_account_id, transit_account_id, ArchivedOutcome, ArchivedTransfer, Config,
+    DispatchRequest, DispatchStatus, EvictionPlan, IdFilter, MemoryCounts, OrderLookup, OrderView,
+    PendingStatus, ReservationLookup, SnapshotError, StateMachine, TransferLookup,
+    ACCOUNT_ID_RESERVED_HIGH, ARCHIVED_TRANSFER_SIZE_BYTES, TRANSFER_CODE_CROSS_SHARD_COMPENSATION,
+    TRANSIT_ACCOUNT_CODE,
 };

@@ -288,6 +288,42 @@ pub struct OrderAction {
     pub reserved: [u8; 28],
 }
 
+/// One leg of a cross-shard transfer, logged by the engine (never by clients). 144 bytes.
+/// `transfer` is the client's single-phase transfer as submitted; the debit shard logs it
+/// as a debit leg (debit account to the transit account for the destination shard), the
+/// credit shard as a credit leg (the transit account for the source shard to the credit
+/// account).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct ShardLeg {
+    /// The client's transfer (timestamp zero as submitted; set by the engine on apply).
+    pub transfer: Transfer,
+    /// The debit account's shard.
+    pub source_shard: u32,
+    /// The credit account's shard.
+    pub destination_shard: u32,
+    /// The credit account's ledger as the engine saw it when it routed the transfer (0: it
+    /// did not exist): lets the debit leg fail exactly as one shard would
+    /// (`credit_account_not_found`, `accounts_must_have_same_ledger` come before balance
+    /// checks). Accounts never change ledger and are never deleted.
+    pub credit_account_ledger: u32,
+    /// Must be zero.
+    pub reserved: [u8; 4],
+}
+
+/// The outcome of a credit leg, carried back to the debit shard by the engine: a success
+/// settles the transfer, a failure compensates it (funds back from transit). 32 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct ShardOutcome {
+    /// The cross-shard transfer.
+    pub transfer_id: TransferId,
+    /// The credit leg's result code ([`crate::ResultCode`] number).
+    pub code: u32,
+    /// Must be zero.
+    pub reserved: [u8; 12],
+}
+
 /// Acknowledge a dispatch request: logistics has taken the order. 32 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable, Serialize, Deserialize)]
 #[repr(C)]
@@ -382,6 +418,8 @@ const _: () = assert!(std::mem::size_of::<OrderLine>() == 16);
 const _: () = assert!(std::mem::size_of::<Order>() == 256);
 const _: () = assert!(std::mem::size_of::<OrderAction>() == 64);
 const _: () = assert!(std::mem::size_of::<DispatchAck>() == 32);
+const _: () = assert!(std::mem::size_of::<ShardLeg>() == 144);
+const _: () = assert!(std::mem::size_of::<ShardOutcome>() == 32);
 
 /// Serde helper: a u128 that is not an id still travels as a decimal string.
 mod u128_string {

@@ -99,6 +99,12 @@ result_codes! {
     BalancesMustBeZero = 102,
         "An account is created with all four balances zero.", "Send zero balances.";
 
+    /// The account id is in the range Surge reserves for its own accounts.
+    AccountIdReserved = 103,
+        "The account id's high 64 bits are all ones: that range is reserved for Surge's own \
+         (transit) accounts, which clients may neither create nor name in a transfer.",
+        "Use an id below 2^128 - 2^64.";
+
     // --- 200..299: transfers ---
     /// Debit and credit account are the same.
     AccountsMustBeDifferent = 200,

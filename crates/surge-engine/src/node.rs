@@ -194,6 +194,10 @@ pub enum EngineError {
     /// A dispatch-feed cursor does not parse or names another shard count.
     #[error("{0}")]
     BadCursor(String),
+    /// Clients may not submit this operation (pulses and messages between shards are the
+    /// engine's own).
+    #[error("operation {0:?} is the engine's own; clients may not submit it")]
+    OperationNotAllowed(Operation),
     /// The engine runs without history indexes, so statements cannot be served.
     #[error("statements need the history index, which is switched off")]
     HistoryDisabled,

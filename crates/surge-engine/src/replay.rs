@@ -259,6 +259,9 @@ fn view(operation: Operation, body: &[u8]) -> Option<Batch<'_>> {
         Operation::CancelOrders => Batch::CancelOrders(bytemuck::try_cast_slice(body).ok()?),
         Operation::RefundOrders => Batch::RefundOrders(bytemuck::try_cast_slice(body).ok()?),
         Operation::AckDispatch => Batch::AckDispatch(bytemuck::try_cast_slice(body).ok()?),
+        Operation::ShardDebit => Batch::ShardDebit(bytemuck::try_cast_slice(body).ok()?),
+        Operation::ShardCredit => Batch::ShardCredit(bytemuck::try_cast_slice(body).ok()?),
+        Operation::ShardResolve => Batch::ShardResolve(bytemuck::try_cast_slice(body).ok()?),
     })
 }
 

@@ -91,6 +91,13 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
         Batch::PayOrders(actions) | Batch::CancelOrders(actions) | Batch::RefundOrders(actions) => {
             actions.iter().map(|a| order_home(a.order_id)).collect()
         }
+        // The engine's own messages: `Engine::submit` refuses them before routing.
+        Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => {
+            vec![Route::Refused(ResultCode::ReservedFlag); legs.len()]
+        }
+        Batch::ShardResolve(outcomes) => {
+            vec![Route::Refused(ResultCode::ReservedFlag); outcomes.len()]
+        }
         Batch::AckDispatch(acks) => acks
             .iter()
             .map(|ack| order_home(OrderId(ack.dispatch_id.0)))

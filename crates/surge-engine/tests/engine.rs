@@ -146,3 +146,215 @@ fn dispatch_cursors_round_trip() {
         DispatchCursor::default()
     );
 }
+
+/// Opens shard `index` of a 2-shard data directory as a bare node (what the engine runs).
+fn bare_node(directory: &std::path::Path, index: u32) -> surge_engine::Node {
+    use surge_engine::{Node, NodeConfig, NodeStorage};
+    use surge_wal::{FileStorage, SystemClock};
+    let shard = directory.join(format!("shard-{index:02}"));
+    let storage = NodeStorage {
+        log: Box::new(FileStorage::open(&shard.join("log")).expect("log")),
+        checkpoints: Box::new(FileStorage::open(&shard.join("checkpoints")).expect("checkpoints")),
+    };
+    Node::open(
+        NodeConfig::default(),
+        storage,
+        std::sync::Arc::new(SystemClock),
+    )
+    .expect("open")
+    .0
+}
+
+fn leg(id: u128, debit: u128, credit: u128, amount: u64) -> surge_core::ShardLeg {
+    surge_core::ShardLeg {
+        transfer: transfer(id, debit, credit, amount),
+        source_shard: shard_of(debit, 2),
+        destination_shard: shard_of(credit, 2),
+        credit_account_ledger: common::LEDGER,
+        reserved: [0; 4],
+    }
+}
+
+#[test]
+fn cross_shard_transfers_settle_compensate_and_answer_retries() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let (bank, payer, payee) = (on_shard(0, 2, 0), on_shard(0, 2, 1), on_shard(1, 2, 0));
+    let capped = on_shard(1, 2, 1);
+    let mut accounts = vec![
+        account(bank, false),
+        account(payer, true),
+        account(payee, false),
+    ];
+    accounts.push(surge_core::Account {
+        flags: surge_core::account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        ..account(capped, false)
+    });
+    let codes = engine
+        .submit_wait(Batch::CreateAccounts(&accounts))
+        .expect("accounts");
+    assert_eq!(codes, [ResultCode::Ok; 4]);
+    let fund = [transfer(1, bank, payer, 100)];
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateTransfers(&fund))
+            .expect("fund"),
+        [ResultCode::Ok]
+    );
+    let transfers = [
+        transfer(2, payer, payee, 30),
+        transfer(3, payer, capped, 5),
+        transfer(4, payer, on_shard(1, 2, 7), 5),
+        transfer(5, payer, payee, 1_000),
+    ];
+    let codes = engine
+        .submit_wait(Batch::CreateTransfers(&transfers))
+        .expect("transfers");
+    assert_eq!(
+        codes,
+        [
+            ResultCode::Ok,
+            ResultCode::ExceedsDebits,
+            ResultCode::CreditAccountNotFound,
+            ResultCode::ExceedsCredits,
+        ]
+    );
+    assert_eq!(
+        engine
+            .account(AccountId(payer))
+            .expect("payer")
+            .debits_posted,
+        35
+    );
+    assert_eq!(
+        engine
+            .account(AccountId(payer))
+            .expect("payer")
+            .credits_posted,
+        105
+    );
+    assert_eq!(
+        engine
+            .account(AccountId(payee))
+            .expect("payee")
+            .credits_posted,
+        30
+    );
+    // Retries answer as on one shard.
+    let codes = engine
+        .submit_wait(Batch::CreateTransfers(&transfers))
+        .expect("retry");
+    assert_eq!(
+        codes,
+        [
+            ResultCode::Exists,
+            ResultCode::IdAlreadyFailed,
+            ResultCode::IdAlreadyFailed,
+            ResultCode::IdAlreadyFailed,
+        ]
+    );
+    // Lookups show the client's transfer.
+    match engine.transfer(surge_core::TransferId(2)).expect("lookup") {
+        Some(surge_core::TransferLookup::Committed { transfer, .. }) => {
+            assert_eq!(transfer.debit_account_id, AccountId(payer));
+            assert_eq!(transfer.credit_account_id, AccountId(payee));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        engine.transfer(surge_core::TransferId(3)).expect("lookup"),
+        Some(surge_core::TransferLookup::Failed(
+            ResultCode::ExceedsDebits
+        ))
+    );
+    // Clients cannot send the engine's own messages.
+    let refused = engine
+        .submit_wait(Batch::ShardDebit(&[leg(9, payer, payee, 1)]))
+        .err();
+    assert!(
+        matches!(refused, Some(EngineError::OperationNotAllowed(_))),
+        "{refused:?}"
+    );
+    assert_eq!(engine.cross_shard_in_flight(), 0);
+}
+
+#[test]
+fn a_crash_between_the_legs_loses_nothing_and_applies_nothing_twice() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (payer, payee, other) = (on_shard(0, 2, 0), on_shard(1, 2, 0), on_shard(1, 2, 1));
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let accounts = [
+        account(payer, false),
+        account(payee, false),
+        account(other, false),
+    ];
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateAccounts(&accounts))
+            .expect("accounts"),
+        [ResultCode::Ok; 3]
+    );
+    engine.shutdown();
+    // The state a crash leaves: transfer 7's debit leg durable on shard 0 and nothing on
+    // shard 1; transfer 8's debit and credit legs durable, its resolve not.
+    let source = bare_node(directory.path(), 0);
+    let legs = [leg(7, payer, payee, 11), leg(8, payer, other, 13)];
+    let codes = source.submit_bytes(
+        surge_core::Operation::ShardDebit,
+        bytemuck::cast_slice(&legs).to_vec(),
+        2,
+    );
+    assert_eq!(
+        codes.expect("submit").wait().expect("debit legs"),
+        [ResultCode::Ok; 2]
+    );
+    source.shutdown();
+    let destination = bare_node(directory.path(), 1);
+    let credit = destination.submit_bytes(
+        surge_core::Operation::ShardCredit,
+        bytemuck::cast_slice(&legs[1..]).to_vec(),
+        1,
+    );
+    assert_eq!(
+        credit.expect("submit").wait().expect("credit leg"),
+        [ResultCode::Ok]
+    );
+    destination.shutdown();
+    // The engine delivers what the outbox holds; the redelivered leg dedupes.
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("reopen");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine.cross_shard_in_flight() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox never drained"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(
+        engine
+            .account(AccountId(payee))
+            .expect("payee")
+            .credits_posted,
+        11
+    );
+    assert_eq!(
+        engine
+            .account(AccountId(other))
+            .expect("other")
+            .credits_posted,
+        13
+    );
+    assert_eq!(
+        engine
+            .account(AccountId(payer))
+            .expect("payer")
+            .debits_posted,
+        24
+    );
+    let transit: i128 = engine
+        .transit_accounts()
+        .iter()
+        .map(|(_, a)| i128::from(a.credits_posted) - i128::from(a.debits_posted))
+        .sum();
+    assert_eq!(transit, 0);
+}

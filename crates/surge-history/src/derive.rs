@@ -70,6 +70,9 @@ pub fn derive_entries(
     assert_eq!(batch.len(), results.len());
     let mut entries = Vec::new();
     let mut created: Vec<(LogPosition, TransferId)> = Vec::new();
+    // Funds returned from transit for failed cross-shard transfers: statement lines only
+    // (the transfer's own entry stays the debit leg).
+    let mut compensations: Vec<(LogPosition, Transfer)> = Vec::new();
     for (index, code) in results.iter().enumerate() {
         if *code != ResultCode::Ok {
             continue; // `exists` and failures created nothing new.
@@ -98,6 +101,17 @@ pub fn derive_entries(
             Batch::AckDispatch(records) => {
                 entries.push(order_event(OrderId(records[index].dispatch_id.0)));
             }
+            Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => {
+                created.push((position, legs[index].transfer.id));
+            }
+            Batch::ShardResolve(outcomes) => {
+                let id = outcomes[index].transfer_id;
+                let failed = ResultCode::from_u32(outcomes[index].code)
+                    .is_some_and(|code| !code.is_success());
+                if let (true, Some((_, back))) = (failed, state_machine.shard_compensation(id)) {
+                    compensations.push((position, back));
+                }
+            }
             _ => {}
         }
     }
@@ -118,6 +132,11 @@ pub fn derive_entries(
     );
     entries.extend(
         statement_lines(state_machine, &transfers)
+            .into_iter()
+            .map(IndexEntry::Statement),
+    );
+    entries.extend(
+        statement_lines(state_machine, &compensations)
             .into_iter()
             .map(IndexEntry::Statement),
     );

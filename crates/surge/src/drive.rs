@@ -1,9 +1,10 @@
-//! `surge drive`: a small load driver over one real [`Node`] in a data directory, for the
-//! crash test in `tests/crash.rs` until the server exists. It prints one `ack` line per
-//! batch only after the node answered it (durable and applied), so a test that kills the
-//! process knows exactly which effects must survive; `--verify` reopens the directory and
-//! checks every acknowledged command, the ledger invariants and the state hash against a
-//! fresh replay of the log.
+//! `surge drive`: a small load driver over the real [`Engine`] (`--shards` shards) in a data
+//! directory, for the crash test in `tests/crash.rs`. It prints one `ack` line per batch
+//! only after the engine answered it (durable and applied, cross-shard transfers resolved),
+//! so a test that kills the process knows exactly which effects must survive; `--verify`
+//! reopens the directory, lets the engine deliver what the cross-shard outboxes hold, and
+//! checks every acknowledged command, each shard's ledger invariants, that transit
+//! accounts net to zero, and each shard's state hash against a fresh replay of its log.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,12 +13,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use surge_core::{
-    account_flags, decode, transfer_flags, Account, AccountId, BatchBuf, Operation, Order,
-    OrderAction, OrderId, OrderLine, OrderLookup, ResultCode, Sku, SkuId, StateMachine, Transfer,
-    TransferId, TransferLookup,
+    account_flags, decode, shard_of, transfer_flags, Account, AccountId, BatchBuf, Operation,
+    Order, OrderAction, OrderId, OrderLine, OrderLookup, ResultCode, Sku, SkuId, StateMachine,
+    Transfer, TransferId, TransferLookup,
 };
-use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
-use surge_wal::{Clock, FileStorage, Log, LogConfig, ManualClock, SubmitError, SystemClock};
+use surge_engine::{Engine, EngineConfig, EngineReport, NodeConfig};
+use surge_wal::{Clock, FileStorage, Log, LogConfig, ManualClock, SystemClock};
 
 use crate::rng::SplitMix64;
 
@@ -27,8 +28,12 @@ const LEDGER: u32 = 1;
 const CODE: u16 = 1;
 /// The account that funds wallets; unconstrained, so it may go negative.
 const FUNDING: AccountId = AccountId(1);
-/// The merchant paid by wallets; unconstrained.
+/// The merchant paid by wallets; unconstrained. With several shards most wallets pay it
+/// across shards.
 const MERCHANT: AccountId = AccountId(2);
+/// Ids from here on are searched for each shard's own merchant (pending transfers and
+/// orders stay within a shard: the engine refuses them across shards).
+const LOCAL_MERCHANT_FIRST: u128 = 1_000;
 /// First wallet id; wallets may never spend more than they hold.
 const WALLET_FIRST: u128 = 101;
 /// Wallets driven.
@@ -37,8 +42,8 @@ const WALLET_COUNT: u64 = 16;
 const WALLET_FUNDS: u64 = 1_000_000;
 /// An amount no wallet can hold (more than all funding ever), so it fails `ExceedsCredits`.
 const AMOUNT_TOO_LARGE: u64 = 1 << 50;
-/// The SKU orders buy.
-const SKU: SkuId = SkuId(1);
+/// Ids from here on are searched for each shard's SKU, which orders buy.
+const SKU_FIRST: u64 = 1;
 /// Units of the SKU stocked at setup: more than any run sells.
 const SKU_UNITS: u64 = 1 << 40;
 /// Pending transfers and unpaid orders expire after this much log time, so expiry (by
@@ -77,6 +82,9 @@ pub struct DriveArgs {
     /// With `--verify`: a file of `ack` lines printed by earlier runs.
     #[arg(long, requires = "verify")]
     pub acks: Option<PathBuf>,
+    /// Shards of the engine (fixed when the data directory is created).
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
 }
 
 /// Runs `surge drive` (or `surge drive --verify`).
@@ -87,7 +95,7 @@ pub fn run(args: &DriveArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", path.display()))?,
             None => String::new(),
         };
-        let summary = verify(&args.data_dir, &acks)?;
+        let summary = verify(&args.data_dir, args.shards, &acks)?;
         println!("{summary}");
         Ok(())
     } else {
@@ -95,14 +103,18 @@ pub fn run(args: &DriveArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The node configuration `drive` and `--verify` share.
-fn node_config(data_dir: &Path) -> NodeConfig {
-    NodeConfig {
-        log: log_config(),
-        checkpoint_interval_records: CHECKPOINT_INTERVAL_RECORDS,
-        evict_interval_transfers: EVICT_INTERVAL_TRANSFERS,
-        history_directory: Some(data_dir.join("history")),
-        ..NodeConfig::default()
+/// The engine configuration `drive` and `--verify` share.
+fn engine_config(data_dir: &Path, shards: usize) -> EngineConfig {
+    EngineConfig {
+        shards,
+        node: NodeConfig {
+            log: log_config(),
+            checkpoint_interval_records: CHECKPOINT_INTERVAL_RECORDS,
+            evict_interval_transfers: EVICT_INTERVAL_TRANSFERS,
+            ..NodeConfig::default()
+        },
+        history: true,
+        ..EngineConfig::new(data_dir)
     }
 }
 
@@ -113,47 +125,70 @@ fn log_config() -> LogConfig {
     }
 }
 
-fn open_node(
+fn open_engine(
     data_dir: &Path,
+    shards: usize,
     clock: Arc<dyn Clock + Sync>,
-) -> anyhow::Result<(Node, RecoveryReport)> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let log = FileStorage::open(&data_dir.join("log")).context("opening the log directory")?;
-    let checkpoints = FileStorage::open(&data_dir.join("checkpoints"))
-        .context("opening the checkpoint directory")?;
-    let storage = NodeStorage {
-        log: Box::new(log),
-        checkpoints: Box::new(checkpoints),
-    };
-    let (node, report) = Node::open(node_config(data_dir), storage, clock)
+) -> anyhow::Result<(Engine, EngineReport)> {
+    let (engine, report) = Engine::open_with_clock(engine_config(data_dir, shards), clock)
         .with_context(|| format!("recovering {}", data_dir.display()))?;
-    eprintln!(
-        "recovered checkpoint={} replayed={}",
-        report
-            .checkpoint_record_index
-            .map_or_else(|| "none".to_string(), |index| index.to_string()),
-        report.records_replayed
-    );
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+    for (index, shard) in report.shards.iter().enumerate() {
+        eprintln!(
+            "recovered shard={index} checkpoint={} replayed={}",
+            shard
+                .checkpoint_record_index
+                .map_or_else(|| "none".to_string(), |index| index.to_string()),
+            shard.records_replayed
+        );
+        for warning in &shard.warnings {
+            eprintln!("warning: shard {index}: {warning}");
+        }
     }
-    Ok((node, report))
+    Ok((engine, report))
+}
+
+/// Each shard's own merchant and SKU, by shard index: the first ids from
+/// [`LOCAL_MERCHANT_FIRST`] and [`SKU_FIRST`] that the shard owns.
+fn local_ids(shards: usize) -> (Vec<AccountId>, Vec<SkuId>) {
+    let count = shards as u32;
+    let merchants = (0..count)
+        .map(|shard| {
+            let id = (LOCAL_MERCHANT_FIRST..)
+                .find(|id| shard_of(*id, count) == shard)
+                .expect("every shard owns ids");
+            AccountId(id)
+        })
+        .collect();
+    let skus = (0..count)
+        .map(|shard| {
+            let id = (SKU_FIRST..)
+                .find(|id| shard_of(u128::from(*id), count) == shard)
+                .expect("every shard owns ids");
+            SkuId(id)
+        })
+        .collect();
+    (merchants, skus)
 }
 
 fn drive(args: &DriveArgs) -> anyhow::Result<()> {
-    let (node, _report) = open_node(&args.data_dir, Arc::new(SystemClock))?;
+    let (engine, _report) = open_engine(&args.data_dir, args.shards, Arc::new(SystemClock))?;
+    let (local_merchants, skus) = local_ids(args.shards);
     let mut driver = Driver {
-        node: &node,
+        engine: &engine,
+        shards: args.shards as u32,
+        local_merchants,
+        skus,
         rng: SplitMix64::new(args.seed),
         id_high: (u128::from(args.seed) + 1) << 64,
         id_count: 0,
         pendings: Vec::new(),
     };
     let first = driver.id_high | 1;
-    let used = node.read(|state| {
-        state.transfer(TransferId(first)).is_some() || state.order(OrderId(first)).is_some()
-    });
+    let used = engine
+        .transfer(TransferId(first))
+        .context("looking up the seed's first id")?
+        .is_some()
+        || engine.order(OrderId(first)).is_some();
     if used {
         bail!(
             "seed {} was already driven on {}: pass another --seed",
@@ -168,13 +203,18 @@ fn drive(args: &DriveArgs) -> anyhow::Result<()> {
         batch_index += 1;
     }
     drop(driver);
-    node.shutdown();
+    engine.shutdown();
     Ok(())
 }
 
 /// Generates the workload and prints the acknowledgements.
 struct Driver<'a> {
-    node: &'a Node,
+    engine: &'a Engine,
+    shards: u32,
+    /// Each shard's merchant, by shard index.
+    local_merchants: Vec<AccountId>,
+    /// Each shard's SKU, by shard index.
+    skus: Vec<SkuId>,
     rng: SplitMix64,
     /// The seed's high 64 bits of every id this run makes.
     id_high: u128,
@@ -194,6 +234,16 @@ impl Driver<'_> {
         AccountId(WALLET_FIRST + u128::from(self.rng.below(WALLET_COUNT)))
     }
 
+    /// The merchant on `wallet`'s shard.
+    fn local_merchant(&self, wallet: AccountId) -> AccountId {
+        self.local_merchants[shard_of(wallet.0, self.shards) as usize]
+    }
+
+    /// The SKU on `wallet`'s shard.
+    fn local_sku(&self, wallet: AccountId) -> SkuId {
+        self.skus[shard_of(wallet.0, self.shards) as usize]
+    }
+
     fn amount(&mut self) -> u64 {
         // One in eight is more than any wallet holds: a failure that must stay failed.
         if self.rng.below(8) == 0 {
@@ -210,6 +260,7 @@ impl Driver<'_> {
     /// Accounts, wallet funding and the SKU, with fixed ids: `exists` after a restart.
     fn setup(&mut self) -> anyhow::Result<()> {
         let mut accounts = vec![account(FUNDING, 0), account(MERCHANT, 0)];
+        accounts.extend(self.local_merchants.iter().map(|id| account(*id, 0)));
         accounts.extend((0..WALLET_COUNT).map(|index| {
             let id = AccountId(WALLET_FIRST + u128::from(index));
             account(id, account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS)
@@ -227,13 +278,17 @@ impl Driver<'_> {
             })
             .collect();
         self.submit(BatchBuf::CreateTransfers(funding))?;
-        let sku = Sku {
-            id: SKU,
-            units_stocked: SKU_UNITS,
-            code: CODE,
-            ..Sku::default()
-        };
-        self.submit(BatchBuf::CreateSkus(vec![sku]))?;
+        let skus = self
+            .skus
+            .iter()
+            .map(|id| Sku {
+                id: *id,
+                units_stocked: SKU_UNITS,
+                code: CODE,
+                ..Sku::default()
+            })
+            .collect();
+        self.submit(BatchBuf::CreateSkus(skus))?;
         Ok(())
     }
 
@@ -283,7 +338,7 @@ impl Driver<'_> {
                     flags: transfer_flags::PENDING,
                     // Half never expire; the rest expire after a while unless resolved.
                     timeout_ns: if self.rng.below(2) == 0 { 0 } else { EXPIRY_NS },
-                    ..transfer(id, debit, MERCHANT, amount)
+                    ..transfer(id, debit, self.local_merchant(debit), amount)
                 }
             })
             .collect();
@@ -327,16 +382,17 @@ impl Driver<'_> {
         let count = self.commands();
         let orders: Vec<Order> = (0..count)
             .map(|_| {
+                let buyer = self.wallet();
                 let mut lines = [OrderLine::default(); surge_core::records::ORDER_LINES_MAX];
                 lines[0] = OrderLine {
-                    sku_id: SKU,
+                    sku_id: self.local_sku(buyer),
                     quantity: self.rng.below(3) as u32 + 1,
                     reserved: 0,
                 };
                 Order {
                     id: OrderId(self.id_next()),
-                    buyer_id: self.wallet(),
-                    merchant_id: MERCHANT,
+                    buyer_id: buyer,
+                    merchant_id: self.local_merchant(buyer),
                     transfer_id: TransferId(self.id_next()),
                     amount: self.amount(),
                     timeout_ns: EXPIRY_NS,
@@ -374,13 +430,12 @@ impl Driver<'_> {
     /// Submits `batch` (again while the log is busy), waits until it is durable and
     /// applied, and only then prints its `ack` line.
     fn submit(&mut self, batch: BatchBuf) -> anyhow::Result<Vec<ResultCode>> {
-        let pending = loop {
-            match self.node.submit(batch.as_batch()) {
-                Err(EngineError::Submit(SubmitError::Busy)) => std::thread::sleep(BUSY_RETRY),
+        let codes = loop {
+            match self.engine.submit_wait(batch.as_batch()) {
+                Err(error) if error.is_busy() => std::thread::sleep(BUSY_RETRY),
                 other => break other.context("submitting a batch")?,
             }
         };
-        let codes = pending.wait().context("waiting for a batch")?;
         let ids = command_ids(&batch);
         assert_eq!(ids.len(), codes.len());
         let entries: Vec<String> = ids
@@ -489,24 +544,30 @@ fn parse_acks(text: &str) -> anyhow::Result<Vec<Ack>> {
 }
 
 /// Why an acknowledged command's effect is not what its code said, if it is not.
-/// Transfers are looked up through the node: finished ones may have left memory for the
-/// history index.
-fn check_ack(node: &Node, ack: &Ack) -> Option<String> {
+/// Transfers are looked up through the engine: finished ones may have left memory for the
+/// history index, and cross-shard ones answer as their client sent them.
+fn check_ack(engine: &Engine, ack: &Ack) -> Option<String> {
     let took_effect = matches!(ack.code, ResultCode::Ok | ResultCode::Exists);
+    // Refused by the engine's router (600..): nothing was logged.
+    let refused = ack.code.as_u32() >= 600;
     let (expected, found) = match ack.operation {
         // Accounts and SKUs: a failed create leaves nothing to look up.
         Operation::CreateAccounts => {
-            let found = node.read(|state| state.account(AccountId(ack.id)));
+            let found = engine.account(AccountId(ack.id));
             (!took_effect || found.is_some(), format!("{found:?}"))
         }
         Operation::CreateSkus => {
             let found = u64::try_from(ack.id)
                 .ok()
-                .and_then(|id| node.read(|state| state.sku(SkuId(id))));
+                .and_then(|id| engine.sku(SkuId(id)));
             (!took_effect || found.is_some(), format!("{found:?}"))
         }
+        Operation::CreateTransfers | Operation::PayOrders if refused => {
+            let found = engine.transfer(TransferId(ack.id));
+            (matches!(found, Ok(None)), format!("{found:?}"))
+        }
         Operation::CreateTransfers | Operation::PayOrders => {
-            let found = match node.transfer(TransferId(ack.id)) {
+            let found = match engine.transfer(TransferId(ack.id)) {
                 Ok(found) => found,
                 Err(error) => return Some(format!("transfer {} lookup failed: {error}", ack.id)),
             };
@@ -519,7 +580,7 @@ fn check_ack(node: &Node, ack: &Ack) -> Option<String> {
             (expected, format!("{found:?}"))
         }
         Operation::PlaceOrders => {
-            let found = node.read(|state| state.order(OrderId(ack.id)));
+            let found = engine.order(OrderId(ack.id));
             let expected = match found {
                 Some(OrderLookup::Placed(_)) => took_effect,
                 Some(OrderLookup::Failed(code)) => code == ack.code,
@@ -583,11 +644,11 @@ fn check_invariants(state: &StateMachine) -> Vec<String> {
     problems
 }
 
-/// The state after applying every record of the log in `data_dir` to a new state
-/// machine, from record 0 (reading archived segments if retention moved them), and the
-/// number of records.
-fn replay_log(data_dir: &Path, config: surge_core::Config) -> anyhow::Result<(u128, usize)> {
-    let storage = FileStorage::open(&data_dir.join("log")).context("opening the log")?;
+/// The state hash after applying every record of one shard's log (in `shard_dir`) to a new
+/// state machine, from record 0 (reading archived segments if retention moved them), and
+/// the number of records.
+fn replay_log(shard_dir: &Path, config: surge_core::Config) -> anyhow::Result<(u128, usize)> {
+    let storage = FileStorage::open(&shard_dir.join("log")).context("opening the log")?;
     let (mut log, _) =
         Log::open(Box::new(storage), log_config()).context("reading the log for a replay")?;
     let mut state = StateMachine::new(config);
@@ -608,24 +669,59 @@ fn replay_log(data_dir: &Path, config: surge_core::Config) -> anyhow::Result<(u1
     Ok((state.state_hash(), records))
 }
 
+/// How long `--verify` waits for the engine to deliver what the outboxes held.
+const OUTBOX_DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
 /// Checks the data directory against the acknowledgements in `acks`; the summary, or an
 /// error naming every mismatch found (the first few of each kind).
-pub fn verify(data_dir: &Path, acks: &str) -> anyhow::Result<String> {
+pub fn verify(data_dir: &Path, shards: usize, acks: &str) -> anyhow::Result<String> {
     const SHOWN_MAX: usize = 20;
     let acks = parse_acks(acks)?;
-    // A clock stopped at 0: nothing is ever due, so no pulse is logged while we look,
-    // and the state hash read below is the state of the log as it is on disk.
-    let (node, report) = open_node(data_dir, Arc::new(ManualClock::new(0)))?;
+    // A clock stopped at 0: nothing is ever due, so no pulse is logged while we look. The
+    // engine does deliver what the cross-shard outboxes hold (a crash between the legs):
+    // wait for that, so each shard's log holds everything its state reflects.
+    let (engine, report) = open_engine(data_dir, shards, Arc::new(ManualClock::new(0)))?;
+    let started = std::time::Instant::now();
+    while engine.cross_shard_in_flight() > 0 {
+        if started.elapsed() > OUTBOX_DRAIN_LIMIT {
+            bail!(
+                "{} cross-shard transfers still in flight after {OUTBOX_DRAIN_LIMIT:?}",
+                engine.cross_shard_in_flight()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let lost: Vec<String> = acks
         .iter()
-        .filter_map(|ack| check_ack(&node, ack))
+        .filter_map(|ack| check_ack(&engine, ack))
         .collect();
-    let (problems, node_hash, evicted) = node.read(|state| {
-        let evicted = state.memory_counts().transfers_evicted;
-        (check_invariants(state), state.state_hash(), evicted)
-    });
-    let state_config = node_config(data_dir).state;
-    node.shutdown();
+    let mut problems = Vec::new();
+    let mut hashes = Vec::new();
+    let mut evicted = 0;
+    for shard in 0..engine.shard_count() {
+        engine.read_shard(shard, |state| {
+            evicted += state.memory_counts().transfers_evicted;
+            problems.extend(
+                check_invariants(state)
+                    .into_iter()
+                    .map(|problem| format!("shard {shard}: {problem}")),
+            );
+            hashes.push(state.state_hash());
+        });
+    }
+    let mut transit: std::collections::BTreeMap<u128, i128> = Default::default();
+    for (_, account) in engine.transit_accounts() {
+        *transit.entry(account.id.0).or_default() +=
+            i128::from(account.credits_posted) - i128::from(account.debits_posted);
+    }
+    problems.extend(
+        transit
+            .iter()
+            .filter(|(_, net)| **net != 0)
+            .map(|(id, net)| format!("transit account {id:x} nets to {net}, not 0")),
+    );
+    let config = engine_config(data_dir, shards);
+    engine.shutdown();
     if !lost.is_empty() {
         bail!(
             "{} of {} acknowledged commands are not as acknowledged:\n{}",
@@ -641,23 +737,27 @@ pub fn verify(data_dir: &Path, acks: &str) -> anyhow::Result<String> {
             problems[..problems.len().min(SHOWN_MAX)].join("\n")
         );
     }
-    let (replay_hash, records) = replay_log(data_dir, state_config)?;
-    if replay_hash != node_hash {
-        bail!(
-            "state hash {node_hash:032x} after recovery (checkpoint {:?}, {} records \
-             replayed) differs from {replay_hash:032x} of a fresh replay of {records} records",
-            report.checkpoint_record_index,
-            report.records_replayed
-        );
+    let mut records_total = 0;
+    for (shard, node_hash) in hashes.iter().enumerate() {
+        let shard_dir = data_dir.join(format!("shard-{shard:02}"));
+        let (replay_hash, records) = replay_log(&shard_dir, config.node.state)?;
+        let recovered = &report.shards[shard];
+        if replay_hash != *node_hash {
+            bail!(
+                "shard {shard}: state hash {node_hash:032x} after recovery (checkpoint {:?}, \
+                 {} records replayed) differs from {replay_hash:032x} of a fresh replay of \
+                 {records} records",
+                recovered.checkpoint_record_index,
+                recovered.records_replayed
+            );
+        }
+        records_total += records;
     }
     Ok(format!(
-        "verified acks={} records={records} checkpoint={} replayed={} evicted={evicted} \
-         state_hash={node_hash:032x} (identical to a fresh replay)",
+        "verified acks={} shards={shards} records={records_total} evicted={evicted} \
+         transit_accounts={} state hashes identical to fresh replays of every shard's log",
         acks.len(),
-        report
-            .checkpoint_record_index
-            .map_or_else(|| "none".to_string(), |index| index.to_string()),
-        report.records_replayed
+        transit.len(),
     ))
 }
 

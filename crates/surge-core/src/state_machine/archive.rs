@@ -380,7 +380,11 @@ impl StateMachine {
             | Batch::RefundOrders(actions) => actions.iter().for_each(|action| {
                 consider(action.transfer_id);
             }),
+            Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => legs.iter().for_each(|leg| {
+                consider(leg.transfer.id);
+            }),
             Batch::Pulse
+            | Batch::ShardResolve(_)
             | Batch::CreateAccounts(_)
             | Batch::CreateSkus(_)
             | Batch::Reserve(_)

@@ -79,6 +79,14 @@ impl StateMachine {
             hasher.update(&id.0.to_le_bytes());
         }
         hasher.update(&self.dispatch_sequence_next.to_le_bytes());
+        for leg in self.cross_shard.outbox.values() {
+            hasher.update(bytemuck::bytes_of(leg));
+        }
+        for (id, compensated) in &self.cross_shard.compensated {
+            hasher.update(&id.0.to_le_bytes());
+            hasher.update(&compensated.code.as_u32().to_le_bytes());
+            hasher.update(bytemuck::bytes_of(&compensated.transfer));
+        }
         hasher.digest128()
     }
 }

@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 
+use super::cross_shard::is_reserved_account_id;
 use super::{
     fail, fingerprint, reject, Outcome, PendingState, PendingStatus, StateMachine, TransferSlot,
 };
@@ -43,6 +44,9 @@ impl StateMachine {
         }
         if account.id.is_zero() {
             reject!(IdMustNotBeZero);
+        }
+        if is_reserved_account_id(account.id) {
+            reject!(AccountIdReserved);
         }
         if account.ledger == 0 {
             reject!(LedgerMustNotBeZero);
@@ -100,6 +104,10 @@ impl StateMachine {
         match self.transfers.map.find_slot(&transfer.id.0) {
             Ok(index) => {
                 self.transfer_vacant = None;
+                if self.shard_compensation(transfer.id).is_some() {
+                    // A cross-shard transfer whose credit leg failed: a failed id.
+                    return Outcome::Existing(ResultCode::IdAlreadyFailed);
+                }
                 return self.transfers.map.at(index).existing(fingerprint);
             }
             // Remembered so the insert needs no second probe; nothing else inserts a
@@ -386,6 +394,10 @@ impl StateMachine {
         transfer_id: TransferId,
         fingerprint: u64,
     ) -> Option<Outcome> {
+        if self.shard_compensation(transfer_id).is_some() {
+            // A cross-shard transfer whose credit leg failed: a failed id.
+            return Some(Outcome::Existing(ResultCode::IdAlreadyFailed));
+        }
         match self.transfers.get(&transfer_id.0) {
             Some(slot) => Some(slot.existing(fingerprint)),
             None => self
@@ -450,7 +462,7 @@ pub(crate) fn resolution_digest(id: TransferId, status: PendingStatus) -> u128 {
 }
 
 /// Checks a client transfer from its fields alone; `None` if well formed.
-fn validate_transfer(transfer: &Transfer) -> Option<ResultCode> {
+pub(crate) fn validate_transfer(transfer: &Transfer) -> Option<ResultCode> {
     use ResultCode as R;
     let flags = transfer.flags;
     if transfer.timestamp != 0 {
@@ -496,6 +508,11 @@ fn validate_transfer(transfer: &Transfer) -> Option<ResultCode> {
     }
     if transfer.debit_account_id == transfer.credit_account_id {
         return Some(R::AccountsMustBeDifferent);
+    }
+    if is_reserved_account_id(transfer.debit_account_id)
+        || is_reserved_account_id(transfer.credit_account_id)
+    {
+        return Some(R::AccountIdReserved);
     }
     if transfer.amount == 0 {
         return Some(R::AmountMustNotBeZero);

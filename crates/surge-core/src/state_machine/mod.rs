@@ -15,6 +15,7 @@
 //! whose third line is sold out, is rolled back to exactly the state before it.
 
 mod archive;
+mod cross_shard;
 mod dispatch;
 mod hash;
 mod inventory;
@@ -43,6 +44,10 @@ use crate::result::ResultCode;
 
 pub use archive::{
     ArchivedOutcome, ArchivedTransfer, EvictionPlan, IdFilter, ARCHIVED_TRANSFER_SIZE_BYTES,
+};
+pub use cross_shard::{
+    is_reserved_account_id, transit_account_id, ACCOUNT_ID_RESERVED_HIGH,
+    TRANSFER_CODE_CROSS_SHARD_COMPENSATION, TRANSIT_ACCOUNT_CODE,
 };
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
@@ -517,6 +522,8 @@ pub struct StateMachine {
     dispatch_feed: Journaled<u64, DispatchId, BTreeMap<u64, DispatchId>>,
     dispatch_sequence_next: u64,
     dispatch_redelivery: BinaryHeap<Reverse<(u64, DispatchId)>>,
+    /// Cross-shard transfers: the outbox of debit legs and the compensated ones.
+    cross_shard: cross_shard::CrossShard,
     /// Scratch space for the codes of one linked chain.
     chain_codes: Vec<ResultCode>,
     /// Whether the journals record undo entries (see `apply_events`).
@@ -559,6 +566,7 @@ impl StateMachine {
             dispatch_feed: Journaled::new(BTreeMap::new()),
             dispatch_sequence_next: 1,
             dispatch_redelivery: BinaryHeap::with_capacity(config.orders_capacity),
+            cross_shard: cross_shard::CrossShard::default(),
             chain_codes: Vec::with_capacity(BATCH_EVENTS_MAX),
             recording: true,
             transfer_vacant: None,
@@ -708,6 +716,37 @@ impl StateMachine {
                 false,
                 |_, _| {},
                 Self::ack_dispatch,
+                |_, _, _| {},
+            ),
+            // A leg may create its transit account before a check fails: journal it.
+            Batch::ShardDebit(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                true,
+                |_, _| {},
+                Self::shard_debit,
+                |sm, leg, code| sm.record_transfer_failure(leg.transfer.id, code),
+            ),
+            Batch::ShardCredit(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                true,
+                |_, _| {},
+                Self::shard_credit,
+                |sm, leg, code| sm.record_transfer_failure(leg.transfer.id, code),
+            ),
+            Batch::ShardResolve(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                |_, _| {},
+                Self::shard_resolve,
                 |_, _, _| {},
             ),
         }
@@ -958,6 +997,10 @@ impl StateMachine {
     /// A resident transfer, or how its first attempt failed. `None` also for a finished
     /// transfer that left memory (see [`StateMachine::evict`]): the history index has it.
     pub fn transfer(&self, id: TransferId) -> Option<TransferLookup> {
+        if let Some((code, _)) = self.shard_compensation(id) {
+            // A cross-shard transfer whose credit leg failed: that is its outcome.
+            return Some(TransferLookup::Failed(code));
+        }
         let slot = self.transfers.get(&id.0)?;
         Some(match slot.failure() {
             Some(code) => TransferLookup::Failed(code),

@@ -16,7 +16,7 @@
 //! ```text
 //! offset size  field
 //!      0    8  magic "SURGESNP"
-//!      8    2  snapshot format version (2)
+//!      8    2  snapshot format version (3)
 //!     10    2  records::RECORD_FORMAT_VERSION
 //!     12    8  config.accounts_capacity      (each capacity at most 2^32)
 //!     20    8  config.transfers_capacity
@@ -28,7 +28,7 @@
 //!     76    8  transfer_records_base          (sequence number of the first record)
 //!     84    8  transfers_evicted              (ids that left memory)
 //!     92   16  transfers_evicted_digest       (their share of transfers_digest)
-//!    108       thirteen sections, each a u64 count then that many items:
+//!    108       fifteen sections, each a u64 count then that many items:
 //!
 //! section          order           item                                           bytes
 //! accounts         id              Account record                                  128
@@ -52,6 +52,9 @@
 //! dispatch feed    sequence        sequence u64, dispatch id u128                   24
 //! filter layers    age             capacity u64, count u64, capacity/32 blocks of   16+
 //!                                  64 bytes (the filter over evicted ids)
+//! shard outbox     transfer id     ShardLeg record (debit legs in flight)           144
+//! compensated      transfer id     id u128, code u32, Transfer record (the         148
+//!                                  movement back from transit)
 //! ```
 //!
 //! Nothing may follow the last section. A committed transfer costs 160 bytes (record and
@@ -63,6 +66,7 @@ use std::mem::size_of;
 use bytemuck::Pod;
 
 use super::archive::{EvictedFilter, IdFilter};
+use super::cross_shard::Compensated;
 use super::journal::{map_with_capacity, Journaled};
 use super::ledger::{resolution_digest, slot_digest};
 use super::table::{Table, TableEntry};
@@ -72,8 +76,8 @@ use super::{
 };
 use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
 use crate::records::{
-    Account, Order, OrderStatus, Reservation, ReservationStatus, Sku, Transfer, ORDER_LINES_MAX,
-    RECORD_FORMAT_VERSION,
+    Account, Order, OrderStatus, Reservation, ReservationStatus, ShardLeg, Sku, Transfer,
+    ORDER_LINES_MAX, RECORD_FORMAT_VERSION,
 };
 use crate::result::ResultCode;
 
@@ -81,7 +85,7 @@ use crate::result::ResultCode;
 const MAGIC: [u8; 8] = *b"SURGESNP";
 
 /// Version of the layout in the module documentation. Bump on any change.
-const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+const SNAPSHOT_FORMAT_VERSION: u16 = 3;
 
 /// Largest capacity a snapshot's config may ask for. A capacity is an allocation hint,
 /// so a larger one is taken for corruption rather than allocated.
@@ -92,7 +96,7 @@ const SMALL_MAPS_CAPACITY_MIN: usize = 64;
 
 const HEADER_SIZE_BYTES: usize = 108;
 const COUNT_SIZE_BYTES: usize = 8;
-const SECTIONS_COUNT: usize = 13;
+const SECTIONS_COUNT: usize = 15;
 const KEPT_RECORD_SIZE_BYTES: usize = 8 + TRANSFER_SIZE_BYTES;
 /// The smallest filter layer: capacity and count, no blocks.
 const FILTER_LAYER_HEADER_SIZE_BYTES: usize = 16;
@@ -107,6 +111,8 @@ const ORDER_SIZE_BYTES: usize = size_of::<Order>() + 8 + 8 + 16 + 16;
 const ORDER_FAILED_SIZE_BYTES: usize = 16 + 4;
 const DISPATCH_SIZE_BYTES: usize = 16 + 16 + 8 + 8 + 8 + 4 + 1;
 const FEED_SIZE_BYTES: usize = 8 + 16;
+const SHARD_LEG_SIZE_BYTES: usize = size_of::<ShardLeg>();
+const COMPENSATED_SIZE_BYTES: usize = 16 + 4 + TRANSFER_SIZE_BYTES;
 
 // The sizes drawn in the module documentation.
 const _: () = assert!(HEADER_SIZE_BYTES == 8 + 2 + 2 + 4 * 8 + 8 + 8 + 16 + 8 + 8 + 16);
@@ -245,6 +251,18 @@ impl StateMachine {
         put_section(&mut out, self.evicted_filter.layers.iter(), |out, layer| {
             out.extend_from_slice(&layer.to_bytes());
         });
+        put_section(&mut out, self.cross_shard.outbox.values(), |out, leg| {
+            out.extend_from_slice(bytemuck::bytes_of(*leg));
+        });
+        put_section(
+            &mut out,
+            self.cross_shard.compensated.iter(),
+            |out, (id, compensated)| {
+                put_u128(out, id.0);
+                put_u32(out, compensated.code.as_u32());
+                out.extend_from_slice(bytemuck::bytes_of(&compensated.transfer));
+            },
+        );
         assert_eq!(out.len(), size_bytes);
         out
     }
@@ -267,6 +285,8 @@ impl StateMachine {
             + self.dispatch_feed.map.len() * FEED_SIZE_BYTES
             + self.evicted_filter.layers.len() * FILTER_LAYER_HEADER_SIZE_BYTES
             + self.evicted_filter.size_bytes()
+            + self.cross_shard.outbox.len() * SHARD_LEG_SIZE_BYTES
+            + self.cross_shard.compensated.len() * COMPENSATED_SIZE_BYTES
     }
 
     /// A state machine from [`StateMachine::snapshot`] bytes. Never panics: malformed or
@@ -493,6 +513,8 @@ struct Decoded {
     dispatches: Vec<(DispatchId, DispatchEntry)>,
     dispatch_feed: Vec<(u64, DispatchId)>,
     filter_layers: Vec<IdFilter>,
+    shard_outbox: Vec<ShardLeg>,
+    compensated: Vec<(TransferId, Compensated)>,
 }
 
 impl Decoded {
@@ -624,6 +646,23 @@ impl Decoded {
         if filtered != transfers_evicted {
             return Err(invalid(reader.offset, "filter count"));
         }
+        let shard_outbox = reader.sorted_section(
+            SHARD_LEG_SIZE_BYTES,
+            "shard outbox order",
+            |reader| reader.record::<ShardLeg>(),
+            |leg| leg.transfer.id,
+        )?;
+        let compensated = reader.sorted_section(
+            COMPENSATED_SIZE_BYTES,
+            "compensated order",
+            |reader| {
+                let id = TransferId(reader.u128()?);
+                let code = read_failure(reader)?;
+                let transfer: Transfer = reader.record()?;
+                Ok((id, Compensated { code, transfer }))
+            },
+            |(id, _)| *id,
+        )?;
         if reader.remaining() != 0 {
             return Err(SnapshotError::TrailingBytes {
                 offset: reader.offset,
@@ -651,6 +690,8 @@ impl Decoded {
             dispatches,
             dispatch_feed,
             filter_layers,
+            shard_outbox,
+            compensated,
         })
     }
 
@@ -745,6 +786,12 @@ impl Decoded {
         for (sequence, id) in self.dispatch_feed {
             assert!(sm.dispatch_feed.map.insert(sequence, id).is_none());
         }
+        sm.cross_shard.outbox = self
+            .shard_outbox
+            .into_iter()
+            .map(|leg| (leg.transfer.id, leg))
+            .collect();
+        sm.cross_shard.compensated = self.compensated.into_iter().collect();
         sm
     }
 }

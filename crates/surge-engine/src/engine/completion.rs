@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use surge_core::ResultCode;
+use surge_core::{ResultCode, ShardLeg};
 use surge_wal::SubmitError;
 
+use super::saga::{SagaHandle, Settled};
 use super::Completion;
 use crate::node::{EngineError, Pending};
 
@@ -57,6 +58,11 @@ impl ShardLoad {
         admitted
     }
 
+    /// Whether any batch is in flight.
+    pub(crate) fn busy_now(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     /// Gives an in-flight slot back.
     pub(crate) fn release(&self) {
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -92,6 +98,24 @@ impl Join {
             join.finish();
         }
         join
+    }
+
+    /// One more outcome to wait for (a cross-shard transfer's resolution).
+    fn expect_one(&self) {
+        self.inner.lock().parts_left += 1;
+    }
+
+    /// The awaited outcome of command `index`.
+    fn resolve_one(&self, index: u32, code: ResultCode) {
+        let finished = {
+            let mut state = self.inner.lock();
+            state.codes[index as usize] = code;
+            state.parts_left -= 1;
+            state.parts_left == 0
+        };
+        if finished {
+            self.finish();
+        }
     }
 
     fn part_done(&self, indexes: Option<&[u32]>, result: Result<Vec<ResultCode>, EngineError>) {
@@ -140,15 +164,53 @@ impl Join {
 pub(crate) struct Part {
     join: Arc<Join>,
     indexes: Option<Vec<u32>>,
+    /// For a part of debit legs: where they go once applied.
+    legs: Option<Legs>,
+}
+
+/// The debit legs of a part, and the driver that delivers them.
+pub(crate) struct Legs {
+    pub(crate) saga: SagaHandle,
+    pub(crate) source: u32,
+    pub(crate) legs: Vec<ShardLeg>,
 }
 
 impl Part {
     pub(crate) fn new(join: Arc<Join>, indexes: Option<Vec<u32>>) -> Part {
-        Part { join, indexes }
+        Part {
+            join,
+            indexes,
+            legs: None,
+        }
+    }
+
+    /// A part of debit legs (`indexes[i]` is the batch index of `legs.legs[i]`).
+    pub(crate) fn debit_legs(join: Arc<Join>, indexes: Vec<u32>, legs: Legs) -> Part {
+        assert_eq!(indexes.len(), legs.legs.len());
+        Part {
+            join,
+            indexes: Some(indexes),
+            legs: Some(legs),
+        }
     }
 
     fn complete(self, result: Result<Vec<ResultCode>, EngineError>) {
-        self.join.part_done(self.indexes.as_deref(), result);
+        let (Ok(codes), Some(legs), Some(indexes)) = (&result, &self.legs, &self.indexes) else {
+            self.join.part_done(self.indexes.as_deref(), result);
+            return;
+        };
+        // Count the resolutions to wait for before this part's codes go in, so the batch
+        // cannot complete in between; the final codes overwrite the legs' own.
+        let watched = codes
+            .iter()
+            .filter(|code| matches!(code, ResultCode::Ok | ResultCode::Exists))
+            .count();
+        for _ in 0..watched {
+            self.join.expect_one();
+        }
+        let codes = codes.clone();
+        self.join.part_done(Some(indexes), result);
+        watch_legs(&self.join, indexes, legs, &codes);
     }
 
     /// The part could not be completed.
@@ -167,6 +229,36 @@ impl Part {
             _ => self.fail(error),
         }
     }
+}
+
+/// Debit legs applied with `codes`: the client's answer for each waits for the transfer's
+/// resolution. A new leg (`ok`) ends as `ok` or the credit leg's failure; a retry of one
+/// already applied (`exists`) ends as `exists` or `id_already_failed`, as a retry does on
+/// one shard. Other codes are final.
+fn watch_legs(join: &Arc<Join>, indexes: &[u32], legs: &Legs, codes: &[ResultCode]) {
+    let mut fresh = Vec::new();
+    for ((&index, leg), &code) in indexes.iter().zip(&legs.legs).zip(codes) {
+        let retry = match code {
+            ResultCode::Ok => false,
+            ResultCode::Exists => true,
+            _ => continue,
+        };
+        let waiting = join.clone();
+        let watcher = Box::new(move |settled: Settled| {
+            let final_code = match (settled, retry) {
+                (Settled::Settled, false) => ResultCode::Ok,
+                (Settled::Settled, true) => ResultCode::Exists,
+                (Settled::Compensated(code), false) => code,
+                (Settled::Compensated(_), true) => ResultCode::IdAlreadyFailed,
+            };
+            waiting.resolve_one(index, final_code);
+        });
+        legs.saga.watch(legs.source, leg.transfer.id, watcher);
+        if !retry {
+            fresh.push(*leg);
+        }
+    }
+    legs.saga.deliver(fresh);
 }
 
 /// A submitted part waiting to be durable and applied.

@@ -7,28 +7,36 @@
 
 mod completion;
 mod layout;
+mod saga;
 mod stats;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use surge_core::{
-    shard_of, Account, AccountId, Batch, DispatchRequest, Operation, OrderId, OrderLookup,
-    ResultCode, Sku, SkuId, TransferId, TransferLookup,
+    is_reserved_account_id, shard_of, Account, AccountId, Batch, DispatchRequest, Operation,
+    OrderId, OrderLookup, ResultCode, ShardLeg, Sku, SkuId, StateMachine, TransferId,
+    TransferLookup,
 };
 use surge_history::{HistoryIndex, StatementCursor, StatementPage};
 use surge_wal::{Clock, FileStorage, SystemClock};
 
 use crate::node::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
 use crate::router::{self, Locate, Route};
-use completion::{Join, Part, ShardLoad, Waiting};
+use completion::{Join, Legs, Part, ShardLoad, Waiting};
+use saga::Saga;
 pub use stats::{EngineStats, ShardStats};
 
 /// Default of [`EngineConfig::batches_in_flight_per_shard_max`]: below the group commit's
 /// submit queue (1,024 by default), which keeps room for pulses and internal messages.
 pub const BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT: usize = 960;
+
+/// At shutdown, how long admitted batches and cross-shard deliveries may take to finish;
+/// what is still in an outbox after it is delivered after the next start.
+const SHUTDOWN_DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Called exactly once with a submitted batch's result codes (one per command, in the
 /// batch's order) or the reason it has none. It runs on an engine thread (or on the
@@ -80,22 +88,18 @@ pub struct EngineReport {
 
 /// A running engine. `Send + Sync`: share it behind an `Arc`.
 pub struct Engine {
+    /// The shards' nodes, by index; `None` once stopped.
+    nodes: Option<Arc<Vec<Node>>>,
     shards: Vec<Shard>,
+    saga: Option<Saga>,
     shard_count: u32,
     stopping: AtomicBool,
 }
 
 struct Shard {
-    node: Option<Node>,
     waiting: Option<crossbeam_channel::Sender<Waiting>>,
     completer: Option<JoinHandle<()>>,
     load: Arc<ShardLoad>,
-}
-
-impl Shard {
-    fn node(&self) -> &Node {
-        self.node.as_ref().expect("running")
-    }
 }
 
 impl Engine {
@@ -112,6 +116,7 @@ impl Engine {
         assert!(config.batches_in_flight_per_shard_max >= 1);
         let shard_count = layout::prepare(&config.data_directory, config.shards)?;
         let mut shards = Vec::with_capacity(shard_count as usize);
+        let mut nodes = Vec::with_capacity(shard_count as usize);
         let mut report = EngineReport::default();
         for index in 0..shard_count {
             let directory = layout::shard_directory(&config.data_directory, index);
@@ -132,15 +137,20 @@ impl Engine {
             report.shards.push(recovered);
             let load = Arc::new(ShardLoad::new(config.batches_in_flight_per_shard_max));
             let (waiting, completer) = completion::start(index, load.clone());
+            nodes.push(node);
             shards.push(Shard {
-                node: Some(node),
                 waiting: Some(waiting),
                 completer: Some(completer),
                 load,
             });
         }
+        let nodes = Arc::new(nodes);
+        // Delivers what the outboxes hold from before the restart, then new legs.
+        let saga = Saga::start(nodes.clone());
         let engine = Engine {
+            nodes: Some(nodes),
             shards,
+            saga: Some(saga),
             shard_count,
             stopping: AtomicBool::new(false),
         };
@@ -164,41 +174,121 @@ impl Engine {
         if batch.is_empty() {
             return Err(EngineError::EmptyBatch);
         }
+        if batch.operation().is_internal() {
+            return Err(EngineError::OperationNotAllowed(batch.operation()));
+        }
         if self.shard_count == 1 {
             return self.submit_whole(0, batch, done);
         }
         let routes = router::routes(batch, self.shard_count, self);
         let mut codes = vec![ResultCode::Ok; batch.len()];
-        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
+        let mut local: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
+        let mut crossing: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
         for (index, route) in routes.iter().enumerate() {
             match *route {
-                Route::Local(shard) | Route::Cross { debit: shard, .. } => {
-                    parts[shard as usize].push(index as u32)
-                }
+                Route::Local(shard) => local[shard as usize].push(index as u32),
+                Route::Cross { debit, .. } => crossing[debit as usize].push(index as u32),
                 Route::Refused(code) => codes[index] = code,
             }
         }
-        let busy: Vec<usize> = (0..parts.len())
-            .filter(|&shard| !parts[shard].is_empty())
+        // One admission slot per part: a shard may get local commands and debit legs.
+        let slots: Vec<usize> = (0..self.shards.len())
+            .flat_map(|shard| {
+                let parts = [!local[shard].is_empty(), !crossing[shard].is_empty()];
+                parts.into_iter().filter(|&part| part).map(move |_| shard)
+            })
             .collect();
-        self.admit(&busy)?;
-        let join = Join::new(codes, busy.len(), done);
-        let record_size = batch.operation().record_size_bytes();
-        for shard in busy {
-            let indexes = std::mem::take(&mut parts[shard]);
-            let mut body = Vec::with_capacity(indexes.len() * record_size);
-            for &index in &indexes {
-                let start = index as usize * record_size;
-                body.extend_from_slice(&batch.body()[start..start + record_size]);
+        self.admit(&slots)?;
+        let join = Join::new(codes, slots.len(), done);
+        for shard in 0..self.shards.len() {
+            let indexes = std::mem::take(&mut local[shard]);
+            if !indexes.is_empty() {
+                self.submit_local(shard, batch, indexes, &join);
             }
-            let count = indexes.len() as u32;
-            let submitted = self.shards[shard]
-                .node()
-                .submit_bytes(batch.operation(), body, count);
-            let part = Part::new(join.clone(), Some(indexes));
-            self.enqueue(shard, submitted, part);
+            let indexes = std::mem::take(&mut crossing[shard]);
+            if !indexes.is_empty() {
+                self.submit_debit_legs(shard, batch, &routes, indexes, &join);
+            }
         }
         Ok(())
+    }
+
+    /// Logs the commands `indexes` of `batch` that shard `shard` applies whole.
+    fn submit_local(&self, shard: usize, batch: Batch<'_>, indexes: Vec<u32>, join: &Arc<Join>) {
+        let record_size = batch.operation().record_size_bytes();
+        let mut body = Vec::with_capacity(indexes.len() * record_size);
+        for &index in &indexes {
+            let start = index as usize * record_size;
+            body.extend_from_slice(&batch.body()[start..start + record_size]);
+        }
+        let count = indexes.len() as u32;
+        let submitted = self
+            .node(shard)
+            .submit_bytes(batch.operation(), body, count);
+        self.enqueue(shard, submitted, Part::new(join.clone(), Some(indexes)));
+    }
+
+    /// Logs the debit legs of the cross-shard transfers `indexes` of `batch` on `shard`.
+    fn submit_debit_legs(
+        &self,
+        shard: usize,
+        batch: Batch<'_>,
+        routes: &[Route],
+        indexes: Vec<u32>,
+        join: &Arc<Join>,
+    ) {
+        let Batch::CreateTransfers(transfers) = batch else {
+            unreachable!("only transfers cross shards");
+        };
+        let mut legs: Vec<ShardLeg> = indexes
+            .iter()
+            .map(|&index| {
+                let Route::Cross { debit, credit } = routes[index as usize] else {
+                    unreachable!("indexes of crossing transfers");
+                };
+                ShardLeg {
+                    transfer: transfers[index as usize],
+                    source_shard: debit,
+                    destination_shard: credit,
+                    credit_account_ledger: 0,
+                    reserved: [0; 4],
+                }
+            })
+            .collect();
+        self.note_credit_ledgers(&mut legs);
+        let body = bytemuck::cast_slice(&legs).to_vec();
+        let count = legs.len() as u32;
+        let submitted = self
+            .node(shard)
+            .submit_bytes(Operation::ShardDebit, body, count);
+        let saga = self.saga.as_ref().expect("running").handle();
+        let legs = Legs {
+            saga,
+            source: shard as u32,
+            legs,
+        };
+        let part = Part::debit_legs(join.clone(), indexes, legs);
+        self.enqueue(shard, submitted, part);
+    }
+
+    /// Fills in each leg's credit account ledger as its shard holds it now (one read per
+    /// destination shard), so the debit leg fails as one shard would.
+    fn note_credit_ledgers(&self, legs: &mut [ShardLeg]) {
+        let mut destinations: Vec<u32> = legs.iter().map(|leg| leg.destination_shard).collect();
+        destinations.sort_unstable();
+        destinations.dedup();
+        for destination in destinations {
+            self.node(destination as usize).read(|state| {
+                for leg in legs
+                    .iter_mut()
+                    .filter(|leg| leg.destination_shard == destination)
+                {
+                    leg.credit_account_ledger = state
+                        .account(leg.transfer.credit_account_id)
+                        .map_or(0, |account| account.ledger);
+                }
+            });
+        }
     }
 
     /// Submits and waits for the codes (tests, tools).
@@ -222,7 +312,7 @@ impl Engine {
         done: Completion,
     ) -> Result<(), EngineError> {
         self.admit(&[shard])?;
-        let submitted = self.shards[shard].node().submit(batch);
+        let submitted = self.node(shard).submit(batch);
         let join = Join::new(vec![ResultCode::Ok; batch.len()], 1, done);
         self.enqueue(shard, submitted, Part::new(join, None));
         Ok(())
@@ -277,20 +367,90 @@ impl Engine {
     }
 
     /// A transfer, resident or archived, from whichever shard holds it.
+    /// A cross-shard transfer answers as its client sent it (debit account from its
+    /// source shard, credit account from its destination), or failed if its credit leg
+    /// failed.
     pub fn transfer(&self, id: TransferId) -> Result<Option<TransferLookup>, EngineError> {
-        for shard in &self.shards {
-            if let Some(found) = shard.node().transfer(id)? {
+        for node in self.nodes().iter() {
+            let Some(found) = node.transfer(id)? else {
+                continue;
+            };
+            let TransferLookup::Committed {
+                mut transfer,
+                pending_status,
+            } = found
+            else {
                 return Ok(Some(found));
+            };
+            if is_reserved_account_id(transfer.credit_account_id) {
+                // A debit leg: the credit account is the destination's, or in the outbox.
+                let (_, destination) = transit_ends(transfer.credit_account_id);
+                transfer.credit_account_id = match self.node(destination as usize).transfer(id)? {
+                    Some(TransferLookup::Committed {
+                        transfer: credit, ..
+                    }) => credit.credit_account_id,
+                    _ => node.read(|state| {
+                        state
+                            .shard_outbox()
+                            .iter()
+                            .find(|leg| leg.transfer.id == id)
+                            .map_or(transfer.credit_account_id, |leg| {
+                                leg.transfer.credit_account_id
+                            })
+                    }),
+                };
+            } else if is_reserved_account_id(transfer.debit_account_id) {
+                // A credit leg found first: its source holds the debit side.
+                let (source, _) = transit_ends(transfer.debit_account_id);
+                if let Some(TransferLookup::Committed {
+                    transfer: debit, ..
+                }) = self.node(source as usize).transfer(id)?
+                {
+                    transfer.debit_account_id = debit.debit_account_id;
+                    transfer.timestamp = debit.timestamp;
+                }
             }
+            return Ok(Some(TransferLookup::Committed {
+                transfer,
+                pending_status,
+            }));
         }
         Ok(None)
     }
 
+    /// Runs `read` against shard `index`'s state (between its applied batches): audits,
+    /// verification tools.
+    pub fn read_shard<T>(&self, index: usize, read: impl FnOnce(&StateMachine) -> T) -> T {
+        self.node(index).read(read)
+    }
+
+    /// Every shard's transit accounts, by shard (what conservation audits add in).
+    pub fn transit_accounts(&self) -> Vec<(u32, Account)> {
+        self.nodes()
+            .iter()
+            .enumerate()
+            .flat_map(|(shard, node)| {
+                node.read(|state| state.transit_accounts())
+                    .into_iter()
+                    .map(move |account| (shard as u32, account))
+            })
+            .collect()
+    }
+
+    /// Cross-shard transfers whose debit leg is applied and whose credit leg has no
+    /// outcome yet, over all shards.
+    pub fn cross_shard_in_flight(&self) -> usize {
+        self.nodes()
+            .iter()
+            .map(|node| node.read(|state| state.shard_outbox().len()))
+            .sum()
+    }
+
     /// An order, from the shard holding it.
     pub fn order(&self, id: OrderId) -> Option<OrderLookup> {
-        self.shards
+        self.nodes()
             .iter()
-            .find_map(|shard| shard.node().read(|state| state.order(id)))
+            .find_map(|node| node.read(|state| state.order(id)))
     }
 
     /// Up to `limit` unacknowledged dispatch requests after `cursor`, from every shard
@@ -310,14 +470,12 @@ impl Engine {
         let mut next = cursor.0.clone();
         next.resize(self.shards.len(), 0);
         let mut found = Vec::new();
-        for (index, shard) in self.shards.iter().enumerate() {
+        for (index, node) in self.nodes().iter().enumerate() {
             let room = limit - found.len();
             if room == 0 {
                 break;
             }
-            let page = shard
-                .node()
-                .read(|state| state.dispatch_feed(next[index], room));
+            let page = node.read(|state| state.dispatch_feed(next[index], room));
             if let Some(last) = page.last() {
                 next[index] = last.sequence;
             }
@@ -344,9 +502,10 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             shards: self
-                .shards
+                .nodes()
                 .iter()
-                .map(|shard| stats::shard_stats(shard.node(), &shard.load))
+                .zip(&self.shards)
+                .map(|(node, shard)| stats::shard_stats(node, &shard.load))
                 .collect(),
         }
     }
@@ -359,19 +518,46 @@ impl Engine {
 
     fn stop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
+        if self.nodes.is_none() {
+            return;
+        }
+        // Admitted batches finish (their cross-shard legs need the driver), then the
+        // driver stops, then the completion threads, then the nodes.
+        let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN_LIMIT;
+        while self.shards.iter().any(|shard| shard.load.busy_now())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(mut saga) = self.saga.take() {
+            saga.stop(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
         for shard in &mut self.shards {
-            if let Some(node) = shard.node.take() {
-                node.shutdown();
-            }
             drop(shard.waiting.take());
             if let Some(completer) = shard.completer.take() {
                 let _ = completer.join();
             }
         }
+        if let Some(nodes) = self.nodes.take() {
+            let Ok(nodes) = Arc::try_unwrap(nodes) else {
+                panic!("every user of the nodes has stopped");
+            };
+            for node in nodes {
+                node.shutdown();
+            }
+        }
+    }
+
+    fn nodes(&self) -> &Arc<Vec<Node>> {
+        self.nodes.as_ref().expect("running")
+    }
+
+    fn node(&self, shard: usize) -> &Node {
+        &self.nodes()[shard]
     }
 
     fn owner(&self, id: u128) -> &Node {
-        self.shards[shard_of(id, self.shard_count) as usize].node()
+        self.node(shard_of(id, self.shard_count) as usize)
     }
 }
 
@@ -383,18 +569,24 @@ impl Drop for Engine {
 
 impl Locate for Engine {
     fn pending_transfer(&self, id: TransferId) -> Option<u32> {
-        self.shards
+        self.nodes()
             .iter()
-            .position(|shard| shard.node().read(|state| state.transfer(id)).is_some())
+            .position(|node| node.read(|state| state.transfer(id)).is_some())
             .map(|index| index as u32)
     }
 
     fn order(&self, id: OrderId) -> Option<u32> {
-        self.shards
+        self.nodes()
             .iter()
-            .position(|shard| shard.node().read(|state| state.order(id)).is_some())
+            .position(|node| node.read(|state| state.order(id)).is_some())
             .map(|index| index as u32)
     }
+}
+
+/// The (source, destination) shards a transit account id names.
+fn transit_ends(id: AccountId) -> (u32, u32) {
+    let low = id.0 as u64;
+    (((low >> 16) & 0xFFFF) as u32, (low & 0xFFFF) as u32)
 }
 
 /// Where a reader of the dispatch feed is, per shard; travels as an opaque string

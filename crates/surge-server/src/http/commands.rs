@@ -228,7 +228,6 @@ fn engine_failed(detail: &str) -> Response {
 /// The key of each command, as its result names it.
 fn item_ids(batch: &BatchBuf) -> Vec<String> {
     match batch {
-        BatchBuf::Pulse => Vec::new(),
         BatchBuf::CreateAccounts(r) => r.iter().map(|a| a.id.to_string()).collect(),
         BatchBuf::CreateTransfers(r) => r.iter().map(|t| t.id.to_string()).collect(),
         BatchBuf::CreateSkus(r) => r.iter().map(|s| s.id.to_string()).collect(),
@@ -245,5 +244,7 @@ fn item_ids(batch: &BatchBuf) -> Vec<String> {
             r.iter().map(|a| a.transfer_id.to_string()).collect()
         }
         BatchBuf::AckDispatch(r) => r.iter().map(|a| a.dispatch_id.to_string()).collect(),
+        // The engine's own operations (pulses, cross-shard legs) never come from a request.
+        _ => Vec::new(),
     }
 }

@@ -271,6 +271,10 @@ impl Seen {
                     }
                 }
             }
+            Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => {
+                self.transfers
+                    .extend(legs.iter().map(|leg| leg.transfer.id));
+            }
             Batch::PayOrders(actions) | Batch::CancelOrders(actions) => {
                 self.transfers.extend(actions.iter().map(|a| a.transfer_id));
             }

@@ -6,6 +6,7 @@
 //! a valid record of each kind so a test names only the fields it is about.
 
 mod accounts;
+mod cross_shard;
 mod determinism;
 mod dispatch;
 mod fixtures;

@@ -184,6 +184,9 @@ fn succeeded(batch: &BatchBuf, results: &[ResultCode]) -> Vec<BatchBuf> {
         BatchBuf::CancelOrders(r) => each(r, results, BatchBuf::CancelOrders),
         BatchBuf::RefundOrders(r) => each(r, results, BatchBuf::RefundOrders),
         BatchBuf::AckDispatch(r) => each(r, results, BatchBuf::AckDispatch),
+        BatchBuf::ShardDebit(r) => each(r, results, BatchBuf::ShardDebit),
+        BatchBuf::ShardCredit(r) => each(r, results, BatchBuf::ShardCredit),
+        BatchBuf::ShardResolve(r) => each(r, results, BatchBuf::ShardResolve),
     }
 }
 

@@ -105,7 +105,7 @@ pub(super) fn latency_histogram() -> Histogram<u64> {
 /// The closed loop: `--submitters` threads, each with at most `--in-flight` batches
 /// unanswered, for `--seconds`; then every batch in flight is answered.
 pub(super) fn run_closed_loop(
-    node: &Node,
+    node: &Target,
     args: &EngineBenchArgs,
     plan: &RunPlan,
 ) -> anyhow::Result<RunResult> {
@@ -165,7 +165,7 @@ impl Budget {
 }
 
 pub(super) fn submit_closed_loop(
-    node: &Node,
+    node: &Target,
     mut generator: Generator,
     duration: Duration,
     in_flight_max: usize,
@@ -209,7 +209,7 @@ pub(super) fn submit_closed_loop(
 /// Adds up the threads' tallies; the node's log counters and its threads' CPU time are
 /// taken as differences from `before` (sampled just before the start).
 pub(super) fn combine(
-    node: &Node,
+    node: &Target,
     start: Instant,
     before: (CommitStats, BTreeMap<String, CpuTime>),
     tallies: Vec<ThreadTally>,
@@ -272,7 +272,7 @@ pub(super) fn combine(
 /// collector thread waits for the answers in order and measures each from its scheduled
 /// time. `Busy` answers are dropped and counted, never retried.
 pub(super) fn run_open_loop(
-    node: &Node,
+    node: &Target,
     args: &EngineBenchArgs,
     plan: &RunPlan,
 ) -> anyhow::Result<RunResult> {
@@ -320,7 +320,7 @@ pub(super) fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
 /// The pacer: the `index`th batch goes at `start + index × interval`, late ones at once.
 /// Returns the `Busy` answers and the commands they refused.
 pub(super) fn pace(
-    node: &Node,
+    node: &Target,
     generator: &mut Generator,
     start: Instant,
     interval: Duration,
@@ -338,8 +338,8 @@ pub(super) fn pace(
         match node.submit(batch.as_batch()) {
             Ok(pending) => sender
                 .send((scheduled, batch, pending))
-                .context("the collector thread stopped")?,
-            Err(EngineError::Submit(SubmitError::Busy)) => {
+                .map_err(|_| anyhow::anyhow!("the collector thread stopped"))?,
+            Err(error) if error.is_busy() => {
                 busy += 1;
                 rejected += batch.as_batch().len() as u64;
             }

@@ -1,0 +1,182 @@
+//! Calls waiting to be sent, one queue per operation, and the packing of many calls into
+//! one request: as many whole calls of one operation as fit the request limits, in the
+//! order they were made.
+
+use std::collections::VecDeque;
+
+use surge_core::{Operation, ResultCode};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::error::ClientError;
+
+/// Queues: one per operation byte (0..=11).
+const OPERATIONS: usize = 12;
+
+/// One caller's batch of commands and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub operation: Operation,
+    pub count: u32,
+    pub body: Vec<u8>,
+    /// Its last command has the `linked` flag: nothing may follow it in a request, or
+    /// the chain would run into another caller's commands.
+    pub chain_open: bool,
+    pub deadline: Instant,
+    /// Requests this call was sent in so far.
+    pub attempts: u32,
+    pub reply: Option<oneshot::Sender<Result<Vec<ResultCode>, ClientError>>>,
+}
+
+impl Call {
+    /// Answers the caller (once; later answers are dropped).
+    pub fn finish(&mut self, result: Result<Vec<ResultCode>, ClientError>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Whether nobody waits for this call any more (answered, or the caller gave up).
+    pub fn abandoned(&self) -> bool {
+        self.reply.as_ref().is_none_or(|reply| reply.is_closed())
+    }
+
+    /// Fails the call with `Timeout` if its deadline passed; true if it did.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        if now >= self.deadline {
+            let attempts = self.attempts;
+            self.finish(Err(ClientError::Timeout { attempts }));
+            return true;
+        }
+        false
+    }
+}
+
+/// The calls not yet sent (or to be sent again).
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    queues: [VecDeque<Call>; OPERATIONS],
+    /// The operation to look at first next time, so no operation starves.
+    next: usize,
+}
+
+impl Queues {
+    pub fn push_back(&mut self, call: Call) {
+        self.queues[call.operation as usize].push_back(call);
+    }
+
+    /// Puts a call back at the front (a retry goes before newer calls).
+    pub fn push_front(&mut self, call: Call) {
+        self.queues[call.operation as usize].push_front(call);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queues.iter().all(VecDeque::is_empty)
+    }
+
+    /// Drops calls past their deadline (answering `Timeout`) or abandoned by their caller.
+    pub fn expire(&mut self, now: Instant) {
+        for queue in &mut self.queues {
+            queue.retain_mut(|call| !call.expire(now) && !call.abandoned());
+        }
+    }
+
+    /// The earliest deadline of a queued call.
+    pub fn deadline_min(&self) -> Option<Instant> {
+        self.queues.iter().flatten().map(|call| call.deadline).min()
+    }
+
+    /// Answers every queued call with `error`.
+    pub fn fail_all(&mut self, error: &ClientError) {
+        for queue in &mut self.queues {
+            for mut call in queue.drain(..) {
+                call.finish(Err(error.clone()));
+            }
+        }
+    }
+
+    /// The calls of the next request: whole calls of one operation, in order, at most
+    /// `commands_max` commands and `body_size_bytes_max` bytes, ending at the first call
+    /// whose linked chain is open. `None` when nothing is queued.
+    pub fn take_request(
+        &mut self,
+        commands_max: usize,
+        body_size_bytes_max: usize,
+    ) -> Option<(Operation, Vec<Call>, u32)> {
+        let start = self.next;
+        let index = (0..OPERATIONS)
+            .map(|offset| (start + offset) % OPERATIONS)
+            .find(|&index| !self.queues[index].is_empty())?;
+        self.next = (index + 1) % OPERATIONS;
+        let queue = &mut self.queues[index];
+        let (mut calls, mut commands, mut bytes) = (Vec::new(), 0usize, 0usize);
+        while let Some(call) = queue.front() {
+            let fits = commands + call.count as usize <= commands_max
+                && bytes + call.body.len() <= body_size_bytes_max;
+            if !calls.is_empty() && !fits {
+                break;
+            }
+            let Some(call) = queue.pop_front() else {
+                break;
+            };
+            commands += call.count as usize;
+            bytes += call.body.len();
+            let chain_open = call.chain_open;
+            calls.push(call);
+            if chain_open {
+                break;
+            }
+        }
+        let operation = calls.first()?.operation;
+        let count = u32::try_from(commands).ok()?;
+        Some((operation, calls, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(operation: Operation, count: u32, chain_open: bool) -> Call {
+        Call {
+            operation,
+            count,
+            body: vec![0; count as usize * operation.record_size_bytes()],
+            chain_open,
+            deadline: Instant::now() + std::time::Duration::from_secs(60),
+            attempts: 0,
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn packs_whole_calls_of_one_operation_up_to_the_limits() {
+        let mut queues = Queues::default();
+        for _ in 0..5 {
+            queues.push_back(call(Operation::CreateTransfers, 3, false));
+        }
+        queues.push_back(call(Operation::CreateAccounts, 1, false));
+        let (operation, calls, count) = queues.take_request(10, usize::MAX).unwrap();
+        assert_eq!(operation, Operation::CreateAccounts);
+        assert_eq!((calls.len(), count), (1, 1));
+        let (operation, calls, count) = queues.take_request(10, usize::MAX).unwrap();
+        assert_eq!(operation, Operation::CreateTransfers);
+        assert_eq!((calls.len(), count), (3, 9));
+        let (_, calls, count) = queues.take_request(10, 128 * 3).unwrap();
+        assert_eq!((calls.len(), count), (1, 3));
+        assert!(queues.take_request(10, usize::MAX).is_some());
+        assert!(queues.take_request(10, usize::MAX).is_none());
+    }
+
+    #[test]
+    fn an_open_chain_ends_the_request() {
+        let mut queues = Queues::default();
+        queues.push_back(call(Operation::CreateTransfers, 2, false));
+        queues.push_back(call(Operation::CreateTransfers, 2, true));
+        queues.push_back(call(Operation::CreateTransfers, 2, false));
+        let (_, calls, count) = queues.take_request(100, usize::MAX).unwrap();
+        assert_eq!((calls.len(), count), (2, 4));
+        let (_, calls, _) = queues.take_request(100, usize::MAX).unwrap();
+        assert_eq!(calls.len(), 1);
+    }
+}

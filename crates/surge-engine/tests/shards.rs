@@ -1,0 +1,238 @@
+//! The same workload over 1, 2 and 4 shards ends in the same balances and the same
+//! outcomes: every batch's result codes, every client account, every transfer lookup. The
+//! workload mixes local and cross-shard transfers (funded and overdrawn wallets, credits
+//! refused by a capped account, missing accounts, a wrong ledger), client retries of whole
+//! batches and retries with changed fields, and same-shard orders; the sharded engines are
+//! restarted halfway with legs possibly still in their outboxes. Transit accounts net to
+//! zero between each pair of shards at the end.
+//!
+//! Within a batch no account appears twice: commands of one batch are ordered within a
+//! shard, but a cross-shard credit lands after the debit shard's batch, so a batch whose
+//! commands depend on each other across shards may end differently (documented in
+//! docs/ARCHITECTURE.md). Seeded: `SURGE_SEED=<n>` replays one workload.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{account, transfer};
+use surge_core::{
+    account_flags, shard_of, AccountId, Batch, BatchBuf, ResultCode, TransferId, TransferLookup,
+};
+use surge_engine::{Engine, EngineConfig};
+use surge_wal::storage::split_mix;
+
+/// Account 1 is the bank (unconstrained); wallets may not overdraw.
+const BANK: u128 = 1;
+const WALLETS: u128 = 40;
+/// Accounts that accept credits only up to their debits.
+const CAPPED: [u128; 2] = [101, 102];
+/// Never created.
+const MISSING: [u128; 2] = [201, 202];
+const BATCHES: usize = 60;
+const SEED_DEFAULT: u64 = 0x5AA2_D5E1;
+
+fn seed() -> u64 {
+    std::env::var("SURGE_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(SEED_DEFAULT)
+}
+
+struct Workload {
+    setup: Vec<BatchBuf>,
+    batches: Vec<BatchBuf>,
+    transfer_ids: Vec<u128>,
+}
+
+fn workload(seed: u64) -> Workload {
+    let mut rng = seed;
+    let mut accounts = vec![account(BANK, false)];
+    accounts.extend((2..2 + WALLETS).map(|id| account(id, true)));
+    accounts.extend(CAPPED.iter().map(|&id| surge_core::Account {
+        flags: account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        ..account(id, false)
+    }));
+    let funding: Vec<_> = (2..2 + WALLETS)
+        .map(|id| transfer(1_000 + id, BANK, id, 500))
+        .collect();
+    let setup = vec![
+        BatchBuf::CreateAccounts(accounts),
+        BatchBuf::CreateTransfers(funding),
+    ];
+    let mut batches: Vec<BatchBuf> = Vec::new();
+    let mut transfer_ids = Vec::new();
+    let mut next_id = 10_000u128;
+    let mut sent = Vec::new();
+    for _ in 0..BATCHES {
+        let roll = split_mix(&mut rng) % 10;
+        if roll == 0 && !batches.is_empty() {
+            // A client retries a whole earlier batch.
+            let again = (split_mix(&mut rng) % batches.len() as u64) as usize;
+            batches.push(batches[again].clone());
+            continue;
+        }
+        // Each account at most once per batch.
+        let mut free: Vec<u128> = (2..2 + WALLETS).collect();
+        let mut take = |rng: &mut u64| {
+            let index = (split_mix(rng) % free.len() as u64) as usize;
+            free.swap_remove(index)
+        };
+        let mut transfers = Vec::new();
+        for _ in 0..8 {
+            next_id += 1;
+            let debit = take(&mut rng);
+            let amount = 1 + split_mix(&mut rng) % 300;
+            let kind = split_mix(&mut rng) % 20;
+            let mut made = match kind {
+                0 => transfer(next_id, debit, CAPPED[(next_id % 2) as usize], amount),
+                1 => transfer(next_id, debit, MISSING[(next_id % 2) as usize], amount),
+                2 => transfer(next_id, MISSING[0], debit, amount),
+                _ => transfer(next_id, debit, take(&mut rng), amount),
+            };
+            if kind == 3 {
+                made.ledger = 2;
+            }
+            transfer_ids.push(next_id);
+            transfers.push(made);
+        }
+        if roll == 1 && !sent.is_empty() {
+            // An earlier transfer retried with a changed amount (same debit account).
+            let mut changed: surge_core::Transfer =
+                sent[(split_mix(&mut rng) % sent.len() as u64) as usize];
+            changed.amount += 1;
+            transfers.push(changed);
+        }
+        sent.extend(transfers.iter().copied());
+        batches.push(BatchBuf::CreateTransfers(transfers));
+    }
+    Workload {
+        setup,
+        batches,
+        transfer_ids,
+    }
+}
+
+/// What a run ends with.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    codes: Vec<Vec<ResultCode>>,
+    /// Client accounts: (debits posted - credits posted) as a signed net, per id.
+    balances: BTreeMap<u128, i128>,
+    lookups: Vec<Option<(u128, u128, u64, bool)>>,
+}
+
+fn run(shards: usize, workload: &Workload) -> Outcome {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let mut config = EngineConfig::new(directory.path());
+    config.shards = shards;
+    config.history = shards == 2;
+    let open = || Engine::open(config.clone()).expect("open").0;
+    let mut engine = open();
+    for batch in &workload.setup {
+        let codes = engine.submit_wait(batch.as_batch()).expect("setup");
+        assert!(
+            codes.iter().all(|code| *code == ResultCode::Ok),
+            "{codes:?}"
+        );
+    }
+    let mut codes = Vec::new();
+    for (index, batch) in workload.batches.iter().enumerate() {
+        if index == workload.batches.len() / 2 {
+            engine.shutdown();
+            engine = open();
+        }
+        codes.push(engine.submit_wait(batch.as_batch()).expect("batch"));
+    }
+    assert_eq!(engine.cross_shard_in_flight(), 0, "every leg resolved");
+    check_transit(&engine, shards);
+    let ids = std::iter::once(BANK)
+        .chain(2..2 + WALLETS)
+        .chain(CAPPED)
+        .chain(MISSING);
+    let balances = ids
+        .filter_map(|id| {
+            let account = engine.account(AccountId(id))?;
+            Some((
+                id,
+                i128::from(account.debits_posted) - i128::from(account.credits_posted),
+            ))
+        })
+        .collect();
+    let lookups = workload
+        .transfer_ids
+        .iter()
+        .map(
+            |&id| match engine.transfer(TransferId(id)).expect("lookup") {
+                Some(TransferLookup::Committed { transfer, .. }) => Some((
+                    transfer.debit_account_id.0,
+                    transfer.credit_account_id.0,
+                    transfer.amount,
+                    true,
+                )),
+                Some(TransferLookup::Failed(code)) => Some((0, 0, u64::from(code.as_u32()), false)),
+                None => None,
+            },
+        )
+        .collect();
+    engine.shutdown();
+    Outcome {
+        codes,
+        balances,
+        lookups,
+    }
+}
+
+/// Per pair of shards, what left the source through transit equals what arrived.
+fn check_transit(engine: &Engine, shards: usize) {
+    let transit = engine.transit_accounts();
+    if shards == 1 {
+        assert!(transit.is_empty());
+        return;
+    }
+    let mut net: BTreeMap<u128, i128> = BTreeMap::new();
+    for (_, account) in &transit {
+        *net.entry(account.id.0).or_default() +=
+            i128::from(account.credits_posted) - i128::from(account.debits_posted);
+    }
+    for (id, sum) in net {
+        assert_eq!(sum, 0, "transit account {id:x} nets to {sum}");
+    }
+    assert!(!transit.is_empty(), "the workload crossed shards");
+}
+
+#[test]
+fn one_two_and_four_shards_end_the_same() {
+    let seed = seed();
+    let workload = workload(seed);
+    // The workload must actually cross shards under 2 and 4.
+    let crossing = workload
+        .batches
+        .iter()
+        .filter_map(|batch| match batch.as_batch() {
+            Batch::CreateTransfers(transfers) => Some(transfers.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|t| shard_of(t.debit_account_id.0, 2) != shard_of(t.credit_account_id.0, 2))
+        .count();
+    assert!(
+        crossing > 50,
+        "seed {seed}: only {crossing} cross-shard transfers"
+    );
+    let single = run(1, &workload);
+    for shards in [2, 4] {
+        let sharded = run(shards, &workload);
+        for (index, (one, many)) in single.codes.iter().zip(&sharded.codes).enumerate() {
+            assert_eq!(one, many, "seed {seed}: batch {index} with {shards} shards");
+        }
+        assert_eq!(
+            single.balances, sharded.balances,
+            "seed {seed}, {shards} shards"
+        );
+        assert_eq!(
+            single.lookups, sharded.lookups,
+            "seed {seed}, {shards} shards"
+        );
+    }
+}
