@@ -416,3 +416,47 @@ async fn operational_routes() {
     }
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_across_two_shards() {
+    let server = TestServer::start_with(|config| config.shards = Some(2)).await;
+    let shard = |id: u128| surge_core::shard_of(id, 2);
+    assert!(
+        (2..=6).any(|id| shard(id) != shard(1)),
+        "some payments cross shards"
+    );
+    let accounts: Vec<String> = (1..=6)
+        .map(|id| format!(r#"{{"id":"{id}","ledger":1,"code":1}}"#))
+        .collect();
+    let created = server
+        .post("/v1/accounts", &format!("[{}]", accounts.join(",")))
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let mut transfers = Vec::new();
+    for debit in 1..=6u64 {
+        for credit in 1..=6u64 {
+            if debit != credit {
+                let id = 1_000 + debit * 10 + credit;
+                transfers.push(format!(
+                    r#"{{"id":"{id}","debit_account_id":"{debit}","credit_account_id":"{credit}",
+                        "amount":{debit},"ledger":1,"code":1}}"#
+                ));
+            }
+        }
+    }
+    let reply = server
+        .post("/v1/transfers", &format!("[{}]", transfers.join(",")))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    for result in reply.json()["results"].as_array().unwrap() {
+        assert_eq!(result["code"], "ok", "{result}");
+    }
+    // Answered only once both legs landed: every account shows its credits already.
+    for id in 1..=6u64 {
+        let account = server.get(&format!("/v1/accounts/{id}")).await.json();
+        let credited: u64 = (1..=6).filter(|d| *d != id).sum();
+        assert_eq!(account["credits_posted"], credited, "account {id}");
+        assert_eq!(account["debits_posted"], id * 5, "account {id}");
+    }
+    server.server.stop().await.unwrap();
+}

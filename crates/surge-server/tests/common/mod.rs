@@ -22,8 +22,8 @@ pub struct TestServer {
     pub dispatch: String,
 }
 
-/// A config for tests: loopback port 0, one shard (cross-shard transfers are the engine's
-/// next step), the given data directory.
+/// A config for tests: loopback port 0, one shard (the same ids land on one shard whatever
+/// the machine), the given data directory.
 pub fn test_config(data_dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::with_data_dir(data_dir);
     config.http_addr = "127.0.0.1:0".parse().unwrap();
