@@ -75,6 +75,8 @@ edge_codes! {
     ShuttingDown = 9014, 503, "The server is shutting down.";
     /// The engine failed (the log stopped, or a lookup failed); the server will stop.
     EngineFailed = 9015, 500, "The engine failed.";
+    /// The body did not arrive within `http_idle_timeout_ms`.
+    RequestTimeout = 9016, 408, "The request body did not arrive in time.";
 }
 
 impl EdgeCode {

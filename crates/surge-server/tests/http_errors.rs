@@ -473,7 +473,7 @@ async fn a_full_engine_queue_is_429_and_loses_nothing_admitted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_are_closed() {
+async fn idle_connections_and_slow_bodies_are_closed() {
     use tokio::io::AsyncReadExt;
     let server = TestServer::start_with(|config| {
         config.http_idle_timeout = Duration::from_millis(200);
@@ -490,6 +490,22 @@ async fn idle_connections_are_closed() {
     assert!(started.elapsed() < Duration::from_secs(2));
     let health = request(server.addr(), "GET", "/healthz", None, &[], b"").await;
     assert_eq!(health.status, 200);
+
+    // A body that never finishes does not hold its in-flight slot forever.
+    use tokio::io::AsyncWriteExt;
+    let mut slow = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 100\r\n\r\n{{\"id\":",
+        server.payments
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "answered and closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
     server.server.stop().await.unwrap();
 }
 

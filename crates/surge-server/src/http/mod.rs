@@ -210,12 +210,19 @@ async fn guard(state: &AppState, route: &str, request: Request, next: Next) -> R
     }
     let (parts, body) = request.into_parts();
     let limit = state.config.http_body_size_bytes_max;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => body,
-        Err(_) => {
+    // A body trickled in slowly would hold an in-flight slot: it gets the idle timeout.
+    let timeout = state.config.http_idle_timeout;
+    let body = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
             state.metrics.reject(Rejection::BodyTooLarge);
             let detail = format!("the body is over {limit} bytes (or was cut short)");
             return Problem::edge(EdgeCode::BodyTooLarge, detail).into_response();
+        }
+        Err(_) => {
+            state.metrics.reject(Rejection::BadRequest);
+            let detail = format!("the body did not arrive within {} ms", timeout.as_millis());
+            return Problem::edge(EdgeCode::RequestTimeout, detail).into_response();
         }
     };
     let key = parts.headers.get("idempotency-key").cloned();
