@@ -7,4 +7,5 @@ pub mod bench;
 pub mod demo;
 pub mod drive;
 pub mod rng;
+pub mod serve;
 pub mod workload;

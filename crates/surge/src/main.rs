@@ -1,5 +1,6 @@
-//! `surge`: the one binary. Subcommands: `demo` (an in-process flash sale), `bench`
-//! (benchmarks that print JSON), `codes` (the result-code reference).
+//! `surge`: the one binary. Subcommands: `serve` (the payment API), `token` (API tokens),
+//! `demo` (an in-process flash sale), `bench` (benchmarks that print JSON), `codes` (the
+//! result-code reference).
 
 use clap::{Parser, Subcommand};
 
@@ -10,6 +11,8 @@ use surge::bench::state_machine::StateMachineBenchArgs;
 use surge::bench::wal::WalBenchArgs;
 use surge::demo::DemoArgs;
 use surge::drive::DriveArgs;
+use surge::serve::TokenArgs;
+use surge_server::config::ServeArgs;
 
 /// Surge: a payment and flash-sale transaction engine.
 #[derive(Debug, Parser)]
@@ -21,6 +24,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the payment API server: HTTP/JSON and the TCP binary protocol in front of the
+    /// engine, on a data directory (defaults: ./surge-data, 127.0.0.1:7780 and :7781).
+    Serve(ServeArgs),
+    /// Create, list and revoke API tokens in a data directory.
+    Token(TokenArgs),
     /// Run an in-process flash sale against the state machine and print what happened.
     Demo(DemoArgs),
     /// Drive seeded load through a node in a data directory, printing an `ack` line per
@@ -51,6 +59,8 @@ enum BenchCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => surge::serve::serve(&args)?,
+        Command::Token(args) => surge::serve::token(&args)?,
         Command::Demo(args) => print!("{}", surge::demo::run(&args)?),
         Command::Bench(BenchCommand::StateMachine(args)) => {
             surge::bench::state_machine::run(&args)?;

@@ -1,0 +1,357 @@
+//! Starting and stopping the server: check the data directory, make the first tokens,
+//! bind both addresses, open (recover) the engine, serve, and on the shutdown signal drain
+//! in order — HTTP and TCP stop accepting and finish what they admitted, then
+//! `Engine::shutdown` makes everything admitted durable — so nothing acknowledged is lost.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use surge_engine::{Engine, EngineConfig, EngineError};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::ServerConfig;
+use crate::http::listener::{self, ListenerLimits};
+use crate::http::{self, AppState};
+use crate::idempotency::IdempotencyCache;
+use crate::metrics::{Metrics, ShardFigures};
+use crate::tokens::{self, TokenError, TokenStore};
+
+/// How long `stop` waits for the last `Arc<Engine>` clones (blocking lookups) to go.
+const ENGINE_RELEASE_WAIT_MS: u64 = 5_000;
+
+/// Why the server did not start (or did not stop cleanly).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The data directory cannot be created or written.
+    #[error("data directory {path} is not usable: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: std::io::Error,
+    },
+    /// The tokens could not be read or created.
+    #[error("tokens: {0}")]
+    Tokens(TokenError),
+    /// An address could not be bound.
+    #[error("cannot listen on {what} address {addr}: {reason}")]
+    Bind {
+        /// `HTTP` or `TCP`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why (in use, not local, no permission).
+        reason: std::io::Error,
+    },
+    /// The engine could not open (recovery refused the data directory, say).
+    #[error("engine: {0}")]
+    Engine(EngineError),
+    /// A server task panicked or could not be joined.
+    #[error("server task: {0}")]
+    Task(String),
+}
+
+// The inner errors are part of the message, not `source`s, so a report prints each
+// reason once.
+impl From<TokenError> for ServerError {
+    fn from(error: TokenError) -> ServerError {
+        ServerError::Tokens(error)
+    }
+}
+
+impl From<EngineError> for ServerError {
+    fn from(error: EngineError) -> ServerError {
+        ServerError::Engine(error)
+    }
+}
+
+/// A running server.
+pub struct RunningServer {
+    http_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    data_dir: PathBuf,
+    initial_tokens: Option<PathBuf>,
+    recovery: Vec<String>,
+    shutdown: watch::Sender<bool>,
+    http_task: JoinHandle<()>,
+    tcp_task: JoinHandle<()>,
+    engine: Arc<Engine>,
+    state: Option<AppState>,
+}
+
+impl RunningServer {
+    /// Where HTTP listens (the real port when configured with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where TCP listens.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The data directory, made absolute.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The file the first tokens were written to, if this start created them.
+    pub fn initial_tokens(&self) -> Option<&Path> {
+        self.initial_tokens.as_deref()
+    }
+
+    /// What recovery did, one line per shard (and one per warning).
+    pub fn recovery(&self) -> &[String] {
+        &self.recovery
+    }
+
+    /// The request counters (for tests).
+    pub fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.state.as_ref().map(|state| Arc::clone(&state.metrics))
+    }
+
+    /// Stops accepting, finishes every admitted request, shuts the engine down (everything
+    /// admitted becomes durable and is answered).
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        self.state = None;
+        let http = (&mut self.http_task).await;
+        let tcp = (&mut self.tcp_task).await;
+        http.map_err(|error| ServerError::Task(error.to_string()))?;
+        tcp.map_err(|error| ServerError::Task(error.to_string()))?;
+        let mut engine = self.engine;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ENGINE_RELEASE_WAIT_MS);
+        let engine = loop {
+            match Arc::try_unwrap(engine) {
+                Ok(engine) => break engine,
+                Err(shared) if tokio::time::Instant::now() < deadline => {
+                    engine = shared;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(shared) => {
+                    return Err(ServerError::Task(format!(
+                        "{} users of the engine remain after the drain",
+                        Arc::strong_count(&shared) - 1
+                    )))
+                }
+            }
+        };
+        tokio::task::spawn_blocking(move || engine.shutdown())
+            .await
+            .map_err(|error| ServerError::Task(error.to_string()))
+    }
+}
+
+/// Starts the server: everything but waiting for the shutdown signal.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let data_dir = prepare_data_dir(&config.data_dir)?;
+    let initial_tokens = tokens::ensure_initial_tokens(&data_dir)?;
+    let token_store = Arc::new(TokenStore::open(&data_dir)?);
+    let http_listener = bind("HTTP", config.http_addr).await?;
+    let tcp_listener = bind("TCP", config.tcp_addr).await?;
+    let http_addr = local_addr("HTTP", &http_listener, config.http_addr)?;
+    let tcp_addr = local_addr("TCP", &tcp_listener, config.tcp_addr)?;
+    let (engine, recovery) = open_engine(&config, &data_dir).await?;
+    let engine = Arc::new(engine);
+    let (shutdown, shutdown_receiver) = watch::channel(false);
+    let state = AppState {
+        engine: Arc::clone(&engine),
+        tokens: Arc::clone(&token_store),
+        idempotency: Arc::new(IdempotencyCache::new(
+            config.idempotency_keys_max,
+            config.idempotency_bytes_max,
+            config.idempotency_key_age,
+        )),
+        metrics: Arc::new(Metrics::default()),
+        in_flight: Arc::new(Semaphore::new(config.http_requests_in_flight_max)),
+        config: Arc::new(config.clone()),
+        shutdown: shutdown_receiver.clone(),
+        dispatch_ready: Arc::new(Notify::new()),
+    };
+    let limits = ListenerLimits {
+        connections_max: config.http_connections_max,
+        idle_timeout: config.http_idle_timeout,
+        shutdown_grace: config.shutdown_grace,
+    };
+    let router = http::router(state.clone());
+    let http_task = tokio::spawn(listener::serve(
+        http_listener,
+        router,
+        limits,
+        shutdown_receiver.clone(),
+    ));
+    let tcp_task = tokio::spawn(crate::tcp::serve_tcp(
+        tcp_listener,
+        Arc::clone(&engine),
+        token_store,
+        shutdown_receiver,
+    ));
+    Ok(RunningServer {
+        http_addr,
+        tcp_addr,
+        data_dir,
+        initial_tokens,
+        recovery,
+        shutdown,
+        http_task,
+        tcp_task,
+        engine,
+        state: Some(state),
+    })
+}
+
+/// Starts the server, prints where it listens, serves until `shutdown` completes, then
+/// drains and stops. What `surge serve` runs.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let server = start(config).await?;
+    println!("surge: data directory {}", server.data_dir().display());
+    for line in server.recovery() {
+        println!("surge: {line}");
+    }
+    if let Some(path) = server.initial_tokens() {
+        println!(
+            "surge: first start: created one token per scope; they are in {} (mode 0600)",
+            path.display()
+        );
+    }
+    println!("surge: HTTP listening on http://{}", server.http_addr());
+    println!("surge: TCP listening on {}", server.tcp_addr());
+    shutdown.await;
+    println!("surge: shutting down: finishing in-flight requests");
+    server.stop().await?;
+    println!("surge: stopped; everything acknowledged is durable");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn prepare_data_dir(path: &Path) -> Result<PathBuf, ServerError> {
+    let error = |reason| ServerError::DataDir {
+        path: path.to_path_buf(),
+        reason,
+    };
+    std::fs::create_dir_all(path).map_err(error)?;
+    let path = path.canonicalize().map_err(error)?;
+    let probe = path.join(".surge-write-probe");
+    std::fs::write(&probe, b"probe").map_err(error)?;
+    std::fs::remove_file(&probe).map_err(error)?;
+    Ok(path)
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|reason| ServerError::Bind { what, addr, reason })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|reason| ServerError::Bind { what, addr, reason })
+}
+
+async fn open_engine(
+    config: &ServerConfig,
+    data_dir: &Path,
+) -> Result<(Engine, Vec<String>), ServerError> {
+    let mut engine_config = EngineConfig::new(data_dir);
+    engine_config.shards = match config.shards {
+        Some(shards) => shards,
+        // A data directory keeps the shard count it was created with.
+        None => existing_shard_count(data_dir).unwrap_or(engine_config.shards),
+    };
+    engine_config.history = config.history;
+    engine_config.batches_in_flight_per_shard_max = config.engine_batches_in_flight_max;
+    let (engine, report) = tokio::task::spawn_blocking(move || Engine::open(engine_config))
+        .await
+        .map_err(|error| ServerError::Task(error.to_string()))??;
+    let mut recovery = Vec::new();
+    for (shard, recovered) in report.shards.iter().enumerate() {
+        let checkpoint = match recovered.checkpoint_record_index {
+            Some(record) => format!("the checkpoint at log record {record}"),
+            None => "no checkpoint".to_string(),
+        };
+        recovery.push(format!(
+            "shard {shard}: recovered from {checkpoint} and {} log records",
+            recovered.records_replayed
+        ));
+        for warning in &recovered.warnings {
+            recovery.push(format!("shard {shard}: warning: {warning}"));
+        }
+    }
+    Ok((engine, recovery))
+}
+
+/// The shard count a data directory was created with (`<data>/shards`), if any.
+fn existing_shard_count(data_dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(data_dir.join("shards")).ok()?;
+    text.trim().parse().ok()
+}
+
+/// The engine's per-shard figures for `/metrics`.
+pub(crate) fn shard_figures(engine: &Engine) -> Vec<ShardFigures> {
+    engine
+        .stats()
+        .shards
+        .iter()
+        .map(|shard| ShardFigures {
+            queue_depth: shard.batches_in_flight as u64,
+            commands: shard.commands,
+            syncs: shard.commit.syncs,
+            commands_per_sync: shard.commit.commands_per_sync,
+            extra: vec![
+                ("surge_engine_busy_total".into(), shard.busy as f64),
+                ("surge_engine_batches_total".into(), shard.batches as f64),
+                (
+                    "surge_engine_latency_us_p50".into(),
+                    shard.latency_us_p50 as f64,
+                ),
+                (
+                    "surge_engine_latency_us_p99".into(),
+                    shard.latency_us_p99 as f64,
+                ),
+                (
+                    "surge_engine_sync_latency_us_p50".into(),
+                    shard.commit.sync_latency_us_p50 as f64,
+                ),
+                (
+                    "surge_engine_sync_latency_us_p99".into(),
+                    shard.commit.sync_latency_us_p99 as f64,
+                ),
+                (
+                    "surge_engine_apply_latency_us_p50".into(),
+                    shard.apply.apply_latency_us_p50 as f64,
+                ),
+                (
+                    "surge_engine_apply_latency_us_p99".into(),
+                    shard.apply.apply_latency_us_p99 as f64,
+                ),
+            ],
+        })
+        .collect()
+}
