@@ -1,11 +1,6 @@
-//! The TCP binary protocol's place in the server.
-//!
-//! **Plug-in point for `surge-tcp`.** [`serve_tcp`] receives the bound listener, the
-//! engine, the token store and the shutdown signal; replace its body with
-//! `surge_tcp::serve(listener, engine, tokens, shutdown).await` (the binary protocol of
-//! `docs/PROTOCOL.md`). It must return once `shutdown` turns true and every admitted
-//! request was answered, and must drop its `Arc<Engine>` clones by then: the server calls
-//! `Engine::shutdown` only after this function and the HTTP listener have returned.
+//! The TCP binary protocol's place in the server: `surge-tcp` serves it on the bound
+//! listener, authenticating each connection's `Hello` against the same [`TokenStore`] as
+//! HTTP (scope bits are the same: payments 1, read 2, dispatch 4).
 
 use std::sync::Arc;
 
@@ -13,23 +8,35 @@ use surge_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::tokens::TokenStore;
+use crate::tokens::{Scope, TokenStore};
 
-/// Serves the binary protocol on `listener` until `shutdown` turns true.
-///
-/// Placeholder until `surge-tcp` lands: it holds the port and closes every connection at
-/// once, so clients fail fast instead of hanging.
+impl surge_tcp::Authenticator for TokenStore {
+    fn authenticate(&self, _client_id: u128, token: &[u8]) -> Option<surge_protocol::Scopes> {
+        let scopes = self.verify(token)?;
+        let mut granted = surge_protocol::Scopes::NONE;
+        for (scope, bit) in [
+            (Scope::Payments, surge_protocol::Scopes::PAYMENTS),
+            (Scope::Read, surge_protocol::Scopes::READ),
+            (Scope::Dispatch, surge_protocol::Scopes::DISPATCH),
+        ] {
+            if scopes.contains(scope) {
+                granted = granted.union(bit);
+            }
+        }
+        Some(granted)
+    }
+}
+
+/// Serves the binary protocol on `listener` until `shutdown` turns true and every admitted
+/// request was answered.
 pub async fn serve_tcp(
     listener: TcpListener,
     engine: Arc<Engine>,
     tokens: Arc<TokenStore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    drop((engine, tokens));
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => drop(accepted),
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
+    let limits = surge_tcp::TcpLimits::default();
+    if let Err(error) = surge_tcp::serve(listener, engine, tokens, limits, shutdown).await {
+        eprintln!("surge: TCP server stopped: {error}");
     }
 }
