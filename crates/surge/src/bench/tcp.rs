@@ -38,8 +38,8 @@ const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
 
 /// The same for the place-order stampede, which the engine runs far slower (~0.1 M/s
 /// here): orders live in standard hash maps whose pre-sized memory is first touched on the
-/// hot path, so sizing them for 4 M/s made it slower (2 s trial runs: 0.07 M/s sized for
-/// 8 M orders, 0.10 M/s for 1 M).
+/// hot path, so sizing them for 4 M/s made it slower (2 s trial runs over TCP: 0.06 M/s
+/// sized for 8 M orders, 0.09 M/s for 1 M; the engine alone 0.07 and 0.10 M/s).
 const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 1_000_000.0;
 
 /// Unexpected codes a run may have, as a fraction of its commands; past it the run fails.
