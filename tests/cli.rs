@@ -310,3 +310,85 @@ fn engine_bench_refuses_order_workloads_across_shards() {
     );
     assert!(stdout.contains("\"shards\":2"), "{stdout}");
 }
+
+#[test]
+fn tcp_bench_reports_every_workload_over_loopback_against_the_engine() {
+    let parent = env!("CARGO_TARGET_TMPDIR");
+    let output = surge(&[
+        "bench",
+        "tcp",
+        "--json",
+        "--seconds",
+        "0.2",
+        "--runs",
+        "1",
+        "--accounts",
+        "1000",
+        "--tasks",
+        "8",
+        "--commands-per-call",
+        "4",
+        "--capacity",
+        "100000",
+        "--data-dir",
+        parent,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let names: Vec<(&str, &str)> = reports
+        .iter()
+        .map(|r| {
+            (
+                r["workload"].as_str().unwrap(),
+                r["command"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("uniform", "create_transfers"),
+            ("hot-merchant", "create_transfers"),
+            ("hot-sku", "place_orders")
+        ]
+    );
+    for report in &reports {
+        assert_eq!(report["bench"], "tcp", "{report}");
+        assert_eq!(report["shards"], 1, "{report}");
+        for field in [
+            "ops_per_sec",
+            "p50_us",
+            "engine_ops_per_sec",
+            "ratio_to_engine",
+        ] {
+            assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
+        }
+        assert!(report["p999_us"].as_f64().unwrap() >= report["p99_us"].as_f64().unwrap());
+        assert_eq!(report["runs_ops_per_sec"].as_array().unwrap().len(), 1);
+        assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
+        assert!(!report["commit"].is_null(), "{report}");
+        // Every workload command is well formed and must succeed.
+        assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
+    }
+    // The benchmark cleans up after itself.
+    let leftovers = std::fs::read_dir(parent)
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("surge-bench-tcp")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+    // Orders spanning shards are refused, so hot-sku runs with one shard only.
+    let output = surge(&["bench", "tcp", "--shards", "2", "--runs", "1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("order_spans_shards"), "{stderr}");
+}

@@ -8,6 +8,7 @@ use surge::bench::engine::EngineBenchArgs;
 use surge::bench::memory::MemoryBenchArgs;
 use surge::bench::recovery::RecoveryBenchArgs;
 use surge::bench::state_machine::StateMachineBenchArgs;
+use surge::bench::tcp::TcpBenchArgs;
 use surge::bench::wal::WalBenchArgs;
 use surge::demo::DemoArgs;
 use surge::drive::DriveArgs;
@@ -54,6 +55,9 @@ enum BenchCommand {
     /// Run the real engine (one node, real fdatasync) in-process: commands/s and latency
     /// from submit to durable result, per workload; and an open loop at a fixed rate.
     Engine(EngineBenchArgs),
+    /// Serve a real engine over TCP in-process and drive it through surge-client from
+    /// many tasks: commands/s and latency per call, as a ratio to `bench engine`.
+    Tcp(TcpBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +76,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Engine(args)) => {
             surge::bench::engine::run(&args)?;
+        }
+        Command::Bench(BenchCommand::Tcp(args)) => {
+            surge::bench::tcp::run(&args)?;
         }
         Command::Drive(args) => surge::drive::run(&args)?,
         Command::Codes => print!("{}", surge_core::result::result_codes_markdown()),

@@ -5,6 +5,7 @@ pub mod engine;
 pub mod memory;
 pub mod recovery;
 pub mod state_machine;
+pub mod tcp;
 pub mod wal;
 
 use serde::Serialize;

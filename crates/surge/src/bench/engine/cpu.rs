@@ -5,21 +5,21 @@ use super::*;
 
 /// A thread's time on a CPU and runnable but waiting for one, from its `schedstat`.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct CpuTime {
-    pub(super) running_ns: u64,
-    pub(super) waiting_ns: u64,
+pub(crate) struct CpuTime {
+    pub(crate) running_ns: u64,
+    pub(crate) waiting_ns: u64,
 }
 
 impl CpuTime {
     /// The time spent between `earlier` and `self`.
-    pub(super) fn since(self, earlier: CpuTime) -> CpuTime {
+    pub(crate) fn since(self, earlier: CpuTime) -> CpuTime {
         CpuTime {
             running_ns: self.running_ns.saturating_sub(earlier.running_ns),
             waiting_ns: self.waiting_ns.saturating_sub(earlier.waiting_ns),
         }
     }
 
-    pub(super) fn add(&mut self, other: CpuTime) {
+    pub(crate) fn add(&mut self, other: CpuTime) {
         self.running_ns += other.running_ns;
         self.waiting_ns += other.waiting_ns;
     }
@@ -27,7 +27,7 @@ impl CpuTime {
 
 /// The CPU times of this process's threads now, by thread name with any numeric suffix
 /// dropped, from `/proc/self/task/*/schedstat`; empty where there is no `/proc`.
-pub(super) fn threads_cpu() -> BTreeMap<String, CpuTime> {
+pub(crate) fn threads_cpu() -> BTreeMap<String, CpuTime> {
     let mut by_name: BTreeMap<String, CpuTime> = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return by_name;
@@ -49,12 +49,12 @@ pub(super) fn threads_cpu() -> BTreeMap<String, CpuTime> {
 }
 
 /// The calling thread's CPU times so far (zero where there is no `/proc`).
-pub(super) fn thread_self_cpu() -> CpuTime {
+pub(crate) fn thread_self_cpu() -> CpuTime {
     schedstat(Path::new("/proc/thread-self/schedstat")).unwrap_or_default()
 }
 
 /// `schedstat`: ns on a CPU, ns runnable waiting for one, time slices.
-pub(super) fn schedstat(path: &Path) -> Option<CpuTime> {
+pub(crate) fn schedstat(path: &Path) -> Option<CpuTime> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut fields = text
         .split_whitespace()
@@ -66,7 +66,7 @@ pub(super) fn schedstat(path: &Path) -> Option<CpuTime> {
 }
 
 /// The 1-minute load average (0 where there is no `/proc`).
-pub(super) fn load_average() -> f64 {
+pub(crate) fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
@@ -74,7 +74,7 @@ pub(super) fn load_average() -> f64 {
 }
 
 /// `surge-submit-3` → `surge-submit`: threads of one kind add up.
-pub(super) fn thread_group_name(name: &str) -> String {
+pub(crate) fn thread_group_name(name: &str) -> String {
     name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
         .to_string()
 }

@@ -36,7 +36,7 @@ use crate::workload::{
 /// machine (~3.6 M/s at best), so runs are timed, not cut short. A run that reaches its
 /// capacity stops early rather than grow a table mid-run (a multi-second stall of the apply
 /// thread: the 1.7 GB transfer record buffer is reallocated and copied at 13 M transfers).
-mod cpu;
+pub(crate) mod cpu;
 mod load;
 
 use cpu::*;
@@ -398,10 +398,7 @@ fn run_in(directory: &Path, args: &EngineBenchArgs) -> anyhow::Result<Vec<Engine
                 plans.push((true, 1));
             }
             for (history, runs) in plans {
-                let results = (0..runs)
-                    .map(|index| run_once(directory, args, workload, history, shards, index))
-                    .collect::<anyhow::Result<Vec<RunResult>>>()?;
-                let mut report = summarize(args, workload, history, shards, &results);
+                let mut report = measure(directory, args, workload, history, shards, runs)?;
                 // The open loop offers a fixed rate: a fraction of the log would say nothing.
                 if workload != EngineWorkload::OpenLoop {
                     report.wal_alone_ops_per_sec = wal_alone;
@@ -418,6 +415,23 @@ fn run_in(directory: &Path, args: &EngineBenchArgs) -> anyhow::Result<Vec<Engine
         }
     }
     Ok(reports)
+}
+
+/// `runs` runs of one workload at one shard count, each on a fresh engine in its own
+/// subdirectory of `directory`, and their report (without the log-alone peer and the
+/// commit); `surge bench tcp` calls it for its in-process reference.
+pub(crate) fn measure(
+    directory: &Path,
+    args: &EngineBenchArgs,
+    workload: EngineWorkload,
+    history: bool,
+    shards: usize,
+    runs: usize,
+) -> anyhow::Result<EngineReport> {
+    let results = (0..runs)
+        .map(|index| run_once(directory, args, workload, history, shards, index))
+        .collect::<anyhow::Result<Vec<RunResult>>>()?;
+    Ok(summarize(args, workload, history, shards, &results))
 }
 
 /// Durable records per second of the log alone: `surge bench wal`'s group commit with the
