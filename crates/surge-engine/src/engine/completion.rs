@@ -106,7 +106,7 @@ impl Join {
     }
 
     /// The awaited outcome of command `index`.
-    fn resolve_one(&self, index: u32, code: ResultCode) {
+    pub(crate) fn resolve_one(&self, index: u32, code: ResultCode) {
         let finished = {
             let mut state = self.inner.lock();
             state.codes[index as usize] = code;
@@ -243,22 +243,19 @@ fn watch_legs(join: &Arc<Join>, indexes: &[u32], legs: &Legs, codes: &[ResultCod
             ResultCode::Exists => true,
             _ => continue,
         };
+        if !retry {
+            fresh.push((*leg, Some((join.clone(), index))));
+            continue;
+        }
         let waiting = join.clone();
         let watcher = Box::new(move |settled: Settled| {
-            let final_code = match (settled, retry) {
-                (Settled::Settled, false) => ResultCode::Ok,
-                (Settled::Settled, true) => ResultCode::Exists,
-                (Settled::Compensated(code), false) => code,
-                (Settled::Compensated(_), true) => ResultCode::IdAlreadyFailed,
+            let final_code = match settled {
+                Settled::Settled => ResultCode::Exists,
+                Settled::Compensated(_) => ResultCode::IdAlreadyFailed,
             };
             waiting.resolve_one(index, final_code);
         });
-        if retry {
-            legs.saga.watch(legs.source, leg.transfer.id, watcher);
-        } else {
-            legs.saga.watch_new(leg.transfer.id, watcher);
-            fresh.push(*leg);
-        }
+        legs.saga.watch(legs.source, leg.transfer.id, watcher);
     }
     legs.saga.deliver(fresh);
 }

@@ -25,6 +25,7 @@ use parking_lot::{Condvar, Mutex};
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{Operation, ResultCode, ShardLeg, ShardOutcome, TransferId, TransferLookup};
 
+use super::completion::Join;
 use crate::node::{EngineError, Node, Pending};
 
 /// Wait before submitting again to a shard whose log queue is full.
@@ -45,6 +46,21 @@ pub(crate) enum Settled {
 /// Called once when a watched transfer resolves.
 pub(crate) type Watcher = Box<dyn FnOnce(Settled) + Send + 'static>;
 
+/// The client batch waiting for a fresh leg, and the leg's command index in it: answered
+/// straight from the round, without a lookup.
+pub(crate) type Waiter = (Arc<Join>, u32);
+
+/// Answers a fresh leg's client: `ok`, or the credit leg's failure.
+fn answer(waiter: Option<Waiter>, settled: Settled) {
+    if let Some((join, index)) = waiter {
+        let code = match settled {
+            Settled::Settled => ResultCode::Ok,
+            Settled::Compensated(code) => code,
+        };
+        join.resolve_one(index, code);
+    }
+}
+
 pub(crate) struct Saga {
     shared: Arc<SagaShared>,
     driver: Option<JoinHandle<()>>,
@@ -62,12 +78,12 @@ struct SagaShared {
 /// A round's resolves being logged, and the outcomes to answer once they are applied.
 struct Resolving {
     pendings: Vec<Pending>,
-    outcomes: Vec<(TransferId, Settled)>,
+    outcomes: Vec<(TransferId, Settled, Option<Waiter>)>,
 }
 
 #[derive(Default)]
 struct Queue {
-    legs: Vec<ShardLeg>,
+    legs: Vec<(ShardLeg, Option<Waiter>)>,
     /// A round is being delivered.
     busy: bool,
     /// Set when the driver stopped on an error: nothing more will be delivered.
@@ -77,9 +93,10 @@ struct Queue {
 impl Saga {
     /// Starts the driver over `nodes`, delivering first whatever their outboxes hold.
     pub(crate) fn start(nodes: Arc<Vec<Node>>) -> Saga {
-        let recovered: Vec<ShardLeg> = nodes
+        let recovered: Vec<(ShardLeg, Option<Waiter>)> = nodes
             .iter()
             .flat_map(|node| node.read(|state| state.shard_outbox()))
+            .map(|leg| (leg, None))
             .collect();
         let shared = Arc::new(SagaShared {
             nodes,
@@ -142,30 +159,25 @@ pub(crate) struct SagaHandle {
 }
 
 impl SagaHandle {
-    /// Debit legs that are now durable and applied on their source shard.
-    pub(crate) fn deliver(&self, legs: impl IntoIterator<Item = ShardLeg>) {
+    /// Debit legs that are now durable and applied on their source shard, each with the
+    /// client batch waiting for it.
+    pub(crate) fn deliver(&self, legs: impl IntoIterator<Item = (ShardLeg, Option<Waiter>)>) {
         let mut queue = self.shared.queue.lock();
         queue.legs.extend(legs);
         drop(queue);
         self.shared.ready.notify_all();
     }
 
-    /// Calls `watcher` when the debit leg `id` that was just applied (and not yet handed
-    /// to [`SagaHandle::deliver`]) resolves: it cannot have resolved yet.
-    pub(crate) fn watch_new(&self, id: TransferId, watcher: Watcher) {
+    /// Calls `watcher` when transfer `id` (a debit leg on shard `source`, applied earlier:
+    /// a client retry) resolves, or at once if it already has.
+    pub(crate) fn watch(&self, source: u32, id: TransferId, watcher: Watcher) {
+        // Registered before looking, so a resolve in between cannot be missed.
         self.shared
             .watchers
             .lock()
             .entry(id)
             .or_default()
             .push(watcher);
-    }
-
-    /// Calls `watcher` when transfer `id` (a debit leg on shard `source`, applied earlier)
-    /// resolves, or at once if it already has.
-    pub(crate) fn watch(&self, source: u32, id: TransferId, watcher: Watcher) {
-        // Registered before looking, so a resolve in between cannot be missed.
-        self.watch_new(id, watcher);
         let node = &self.shared.nodes[source as usize];
         let resolved = node.read(|state| {
             if state.shard_in_flight(id) {
@@ -234,7 +246,10 @@ impl SagaShared {
         for pending in resolving.pendings {
             pending.wait()?;
         }
-        for (id, outcome) in resolving.outcomes {
+        for (id, outcome, waiter) in resolving.outcomes {
+            if let Settled::Compensated(_) = outcome {
+                answer(waiter, outcome);
+            }
             self.notify(id, outcome);
         }
         Ok(())
@@ -245,31 +260,34 @@ impl SagaShared {
     /// legs are durable; this round's take their place.
     fn round(
         &self,
-        legs: Vec<ShardLeg>,
+        legs: Vec<(ShardLeg, Option<Waiter>)>,
         resolving: &mut Option<Resolving>,
     ) -> Result<(), EngineError> {
-        let mut by_destination: BTreeMap<u32, Vec<ShardLeg>> = BTreeMap::new();
-        for leg in legs {
-            by_destination
-                .entry(leg.destination_shard)
-                .or_default()
-                .push(leg);
+        type Bound = (Vec<ShardLeg>, Vec<Option<Waiter>>);
+        let mut by_destination: BTreeMap<u32, Bound> = BTreeMap::new();
+        for (leg, waiter) in legs {
+            let bound = by_destination.entry(leg.destination_shard).or_default();
+            bound.0.push(leg);
+            bound.1.push(waiter);
         }
         let mut outcomes: BTreeMap<u32, Vec<ShardOutcome>> = BTreeMap::new();
         let mut credits = Vec::new();
-        for (destination, legs) in &by_destination {
+        for (destination, (legs, waiters)) in &mut by_destination {
+            let mut waiters = waiters.drain(..);
             for chunk in legs.chunks(BATCH_EVENTS_MAX) {
                 let body = bytemuck::cast_slice(chunk).to_vec();
                 let pending =
                     self.submit(*destination, Operation::ShardCredit, body, chunk.len())?;
-                credits.push((*destination, chunk, pending));
+                let chunk_waiters: Vec<Option<Waiter>> =
+                    waiters.by_ref().take(chunk.len()).collect();
+                credits.push((*destination, chunk, chunk_waiters, pending));
             }
         }
         let mut settled = Vec::new();
         let credits_submitted = credits.len();
-        for (destination, chunk, pending) in credits {
+        for (destination, chunk, waiters, pending) in credits {
             let codes = pending.wait()?;
-            for (leg, code) in chunk.iter().zip(codes) {
+            for ((leg, code), waiter) in chunk.iter().zip(codes).zip(waiters) {
                 let code = self.credit_outcome(destination, leg.transfer.id, code)?;
                 outcomes
                     .entry(leg.source_shard)
@@ -279,14 +297,12 @@ impl SagaShared {
                         code: code.as_u32(),
                         reserved: [0; 12],
                     });
-                settled.push((
-                    leg.transfer.id,
-                    if code.is_success() {
-                        Settled::Settled
-                    } else {
-                        Settled::Compensated(code)
-                    },
-                ));
+                let outcome = if code.is_success() {
+                    Settled::Settled
+                } else {
+                    Settled::Compensated(code)
+                };
+                settled.push((leg.transfer.id, outcome, waiter));
             }
         }
         debug_assert!(credits_submitted > 0);
@@ -298,8 +314,9 @@ impl SagaShared {
                 resolves.push(self.submit(*source, Operation::ShardResolve, body, chunk.len())?);
             }
         }
-        for (id, outcome) in &settled {
+        for (id, outcome, waiter) in &mut settled {
             if *outcome == Settled::Settled {
+                answer(waiter.take(), *outcome);
                 self.notify(*id, *outcome);
             }
         }
@@ -343,7 +360,13 @@ impl SagaShared {
     }
 
     fn notify(&self, id: TransferId, settled: Settled) {
-        let watchers = self.watchers.lock().remove(&id);
+        let watchers = {
+            let mut watchers = self.watchers.lock();
+            if watchers.is_empty() {
+                return;
+            }
+            watchers.remove(&id)
+        };
         for watcher in watchers.into_iter().flatten() {
             watcher(settled);
         }
