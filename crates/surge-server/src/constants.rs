@@ -85,3 +85,8 @@ const _: () = assert!(DISPATCH_PAGE_REQUESTS_DEFAULT <= DISPATCH_PAGE_REQUESTS_M
 const _: () = assert!(STATEMENT_PAGE_LINES_DEFAULT <= STATEMENT_PAGE_LINES_MAX);
 const _: () = assert!(DISPATCH_POLL_INTERVAL_MS <= DISPATCH_WAIT_MS_MAX);
 const _: () = assert!(TOKEN_SECRET_SIZE_BYTES * 8 >= 256);
+
+/// Coalesced batches of one operation submitted to the engine and not yet answered, at
+/// most: while they are on disk, single-command requests that arrive wait to form the
+/// next, larger batch (see [`crate::coalesce`]).
+pub const COALESCED_BATCHES_IN_FLIGHT_MAX: usize = 2;

@@ -15,6 +15,7 @@
 //! completion that sends on a oneshot channel, so no async task ever blocks on the engine.
 #![warn(missing_docs)]
 
+pub mod coalesce;
 pub mod config;
 pub mod constants;
 pub mod http;

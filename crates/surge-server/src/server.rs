@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::coalesce::Coalescer;
 use crate::config::ServerConfig;
 use crate::http::listener::{self, ListenerLimits};
 use crate::http::{self, AppState};
@@ -174,6 +175,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         config: Arc::new(config.clone()),
         shutdown: shutdown_receiver.clone(),
         dispatch_ready: Arc::new(Notify::new()),
+        coalescer: Arc::new(Coalescer::start(&engine)),
     };
     let limits = ListenerLimits {
         connections_max: config.http_connections_max,

@@ -460,3 +460,71 @@ async fn payments_across_two_shards() {
     }
     server.server.stop().await.unwrap();
 }
+
+/// The value of a `/metrics` series for shard 0.
+fn metric(text: &str, name: &str) -> f64 {
+    let prefix = format!("{name}{{shard=\"0\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// Single-command requests sent at once share engine batches, and each still gets its own
+/// code: funded payments succeed, payments to a missing account fail alone, and a lone
+/// linked transfer (an open chain) is never merged with another request's transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_requests_share_batches_and_keep_their_codes() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    setup_accounts(&server).await;
+    let before = server.get("/metrics").await.body;
+    let (batches_before, commands_before) = (
+        metric(&before, "surge_engine_batches_total"),
+        metric(&before, "surge_engine_commands_total"),
+    );
+    const REQUESTS: u64 = 240;
+    let mut tasks = Vec::new();
+    for index in 0..REQUESTS {
+        let server = std::sync::Arc::clone(&server);
+        tasks.push(tokio::spawn(async move {
+            let id = (10_000 + index).to_string();
+            let (credit, extra) = match index % 3 {
+                0 => ("99", ""),
+                1 if index == 1 => (MERCHANT, r#","linked":true"#),
+                _ => (MERCHANT, ""),
+            };
+            let reply = transfer(&server, &id, FUNDING, credit, 1, extra).await;
+            (index, reply)
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        let (index, reply) = task.await.unwrap();
+        let code = reply.json()["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let expected = match index % 3 {
+            0 => "credit_account_not_found",
+            1 if index == 1 => "linked_event_chain_open",
+            _ => "ok",
+        };
+        assert_eq!(code, expected, "request {index}: {}", reply.body);
+        if expected == "ok" {
+            ok += 1;
+        }
+    }
+    let merchant = server.get("/v1/accounts/2").await.json();
+    assert_eq!(balance(&merchant, "credits_posted"), ok);
+    let after = server.get("/metrics").await.body;
+    let batches = metric(&after, "surge_engine_batches_total") - batches_before;
+    let commands = metric(&after, "surge_engine_commands_total") - commands_before;
+    assert!(
+        commands >= REQUESTS as f64,
+        "{commands} commands for {REQUESTS} requests"
+    );
+    assert!(
+        batches < REQUESTS as f64,
+        "{batches} engine batches for {REQUESTS} concurrent requests: nothing was coalesced"
+    );
+}

@@ -14,6 +14,7 @@ use surge_core::{BatchBuf, OrderId, ResultCode, TransferId};
 use tokio::sync::oneshot;
 
 use super::{json, AppState, EngineDecided};
+use crate::coalesce::{Coalescer, Refusal};
 use crate::metrics::Rejection;
 use crate::problem::{EdgeCode, Problem};
 use crate::request::{parse_request, CommandRoute, RequestErrorCode};
@@ -146,7 +147,14 @@ async fn execute(state: &AppState, route: CommandRoute, body: &[u8]) -> Response
             .into_response();
         }
     };
-    let codes = match submit(state, &parsed.batch).await {
+    let submitted = if Coalescer::accepts(&parsed.batch) {
+        submit_coalesced(state, &parsed.batch)
+            .await
+            .map(|code| vec![code])
+    } else {
+        submit(state, &parsed.batch).await
+    };
+    let codes = match submitted {
         Ok(codes) => codes,
         Err(response) => return response,
     };
@@ -218,6 +226,24 @@ async fn submit(state: &AppState, batch: &BatchBuf) -> Result<Vec<ResultCode>, R
         ))),
         Ok(Err(error)) => Err(engine_failed(&error.to_string())),
         Err(_) => Err(engine_failed("the engine dropped the batch")),
+    }
+}
+
+/// [`submit`] for one command that shares its engine batch with other requests'
+/// commands (see [`crate::coalesce`]).
+async fn submit_coalesced(state: &AppState, batch: &BatchBuf) -> Result<ResultCode, Response> {
+    if state.is_shutting_down() {
+        let detail = "the server is shutting down and takes no new commands";
+        return Err(Problem::edge(EdgeCode::ShuttingDown, detail).into_response());
+    }
+    match state.coalescer.submit(batch).await {
+        Ok(code) => Ok(code),
+        Err(Refusal::Busy(reason)) => {
+            state.metrics.reject(Rejection::EngineBusy);
+            let detail = format!("the engine's queue is full: {reason}");
+            Err(Problem::edge(EdgeCode::Busy, detail).into_response())
+        }
+        Err(Refusal::Failed(reason)) => Err(engine_failed(&reason)),
     }
 }
 

@@ -46,6 +46,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Woken when a payment made through this server completes (new dispatch requests).
     pub(crate) dispatch_ready: Arc<Notify>,
+    /// Single-command requests share engine batches.
+    pub(crate) coalescer: Arc<crate::coalesce::Coalescer>,
 }
 
 impl AppState {
