@@ -26,24 +26,24 @@ pub(crate) enum Route {
     Refused(ResultCode),
 }
 
-/// Finds the shard holding an existing pending transfer or order (they are not placed by
-/// their own id).
+/// Finds the shards holding existing pending transfers or orders (they are not placed by
+/// their own id), a whole batch's ids at a time.
 pub(crate) trait Locate {
-    /// The shard holding pending transfer `id`, if any shard does.
-    fn pending_transfer(&self, id: TransferId) -> Option<u32>;
-    /// The shard holding order `id`, if any shard does.
-    fn order(&self, id: OrderId) -> Option<u32>;
+    /// For each id, the shard holding that pending transfer, if any shard does.
+    fn pending_transfers(&self, ids: &[TransferId]) -> Vec<Option<u32>>;
+    /// For each id, the shard holding that order, if any shard does.
+    fn orders(&self, ids: &[OrderId]) -> Vec<Option<u32>>;
 }
 
 /// The route of every command of `batch`, in order.
 pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) -> Vec<Route> {
     let account = |id: AccountId| shard_of(id.0, shard_count);
-    let order_home = |id: OrderId| {
-        Route::Local(
-            locate
-                .order(id)
-                .unwrap_or_else(|| shard_of(id.0, shard_count)),
-        )
+    let order_homes = |ids: Vec<OrderId>| -> Vec<Route> {
+        let found = locate.orders(&ids);
+        ids.iter()
+            .zip(found)
+            .map(|(id, home)| Route::Local(home.unwrap_or_else(|| shard_of(id.0, shard_count))))
+            .collect()
     };
     match batch {
         Batch::Pulse => Vec::new(),
@@ -89,7 +89,7 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
             })
             .collect(),
         Batch::PayOrders(actions) | Batch::CancelOrders(actions) | Batch::RefundOrders(actions) => {
-            actions.iter().map(|a| order_home(a.order_id)).collect()
+            order_homes(actions.iter().map(|a| a.order_id).collect())
         }
         // The engine's own messages: `Engine::submit` refuses them before routing.
         Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => {
@@ -98,19 +98,41 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
         Batch::ShardResolve(outcomes) => {
             vec![Route::Refused(ResultCode::ReservedFlag); outcomes.len()]
         }
-        Batch::AckDispatch(acks) => acks
-            .iter()
-            .map(|ack| order_home(OrderId(ack.dispatch_id.0)))
-            .collect(),
+        Batch::AckDispatch(acks) => {
+            order_homes(acks.iter().map(|ack| OrderId(ack.dispatch_id.0)).collect())
+        }
     }
 }
 
 /// Routes transfers one by one, then refuses every linked chain that touches more than
 /// one shard (a chain is atomic only within one state machine).
 fn transfer_routes(transfers: &[Transfer], shard_count: u32, locate: &dyn Locate) -> Vec<Route> {
+    // Posts and voids that name no debit account go where their pending transfer is.
+    let unplaced = |t: &&Transfer| {
+        t.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0
+            && t.debit_account_id.is_zero()
+    };
+    let pending_ids: Vec<TransferId> = transfers
+        .iter()
+        .filter(unplaced)
+        .map(|t| t.pending_id)
+        .collect();
+    let mut pending_homes = if pending_ids.is_empty() {
+        Vec::new()
+    } else {
+        locate.pending_transfers(&pending_ids)
+    }
+    .into_iter();
     let mut routes: Vec<Route> = transfers
         .iter()
-        .map(|transfer| transfer_route(transfer, shard_count, locate))
+        .map(|transfer| {
+            let located = if unplaced(&transfer) {
+                pending_homes.next().flatten()
+            } else {
+                None
+            };
+            transfer_route(transfer, shard_count, located)
+        })
         .collect();
     let mut start = 0;
     while start < transfers.len() {
@@ -139,12 +161,14 @@ fn spans_shards(routes: &[Route]) -> bool {
     shards.flatten().any(|shard| shard != first)
 }
 
-fn transfer_route(transfer: &Transfer, shard_count: u32, locate: &dyn Locate) -> Route {
+/// `located`: the shard holding the pending transfer of a post or void without a debit
+/// account, if found.
+fn transfer_route(transfer: &Transfer, shard_count: u32, located: Option<u32>) -> Route {
     let account = |id: AccountId| (!id.is_zero()).then(|| shard_of(id.0, shard_count));
     let phase_two = transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING);
     if phase_two != 0 {
         let home = account(transfer.debit_account_id)
-            .or_else(|| locate.pending_transfer(transfer.pending_id))
+            .or(located)
             .unwrap_or_else(|| shard_of(transfer.pending_id.0, shard_count));
         return match account(transfer.credit_account_id) {
             Some(credit) if credit != home => {
@@ -177,11 +201,11 @@ mod tests {
     struct Nowhere;
 
     impl Locate for Nowhere {
-        fn pending_transfer(&self, _: TransferId) -> Option<u32> {
-            None
+        fn pending_transfers(&self, ids: &[TransferId]) -> Vec<Option<u32>> {
+            vec![None; ids.len()]
         }
-        fn order(&self, _: OrderId) -> Option<u32> {
-            None
+        fn orders(&self, ids: &[OrderId]) -> Vec<Option<u32>> {
+            vec![None; ids.len()]
         }
     }
 

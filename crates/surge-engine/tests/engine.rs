@@ -358,3 +358,58 @@ fn a_crash_between_the_legs_loses_nothing_and_applies_nothing_twice() {
         .sum();
     assert_eq!(transit, 0);
 }
+
+/// Posts and voids that name only their pending transfer go to the shard that holds it
+/// (found for the whole batch at once), on every shard.
+#[test]
+fn posts_and_voids_find_their_pending_transfers_shard() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let pairs: Vec<(u128, u128)> = (0..2)
+        .map(|shard| (on_shard(shard, 2, 0), on_shard(shard, 2, 1)))
+        .collect();
+    let accounts: Vec<_> = pairs
+        .iter()
+        .flat_map(|&(a, b)| [account(a, false), account(b, false)])
+        .collect();
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateAccounts(&accounts))
+            .expect("accounts"),
+        [ResultCode::Ok; 4]
+    );
+    let holds: Vec<_> = pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(shard, &(a, b))| {
+            let id = 100 + 10 * shard as u128;
+            [
+                common::pending(id, a, b, 5, 0),
+                common::pending(id + 1, a, b, 7, 0),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateTransfers(&holds))
+            .expect("holds"),
+        [ResultCode::Ok; 4]
+    );
+    // By pending id alone, in one batch spanning both shards.
+    let resolve = [
+        common::post(200, 100, 0),
+        common::void(201, 101),
+        common::post(210, 110, 0),
+        common::void(211, 111),
+    ];
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateTransfers(&resolve))
+            .expect("resolve"),
+        [ResultCode::Ok; 4]
+    );
+    for &(_, credit) in &pairs {
+        let account = engine.account(AccountId(credit)).expect("credit account");
+        assert_eq!((account.credits_posted, account.credits_pending), (5, 0));
+    }
+}

@@ -165,22 +165,7 @@ impl StateMachine {
             timestamp,
             ..transfer
         };
-        let transit_account = self
-            .accounts
-            .get_mut(&transit.0)
-            .expect("the leg's transit");
-        transit_account.debits_posted = transit_account
-            .debits_posted
-            .checked_add(transfer.amount)
-            .expect("transit debits stay below its credits");
-        let debit_account = self
-            .accounts
-            .get_mut(&transfer.debit_account_id.0)
-            .expect("the leg's debit account");
-        debit_account.credits_posted = debit_account
-            .credits_posted
-            .checked_add(transfer.amount)
-            .expect("an account's credits fit a u64");
+        self.post_funds(transit, transfer.debit_account_id, transfer.amount);
         let compensated = Compensated {
             code,
             transfer: back,

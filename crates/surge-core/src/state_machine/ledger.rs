@@ -13,7 +13,7 @@ use super::{
 };
 use crate::batch::Operation;
 use crate::constants::TRANSFER_CODE_SURGE_MIN;
-use crate::ids::{OrderId, TransferId};
+use crate::ids::{AccountId, OrderId, TransferId};
 use crate::records::{account_flags, transfer_flags, Account, Transfer};
 use crate::result::ResultCode;
 
@@ -267,22 +267,7 @@ impl StateMachine {
         };
         self.release_hold(&pending);
         if post {
-            let debit = self
-                .accounts
-                .get_mut(&pending.debit_account_id.0)
-                .expect("pending's account");
-            debit.debits_posted = debit
-                .debits_posted
-                .checked_add(amount)
-                .expect("bounded by hold");
-            let credit = self
-                .accounts
-                .get_mut(&pending.credit_account_id.0)
-                .expect("pending's account");
-            credit.credits_posted = credit
-                .credits_posted
-                .checked_add(amount)
-                .expect("bounded by hold");
+            self.post_funds(pending.debit_account_id, pending.credit_account_id, amount);
         }
         let status = if post {
             PendingStatus::Posted
@@ -306,6 +291,28 @@ impl StateMachine {
         };
         self.insert_transfer(record, fingerprint);
         Outcome::Applied
+    }
+
+    /// Adds `amount` to the posted debits of `debit` and the posted credits of `credit`,
+    /// both existing accounts whose limits the caller already checked (a post within its
+    /// hold, funds returned from transit); a u64 overflow there is a broken invariant.
+    pub(crate) fn post_funds(&mut self, debit: AccountId, credit: AccountId, amount: u64) {
+        let debit = self
+            .accounts
+            .get_mut(&debit.0)
+            .expect("an existing account");
+        debit.debits_posted = debit
+            .debits_posted
+            .checked_add(amount)
+            .expect("posted debits fit a u64");
+        let credit = self
+            .accounts
+            .get_mut(&credit.0)
+            .expect("an existing account");
+        credit.credits_posted = credit
+            .credits_posted
+            .checked_add(amount)
+            .expect("posted credits fit a u64");
     }
 
     /// Takes a pending transfer's amount off both accounts' pending balances.

@@ -568,18 +568,37 @@ impl Drop for Engine {
 }
 
 impl Locate for Engine {
-    fn pending_transfer(&self, id: TransferId) -> Option<u32> {
-        self.nodes()
-            .iter()
-            .position(|node| node.read(|state| state.transfer(id)).is_some())
-            .map(|index| index as u32)
+    fn pending_transfers(&self, ids: &[TransferId]) -> Vec<Option<u32>> {
+        self.locate(ids, |state, id| state.transfer(id).is_some())
     }
 
-    fn order(&self, id: OrderId) -> Option<u32> {
-        self.nodes()
-            .iter()
-            .position(|node| node.read(|state| state.order(id)).is_some())
-            .map(|index| index as u32)
+    fn orders(&self, ids: &[OrderId]) -> Vec<Option<u32>> {
+        self.locate(ids, |state, id| state.order(id).is_some())
+    }
+}
+
+impl Engine {
+    /// For each id, the first shard whose state `holds` it: one read of each shard's
+    /// state for the whole batch, not one per id.
+    fn locate<Id: Copy>(
+        &self,
+        ids: &[Id],
+        holds: impl Fn(&StateMachine, Id) -> bool,
+    ) -> Vec<Option<u32>> {
+        let mut found = vec![None; ids.len()];
+        for (index, node) in self.nodes().iter().enumerate() {
+            if found.iter().all(Option::is_some) {
+                break;
+            }
+            node.read(|state| {
+                for (home, &id) in found.iter_mut().zip(ids) {
+                    if home.is_none() && holds(state, id) {
+                        *home = Some(index as u32);
+                    }
+                }
+            });
+        }
+        found
     }
 }
 

@@ -594,14 +594,25 @@ fn run_on_node(
     Ok(result)
 }
 
-/// Each shard is sized for the whole run: ids are spread by hash, and a hot workload puts
-/// most of its traffic on one shard.
 fn open_engine(
     directory: &Path,
     history: bool,
     shards: usize,
     state: surge_core::Config,
 ) -> anyhow::Result<Target> {
+    let engine = open_bench_engine(directory, history, shards, state)?;
+    Ok(Target { engine })
+}
+
+/// A fresh engine in `directory` for a benchmark run (`bench engine`, `bench tcp`). Each
+/// shard is sized for the whole run: ids are spread by hash, and a hot workload puts most
+/// of its traffic on one shard.
+pub(crate) fn open_bench_engine(
+    directory: &Path,
+    history: bool,
+    shards: usize,
+    state: surge_core::Config,
+) -> anyhow::Result<Engine> {
     let config = EngineConfig {
         shards,
         node: NodeConfig {
@@ -613,7 +624,7 @@ fn open_engine(
     };
     let (engine, _) = Engine::open(config)
         .with_context(|| format!("opening an engine in {}", directory.display()))?;
-    Ok(Target { engine })
+    Ok(engine)
 }
 
 /// The engine under test, with the submit-and-wait interface the load loops use.

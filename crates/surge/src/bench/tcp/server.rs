@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use surge_engine::{Engine, EngineConfig, NodeConfig};
+use surge_engine::Engine;
+
+use crate::bench::engine::open_bench_engine;
 use surge_protocol::Scopes;
 use surge_tcp::{serve_with_metrics, Authenticator, TcpLimits, TcpMetrics};
 use tokio::net::TcpListener;
@@ -52,18 +54,7 @@ impl BenchServer {
         history: bool,
         state: surge_core::Config,
     ) -> anyhow::Result<BenchServer> {
-        let config = EngineConfig {
-            shards,
-            node: NodeConfig {
-                state,
-                ..NodeConfig::default()
-            },
-            history,
-            ..EngineConfig::new(directory)
-        };
-        let (engine, _) = Engine::open(config)
-            .with_context(|| format!("opening an engine in {}", directory.display()))?;
-        let engine = Arc::new(engine);
+        let engine = Arc::new(open_bench_engine(directory, history, shards, state)?);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding 127.0.0.1:0")?;
