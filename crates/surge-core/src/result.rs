@@ -294,11 +294,12 @@ result_codes! {
         "The transfers of a linked chain debit or credit accounts on different shards; a \
          chain is atomic only within one shard. Nothing was logged: the ids stay free.",
         "Split the chain, or keep its accounts on one shard.";
-    /// A pending (two-phase) transfer whose accounts live on different shards.
+    /// Not sent to clients any more: pending transfers, posts and voids between shards
+    /// are supported. The engine's own cross-shard messages carry it if malformed.
     CrossShardPendingUnsupported = 601,
-        "Pending transfers, posts and voids between accounts on different shards are not \
-         supported yet (single-phase transfers are). Nothing was logged: the id stays free.",
-        "Use a single-phase transfer, or accounts on one shard.";
+        "A cross-shard message had flags the engine never sends (earlier versions refused \
+         pending transfers between shards with this code).",
+        "Report it: clients cannot cause it.";
     /// An order whose buyer, merchant and SKUs do not all live on one shard.
     OrderSpansShards = 602,
         "The order's buyer, merchant and SKUs live on different shards; orders spanning \
@@ -308,6 +309,12 @@ result_codes! {
     Busy = 603,
         "The engine's queue for a shard is full; nothing was logged.",
         "Retry later with the same ids.";
+    /// A post or void of a cross-shard pending transfer whose credit side has not answered.
+    PendingTransferInFlight = 604,
+        "The pending transfer's credit account lives on another shard, and that shard has \
+         not yet accepted or refused it (the pending transfer itself has not been answered). \
+         Nothing was stored: the id stays free.",
+        "Wait for the pending transfer's answer, then retry with the same id.";
 }
 
 impl ResultCode {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
-    ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, ResultCode, StateMachine,
-    TransferId, TransferLookup,
+    ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, ResultCode, ShardLeg,
+    StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -268,7 +268,13 @@ struct Shared {
     results: Mutex<Results>,
     applied: Condvar,
     stopping: AtomicBool,
+    /// Told about phase-two legs as they join the outbox (see [`Node::on_released_legs`]).
+    released: Mutex<Option<ReleasedLegs>>,
 }
+
+/// Receives the cross-shard legs a shard's own commands put in its outbox (posts, voids
+/// and expiries of cross-shard pending transfers), once they are durable and applied.
+pub type ReleasedLegs = Arc<dyn Fn(Vec<ShardLeg>) + Send + Sync>;
 
 #[derive(Default)]
 struct Results {
@@ -385,7 +391,10 @@ impl Node {
         };
         let replayed = replay(&mut log, &plan, prepared, history.as_mut())?;
         report.records_replayed = replayed.records_replayed;
-        let state_machine = replayed.state_machine;
+        let mut state_machine = replayed.state_machine;
+        // Legs released during the replay are in the outbox, which the engine delivers
+        // whole after a start.
+        drop(state_machine.take_released_legs());
         let eviction_mark = replayed.eviction_mark;
         let evicting = plan.evicting;
         let history_reader = history.as_ref().map(SledHistory::reader);
@@ -395,6 +404,7 @@ impl Node {
             results: Mutex::new(Results::default()),
             applied: Condvar::new(),
             stopping: AtomicBool::new(false),
+            released: Mutex::new(None),
         });
         let (group_commit, durable) = GroupCommit::start(
             log,
@@ -484,6 +494,13 @@ impl Node {
     /// transfers may have left memory: look transfers up with [`Node::transfer`].
     pub fn read<T>(&self, read: impl FnOnce(&StateMachine) -> T) -> T {
         read(&self.shared.state.read())
+    }
+
+    /// Hands every phase-two leg this node's commands put in its outbox from now on to
+    /// `deliver` (on the apply thread, after the record is durable and applied). Legs
+    /// released before this call are in the outbox ([`StateMachine::shard_outbox`]).
+    pub fn on_released_legs(&self, deliver: ReleasedLegs) {
+        *self.shared.released.lock() = Some(deliver);
     }
 
     /// A transfer, resident or archived in the history index (which is asked only when
@@ -661,16 +678,24 @@ impl Applier {
             Some(index) => recall_lookups(&self.shared.state.read(), index, batch)?,
             None => Vec::new(),
         };
-        let entries = {
+        let (entries, released) = {
             let mut state = self.shared.state.write();
             state.recall(&found);
             state.apply(record.header.timestamp_ns, batch, results);
             // Derived from the state right after this record (in memory, under the lock);
             // written to sled after the lock is released, so reads never wait on its I/O.
-            self.history
+            let entries = self
+                .history
                 .is_some()
-                .then(|| derive_entries(&state, record_index, batch, results))
+                .then(|| derive_entries(&state, record_index, batch, results));
+            (entries, state.take_released_legs())
         };
+        if !released.is_empty() {
+            let deliver = self.shared.released.lock().clone();
+            if let Some(deliver) = deliver {
+                deliver(released);
+            }
+        }
         if let (Some(index), Some(entries)) = (self.history.as_mut(), entries) {
             index.apply(record_index, &entries)?;
         }

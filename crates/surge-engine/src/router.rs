@@ -2,9 +2,11 @@
 //! their id ([`surge_core::shard_of`]); a transfer goes to its debit account's shard (the
 //! balance checks happen there), a post or void to its pending transfer's, an order and
 //! its reservations to their SKU's, an order action and a dispatch acknowledgement to the
-//! shard holding the order. A single-phase transfer whose credit account lives elsewhere
-//! is a cross-shard transfer (debit leg here, credit leg there); shapes that cannot be
-//! split safely are refused with a code and never logged.
+//! shard holding the order. A transfer (single-phase or pending) whose credit account
+//! lives elsewhere is a cross-shard transfer (debit leg here, credit leg there); a post or
+//! void goes to its pending transfer's debit shard, which sends the credit side its own
+//! phase-two leg. Shapes that cannot be split safely are refused with a code and never
+//! logged.
 
 use surge_core::{
     shard_of, transfer_flags, AccountId, Batch, OrderId, ResultCode, Transfer, TransferId,
@@ -15,7 +17,7 @@ use surge_core::{
 pub(crate) enum Route {
     /// Applied whole on this shard.
     Local(u32),
-    /// A single-phase transfer: debit leg on `debit`, credit leg on `credit`.
+    /// A single-phase or pending transfer: debit leg on `debit`, credit leg on `credit`.
     Cross {
         /// The debit account's shard.
         debit: u32,
@@ -167,28 +169,19 @@ fn transfer_route(transfer: &Transfer, shard_count: u32, located: Option<u32>) -
     let account = |id: AccountId| (!id.is_zero()).then(|| shard_of(id.0, shard_count));
     let phase_two = transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING);
     if phase_two != 0 {
+        // The debit account's shard holds the pending transfer (and, if its credit
+        // account lives elsewhere, sends that shard the post or void itself).
         let home = account(transfer.debit_account_id)
             .or(located)
             .unwrap_or_else(|| shard_of(transfer.pending_id.0, shard_count));
-        return match account(transfer.credit_account_id) {
-            Some(credit) if credit != home => {
-                Route::Refused(ResultCode::CrossShardPendingUnsupported)
-            }
-            _ => Route::Local(home),
-        };
+        return Route::Local(home);
     }
     let Some(debit) = account(transfer.debit_account_id) else {
         // Refused by the state machine (debit account id must not be zero).
         return Route::Local(shard_of(transfer.id.0, shard_count));
     };
     match account(transfer.credit_account_id) {
-        Some(credit) if credit != debit => {
-            if transfer.flags & transfer_flags::PENDING != 0 {
-                Route::Refused(ResultCode::CrossShardPendingUnsupported)
-            } else {
-                Route::Cross { debit, credit }
-            }
-        }
+        Some(credit) if credit != debit => Route::Cross { debit, credit },
         _ => Route::Local(debit),
     }
 }
@@ -251,7 +244,10 @@ mod tests {
                     debit: 1,
                     credit: 0
                 },
-                Route::Refused(ResultCode::CrossShardPendingUnsupported),
+                Route::Cross {
+                    debit: 0,
+                    credit: 1
+                },
             ]
         );
     }

@@ -413,3 +413,128 @@ fn posts_and_voids_find_their_pending_transfers_shard() {
         assert_eq!((account.credits_posted, account.credits_pending), (5, 0));
     }
 }
+
+/// Waits until `done` holds (a cross-shard phase-two leg settles after the client's
+/// answer), at most 10 s.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn cross_shard_pending_transfers_post_void_expire_and_compensate() {
+    use surge_core::{PendingStatus, TransferId, TransferLookup};
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let (payer, payee) = (on_shard(0, 2, 0), on_shard(1, 2, 0));
+    let capped = on_shard(1, 2, 1);
+    let accounts = [
+        account(payer, false),
+        account(payee, false),
+        surge_core::Account {
+            flags: surge_core::account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            ..account(capped, false)
+        },
+    ];
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateAccounts(&accounts))
+            .expect("accounts"),
+        [ResultCode::Ok; 3]
+    );
+    let balances = |id: u128| {
+        let account = engine.account(AccountId(id)).expect("account");
+        (
+            account.debits_pending,
+            account.debits_posted,
+            account.credits_pending,
+            account.credits_posted,
+        )
+    };
+    let status = |id: u128| match engine.transfer(TransferId(id)).expect("lookup") {
+        Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
+        other => panic!("transfer {id}: {other:?}"),
+    };
+    // Four holds across the shards; the capped account refuses its credit side. The
+    // answers come once each hold is settled (or refused) on both shards.
+    let holds = [
+        common::pending(10, payer, payee, 30, 0),
+        common::pending(11, payer, payee, 7, 0),
+        common::pending(12, payer, payee, 5, 200_000_000),
+        common::pending(13, payer, capped, 9, 0),
+    ];
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateTransfers(&holds))
+            .expect("holds"),
+        [
+            ResultCode::Ok,
+            ResultCode::Ok,
+            ResultCode::Ok,
+            ResultCode::ExceedsDebits
+        ]
+    );
+    assert_eq!(
+        engine.transfer(TransferId(13)).expect("lookup"),
+        Some(TransferLookup::Failed(ResultCode::ExceedsDebits))
+    );
+    // A partial post by pending id alone, a void naming both accounts; a post of the
+    // refused one finds nothing.
+    let resolve = [
+        common::post(20, 10, 25),
+        surge_core::Transfer {
+            debit_account_id: AccountId(payer),
+            credit_account_id: AccountId(payee),
+            ..common::void(21, 11)
+        },
+        common::post(22, 13, 0),
+    ];
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateTransfers(&resolve))
+            .expect("resolve"),
+        [
+            ResultCode::Ok,
+            ResultCode::Ok,
+            ResultCode::PendingTransferNotFound
+        ]
+    );
+    // Answered once both sides are resolved: no wait needed for the credit side.
+    assert_eq!(balances(payee), (0, 0, 5, 25));
+    assert_eq!(status(10), Some(PendingStatus::Posted));
+    assert_eq!(status(11), Some(PendingStatus::Voided));
+    // The 200 ms hold expires on both shards without traffic (pulses).
+    eventually("hold 12 expires", || {
+        status(12) == Some(PendingStatus::Expired) && balances(payee) == (0, 0, 0, 25)
+    });
+    assert_eq!(balances(payer), (0, 25, 0, 0));
+    assert_eq!(balances(capped), (0, 0, 0, 0));
+    // Retries answer as on one shard; a late post of the expired hold fails.
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateTransfers(&resolve[..2]))
+            .expect("retry"),
+        [ResultCode::Exists, ResultCode::Exists]
+    );
+    assert_eq!(
+        engine
+            .submit_wait(Batch::CreateTransfers(&[common::post(23, 12, 0)]))
+            .expect("late post"),
+        [ResultCode::PendingTransferExpired]
+    );
+    eventually("outboxes empty", || engine.cross_shard_in_flight() == 0);
+    // Transit between the shards nets to zero, and holds nothing, once all is resolved.
+    let transit = engine.transit_accounts();
+    assert_eq!(transit.len(), 2, "{transit:?}");
+    let posted: i128 = transit
+        .iter()
+        .map(|(_, a)| i128::from(a.credits_posted) - i128::from(a.debits_posted))
+        .sum();
+    assert_eq!(posted, 0);
+    assert!(transit
+        .iter()
+        .all(|(_, a)| a.debits_pending == 0 && a.credits_pending == 0));
+}

@@ -1,9 +1,11 @@
 //! The same workload over 1, 2 and 4 shards ends in the same balances and the same
 //! outcomes: every batch's result codes, every client account, every transfer lookup. The
 //! workload mixes local and cross-shard transfers (funded and overdrawn wallets, credits
-//! refused by a capped account, missing accounts, a wrong ledger), client retries of whole
-//! batches and retries with changed fields, and same-shard orders; the sharded engines are
-//! restarted halfway with legs possibly still in their outboxes. Transit accounts net to
+//! refused by a capped account, missing accounts, a wrong ledger), pending transfers later
+//! posted (in full or in part) or voided, by posts naming their accounts or only the
+//! pending id, client retries of whole batches and retries with changed fields; the
+//! sharded engines are restarted halfway with legs possibly still in their outboxes.
+//! Balances (posted and pending) and pending statuses must match. Transit accounts net to
 //! zero between each pair of shards at the end.
 //!
 //! Within a batch no account appears twice: commands of one batch are ordered within a
@@ -15,9 +17,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{account, transfer};
+use common::{account, pending, transfer};
 use surge_core::{
-    account_flags, shard_of, AccountId, Batch, BatchBuf, ResultCode, TransferId, TransferLookup,
+    account_flags, shard_of, transfer_flags, AccountId, Batch, BatchBuf, PendingStatus, ResultCode,
+    Transfer, TransferId, TransferLookup,
 };
 use surge_engine::{Engine, EngineConfig};
 use surge_wal::storage::split_mix;
@@ -64,6 +67,8 @@ fn workload(seed: u64) -> Workload {
     let mut transfer_ids = Vec::new();
     let mut next_id = 10_000u128;
     let mut sent = Vec::new();
+    // Pending transfers of earlier batches not resolved by the workload yet.
+    let mut holds: Vec<Transfer> = Vec::new();
     for _ in 0..BATCHES {
         let roll = split_mix(&mut rng) % 10;
         if roll == 0 && !batches.is_empty() {
@@ -74,24 +79,76 @@ fn workload(seed: u64) -> Workload {
         }
         // Each account at most once per batch.
         let mut free: Vec<u128> = (2..2 + WALLETS).collect();
-        let mut take = |rng: &mut u64| {
-            let index = (split_mix(rng) % free.len() as u64) as usize;
-            free.swap_remove(index)
-        };
         let mut transfers = Vec::new();
-        for _ in 0..8 {
+        let mut holding = Vec::new();
+        // Posts and voids of earlier holds whose accounts are still free in this batch.
+        for _ in 0..2 {
+            if holds.is_empty() || split_mix(&mut rng) % 2 == 0 {
+                continue;
+            }
+            let held = holds.swap_remove((split_mix(&mut rng) % holds.len() as u64) as usize);
+            let accounts = [held.debit_account_id.0, held.credit_account_id.0];
+            let wallets: Vec<u128> = accounts
+                .into_iter()
+                .filter(|id| (2..2 + WALLETS).contains(id))
+                .collect();
+            if !wallets.iter().all(|id| free.contains(id)) {
+                holds.push(held);
+                continue;
+            }
+            free.retain(|id| !wallets.contains(id));
             next_id += 1;
-            let debit = take(&mut rng);
+            let mut resolve = Transfer {
+                id: TransferId(next_id),
+                pending_id: held.id,
+                ..Transfer::default()
+            };
+            match split_mix(&mut rng) % 4 {
+                0 => resolve.flags = transfer_flags::VOID_PENDING,
+                1 => {
+                    resolve.flags = transfer_flags::POST_PENDING;
+                    resolve.amount = 1 + split_mix(&mut rng) % held.amount;
+                }
+                _ => resolve.flags = transfer_flags::POST_PENDING,
+            }
+            // Sometimes named in full (routed by its debit account), sometimes by the
+            // pending id alone (located).
+            if split_mix(&mut rng) % 2 == 0 {
+                resolve.debit_account_id = held.debit_account_id;
+                resolve.credit_account_id = held.credit_account_id;
+            }
+            transfer_ids.push(next_id);
+            transfers.push(resolve);
+        }
+        let mut take = |rng: &mut u64| {
+            if free.is_empty() {
+                return None;
+            }
+            let index = (split_mix(rng) % free.len() as u64) as usize;
+            Some(free.swap_remove(index))
+        };
+        for _ in 0..8 {
+            let (Some(debit), Some(other)) = (take(&mut rng), take(&mut rng)) else {
+                break;
+            };
+            next_id += 1;
             let amount = 1 + split_mix(&mut rng) % 300;
             let kind = split_mix(&mut rng) % 20;
             let mut made = match kind {
                 0 => transfer(next_id, debit, CAPPED[(next_id % 2) as usize], amount),
                 1 => transfer(next_id, debit, MISSING[(next_id % 2) as usize], amount),
                 2 => transfer(next_id, MISSING[0], debit, amount),
-                _ => transfer(next_id, debit, take(&mut rng), amount),
+                // Holds, later posted or voided: most between wallets, some refused by a
+                // capped account.
+                4..=7 => pending(next_id, debit, other, amount, 0),
+                8 => pending(next_id, debit, CAPPED[0], amount, 0),
+                _ => transfer(next_id, debit, other, amount),
             };
             if kind == 3 {
                 made.ledger = 2;
+            }
+            if made.flags & transfer_flags::PENDING != 0 {
+                holding.push(made);
             }
             transfer_ids.push(next_id);
             transfers.push(made);
@@ -103,7 +160,8 @@ fn workload(seed: u64) -> Workload {
             changed.amount += 1;
             transfers.push(changed);
         }
-        sent.extend(transfers.iter().copied());
+        sent.extend(transfers.iter().filter(|t| t.pending_id.0 == 0).copied());
+        holds.extend(holding);
         batches.push(BatchBuf::CreateTransfers(transfers));
     }
     Workload {
@@ -113,13 +171,17 @@ fn workload(seed: u64) -> Workload {
     }
 }
 
+/// A transfer lookup: debit, credit, amount (or failure code), committed, pending status.
+type Lookup = (u128, u128, u64, bool, Option<PendingStatus>);
+
 /// What a run ends with.
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
     codes: Vec<Vec<ResultCode>>,
-    /// Client accounts: (debits posted - credits posted) as a signed net, per id.
-    balances: BTreeMap<u128, i128>,
-    lookups: Vec<Option<(u128, u128, u64, bool)>>,
+    /// Client accounts: (debits posted - credits posted) as a signed net, debits pending,
+    /// credits pending, per id.
+    balances: BTreeMap<u128, (i128, u64, u64)>,
+    lookups: Vec<Option<Lookup>>,
 }
 
 fn run(shards: usize, workload: &Workload) -> Outcome {
@@ -160,7 +222,11 @@ fn run(shards: usize, workload: &Workload) -> Outcome {
             let account = engine.account(AccountId(id))?;
             Some((
                 id,
-                i128::from(account.debits_posted) - i128::from(account.credits_posted),
+                (
+                    i128::from(account.debits_posted) - i128::from(account.credits_posted),
+                    account.debits_pending,
+                    account.credits_pending,
+                ),
             ))
         })
         .collect();
@@ -169,13 +235,19 @@ fn run(shards: usize, workload: &Workload) -> Outcome {
         .iter()
         .map(
             |&id| match engine.transfer(TransferId(id)).expect("lookup") {
-                Some(TransferLookup::Committed { transfer, .. }) => Some((
+                Some(TransferLookup::Committed {
+                    transfer,
+                    pending_status,
+                }) => Some((
                     transfer.debit_account_id.0,
                     transfer.credit_account_id.0,
                     transfer.amount,
                     true,
+                    pending_status,
                 )),
-                Some(TransferLookup::Failed(code)) => Some((0, 0, u64::from(code.as_u32()), false)),
+                Some(TransferLookup::Failed(code)) => {
+                    Some((0, 0, u64::from(code.as_u32()), false, None))
+                }
                 None => None,
             },
         )
@@ -195,13 +267,16 @@ fn check_transit(engine: &Engine, shards: usize) {
         assert!(transit.is_empty());
         return;
     }
-    let mut net: BTreeMap<u128, i128> = BTreeMap::new();
+    // Posted and held amounts both net to zero (holds still pending are held on both
+    // sides: credits pending at the source, debits pending at the destination).
+    let mut net: BTreeMap<u128, (i128, i128)> = BTreeMap::new();
     for (_, account) in &transit {
-        *net.entry(account.id.0).or_default() +=
-            i128::from(account.credits_posted) - i128::from(account.debits_posted);
+        let entry = net.entry(account.id.0).or_default();
+        entry.0 += i128::from(account.credits_posted) - i128::from(account.debits_posted);
+        entry.1 += i128::from(account.credits_pending) - i128::from(account.debits_pending);
     }
-    for (id, sum) in net {
-        assert_eq!(sum, 0, "transit account {id:x} nets to {sum}");
+    for (id, sums) in net {
+        assert_eq!(sums, (0, 0), "transit account {id:x} nets to {sums:?}");
     }
     assert!(!transit.is_empty(), "the workload crossed shards");
 }
@@ -224,6 +299,20 @@ fn one_two_and_four_shards_end_the_same() {
     assert!(
         crossing > 50,
         "seed {seed}: only {crossing} cross-shard transfers"
+    );
+    let resolving = workload
+        .batches
+        .iter()
+        .filter_map(|batch| match batch.as_batch() {
+            Batch::CreateTransfers(transfers) => Some(transfers.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|t| t.pending_id.0 != 0)
+        .count();
+    assert!(
+        resolving > 20,
+        "seed {seed}: only {resolving} posts and voids"
     );
     let single = run(1, &workload);
     for shards in [2, 4] {

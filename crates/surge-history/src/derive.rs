@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use surge_core::{
     transfer_flags, AccountId, Batch, LogPosition, Operation, OrderId, ResultCode, StateMachine,
-    Transfer, TransferId, TransferLookup,
+    Transfer, TransferId, TransferLookup, TRANSFER_CODE_CROSS_SHARD_COMPENSATION,
 };
 
 /// One thing the index stores.
@@ -102,7 +102,12 @@ pub fn derive_entries(
                 entries.push(order_event(OrderId(records[index].dispatch_id.0)));
             }
             Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => {
-                created.push((position, legs[index].transfer.id));
+                let transfer = &legs[index].transfer;
+                // The void of an expired cross-shard pending transfer carries the pending
+                // id as its own: it creates nothing (expiries have no entries).
+                if transfer.id != transfer.pending_id {
+                    created.push((position, transfer.id));
+                }
             }
             Batch::ShardResolve(outcomes) => {
                 let id = outcomes[index].transfer_id;
@@ -195,6 +200,12 @@ fn effects(state_machine: &StateMachine, transfer: &Transfer) -> (Effect, Effect
     let mut effect = Effect::default();
     if transfer.flags & transfer_flags::PENDING != 0 {
         effect.pending_added = transfer.amount;
+    } else if transfer.code == TRANSFER_CODE_CROSS_SHARD_COMPENSATION
+        && transfer.flags & transfer_flags::VOID_PENDING != 0
+    {
+        // The hold of a cross-shard pending transfer its destination refused, released
+        // (the pending transfer itself reads as failed).
+        effect.pending_removed = transfer.amount;
     } else if transfer.flags & (transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING) != 0 {
         let pending = match state_machine.transfer(transfer.pending_id) {
             Some(TransferLookup::Committed { transfer, .. }) => transfer,

@@ -31,8 +31,8 @@ const FUNDING: AccountId = AccountId(1);
 /// The merchant paid by wallets; unconstrained. With several shards most wallets pay it
 /// across shards.
 const MERCHANT: AccountId = AccountId(2);
-/// Ids from here on are searched for each shard's own merchant (pending transfers and
-/// orders stay within a shard: the engine refuses them across shards).
+/// Ids from here on are searched for each shard's own merchant (orders stay within a
+/// shard: the engine refuses them across shards; half the pending transfers pay it).
 const LOCAL_MERCHANT_FIRST: u128 = 1_000;
 /// First wallet id; wallets may never spend more than they hold.
 const WALLET_FIRST: u128 = 101;
@@ -334,11 +334,18 @@ impl Driver<'_> {
                 let id = TransferId(self.id_next());
                 let debit = self.wallet();
                 let amount = self.amount();
+                // Half pay the shared merchant: across shards for most wallets when
+                // there are several, so crashes hit both legs and phase-two legs.
+                let credit = if self.rng.below(2) == 0 {
+                    MERCHANT
+                } else {
+                    self.local_merchant(debit)
+                };
                 Transfer {
                     flags: transfer_flags::PENDING,
                     // Half never expire; the rest expire after a while unless resolved.
                     timeout_ns: if self.rng.below(2) == 0 { 0 } else { EXPIRY_NS },
-                    ..transfer(id, debit, self.local_merchant(debit), amount)
+                    ..transfer(id, debit, credit, amount)
                 }
             })
             .collect();

@@ -87,6 +87,9 @@ impl StateMachine {
             hasher.update(&compensated.code.as_u32().to_le_bytes());
             hasher.update(bytemuck::bytes_of(&compensated.transfer));
         }
+        for leg in self.cross_shard.pendings.values() {
+            hasher.update(bytemuck::bytes_of(leg));
+        }
         hasher.digest128()
     }
 }

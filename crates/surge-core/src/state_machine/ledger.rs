@@ -24,6 +24,9 @@ pub(crate) enum Resolver {
     Client,
     /// The order that owns the authorization.
     Order(OrderId),
+    /// A phase-two leg: the credit side of a cross-shard pending transfer, following
+    /// its source.
+    Leg,
 }
 
 impl StateMachine {
@@ -220,6 +223,10 @@ impl StateMachine {
         resolver: Resolver,
     ) -> Outcome {
         let pending_id = transfer.pending_id;
+        if self.shard_compensation(pending_id).is_some() {
+            // A cross-shard pending transfer its credit side refused: a failed id.
+            fail!(PendingTransferNotFound);
+        }
         let Some(slot) = self.transfers.get(&pending_id.0).copied() else {
             // A finished transfer that left memory answers as it would have in memory
             // (only client transfers leave, so the resolver check cannot apply).
@@ -237,7 +244,7 @@ impl StateMachine {
         match resolver {
             Resolver::Client if !state.order_id.is_zero() => fail!(PendingTransferOwnedByOrder),
             Resolver::Order(order_id) => assert_eq!(state.order_id, order_id),
-            Resolver::Client => {}
+            Resolver::Client | Resolver::Leg => {}
         }
         match state.status {
             PendingStatus::Pending if state.expires_at != 0 && state.expires_at <= timestamp => {
@@ -249,9 +256,25 @@ impl StateMachine {
             PendingStatus::Expired => fail!(PendingTransferExpired),
         }
         let pending = *self.record_at(slot.sequence());
+        // A cross-shard pending transfer: the source holds the debit side (credit to
+        // transit) and resolves it; the destination holds the credit side (debit from
+        // transit) and only a phase-two leg resolves that.
+        if is_reserved_account_id(pending.debit_account_id) != (resolver == Resolver::Leg) {
+            fail!(PendingTransferNotFound);
+        }
+        let debit_side = is_reserved_account_id(pending.credit_account_id);
+        let credit_account_id = if debit_side {
+            match self.cross_pending_credit(pending_id) {
+                Ok(credit) => credit,
+                // Transient: the id stays free for the retry.
+                Err(code) => return Outcome::Rejected(code),
+            }
+        } else {
+            pending.credit_account_id
+        };
         let differs = |given: u128, expected: u128| given != 0 && given != expected;
         if differs(transfer.debit_account_id.0, pending.debit_account_id.0)
-            || differs(transfer.credit_account_id.0, pending.credit_account_id.0)
+            || differs(transfer.credit_account_id.0, credit_account_id.0)
             || differs(u128::from(transfer.ledger), u128::from(pending.ledger))
             || differs(u128::from(transfer.code), u128::from(pending.code))
         {
@@ -290,6 +313,9 @@ impl StateMachine {
             ..*transfer
         };
         self.insert_transfer(record, fingerprint);
+        if debit_side {
+            self.stage_phase_two(&pending, record);
+        }
         Outcome::Applied
     }
 
@@ -316,7 +342,7 @@ impl StateMachine {
     }
 
     /// Takes a pending transfer's amount off both accounts' pending balances.
-    fn release_hold(&mut self, pending: &Transfer) {
+    pub(crate) fn release_hold(&mut self, pending: &Transfer) {
         let debit = self
             .accounts
             .get_mut(&pending.debit_account_id.0)
@@ -347,6 +373,15 @@ impl StateMachine {
             state.order_id.is_zero(),
             "order authorizations expire with their order"
         );
+        let pending = self.committed_transfer(transfer_id);
+        if is_reserved_account_id(pending.credit_account_id) {
+            // The debit side of a cross-shard pending transfer: if its credit side has not
+            // answered yet, it expires when it settles.
+            if self.cross_pending_credit(transfer_id).is_ok() {
+                self.expire_cross_pending(transfer_id, state);
+            }
+            return;
+        }
         self.expire_pending_now(transfer_id, state);
     }
 

@@ -46,7 +46,7 @@ pub use archive::{
     ArchivedOutcome, ArchivedTransfer, EvictionPlan, IdFilter, ARCHIVED_TRANSFER_SIZE_BYTES,
 };
 pub use cross_shard::{
-    is_reserved_account_id, transit_account_id, ACCOUNT_ID_RESERVED_HIGH,
+    is_reserved_account_id, transit_account_id, transit_shards, ACCOUNT_ID_RESERVED_HIGH,
     TRANSFER_CODE_CROSS_SHARD_COMPENSATION, TRANSIT_ACCOUNT_CODE,
 };
 pub use dispatch::{DispatchRequest, DispatchStatus};
@@ -469,6 +469,7 @@ struct Savepoint {
     dispatches: usize,
     dispatch_feed: usize,
     dispatch_sequence_next: u64,
+    cross_staged: usize,
 }
 
 /// Direct reservations by `(order, sku)`.
@@ -750,6 +751,7 @@ impl StateMachine {
             ),
         }
         assert_eq!(results.len(), batch.len());
+        self.flush_phase_two();
         self.timestamp_last = timestamp_end;
         if !self.recalled.is_empty() {
             self.recalled.clear();
@@ -868,6 +870,7 @@ impl StateMachine {
             dispatches: self.dispatches.savepoint(),
             dispatch_feed: self.dispatch_feed.savepoint(),
             dispatch_sequence_next: self.dispatch_sequence_next,
+            cross_staged: self.cross_shard.staged.len(),
         }
     }
 
@@ -886,6 +889,7 @@ impl StateMachine {
         self.dispatches.rollback(savepoint.dispatches);
         self.dispatch_feed.rollback(savepoint.dispatch_feed);
         self.dispatch_sequence_next = savepoint.dispatch_sequence_next;
+        self.cross_shard.staged.truncate(savepoint.cross_staged);
         // Expiry heaps are not journaled: an entry is acted on only if the item it names
         // still exists, is still live and still has the same expiry, so entries left by a
         // rolled-back command are skipped when they come due.

@@ -16,7 +16,7 @@
 //! ```text
 //! offset size  field
 //!      0    8  magic "SURGESNP"
-//!      8    2  snapshot format version (3)
+//!      8    2  snapshot format version (4; 3, without the last section, is still read)
 //!     10    2  records::RECORD_FORMAT_VERSION
 //!     12    8  config.accounts_capacity      (each capacity at most 2^32)
 //!     20    8  config.transfers_capacity
@@ -28,7 +28,7 @@
 //!     76    8  transfer_records_base          (sequence number of the first record)
 //!     84    8  transfers_evicted              (ids that left memory)
 //!     92   16  transfers_evicted_digest       (their share of transfers_digest)
-//!    108       fifteen sections, each a u64 count then that many items:
+//!    108       sixteen sections, each a u64 count then that many items:
 //!
 //! section          order           item                                           bytes
 //! accounts         id              Account record                                  128
@@ -55,6 +55,8 @@
 //! shard outbox     transfer id     ShardLeg record (debit legs in flight)           144
 //! compensated      transfer id     id u128, code u32, Transfer record (the         148
 //!                                  movement back from transit)
+//! shard pendings   transfer id     ShardLeg record (settled cross-shard pending     144
+//!                                  transfers still pending, debit side)
 //! ```
 //!
 //! Nothing may follow the last section. A committed transfer costs 160 bytes (record and
@@ -85,7 +87,9 @@ use crate::result::ResultCode;
 const MAGIC: [u8; 8] = *b"SURGESNP";
 
 /// Version of the layout in the module documentation. Bump on any change.
-const SNAPSHOT_FORMAT_VERSION: u16 = 3;
+const SNAPSHOT_FORMAT_VERSION: u16 = 4;
+/// The version before, still read: it is version 4 without the shard pendings section.
+const SNAPSHOT_FORMAT_VERSION_PREVIOUS: u16 = 3;
 
 /// Largest capacity a snapshot's config may ask for. A capacity is an allocation hint,
 /// so a larger one is taken for corruption rather than allocated.
@@ -96,7 +100,7 @@ const SMALL_MAPS_CAPACITY_MIN: usize = 64;
 
 const HEADER_SIZE_BYTES: usize = 108;
 const COUNT_SIZE_BYTES: usize = 8;
-const SECTIONS_COUNT: usize = 15;
+const SECTIONS_COUNT: usize = 16;
 const KEPT_RECORD_SIZE_BYTES: usize = 8 + TRANSFER_SIZE_BYTES;
 /// The smallest filter layer: capacity and count, no blocks.
 const FILTER_LAYER_HEADER_SIZE_BYTES: usize = 16;
@@ -263,6 +267,13 @@ impl StateMachine {
                 out.extend_from_slice(bytemuck::bytes_of(&compensated.transfer));
             },
         );
+        assert!(
+            self.cross_shard.staged.is_empty(),
+            "snapshots are taken between batches"
+        );
+        put_section(&mut out, self.cross_shard.pendings.values(), |out, leg| {
+            out.extend_from_slice(bytemuck::bytes_of(*leg));
+        });
         assert_eq!(out.len(), size_bytes);
         out
     }
@@ -287,6 +298,7 @@ impl StateMachine {
             + self.evicted_filter.size_bytes()
             + self.cross_shard.outbox.len() * SHARD_LEG_SIZE_BYTES
             + self.cross_shard.compensated.len() * COMPENSATED_SIZE_BYTES
+            + self.cross_shard.pendings.len() * SHARD_LEG_SIZE_BYTES
     }
 
     /// A state machine from [`StateMachine::snapshot`] bytes. Never panics: malformed or
@@ -514,6 +526,7 @@ struct Decoded {
     dispatch_feed: Vec<(u64, DispatchId)>,
     filter_layers: Vec<IdFilter>,
     shard_outbox: Vec<ShardLeg>,
+    shard_pendings: Vec<ShardLeg>,
     compensated: Vec<(TransferId, Compensated)>,
 }
 
@@ -523,7 +536,15 @@ impl Decoded {
         if magic != MAGIC {
             return Err(SnapshotError::BadMagic { found: magic });
         }
-        check_version(reader, "snapshot format", SNAPSHOT_FORMAT_VERSION)?;
+        // Version 3 (before cross-shard pending transfers) lacks only the last section.
+        let version = reader.u16()?;
+        if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_PREVIOUS {
+            return Err(SnapshotError::UnsupportedVersion {
+                what: "snapshot format",
+                found: version,
+                supported: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
         check_version(reader, "record format", RECORD_FORMAT_VERSION)?;
         let config = Config {
             accounts_capacity: read_capacity(reader)?,
@@ -663,6 +684,16 @@ impl Decoded {
             },
             |(id, _)| *id,
         )?;
+        let shard_pendings = if version == SNAPSHOT_FORMAT_VERSION_PREVIOUS {
+            Vec::new()
+        } else {
+            reader.sorted_section(
+                SHARD_LEG_SIZE_BYTES,
+                "shard pendings order",
+                |reader| reader.record::<ShardLeg>(),
+                |leg| leg.transfer.id,
+            )?
+        };
         if reader.remaining() != 0 {
             return Err(SnapshotError::TrailingBytes {
                 offset: reader.offset,
@@ -692,6 +723,7 @@ impl Decoded {
             filter_layers,
             shard_outbox,
             compensated,
+            shard_pendings,
         })
     }
 
@@ -792,6 +824,11 @@ impl Decoded {
             .map(|leg| (leg.transfer.id, leg))
             .collect();
         sm.cross_shard.compensated = self.compensated.into_iter().collect();
+        sm.cross_shard.pendings = self
+            .shard_pendings
+            .into_iter()
+            .map(|leg| (leg.transfer.id, leg))
+            .collect();
         sm
     }
 }
@@ -1519,6 +1556,25 @@ mod tests {
         let redelivered = original.dispatch(DispatchId(2)).expect("order 2 was paid");
         assert!(redelivered.attempts >= 3, "{redelivered:?}");
         assert!(original.snapshot() == restored.snapshot());
+    }
+
+    #[test]
+    fn version_3_snapshots_are_still_read() {
+        // Version 3 is version 4 without the last section (shard pendings).
+        let (sm, _) = rich_state();
+        let bytes = sm.snapshot();
+        let mut old = bytes[..bytes.len() - COUNT_SIZE_BYTES].to_vec();
+        assert_eq!(bytes[bytes.len() - COUNT_SIZE_BYTES..], [0; 8]);
+        old[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_PREVIOUS.to_le_bytes());
+        let restored = StateMachine::restore(&old).expect("version 3");
+        assert_eq!(restored.state_hash(), sm.state_hash());
+        // A version 3 snapshot with anything after its last section is refused.
+        let mut trailing = old.clone();
+        trailing.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            StateMachine::restore(&trailing),
+            Err(SnapshotError::TrailingBytes { .. })
+        ));
     }
 
     #[test]

@@ -166,6 +166,19 @@ pub(crate) struct Part {
     indexes: Option<Vec<u32>>,
     /// For a part of debit legs: where they go once applied.
     legs: Option<Legs>,
+    /// For a part with posts or voids: each waits for its phase-two leg, if it has one.
+    resolutions: Option<Resolutions>,
+}
+
+/// The posts and voids of a local part (positions in the part) on `source`: one of a
+/// cross-shard pending transfer sends its credit side a phase-two leg, and the client's
+/// answer waits until that leg is applied there too, as a cross-shard transfer's answer
+/// waits for its credit leg.
+pub(crate) struct Resolutions {
+    pub(crate) saga: SagaHandle,
+    pub(crate) source: u32,
+    pub(crate) positions: Vec<u32>,
+    pub(crate) ids: Vec<surge_core::TransferId>,
 }
 
 /// The debit legs of a part, and the driver that delivers them.
@@ -181,7 +194,14 @@ impl Part {
             join,
             indexes,
             legs: None,
+            resolutions: None,
         }
+    }
+
+    /// A local part whose posts and voids wait for their phase-two legs.
+    pub(crate) fn with_resolutions(mut self, resolutions: Resolutions) -> Part {
+        self.resolutions = Some(resolutions);
+        self
     }
 
     /// A part of debit legs (`indexes[i]` is the batch index of `legs.legs[i]`).
@@ -191,10 +211,40 @@ impl Part {
             join,
             indexes: Some(indexes),
             legs: Some(legs),
+            resolutions: None,
         }
     }
 
     fn complete(self, result: Result<Vec<ResultCode>, EngineError>) {
+        if let (Ok(codes), Some(resolutions), Some(indexes)) =
+            (&result, &self.resolutions, &self.indexes)
+        {
+            let codes = codes.clone();
+            // Counted before this part's codes go in, as for debit legs.
+            let waiting: Vec<(u32, surge_core::TransferId, ResultCode)> = resolutions
+                .positions
+                .iter()
+                .zip(&resolutions.ids)
+                .filter(|(&position, _)| codes[position as usize].is_success())
+                .map(|(&position, &id)| (indexes[position as usize], id, codes[position as usize]))
+                .collect();
+            for _ in &waiting {
+                self.join.expect_one();
+            }
+            self.join.part_done(Some(indexes), result);
+            for (index, id, code) in waiting {
+                let join = self.join.clone();
+                let watcher = Box::new(move |settled: Settled| {
+                    let final_code = match settled {
+                        Settled::Settled => code,
+                        Settled::Compensated(failure) => failure,
+                    };
+                    join.resolve_one(index, final_code);
+                });
+                resolutions.saga.watch(resolutions.source, id, watcher);
+            }
+            return;
+        }
         let (Ok(codes), Some(legs), Some(indexes)) = (&result, &self.legs, &self.indexes) else {
             self.join.part_done(self.indexes.as_deref(), result);
             return;

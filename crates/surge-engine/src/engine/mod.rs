@@ -17,16 +17,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use surge_core::{
-    is_reserved_account_id, shard_of, Account, AccountId, Batch, DispatchRequest, Operation,
-    OrderId, OrderLookup, ResultCode, ShardLeg, Sku, SkuId, StateMachine, TransferId,
-    TransferLookup,
+    is_reserved_account_id, shard_of, transfer_flags, transit_shards, Account, AccountId, Batch,
+    DispatchRequest, Operation, OrderId, OrderLookup, ResultCode, ShardLeg, Sku, SkuId,
+    StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{HistoryIndex, StatementCursor, StatementPage};
 use surge_wal::{Clock, FileStorage, SystemClock};
 
 use crate::node::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
 use crate::router::{self, Locate, Route};
-use completion::{Join, Legs, Part, ShardLoad, Waiting};
+use completion::{Join, Legs, Part, Resolutions, ShardLoad, Waiting};
 use saga::Saga;
 pub use stats::{EngineStats, ShardStats};
 
@@ -222,10 +222,39 @@ impl Engine {
             body.extend_from_slice(&batch.body()[start..start + record_size]);
         }
         let count = indexes.len() as u32;
+        let resolutions = self.resolutions(shard, batch, &indexes);
         let submitted = self
             .node(shard)
             .submit_bytes(batch.operation(), body, count);
-        self.enqueue(shard, submitted, Part::new(join.clone(), Some(indexes)));
+        let mut part = Part::new(join.clone(), Some(indexes));
+        if let Some(resolutions) = resolutions {
+            part = part.with_resolutions(resolutions);
+        }
+        self.enqueue(shard, submitted, part);
+    }
+
+    /// The posts and voids among the commands `indexes` of `batch` for `shard`, which
+    /// may resolve a cross-shard pending transfer (see [`Resolutions`]).
+    fn resolutions(&self, shard: usize, batch: Batch<'_>, indexes: &[u32]) -> Option<Resolutions> {
+        let Batch::CreateTransfers(transfers) = batch else {
+            return None;
+        };
+        let phase_two = transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING;
+        let (positions, ids): (Vec<u32>, Vec<TransferId>) = indexes
+            .iter()
+            .enumerate()
+            .filter(|(_, &index)| transfers[index as usize].flags & phase_two != 0)
+            .map(|(position, &index)| (position as u32, transfers[index as usize].id))
+            .unzip();
+        if positions.is_empty() {
+            return None;
+        }
+        Some(Resolutions {
+            saga: self.saga.as_ref().expect("running").handle(),
+            source: shard as u32,
+            positions,
+            ids,
+        })
     }
 
     /// Logs the debit legs of the cross-shard transfers `indexes` of `batch` on `shard`.
@@ -384,7 +413,7 @@ impl Engine {
             };
             if is_reserved_account_id(transfer.credit_account_id) {
                 // A debit leg: the credit account is the destination's, or in the outbox.
-                let (_, destination) = transit_ends(transfer.credit_account_id);
+                let (_, destination) = transit_shards(transfer.credit_account_id);
                 transfer.credit_account_id = match self.node(destination as usize).transfer(id)? {
                     Some(TransferLookup::Committed {
                         transfer: credit, ..
@@ -401,13 +430,19 @@ impl Engine {
                 };
             } else if is_reserved_account_id(transfer.debit_account_id) {
                 // A credit leg found first: its source holds the debit side.
-                let (source, _) = transit_ends(transfer.debit_account_id);
+                let (source, _) = transit_shards(transfer.debit_account_id);
                 if let Some(TransferLookup::Committed {
-                    transfer: debit, ..
+                    transfer: debit,
+                    pending_status: source_status,
                 }) = self.node(source as usize).transfer(id)?
                 {
                     transfer.debit_account_id = debit.debit_account_id;
                     transfer.timestamp = debit.timestamp;
+                    // The source resolves a pending transfer; its side is ahead.
+                    return Ok(Some(TransferLookup::Committed {
+                        transfer,
+                        pending_status: source_status,
+                    }));
                 }
             }
             return Ok(Some(TransferLookup::Committed {
@@ -569,7 +604,14 @@ impl Drop for Engine {
 
 impl Locate for Engine {
     fn pending_transfers(&self, ids: &[TransferId]) -> Vec<Option<u32>> {
-        self.locate(ids, |state, id| state.transfer(id).is_some())
+        // Not the credit side of a cross-shard pending transfer (its debit is transit):
+        // the debit side resolves it.
+        self.locate(ids, |state, id| match state.transfer(id) {
+            Some(TransferLookup::Committed { transfer, .. }) => {
+                !is_reserved_account_id(transfer.debit_account_id)
+            }
+            found => found.is_some(),
+        })
     }
 
     fn orders(&self, ids: &[OrderId]) -> Vec<Option<u32>> {
@@ -600,12 +642,6 @@ impl Engine {
         }
         found
     }
-}
-
-/// The (source, destination) shards a transit account id names.
-fn transit_ends(id: AccountId) -> (u32, u32) {
-    let low = id.0 as u64;
-    (((low >> 16) & 0xFFFF) as u32, (low & 0xFFFF) as u32)
 }
 
 /// Where a reader of the dispatch feed is, per shard; travels as an opaque string

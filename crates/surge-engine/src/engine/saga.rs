@@ -9,11 +9,17 @@
 //! credit leg delivered twice answers `exists` (the transfer id dedupes it), a resolve
 //! logged twice changes nothing. Rounds run one at a time; legs arriving meanwhile wait for
 //! the next round, so a round carries every leg that became ready while the previous one
-//! was on disk. A settled transfer is answered as soon as its credit leg is durable (its
-//! resolve only removes the outbox entry: it changes no balance, and after a crash the
-//! redelivery answers `exists` and settles again); a compensated one only once its resolve
-//! (the funds back) is applied. A round's resolves are on disk while the next round's
+//! was on disk. A settled single-phase transfer is answered as soon as its credit leg is
+//! durable (its resolve only removes the outbox entry: it changes no balance, and after a
+//! crash the redelivery answers `exists` and settles again); a compensated one, and a
+//! pending one, only once its resolve is applied (the funds back; the hold the client's
+//! post or void will find settled). A round's resolves are on disk while the next round's
 //! credit legs are.
+//!
+//! Phase-two legs (posts, voids and expiries of cross-shard pending transfers) are put in
+//! a source's outbox by the source's own commands; each node hands them to the driver as
+//! it applies them ([`Node::on_released_legs`]), and they travel like debit legs, with no
+//! client waiting on the driver.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +33,7 @@ use surge_core::{Operation, ResultCode, ShardLeg, ShardOutcome, TransferId, Tran
 
 use super::completion::Join;
 use crate::node::{EngineError, Node, Pending};
+use surge_core::transfer_flags;
 
 /// Wait before submitting again to a shard whose log queue is full.
 const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(1);
@@ -78,7 +85,16 @@ struct SagaShared {
 /// A round's resolves being logged, and the outcomes to answer once they are applied.
 struct Resolving {
     pendings: Vec<Pending>,
-    outcomes: Vec<(TransferId, Settled, Option<Waiter>)>,
+    outcomes: Vec<Delivered>,
+}
+
+/// A leg's outcome in a round, and its client.
+struct Delivered {
+    id: TransferId,
+    outcome: Settled,
+    waiter: Option<Waiter>,
+    /// Answered before its resolve is applied (a settled single-phase transfer).
+    early: bool,
 }
 
 #[derive(Default)]
@@ -93,21 +109,31 @@ struct Queue {
 impl Saga {
     /// Starts the driver over `nodes`, delivering first whatever their outboxes hold.
     pub(crate) fn start(nodes: Arc<Vec<Node>>) -> Saga {
+        let shared = Arc::new(SagaShared {
+            nodes: nodes.clone(),
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            watchers: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        });
+        // Listening before the outboxes are read: a leg released in between is delivered
+        // twice, which its idempotency makes harmless, rather than not at all.
+        for node in nodes.iter() {
+            let weak = Arc::downgrade(&shared);
+            node.on_released_legs(Arc::new(move |legs: Vec<ShardLeg>| {
+                if let Some(shared) = weak.upgrade() {
+                    (SagaHandle { shared }).deliver(legs.into_iter().map(|leg| (leg, None)));
+                }
+            }));
+        }
         let recovered: Vec<(ShardLeg, Option<Waiter>)> = nodes
             .iter()
             .flat_map(|node| node.read(|state| state.shard_outbox()))
             .map(|leg| (leg, None))
             .collect();
-        let shared = Arc::new(SagaShared {
-            nodes,
-            queue: Mutex::new(Queue {
-                legs: recovered,
-                ..Queue::default()
-            }),
-            ready: Condvar::new(),
-            watchers: Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
-        });
+        if !recovered.is_empty() {
+            shared.handle_deliver(recovered);
+        }
         let driver = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -162,10 +188,7 @@ impl SagaHandle {
     /// Debit legs that are now durable and applied on their source shard, each with the
     /// client batch waiting for it.
     pub(crate) fn deliver(&self, legs: impl IntoIterator<Item = (ShardLeg, Option<Waiter>)>) {
-        let mut queue = self.shared.queue.lock();
-        queue.legs.extend(legs);
-        drop(queue);
-        self.shared.ready.notify_all();
+        self.shared.handle_deliver(legs);
     }
 
     /// Calls `watcher` when transfer `id` (a debit leg on shard `source`, applied earlier:
@@ -196,6 +219,13 @@ impl SagaHandle {
 }
 
 impl SagaShared {
+    fn handle_deliver(&self, legs: impl IntoIterator<Item = (ShardLeg, Option<Waiter>)>) {
+        let mut queue = self.queue.lock();
+        queue.legs.extend(legs);
+        drop(queue);
+        self.ready.notify_all();
+    }
+
     fn drive(&self) {
         // The previous round's resolves, still being logged.
         let mut resolving: Option<Resolving> = None;
@@ -246,11 +276,11 @@ impl SagaShared {
         for pending in resolving.pendings {
             pending.wait()?;
         }
-        for (id, outcome, waiter) in resolving.outcomes {
-            if let Settled::Compensated(_) = outcome {
-                answer(waiter, outcome);
+        for delivered in resolving.outcomes {
+            if !delivered.early || delivered.outcome != Settled::Settled {
+                answer(delivered.waiter, delivered.outcome);
             }
-            self.notify(id, outcome);
+            self.notify(delivered.id, delivered.outcome);
         }
         Ok(())
     }
@@ -302,7 +332,13 @@ impl SagaShared {
                 } else {
                     Settled::Compensated(code)
                 };
-                settled.push((leg.transfer.id, outcome, waiter));
+                let early = leg.transfer.flags & transfer_flags::PENDING == 0;
+                settled.push(Delivered {
+                    id: leg.transfer.id,
+                    outcome,
+                    waiter,
+                    early,
+                });
             }
         }
         debug_assert!(credits_submitted > 0);
@@ -314,10 +350,10 @@ impl SagaShared {
                 resolves.push(self.submit(*source, Operation::ShardResolve, body, chunk.len())?);
             }
         }
-        for (id, outcome, waiter) in &mut settled {
-            if *outcome == Settled::Settled {
-                answer(waiter.take(), *outcome);
-                self.notify(*id, *outcome);
+        for delivered in &mut settled {
+            if delivered.early && delivered.outcome == Settled::Settled {
+                answer(delivered.waiter.take(), delivered.outcome);
+                self.notify(delivered.id, delivered.outcome);
             }
         }
         *resolving = Some(Resolving {

@@ -3,11 +3,11 @@
 //! compensate; every step is idempotent, conserves money on each shard, and survives a
 //! snapshot.
 
-use super::fixtures::{account, transfer, wallet, LEDGER};
+use super::fixtures::{account, linked, pending, post, transfer, void, wallet, LEDGER};
 use super::harness::Harness;
-use crate::records::{account_flags, ShardLeg, ShardOutcome, Transfer};
+use crate::records::{account_flags, transfer_flags, ShardLeg, ShardOutcome, Transfer};
 use crate::state_machine::{is_reserved_account_id, transit_account_id, StateMachine};
-use crate::{AccountId, Batch, ResultCode, TransferId, TransferLookup};
+use crate::{AccountId, Batch, PendingStatus, ResultCode, TransferId, TransferLookup};
 
 const SOURCE: u32 = 0;
 const DESTINATION: u32 = 1;
@@ -178,12 +178,14 @@ fn a_debit_leg_fails_like_a_local_transfer() {
         source.apply(Batch::ShardDebit(&[other_ledger])),
         [ResultCode::AccountsMustHaveSameLedger]
     );
-    let pending = leg(Transfer {
-        flags: crate::transfer_flags::PENDING,
+    // Posts and voids travel as phase-two legs only, never as debit legs.
+    let posting = leg(Transfer {
+        flags: transfer_flags::POST_PENDING,
+        pending_id: TransferId(3),
         ..transfer(11, PAYER, PAYEE, 1)
     });
     assert_eq!(
-        source.apply(Batch::ShardDebit(&[pending])),
+        source.apply(Batch::ShardDebit(&[posting])),
         [ResultCode::CrossShardPendingUnsupported]
     );
     let same_shard = ShardLeg {
@@ -248,4 +250,266 @@ fn the_outbox_and_compensations_survive_a_snapshot() {
     );
     assert_eq!(results, [ResultCode::Ok]);
     assert_ne!(settled.state_hash(), before);
+}
+
+/// Where pending transfer `id` stands on the shard `h`.
+fn pending_status(h: &Harness, id: u128) -> Option<PendingStatus> {
+    match h.sm.transfer(TransferId(id)) {
+        Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
+        other => panic!("transfer {id}: {other:?}"),
+    }
+}
+
+/// Holds `amount` on both shards through the three steps, settled.
+fn hold(source: &mut Harness, destination: &mut Harness, id: u128, amount: u64, timeout: u64) {
+    let holding = leg(pending(id, PAYER, PAYEE, amount, timeout));
+    assert_eq!(
+        source.apply(Batch::ShardDebit(&[holding])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&[holding])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(
+        source.apply(Batch::ShardResolve(&[outcome(id, ResultCode::Ok)])),
+        [ResultCode::Ok]
+    );
+}
+
+#[test]
+fn a_cross_shard_pending_transfer_holds_then_posts_on_both_shards() {
+    let (mut source, mut destination) = shards();
+    let holding = leg(pending(20, PAYER, PAYEE, 30, 0));
+    assert_eq!(
+        source.apply(Batch::ShardDebit(&[holding])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(source.balances(PAYER), (30, 0, 0, 100));
+    assert_eq!(source.balances(transit()), (0, 0, 30, 0));
+    // Not postable until the credit side answered; the id stays free for the retry.
+    assert_eq!(
+        source.create_transfer(post(21, 20, 0)),
+        ResultCode::PendingTransferInFlight
+    );
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&[holding])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(destination.balances(PAYEE), (0, 0, 30, 0));
+    assert_eq!(destination.balances(transit()), (30, 0, 0, 0));
+    // The credit side is not a client's to resolve.
+    assert_eq!(
+        destination.create_transfer(post(22, 20, 0)),
+        ResultCode::PendingTransferNotFound
+    );
+    assert_eq!(
+        source.apply(Batch::ShardResolve(&[outcome(20, ResultCode::Ok)])),
+        [ResultCode::Ok]
+    );
+    assert!(source.sm.shard_outbox().is_empty());
+    // A post may name the credit account, which lives on the other shard.
+    let elsewhere = Transfer {
+        credit_account_id: CAPPED,
+        ..post(23, 20, 0)
+    };
+    assert_eq!(
+        source.create_transfer(elsewhere),
+        ResultCode::PendingTransferHasDifferentFields
+    );
+    let capture = Transfer {
+        credit_account_id: PAYEE,
+        ..post(21, 20, 25)
+    };
+    assert_eq!(source.create_transfer(capture), ResultCode::Ok);
+    assert_eq!(source.balances(PAYER), (0, 25, 0, 100));
+    assert_eq!(source.balances(transit()), (0, 0, 0, 25));
+    assert_eq!(pending_status(&source, 20), Some(PendingStatus::Posted));
+    let released = source.sm.take_released_legs();
+    assert_eq!(released.len(), 1);
+    assert!(source.sm.take_released_legs().is_empty());
+    assert_eq!(source.sm.shard_outbox(), released);
+    let phase_two = released[0];
+    assert_eq!(phase_two.transfer.id, TransferId(21));
+    assert_eq!(phase_two.transfer.pending_id, TransferId(20));
+    assert_eq!(phase_two.transfer.amount, 25);
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&[phase_two])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(destination.balances(PAYEE), (0, 0, 0, 25));
+    assert_eq!(destination.balances(transit()), (0, 25, 0, 0));
+    assert_eq!(
+        pending_status(&destination, 20),
+        Some(PendingStatus::Posted)
+    );
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&[phase_two])),
+        [ResultCode::Exists]
+    );
+    assert_eq!(
+        source.apply(Batch::ShardResolve(&[outcome(21, ResultCode::Ok)])),
+        [ResultCode::Ok]
+    );
+    assert!(source.sm.shard_outbox().is_empty());
+    // Retries answer as on one shard.
+    assert_eq!(source.create_transfer(capture), ResultCode::Exists);
+    assert_eq!(
+        source.create_transfer(void(25, 20)),
+        ResultCode::PendingTransferAlreadyPosted
+    );
+}
+
+#[test]
+fn voids_and_timeouts_release_both_sides() {
+    let (mut source, mut destination) = shards();
+    hold(&mut source, &mut destination, 30, 10, 0);
+    assert_eq!(source.create_transfer(void(31, 30)), ResultCode::Ok);
+    let released = source.sm.take_released_legs();
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&released)),
+        [ResultCode::Ok]
+    );
+    assert_eq!(
+        pending_status(&destination, 30),
+        Some(PendingStatus::Voided)
+    );
+    assert_eq!(
+        source.apply(Batch::ShardResolve(&[outcome(31, ResultCode::Ok)])),
+        [ResultCode::Ok]
+    );
+
+    // A timeout runs in the source's log time; the void of the credit side carries the
+    // pending id as its own.
+    let timeout = 50_000;
+    hold(&mut source, &mut destination, 32, 20, timeout);
+    assert_eq!(destination.balances(PAYEE), (0, 0, 20, 0));
+    source.pulse_at(source.now() + timeout);
+    assert_eq!(pending_status(&source, 32), Some(PendingStatus::Expired));
+    assert_eq!(source.balances(PAYER), (0, 0, 0, 100));
+    let expiry = source.sm.take_released_legs();
+    assert_eq!(expiry.len(), 1);
+    assert_eq!(expiry[0].transfer.id, TransferId(32));
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&expiry)),
+        [ResultCode::Ok]
+    );
+    assert_eq!(destination.balances(PAYEE), (0, 0, 0, 0));
+    assert_eq!(
+        pending_status(&destination, 32),
+        Some(PendingStatus::Expired)
+    );
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&expiry)),
+        [ResultCode::Exists]
+    );
+    assert_eq!(
+        source.apply(Batch::ShardResolve(&[outcome(32, ResultCode::Ok)])),
+        [ResultCode::Ok]
+    );
+    assert!(source.sm.shard_outbox().is_empty());
+}
+
+#[test]
+fn a_timeout_passing_in_flight_expires_at_settlement() {
+    let (mut source, mut destination) = shards();
+    let timeout = 10_000;
+    let holding = leg(pending(40, PAYER, PAYEE, 15, timeout));
+    assert_eq!(
+        source.apply(Batch::ShardDebit(&[holding])),
+        [ResultCode::Ok]
+    );
+    source.pulse_at(source.now() + 2 * timeout);
+    // Still held: the credit side has not answered.
+    assert_eq!(source.balances(PAYER), (15, 0, 0, 100));
+    assert_eq!(pending_status(&source, 40), Some(PendingStatus::Pending));
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&[holding])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(
+        source.apply(Batch::ShardResolve(&[outcome(40, ResultCode::Ok)])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(pending_status(&source, 40), Some(PendingStatus::Expired));
+    assert_eq!(source.balances(PAYER), (0, 0, 0, 100));
+    let expiry = source.sm.take_released_legs();
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&expiry)),
+        [ResultCode::Ok]
+    );
+    assert_eq!(destination.balances(PAYEE), (0, 0, 0, 0));
+}
+
+#[test]
+fn a_refused_credit_side_releases_the_hold_and_fails_the_id() {
+    let (mut source, mut destination) = shards();
+    let holding = leg(pending(50, PAYER, CAPPED, 15, 0));
+    assert_eq!(
+        source.apply(Batch::ShardDebit(&[holding])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(
+        destination.apply(Batch::ShardCredit(&[holding])),
+        [ResultCode::ExceedsDebits]
+    );
+    assert_eq!(
+        source.apply(Batch::ShardResolve(&[outcome(
+            50,
+            ResultCode::ExceedsDebits
+        )])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(source.balances(PAYER), (0, 0, 0, 100));
+    assert_eq!(
+        source.sm.transfer(TransferId(50)),
+        Some(TransferLookup::Failed(ResultCode::ExceedsDebits))
+    );
+    assert_eq!(
+        source.create_transfer(post(51, 50, 0)),
+        ResultCode::PendingTransferNotFound
+    );
+    assert_eq!(
+        source.apply(Batch::ShardDebit(&[holding])),
+        [ResultCode::IdAlreadyFailed]
+    );
+    assert!(source.sm.take_released_legs().is_empty());
+}
+
+#[test]
+fn a_rolled_back_chain_sends_no_phase_two_leg() {
+    let (mut source, mut destination) = shards();
+    hold(&mut source, &mut destination, 60, 10, 0);
+    let chain = [
+        linked(post(61, 60, 0)),
+        transfer(62, PAYER, BANK, 1_000), // exceeds the payer's credits
+    ];
+    assert_eq!(
+        source.apply(Batch::CreateTransfers(&chain)),
+        [ResultCode::LinkedEventFailed, ResultCode::ExceedsCredits]
+    );
+    assert!(source.sm.take_released_legs().is_empty());
+    assert!(source.sm.shard_outbox().is_empty());
+    assert_eq!(pending_status(&source, 60), Some(PendingStatus::Pending));
+    // Still postable, once, and the leg goes out then.
+    assert_eq!(source.create_transfer(post(63, 60, 0)), ResultCode::Ok);
+    assert_eq!(source.sm.take_released_legs().len(), 1);
+}
+
+#[test]
+fn settled_cross_shard_pendings_survive_a_snapshot() {
+    let (mut source, mut destination) = shards();
+    hold(&mut source, &mut destination, 70, 10, 0);
+    let restored = StateMachine::restore(&source.sm.snapshot()).expect("restores");
+    assert_eq!(restored.state_hash(), source.sm.state_hash());
+    let mut results = Vec::new();
+    let mut restored = restored;
+    let next = restored.timestamp_last() + 1;
+    let capture = Transfer {
+        credit_account_id: PAYEE,
+        ..post(71, 70, 0)
+    };
+    restored.apply(next, Batch::CreateTransfers(&[capture]), &mut results);
+    assert_eq!(results, [ResultCode::Ok]);
+    assert_eq!(restored.take_released_legs().len(), 1);
 }
