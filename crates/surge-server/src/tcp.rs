@@ -1,6 +1,7 @@
 //! The TCP binary protocol's place in the server: `surge-tcp` serves it on the bound
 //! listener, authenticating each connection's `Hello` against the same [`TokenStore`] as
-//! HTTP (scope bits are the same: payments 1, read 2, dispatch 4).
+//! HTTP (scope bits are the same: payments 1, read 2, dispatch 4). A token's `read` scope
+//! thus allows TCP `Lookup`s exactly as it allows the HTTP `GET` routes.
 
 use std::sync::Arc;
 

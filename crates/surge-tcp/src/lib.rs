@@ -7,7 +7,9 @@
 //! in-flight limits (per connection and in total; past them `busy` at once), and hands the
 //! batch to `Engine::submit` with a completion; the completion, run on an engine thread
 //! after the batch is durable and applied, sends the codes through a channel to the
-//! connection's writer task, which gathers replies into few socket writes. A bad frame
+//! connection's writer task, which gathers replies into few socket writes. A `Lookup`
+//! (scope `read`) takes a slot under the same limits and is read through the engine's read
+//! API on tokio's blocking pool, never through the log. A bad frame
 //! closes only its own connection (after an `Error` frame); a bad request only gets a
 //! `rejected` reply. On shutdown the server stops accepting and reading, answers every
 //! admitted request, then returns. [`TcpMetrics`] counts all of it.
@@ -21,6 +23,7 @@ mod auth;
 mod connection;
 pub mod constants;
 mod limits;
+mod lookup;
 mod metrics;
 mod reader;
 mod server;
