@@ -81,6 +81,8 @@ pub struct RunningServer {
     initial_tokens: Option<PathBuf>,
     recovery: Vec<String>,
     shutdown: watch::Sender<bool>,
+    /// Lets the HTTP listener stop accepting: sent once TCP drained too.
+    close: watch::Sender<bool>,
     http_task: JoinHandle<()>,
     tcp_task: JoinHandle<()>,
     engine: Arc<Engine>,
@@ -118,13 +120,15 @@ impl RunningServer {
         self.state.as_ref().map(|state| Arc::clone(&state.metrics))
     }
 
-    /// Stops accepting, finishes every admitted request, shuts the engine down (everything
-    /// admitted becomes durable and is answered).
+    /// Drains: TCP stops accepting, HTTP answers new connections `503` (`/readyz`
+    /// included) while both finish every admitted request; then HTTP stops accepting and
+    /// the engine shuts down (everything admitted becomes durable and is answered).
     pub async fn stop(mut self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
         self.state = None;
-        let http = (&mut self.http_task).await;
         let tcp = (&mut self.tcp_task).await;
+        let _ = self.close.send(true);
+        let http = (&mut self.http_task).await;
         http.map_err(|error| ServerError::Task(error.to_string()))?;
         tcp.map_err(|error| ServerError::Task(error.to_string()))?;
         let mut engine = self.engine;
@@ -183,11 +187,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown_grace: config.shutdown_grace,
     };
     let router = http::router(state.clone());
+    let (close, close_receiver) = watch::channel(false);
+    let stop = listener::Stop {
+        shutdown: shutdown_receiver.clone(),
+        close: close_receiver,
+    };
     let http_task = tokio::spawn(listener::serve(
         http_listener,
         router,
         limits,
-        shutdown_receiver.clone(),
+        Arc::clone(&state.metrics),
+        stop,
     ));
     let tcp_task = tokio::spawn(crate::tcp::serve_tcp(
         tcp_listener,
@@ -202,6 +212,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         initial_tokens,
         recovery,
         shutdown,
+        close,
         http_task,
         tcp_task,
         engine,

@@ -200,10 +200,6 @@ fn single_response(code: ResultCode, id: String) -> Response {
 /// Hands the batch to the engine and waits (without blocking a thread) until it is
 /// durable and applied. A full queue is 429 at once.
 async fn submit(state: &AppState, batch: &BatchBuf) -> Result<Vec<ResultCode>, Response> {
-    if state.is_shutting_down() {
-        let detail = "the server is shutting down and takes no new commands";
-        return Err(Problem::edge(EdgeCode::ShuttingDown, detail).into_response());
-    }
     let (sender, receiver) = oneshot::channel();
     let done = Box::new(move |result| {
         // The receiver is gone only if the client went away; the batch stands anyway.
@@ -232,10 +228,6 @@ async fn submit(state: &AppState, batch: &BatchBuf) -> Result<Vec<ResultCode>, R
 /// [`submit`] for one command that shares its engine batch with other requests'
 /// commands (see [`crate::coalesce`]).
 async fn submit_coalesced(state: &AppState, batch: &BatchBuf) -> Result<ResultCode, Response> {
-    if state.is_shutting_down() {
-        let detail = "the server is shutting down and takes no new commands";
-        return Err(Problem::edge(EdgeCode::ShuttingDown, detail).into_response());
-    }
     match state.coalescer.submit(batch).await {
         Ok(code) => Ok(code),
         Err(Refusal::Busy(reason)) => {
