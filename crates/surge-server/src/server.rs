@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::coalesce::Coalescer;
 use crate::config::ServerConfig;
+use crate::engine_failure::{self, EngineFailure};
 use crate::http::listener::{self, ListenerLimits};
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyCache;
@@ -57,6 +58,11 @@ pub enum ServerError {
     /// A server task panicked or could not be joined.
     #[error("server task: {0}")]
     Task(String),
+    /// The engine failed while serving (fail-stop: a log write, sync, apply or checkpoint
+    /// failed); the server drained and stopped. Restart it once the cause is fixed:
+    /// recovery replays the log.
+    #[error("engine failed: {0}")]
+    EngineFailed(String),
 }
 
 // The inner errors are part of the message, not `source`s, so a report prints each
@@ -87,6 +93,8 @@ pub struct RunningServer {
     tcp_task: JoinHandle<()>,
     engine: Arc<Engine>,
     state: Option<AppState>,
+    /// The reason the engine failed, once a command reported it.
+    engine_failure: watch::Receiver<Option<String>>,
 }
 
 impl RunningServer {
@@ -113,6 +121,12 @@ impl RunningServer {
     /// What recovery did, one line per shard (and one per warning).
     pub fn recovery(&self) -> &[String] {
         &self.recovery
+    }
+
+    /// Completes when a command was answered `engine_failed` (the engine is fail-stop):
+    /// the reason. `run` then stops the server.
+    pub async fn engine_failed(&self) -> String {
+        engine_failure::reported(self.engine_failure.clone()).await
     }
 
     /// The request counters (for tests).
@@ -166,6 +180,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (engine, recovery) = open_engine(&config, &data_dir).await?;
     let engine = Arc::new(engine);
     let (shutdown, shutdown_receiver) = watch::channel(false);
+    let (failure, failure_receiver) = EngineFailure::new();
     let state = AppState {
         engine: Arc::clone(&engine),
         tokens: Arc::clone(&token_store),
@@ -180,6 +195,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown: shutdown_receiver.clone(),
         dispatch_ready: Arc::new(Notify::new()),
         coalescer: Arc::new(Coalescer::start(&engine)),
+        engine_failure: failure.clone(),
     };
     let limits = ListenerLimits {
         connections_max: config.http_connections_max,
@@ -203,6 +219,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tcp_listener,
         Arc::clone(&engine),
         token_store,
+        failure,
         shutdown_receiver,
     ));
     Ok(RunningServer {
@@ -217,11 +234,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tcp_task,
         engine,
         state: Some(state),
+        engine_failure: failure_receiver,
     })
 }
 
 /// Starts the server, prints where it listens, serves until `shutdown` completes, then
-/// drains and stops. What `surge serve` runs.
+/// drains and stops. What `surge serve` runs. If the engine fails first, it drains and
+/// stops the same way and returns [`ServerError::EngineFailed`] (the process exits
+/// non-zero with the reason).
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
@@ -239,9 +259,20 @@ pub async fn run(
     }
     println!("surge: HTTP listening on http://{}", server.http_addr());
     println!("surge: TCP listening on {}", server.tcp_addr());
-    shutdown.await;
-    println!("surge: shutting down: finishing in-flight requests");
+    let failed = tokio::select! {
+        () = shutdown => None,
+        reason = server.engine_failed() => Some(reason),
+    };
+    match &failed {
+        None => println!("surge: shutting down: finishing in-flight requests"),
+        Some(reason) => {
+            eprintln!("surge: the engine failed ({reason}); stopping: draining requests")
+        }
+    }
     server.stop().await?;
+    if let Some(reason) = failed {
+        return Err(ServerError::EngineFailed(reason));
+    }
     println!("surge: stopped; everything acknowledged is durable");
     Ok(())
 }

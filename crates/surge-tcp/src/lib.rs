@@ -12,7 +12,8 @@
 //! API on tokio's blocking pool, never through the log. A bad frame
 //! closes only its own connection (after an `Error` frame); a bad request only gets a
 //! `rejected` reply. On shutdown the server stops accepting and reading, answers every
-//! admitted request, then returns. [`TcpMetrics`] counts all of it.
+//! admitted request, then returns. [`TcpMetrics`] counts all of it; [`serve_with_hook`]
+//! also tells the caller each time the engine fails a request (it is fail-stop).
 //!
 //! This crate owns sockets and tasks; it never touches the log or the state machine
 //! except through `surge_engine::Engine`, and never blocks an engine thread (completions
@@ -33,4 +34,4 @@ mod writer;
 pub use auth::Authenticator;
 pub use limits::TcpLimits;
 pub use metrics::{MetricKind, MetricSample, TcpMetrics};
-pub use server::{serve, serve_with_metrics};
+pub use server::{serve, serve_with_hook, serve_with_metrics, EngineFailureHook};

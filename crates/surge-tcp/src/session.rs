@@ -238,6 +238,7 @@ impl Session {
         };
         TcpMetrics::add(&metrics.commands, u64::from(request.count));
         let completions = self.completions.clone();
+        let on_engine_failure = self.shared.on_engine_failure.clone();
         let done = Box::new(move |result: Result<Vec<ResultCode>, EngineError>| {
             let reply = match result {
                 Ok(codes) => Outgoing::Codes {
@@ -247,7 +248,10 @@ impl Session {
                     admission,
                 },
                 Err(error) if error.is_busy() => busy(Some(admission)),
-                Err(_) => rejected(ErrorCode::EngineFailed, Some(admission)),
+                Err(error) => {
+                    on_engine_failure(&error);
+                    rejected(ErrorCode::EngineFailed, Some(admission))
+                }
             };
             // The writer may be gone (the client vanished): the reply and its admission
             // are dropped here. The batch is durable anyway.
@@ -258,6 +262,7 @@ impl Session {
             if error.is_busy() {
                 self.reply(busy(None)).await;
             } else {
+                (self.shared.on_engine_failure)(&error);
                 self.reply(rejected(ErrorCode::EngineFailed, None)).await;
             }
         }

@@ -211,17 +211,20 @@ async fn submit(state: &AppState, batch: &BatchBuf) -> Result<Vec<ResultCode>, R
             let detail = format!("the engine's queue is full: {error}");
             return Err(Problem::edge(EdgeCode::Busy, detail).into_response());
         }
-        return Err(engine_failed(&error.to_string()));
+        return Err(engine_failed(state, &error.to_string()));
     }
     match receiver.await {
         Ok(Ok(codes)) if codes.len() == batch.as_batch().len() => Ok(codes),
-        Ok(Ok(codes)) => Err(engine_failed(&format!(
-            "{} codes for {} commands",
-            codes.len(),
-            batch.as_batch().len()
-        ))),
-        Ok(Err(error)) => Err(engine_failed(&error.to_string())),
-        Err(_) => Err(engine_failed("the engine dropped the batch")),
+        Ok(Ok(codes)) => Err(engine_failed(
+            state,
+            &format!(
+                "{} codes for {} commands",
+                codes.len(),
+                batch.as_batch().len()
+            ),
+        )),
+        Ok(Err(error)) => Err(engine_failed(state, &error.to_string())),
+        Err(_) => Err(engine_failed(state, "the engine dropped the batch")),
     }
 }
 
@@ -235,11 +238,14 @@ async fn submit_coalesced(state: &AppState, batch: &BatchBuf) -> Result<ResultCo
             let detail = format!("the engine's queue is full: {reason}");
             Err(Problem::edge(EdgeCode::Busy, detail).into_response())
         }
-        Err(Refusal::Failed(reason)) => Err(engine_failed(&reason)),
+        Err(Refusal::Failed(reason)) => Err(engine_failed(state, &reason)),
     }
 }
 
-fn engine_failed(detail: &str) -> Response {
+/// A command the engine failed: answered `500 engine_failed`, and reported, so the server
+/// stops (see [`crate::engine_failure`]).
+fn engine_failed(state: &AppState, detail: &str) -> Response {
+    state.engine_failure.report(detail);
     Problem::edge(EdgeCode::EngineFailed, detail).into_response()
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) dispatch_ready: Arc<Notify>,
     /// Single-command requests share engine batches.
     pub(crate) coalescer: Arc<crate::coalesce::Coalescer>,
+    /// Where a command answered `engine_failed` reports it (the server then stops).
+    pub(crate) engine_failure: crate::engine_failure::EngineFailure,
 }
 
 impl AppState {
