@@ -1,6 +1,8 @@
 //! Fuzz target: arbitrary bytes into the frame decoder. It must never panic, never claim a
 //! frame longer than the bytes it was given, and every frame it decodes must encode back to
 //! exactly the bytes it came from (so the decoder accepts nothing the encoder cannot say).
+//! The entries of a decoded `LookupReply` are decoded too: never a panic, and every entry
+//! that decodes encodes back to its bytes.
 //!
 //! The input is decoded twice: as it is (which mostly exercises the checks before the
 //! checksum), and with the first frame's checksum rewritten to match, so that the fuzzer
@@ -9,7 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use surge_protocol::constants::HEADER_SIZE_BYTES;
-use surge_protocol::{FrameDecoder, FrameError};
+use surge_protocol::{Frame, FrameDecoder, FrameError, LookupEntry, LookupStatus};
 
 /// Offset and size of the header's checksum field.
 const CHECKSUM_OFFSET: usize = 20;
@@ -23,11 +25,17 @@ fn decode_all(decoder: &FrameDecoder, data: &[u8]) {
                 let mut again = Vec::new();
                 frame.encode(&mut again);
                 assert_eq!(again.as_slice(), &rest[..size]);
+                check_entries(&frame);
                 rest = &rest[size..];
             }
-            Err(FrameError::Request {
-                frame_size_bytes, ..
-            }) => {
+            Err(
+                FrameError::Request {
+                    frame_size_bytes, ..
+                }
+                | FrameError::Lookup {
+                    frame_size_bytes, ..
+                },
+            ) => {
                 assert!(frame_size_bytes <= rest.len());
                 rest = &rest[frame_size_bytes..];
             }
@@ -35,6 +43,25 @@ fn decode_all(decoder: &FrameDecoder, data: &[u8]) {
         }
     }
     let _ = decoder.frame_size_needed(data);
+}
+
+/// Decodes every entry of a found lookup reply; those that decode must encode back.
+fn check_entries(frame: &Frame<'_>) {
+    let Frame::LookupReply(reply) = frame else {
+        return;
+    };
+    let LookupStatus::Found(entries) = reply.status else {
+        return;
+    };
+    let size = entries.operation().entry_size_bytes();
+    for (bytes, entry) in entries.bytes().chunks_exact(size).zip(entries.iter()) {
+        if let Ok(entry) = entry {
+            let mut again = Vec::new();
+            entry.encode(&mut again);
+            assert_eq!(again.as_slice(), bytes);
+            assert_eq!(LookupEntry::decode(entries.operation(), bytes), Ok(entry));
+        }
+    }
 }
 
 /// `data` with the first frame's checksum made to match its header and body.

@@ -1,6 +1,6 @@
-//! Calls waiting to be sent, one queue per operation, and the packing of many calls into
-//! one request: as many whole calls of one operation as fit the request limits, in the
-//! order they were made.
+//! Calls waiting to be sent, one queue per operation (and one for lookups), and the
+//! packing of many calls into one request: as many whole calls of one operation as fit the
+//! request limits, in the order they were made. A lookup call goes alone in its frame.
 
 use std::collections::VecDeque;
 
@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::ClientError;
+use crate::lookup::LookupCall;
 
 /// Queues: one per operation byte (0..=11).
 const OPERATIONS: usize = 12;
@@ -52,17 +53,30 @@ impl Call {
     }
 }
 
+/// What a caller hands the driver.
+#[derive(Debug)]
+pub(crate) enum Submission {
+    /// Commands, packed with other callers' commands of the operation.
+    Commands(Call),
+    /// A lookup, sent in a frame of its own.
+    Lookup(LookupCall),
+}
+
 /// The calls not yet sent (or to be sent again).
 #[derive(Debug, Default)]
 pub(crate) struct Queues {
     queues: [VecDeque<Call>; OPERATIONS],
+    lookups: VecDeque<LookupCall>,
     /// The operation to look at first next time, so no operation starves.
     next: usize,
 }
 
 impl Queues {
-    pub fn push_back(&mut self, call: Call) {
-        self.queues[call.operation as usize].push_back(call);
+    pub fn push_back(&mut self, submission: Submission) {
+        match submission {
+            Submission::Commands(call) => self.queues[call.operation as usize].push_back(call),
+            Submission::Lookup(call) => self.lookups.push_back(call),
+        }
     }
 
     /// Puts a call back at the front (a retry goes before newer calls).
@@ -70,8 +84,18 @@ impl Queues {
         self.queues[call.operation as usize].push_front(call);
     }
 
+    /// Puts a lookup back at the front.
+    pub fn push_lookup_front(&mut self, call: LookupCall) {
+        self.lookups.push_front(call);
+    }
+
+    /// The oldest lookup waiting, if any.
+    pub fn take_lookup(&mut self) -> Option<LookupCall> {
+        self.lookups.pop_front()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.queues.iter().all(VecDeque::is_empty)
+        self.queues.iter().all(VecDeque::is_empty) && self.lookups.is_empty()
     }
 
     /// Drops calls past their deadline (answering `Timeout`) or abandoned by their caller.
@@ -79,11 +103,16 @@ impl Queues {
         for queue in &mut self.queues {
             queue.retain_mut(|call| !call.expire(now) && !call.abandoned());
         }
+        self.lookups
+            .retain_mut(|call| !call.expire(now) && !call.abandoned());
     }
 
     /// The earliest deadline of a queued call.
     pub fn deadline_min(&self) -> Option<Instant> {
-        self.queues.iter().flatten().map(|call| call.deadline).min()
+        let commands = self.queues.iter().flatten().map(|call| call.deadline);
+        commands
+            .chain(self.lookups.iter().map(|call| call.deadline))
+            .min()
     }
 
     /// Answers every queued call with `error`.
@@ -92,6 +121,9 @@ impl Queues {
             for mut call in queue.drain(..) {
                 call.finish(Err(error.clone()));
             }
+        }
+        for mut call in self.lookups.drain(..) {
+            call.finish(Err(error.clone()));
         }
     }
 
@@ -153,9 +185,17 @@ mod tests {
     fn packs_whole_calls_of_one_operation_up_to_the_limits() {
         let mut queues = Queues::default();
         for _ in 0..5 {
-            queues.push_back(call(Operation::CreateTransfers, 3, false));
+            queues.push_back(Submission::Commands(call(
+                Operation::CreateTransfers,
+                3,
+                false,
+            )));
         }
-        queues.push_back(call(Operation::CreateAccounts, 1, false));
+        queues.push_back(Submission::Commands(call(
+            Operation::CreateAccounts,
+            1,
+            false,
+        )));
         let (operation, calls, count) = queues.take_request(10, usize::MAX).unwrap();
         assert_eq!(operation, Operation::CreateAccounts);
         assert_eq!((calls.len(), count), (1, 1));
@@ -171,9 +211,21 @@ mod tests {
     #[test]
     fn an_open_chain_ends_the_request() {
         let mut queues = Queues::default();
-        queues.push_back(call(Operation::CreateTransfers, 2, false));
-        queues.push_back(call(Operation::CreateTransfers, 2, true));
-        queues.push_back(call(Operation::CreateTransfers, 2, false));
+        queues.push_back(Submission::Commands(call(
+            Operation::CreateTransfers,
+            2,
+            false,
+        )));
+        queues.push_back(Submission::Commands(call(
+            Operation::CreateTransfers,
+            2,
+            true,
+        )));
+        queues.push_back(Submission::Commands(call(
+            Operation::CreateTransfers,
+            2,
+            false,
+        )));
         let (_, calls, count) = queues.take_request(100, usize::MAX).unwrap();
         assert_eq!((calls.len(), count), (2, 4));
         let (_, calls, _) = queues.take_request(100, usize::MAX).unwrap();

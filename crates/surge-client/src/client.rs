@@ -1,27 +1,31 @@
 //! The client handle: one method per operation, each returning one result code per
-//! command. Cheap to clone; every clone shares one connection and one driver task.
+//! command, and one per lookup operation, each returning one answer per id. Cheap to
+//! clone; every clone shares one connection and one driver task.
 
 use std::time::Duration;
 
 use surge_core::constants::BATCH_EVENTS_MAX;
-use surge_core::{account_flags, transfer_flags, Account, Batch, DispatchAck, Order};
-use surge_core::{OrderAction, Reservation, ReservationKey, ResultCode, Sku, Transfer};
-use surge_protocol::{ErrorCode, Scopes};
+use surge_core::{account_flags, transfer_flags, Account, AccountId, Batch, DispatchAck};
+use surge_core::{Order, OrderAction, OrderId, OrderLookup, Reservation, ReservationKey};
+use surge_core::{ResultCode, Sku, SkuId, Transfer, TransferId, TransferLookup};
+use surge_protocol::constants::LOOKUP_IDS_MAX;
+use surge_protocol::{ErrorCode, LookupEntry, LookupOperation, Scopes};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::batcher::Call;
+use crate::batcher::{Call, Submission};
 use crate::config::ClientConfig;
 use crate::connection::{self, ConnectError};
 use crate::constants::CALLS_QUEUED_MAX;
 use crate::driver::Driver;
 use crate::error::ClientError;
+use crate::lookup::{self, LookupCall};
 
 /// A connection to a Surge server that batches the calls of many tasks into few requests.
 /// Clone it freely; the driver task ends when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct Client {
-    calls: mpsc::Sender<Call>,
+    calls: mpsc::Sender<Submission>,
     call_timeout: Duration,
 }
 
@@ -89,10 +93,108 @@ impl Client {
             reply: Some(reply),
         };
         self.calls
-            .send(call)
+            .send(Submission::Commands(call))
             .await
             .map_err(|_| ClientError::Closed)?;
         answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Looks `ids` up (all of `operation`'s kind; SKU ids must fit 64 bits) and waits for
+    /// one answer per id, in order: the entry found, or `None`. Needs the `read` scope.
+    /// Retried after `busy` or a lost connection until `deadline`, like commands (a lookup
+    /// changes nothing, so a retry is always safe).
+    pub async fn lookup_until(
+        &self,
+        operation: LookupOperation,
+        ids: &[u128],
+        deadline: Instant,
+    ) -> Result<Vec<Option<LookupEntry>>, ClientError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ids.len() > LOOKUP_IDS_MAX {
+            return Err(ClientError::TooManyIds {
+                count: ids.len(),
+                max: LOOKUP_IDS_MAX,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        let call = LookupCall {
+            operation,
+            count: u32::try_from(ids.len()).expect("at most LOOKUP_IDS_MAX"),
+            ids: lookup::ids_body(operation, ids),
+            deadline,
+            attempts: 0,
+            reply: Some(reply),
+        };
+        self.calls
+            .send(Submission::Lookup(call))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let found = answer.await.unwrap_or(Err(ClientError::Closed))?;
+        lookup::match_ids(operation, ids, &found)
+    }
+
+    /// [`Client::lookup_until`] with the configured call timeout.
+    async fn lookup(
+        &self,
+        operation: LookupOperation,
+        ids: &[u128],
+    ) -> Result<Vec<Option<LookupEntry>>, ClientError> {
+        self.lookup_until(operation, ids, Instant::now() + self.call_timeout)
+            .await
+    }
+
+    /// Reads accounts (lookup operation 1): one answer per id, `None` if no account has it.
+    pub async fn lookup_accounts(
+        &self,
+        ids: &[AccountId],
+    ) -> Result<Vec<Option<Account>>, ClientError> {
+        let ids: Vec<u128> = ids.iter().map(|id| id.0).collect();
+        let entries = self.lookup(LookupOperation::Accounts, &ids).await?;
+        typed(entries, |entry| match entry {
+            LookupEntry::Account(account) => Some(account),
+            _ => None,
+        })
+    }
+
+    /// Reads transfers (lookup operation 2): committed (with the transfer as applied and,
+    /// for a pending one, where it stands) or failed (the code its id failed with), or
+    /// `None` if no transfer has the id.
+    pub async fn lookup_transfers(
+        &self,
+        ids: &[TransferId],
+    ) -> Result<Vec<Option<TransferLookup>>, ClientError> {
+        let ids: Vec<u128> = ids.iter().map(|id| id.0).collect();
+        let entries = self.lookup(LookupOperation::Transfers, &ids).await?;
+        typed(entries, |entry| match entry {
+            LookupEntry::Transfer { lookup, .. } => Some(lookup),
+            _ => None,
+        })
+    }
+
+    /// Reads SKUs (lookup operation 3) with their unit counters, `None` for unknown ids.
+    pub async fn lookup_skus(&self, ids: &[SkuId]) -> Result<Vec<Option<Sku>>, ClientError> {
+        let ids: Vec<u128> = ids.iter().map(|id| u128::from(id.0)).collect();
+        let entries = self.lookup(LookupOperation::Skus, &ids).await?;
+        typed(entries, |entry| match entry {
+            LookupEntry::Sku(sku) => Some(sku),
+            _ => None,
+        })
+    }
+
+    /// Reads orders (lookup operation 4): placed (the order with its status, expiry and
+    /// settling transfers) or failed, or `None` if no order has the id.
+    pub async fn lookup_orders(
+        &self,
+        ids: &[OrderId],
+    ) -> Result<Vec<Option<OrderLookup>>, ClientError> {
+        let ids: Vec<u128> = ids.iter().map(|id| id.0).collect();
+        let entries = self.lookup(LookupOperation::Orders, &ids).await?;
+        typed(entries, |entry| match entry {
+            LookupEntry::Order { lookup, .. } => Some(lookup),
+            _ => None,
+        })
     }
 
     /// Submits `batch` with the configured call timeout.
@@ -179,4 +281,21 @@ impl Client {
     pub async fn ack_dispatch(&self, acks: &[DispatchAck]) -> Result<Vec<ResultCode>, ClientError> {
         self.submit(Batch::AckDispatch(acks)).await
     }
+}
+
+/// The entries as the typed answers of one operation (`match_ids` checked the operation:
+/// every entry is of it).
+fn typed<T>(
+    entries: Vec<Option<LookupEntry>>,
+    pick: impl Fn(LookupEntry) -> Option<T>,
+) -> Result<Vec<Option<T>>, ClientError> {
+    entries
+        .into_iter()
+        .map(|entry| match entry {
+            None => Ok(None),
+            Some(entry) => pick(entry)
+                .map(Some)
+                .ok_or_else(|| ClientError::Protocol("an entry of another lookup".to_string())),
+        })
+        .collect()
 }

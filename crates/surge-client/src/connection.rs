@@ -2,7 +2,7 @@
 //! server's frames into [`Incoming`] events for the driver.
 
 use surge_core::ResultCode;
-use surge_protocol::{ErrorCode, Frame, FrameDecoder, Hello, ReplyStatus, Welcome};
+use surge_protocol::{ErrorCode, Frame, FrameDecoder, Hello, LookupStatus, ReplyStatus, Welcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -17,6 +17,12 @@ use crate::constants::READ_CHUNK_SIZE_BYTES;
 pub(crate) enum Outcome {
     /// One code per command (or the first number this client does not know).
     Codes(Result<Vec<ResultCode>, u32>),
+    /// A lookup's entries.
+    Found {
+        operation: u8,
+        ids_count: u32,
+        entries: Vec<u8>,
+    },
     /// Not admitted; retry later.
     Busy,
     /// Refused, with the reason.
@@ -26,7 +32,7 @@ pub(crate) enum Outcome {
 /// An event from the reader task.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    /// A reply to a request.
+    /// A reply to a request or a lookup.
     Reply { request_id: u64, outcome: Outcome },
     /// An answer to a ping, or anything else that proves the server alive.
     Alive,
@@ -154,6 +160,18 @@ fn incoming(frame: Frame<'_>) -> Incoming {
                 ReplyStatus::Ok(codes) => Outcome::Codes(codes.to_vec()),
                 ReplyStatus::Busy => Outcome::Busy,
                 ReplyStatus::Rejected(code) => Outcome::Rejected(code),
+            },
+        },
+        Frame::LookupReply(reply) => Incoming::Reply {
+            request_id: reply.request_id,
+            outcome: match reply.status {
+                LookupStatus::Found(entries) => Outcome::Found {
+                    operation: reply.operation,
+                    ids_count: entries.ids_count(),
+                    entries: entries.bytes().to_vec(),
+                },
+                LookupStatus::Busy => Outcome::Busy,
+                LookupStatus::Rejected(code) => Outcome::Rejected(code),
             },
         },
         Frame::Pong { .. } | Frame::Ping { .. } => Incoming::Alive,

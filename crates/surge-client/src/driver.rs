@@ -1,7 +1,8 @@
 //! The driver task: owns the connection, the queues of calls and the requests in flight.
 //! Calls from every task arrive on one channel; while earlier requests are in flight they
 //! queue up, and each time a slot frees the queued calls of one operation are packed into
-//! one request. Replies are matched by request id and split back into the callers'
+//! one request (a lookup goes in a frame of its own; lookups and requests take turns for
+//! the slots). Replies are matched by request id and split back into the callers'
 //! results. A `busy` reply, a lost connection or a silent server sends the same calls
 //! again (same ids) until each call's deadline.
 
@@ -10,28 +11,46 @@ use std::time::Duration;
 
 use surge_core::ResultCode;
 use surge_protocol::constants::{HEADER_SIZE_BYTES, REQUEST_COMMANDS_MAX};
-use surge_protocol::{encode_request, ErrorCode, Frame};
+use surge_protocol::{encode_lookup, encode_request, ErrorCode, Frame};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::batcher::{Call, Queues};
+use crate::batcher::{Call, Queues, Submission};
 use crate::config::ClientConfig;
 use crate::connection::{self, ConnectError, Connection, Incoming, Outcome};
 use crate::constants::{BUSY_BACKOFF_MAX, BUSY_BACKOFF_MIN, DEADLINE_CHECK_INTERVAL};
 use crate::constants::{RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 use crate::error::ClientError;
+use crate::lookup::{Found, LookupCall};
 
 /// What ended a wait.
 enum Wake {
-    Call(Option<Call>),
+    Call(Option<Submission>),
     Event(Option<Incoming>),
     Check,
 }
 
-/// A request sent and not yet answered.
-struct InFlight {
-    calls: Vec<Call>,
+/// A request or lookup sent and not yet answered.
+enum InFlight {
+    /// A request: the calls packed into it, in order.
+    Commands(Vec<Call>),
+    /// A lookup: its one call.
+    Lookup(LookupCall),
+}
+
+impl InFlight {
+    /// Answers every call of it with `error`.
+    fn fail(&mut self, error: &ClientError) {
+        match self {
+            InFlight::Commands(calls) => {
+                for call in calls {
+                    call.finish(Err(error.clone()));
+                }
+            }
+            InFlight::Lookup(call) => call.finish(Err(error.clone())),
+        }
+    }
 }
 
 /// Limits of the current connection, from its `Welcome`.
@@ -45,7 +64,7 @@ struct Window {
 pub(crate) struct Driver {
     address: String,
     config: ClientConfig,
-    calls: mpsc::Receiver<Call>,
+    calls: mpsc::Receiver<Submission>,
     calls_closed: bool,
     queues: Queues,
     connection: Option<(Connection, Window)>,
@@ -58,6 +77,8 @@ pub(crate) struct Driver {
     reconnect_backoff: Duration,
     last_received: Instant,
     ping_sent: bool,
+    /// Whether a lookup gets the next free slot before a request (they take turns).
+    lookup_turn: bool,
     out: Vec<u8>,
 }
 
@@ -69,7 +90,7 @@ impl Driver {
     pub fn new(
         address: String,
         config: ClientConfig,
-        calls: mpsc::Receiver<Call>,
+        calls: mpsc::Receiver<Submission>,
         connection: Connection,
     ) -> Driver {
         let now = Instant::now();
@@ -88,6 +109,7 @@ impl Driver {
             reconnect_backoff: RECONNECT_BACKOFF_MIN,
             last_received: now,
             ping_sent: false,
+            lookup_turn: false,
             out: Vec::new(),
         };
         driver.adopt(connection);
@@ -170,8 +192,15 @@ impl Driver {
     fn expire(&mut self, now: Instant) {
         self.queues.expire(now);
         for request in self.in_flight.values_mut() {
-            for call in &mut request.calls {
-                call.expire(now);
+            match request {
+                InFlight::Commands(calls) => {
+                    for call in calls {
+                        call.expire(now);
+                    }
+                }
+                InFlight::Lookup(call) => {
+                    call.expire(now);
+                }
             }
         }
     }
@@ -224,7 +253,8 @@ impl Driver {
         self.reconnect_backoff = doubled(self.reconnect_backoff, RECONNECT_BACKOFF_MAX);
     }
 
-    /// Packs queued calls into requests while the window has room, and writes them.
+    /// Packs queued calls into requests and lookups while the window has room, and writes
+    /// them.
     async fn send_requests(&mut self) {
         let Some((_, window)) = self.connection.as_ref() else {
             return;
@@ -235,33 +265,14 @@ impl Driver {
         }
         self.out.clear();
         while self.in_flight.len() < window.requests_in_flight_max {
-            let body_max = window.body_size_bytes_max;
-            let Some((operation, mut calls, count)) =
-                self.queues.take_request(window.commands_max, body_max)
-            else {
-                break;
+            let took = match self.lookup_turn {
+                true => self.pack_lookup(window) || self.pack_request(window),
+                false => self.pack_request(window) || self.pack_lookup(window),
             };
-            let body_size: usize = calls.iter().map(|call| call.body.len()).sum();
-            if count as usize > window.commands_max || body_size > body_max {
-                // One call alone over the server's limits: it can never be sent.
-                let max = window
-                    .commands_max
-                    .min(body_max / operation.record_size_bytes());
-                for call in &mut calls {
-                    let count = call.count as usize;
-                    call.finish(Err(ClientError::TooManyCommands { count, max }));
-                }
-                continue;
+            if !took {
+                break;
             }
-            let request_id = self.request_id_next;
-            self.request_id_next += 1;
-            let parts: Vec<&[u8]> = calls.iter().map(|call| call.body.as_slice()).collect();
-            self.out.reserve(HEADER_SIZE_BYTES + body_size);
-            encode_request(&mut self.out, request_id, operation, count, &parts);
-            for call in &mut calls {
-                call.attempts += 1;
-            }
-            self.in_flight.insert(request_id, InFlight { calls });
+            self.lookup_turn = !self.lookup_turn;
         }
         if self.out.is_empty() {
             return;
@@ -274,6 +285,69 @@ impl Driver {
         if !matches!(written, Ok(Ok(()))) {
             self.lose_connection();
         }
+    }
+
+    fn next_request_id(&mut self) -> u64 {
+        let request_id = self.request_id_next;
+        self.request_id_next += 1;
+        request_id
+    }
+
+    /// Packs the next request into `out`; false if no command call is queued.
+    fn pack_request(&mut self, window: Window) -> bool {
+        let body_max = window.body_size_bytes_max;
+        let Some((operation, mut calls, count)) =
+            self.queues.take_request(window.commands_max, body_max)
+        else {
+            return false;
+        };
+        let body_size: usize = calls.iter().map(|call| call.body.len()).sum();
+        if count as usize > window.commands_max || body_size > body_max {
+            // One call alone over the server's limits: it can never be sent.
+            let max = window
+                .commands_max
+                .min(body_max / operation.record_size_bytes());
+            for call in &mut calls {
+                let count = call.count as usize;
+                call.finish(Err(ClientError::TooManyCommands { count, max }));
+            }
+            return true;
+        }
+        let request_id = self.next_request_id();
+        let parts: Vec<&[u8]> = calls.iter().map(|call| call.body.as_slice()).collect();
+        self.out.reserve(HEADER_SIZE_BYTES + body_size);
+        encode_request(&mut self.out, request_id, operation, count, &parts);
+        for call in &mut calls {
+            call.attempts += 1;
+        }
+        self.in_flight.insert(request_id, InFlight::Commands(calls));
+        true
+    }
+
+    /// Packs the next lookup into `out`; false if none is queued.
+    fn pack_lookup(&mut self, window: Window) -> bool {
+        let Some(mut call) = self.queues.take_lookup() else {
+            return false;
+        };
+        if call.ids.len() > window.body_size_bytes_max {
+            // Over the server's announced frame limit: it can never be sent.
+            let count = call.count as usize;
+            let max = window.body_size_bytes_max / call.operation.id_size_bytes();
+            call.finish(Err(ClientError::TooManyIds { count, max }));
+            return true;
+        }
+        let request_id = self.next_request_id();
+        self.out.reserve(HEADER_SIZE_BYTES + call.ids.len());
+        encode_lookup(
+            &mut self.out,
+            request_id,
+            call.operation,
+            call.count,
+            &call.ids,
+        );
+        call.attempts += 1;
+        self.in_flight.insert(request_id, InFlight::Lookup(call));
+        true
     }
 
     fn handle(&mut self, event: Incoming) {
@@ -296,40 +370,71 @@ impl Driver {
         }
     }
 
-    /// Hands a reply's codes to its calls, or queues the calls again.
-    fn settle(&mut self, mut request: InFlight, outcome: Outcome) {
-        match outcome {
-            Outcome::Codes(Ok(codes)) => {
-                self.busy_backoff = BUSY_BACKOFF_MIN;
-                self.reconnect_backoff = RECONNECT_BACKOFF_MIN;
-                split(&mut request.calls, &codes);
-            }
-            Outcome::Codes(Err(number)) => {
-                let error = ClientError::Protocol(format!("unknown result code {number}"));
-                for call in &mut request.calls {
-                    call.finish(Err(error.clone()));
-                }
-            }
+    /// Hands a reply's codes (or a lookup's entries) to its calls, or queues the calls
+    /// again.
+    fn settle(&mut self, request: InFlight, outcome: Outcome) {
+        match (request, outcome) {
             // Nothing happened (busy), or the outcome is unknown (the engine failed; the
             // same ids make the retry safe): send the same calls again after a pause.
-            Outcome::Busy
-            | Outcome::Rejected(ErrorCode::EngineFailed | ErrorCode::RequestIdInFlight) => {
+            (
+                request,
+                Outcome::Busy
+                | Outcome::Rejected(ErrorCode::EngineFailed | ErrorCode::RequestIdInFlight),
+            ) => {
                 self.hold_until = Instant::now() + self.busy_backoff;
                 self.busy_backoff = doubled(self.busy_backoff, BUSY_BACKOFF_MAX);
                 self.requeue(request);
             }
-            Outcome::Rejected(code) => {
-                for call in &mut request.calls {
-                    call.finish(Err(ClientError::Rejected(code)));
-                }
+            (mut request, Outcome::Rejected(code)) => {
+                request.fail(&ClientError::Rejected(code));
+            }
+            (InFlight::Commands(mut calls), Outcome::Codes(Ok(codes))) => {
+                self.answered();
+                split(&mut calls, &codes);
+            }
+            (
+                InFlight::Lookup(mut call),
+                Outcome::Found {
+                    operation,
+                    ids_count,
+                    entries,
+                },
+            ) if operation == call.operation as u8 => {
+                self.answered();
+                call.finish(Ok(Found { ids_count, entries }));
+            }
+            (mut request, Outcome::Codes(Err(number))) => {
+                request.fail(&ClientError::Protocol(format!(
+                    "unknown result code {number}"
+                )));
+            }
+            (mut request, _) => {
+                let reason = "a reply that does not fit its request (codes for a lookup, \
+                              entries for a request or another lookup operation)";
+                request.fail(&ClientError::Protocol(reason.to_string()));
             }
         }
     }
 
+    /// A request was answered: the server is healthy, backoffs start over.
+    fn answered(&mut self) {
+        self.busy_backoff = BUSY_BACKOFF_MIN;
+        self.reconnect_backoff = RECONNECT_BACKOFF_MIN;
+    }
+
     fn requeue(&mut self, request: InFlight) {
-        for call in request.calls.into_iter().rev() {
-            if !call.abandoned() {
-                self.queues.push_front(call);
+        match request {
+            InFlight::Commands(calls) => {
+                for call in calls.into_iter().rev() {
+                    if !call.abandoned() {
+                        self.queues.push_front(call);
+                    }
+                }
+            }
+            InFlight::Lookup(call) => {
+                if !call.abandoned() {
+                    self.queues.push_lookup_front(call);
+                }
             }
         }
     }

@@ -29,6 +29,15 @@ pub enum ClientError {
         /// The limit.
         max: usize,
     },
+    /// More ids in one lookup than a `Lookup` may carry (4,096, or fewer if the server
+    /// announced a smaller frame limit).
+    #[error("{count} ids in one lookup, more than the limit of {max}")]
+    TooManyIds {
+        /// Ids in the call.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The first connection failed (later failures are retried until the deadline).
     #[error("connecting failed: {0}")]
     Connect(String),

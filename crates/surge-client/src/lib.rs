@@ -39,6 +39,12 @@
 //! `id_already_failed` if it failed) instead of taking effect twice. That is also why
 //! `Timeout` is not "it did not happen": call again with the same records to find out.
 //!
+//! **Lookups.** `lookup_accounts`, `lookup_transfers`, `lookup_skus` and `lookup_orders`
+//! (scope `read`) read up to 4,096 records by id in one `Lookup` frame and return one
+//! answer per id, in order (`None`: not found). Each call goes in a frame of its own,
+//! takes turns with requests for the in-flight slots, and is retried after `busy` or a lost
+//! connection until its deadline like a command.
+//!
 //! **Ids.** Make each command's id once, when the intent is first recorded (the order row,
 //! the payment attempt), and keep it: a fresh id on retry is a second payment. [`id`]
 //! makes time-ordered 128-bit ids (milliseconds since the Unix epoch in the high 48 bits,
@@ -57,6 +63,7 @@ pub mod constants;
 mod driver;
 mod error;
 mod id;
+mod lookup;
 
 pub use client::Client;
 pub use config::ClientConfig;

@@ -1,6 +1,7 @@
 //! The client against the real TCP server and a real engine on loopback: every operation,
-//! batching of concurrent calls, `busy` retries, deadlines when the server is gone, and a
-//! retry after a dropped connection that answers `exists` instead of paying twice.
+//! batching of concurrent calls, `busy` retries (lookups too), deadlines when the server is
+//! gone, and a retry after a dropped connection that answers `exists` instead of paying
+//! twice.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -398,4 +399,54 @@ async fn a_retry_after_a_dropped_connection_answers_exists_not_a_second_effect()
         "accounts, the lost attempt and the retry"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_take_turns_with_commands_and_are_retried_after_busy() {
+    // One request in flight in the whole server: concurrent lookups and commands are
+    // `busy` at first and retried until answered.
+    let limits = TcpLimits {
+        requests_in_flight_max: 1,
+        requests_in_flight_per_connection_max: 4,
+        ..TcpLimits::default()
+    };
+    let mut server = with_accounts(limits).await;
+    let client = client(server.address).await;
+    for round in 0..5u64 {
+        let transfers = [transfer(u128::from(100 + round), BANK, SHOP, 1)];
+        let (paid, accounts, missing) = tokio::join!(
+            client.create_transfers(&transfers),
+            client.lookup_accounts(&[AccountId(SHOP), AccountId(77), AccountId(BANK)]),
+            client.lookup_skus(&[SkuId(5)]),
+        );
+        assert!(ok(paid));
+        let accounts = accounts.expect("accounts looked up");
+        assert_eq!(accounts.len(), 3);
+        assert!(accounts[0].is_some() && accounts[1].is_none() && accounts[2].is_some());
+        assert_eq!(missing.expect("SKUs looked up"), [None]);
+    }
+    let busy = server.metrics.value("surge_tcp_replies_busy_total");
+    assert!(busy.expect("metric") > 0, "no busy reply was provoked");
+    let found = client.lookup_transfers(&[TransferId(104)]).await.unwrap();
+    assert!(found[0].is_some(), "the last payment is there");
+    let too_many = vec![AccountId(1); 4_097];
+    assert_eq!(
+        client.lookup_accounts(&too_many).await,
+        Err(ClientError::TooManyIds {
+            count: 4_097,
+            max: 4_096
+        })
+    );
+    assert_eq!(client.lookup_orders(&[]).await, Ok(Vec::new()));
+    server.stop().await;
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(300);
+    let result = client
+        .lookup_until(surge_protocol::LookupOperation::Accounts, &[1], deadline)
+        .await;
+    assert!(
+        matches!(result, Err(ClientError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(start.elapsed() < Duration::from_millis(1_300));
 }

@@ -5,9 +5,10 @@
 //!
 //! Checks run in this order: magic (as soon as the bytes are there), version, body size
 //! against the limit, then, once the whole frame is there, the checksum, the kind, and the
-//! kind's fields and body. Errors found after the checksum in a `Request` are
-//! [`FrameError::Request`]: the request id is trustworthy, the frame's extent is known, so
-//! the server rejects that one request and the connection goes on. Every other error is
+//! kind's fields and body. Errors found after the checksum in a `Request` (or a `Lookup`)
+//! are [`FrameError::Request`] ([`FrameError::Lookup`]): the request id is trustworthy, the
+//! frame's extent is known, so the server rejects that one request and the connection goes
+//! on. Every other error is
 //! fatal to the connection: the stream cannot be trusted past it.
 
 use surge_core::Operation;
@@ -21,6 +22,7 @@ use crate::error_code::ErrorCode;
 use crate::frame::Welcome;
 use crate::frame::{status, Frame, Hello, Message, Reply, ReplyStatus, Request, ResultCodes};
 use crate::header::{checksum, offset, FrameKind, Header};
+use crate::lookup::{decode_lookup, decode_lookup_reply, LookupError};
 use crate::scopes::Scopes;
 
 /// Why bytes are not a frame.
@@ -98,6 +100,19 @@ pub enum FrameError {
         /// Why it is refused.
         reason: RequestError,
     },
+    /// A well-formed `Lookup` frame that the server must refuse. Not fatal: the frame's
+    /// bytes are skipped and the lookup gets a `rejected` lookup reply.
+    #[error("lookup {request_id}: {reason}")]
+    Lookup {
+        /// The lookup's id.
+        request_id: u64,
+        /// The operation byte, echoed in the reply.
+        operation: u8,
+        /// The whole frame's size in bytes, to skip it.
+        frame_size_bytes: usize,
+        /// Why it is refused.
+        reason: LookupError,
+    },
 }
 
 /// Why a checksummed `Request` frame is refused.
@@ -158,12 +173,14 @@ impl FrameError {
             FrameError::BodySizeInvalid { .. } => ErrorCode::BodySizeInvalid,
             FrameError::MessageNotUtf8 { .. } => ErrorCode::MessageNotUtf8,
             FrameError::Request { reason, .. } => reason.code(),
+            FrameError::Lookup { reason, .. } => reason.code(),
         }
     }
 
-    /// Whether the connection must close: every error but [`FrameError::Request`].
+    /// Whether the connection must close: every error but [`FrameError::Request`] and
+    /// [`FrameError::Lookup`].
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, FrameError::Request { .. })
+        !matches!(self, FrameError::Request { .. } | FrameError::Lookup { .. })
     }
 }
 
@@ -253,6 +270,8 @@ impl FrameDecoder {
             FrameKind::Pong => Frame::Pong {
                 request_id: empty(kind, &header, body)?,
             },
+            FrameKind::Lookup => Frame::Lookup(decode_lookup(&header, body, frame_size)?),
+            FrameKind::LookupReply => Frame::LookupReply(decode_lookup_reply(&header, body)?),
         };
         Ok(Some((frame, frame_size)))
     }
@@ -289,13 +308,13 @@ impl FrameDecoder {
     }
 }
 
-fn invalid(kind: FrameKind, field: &'static str, value: u64) -> FrameError {
+pub(crate) fn invalid(kind: FrameKind, field: &'static str, value: u64) -> FrameError {
     FrameError::FieldInvalid { kind, field, value }
 }
 
 /// A header field a kind may leave unused, by name.
 #[derive(Clone, Copy)]
-enum Field {
+pub(crate) enum Field {
     RequestId,
     Operation,
     Status,
@@ -304,7 +323,11 @@ enum Field {
 }
 
 /// Checks that the header fields `kind` does not use are zero.
-fn unused_zero(kind: FrameKind, header: &Header, fields: &[Field]) -> Result<(), FrameError> {
+pub(crate) fn unused_zero(
+    kind: FrameKind,
+    header: &Header,
+    fields: &[Field],
+) -> Result<(), FrameError> {
     for &field in fields {
         let (name, value): (&'static str, u64) = match field {
             Field::RequestId => ("request_id", header.request_id),

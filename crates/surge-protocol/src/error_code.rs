@@ -90,17 +90,20 @@ error_codes! {
     /// The token is missing, wrong or revoked.
     Unauthorized = 20, "unauthorized",
         "The token is missing, wrong or revoked. Nothing else is said.";
-    // --- 30..49: one request (a `Reply` with status `rejected`; the connection goes on) ---
+    // --- 30..49: one request or lookup (a `Reply` or `LookupReply` with status
+    // `rejected`; the connection goes on) ---
     /// The operation byte names no operation.
     UnknownOperation = 30, "unknown_operation",
-        "The request's operation byte names no operation (client operations are 1..=11).";
+        "The operation byte names no operation (client operations are 1..=11; lookup \
+         operations 1..=4).";
     /// The operation exists but clients may not send it (the engine's own).
     OperationNotAllowed = 31, "operation_not_allowed",
         "The operation is the engine's own (0 `pulse`, 12..=14 the legs of cross-shard \
          transfers); clients never send it.";
     /// The connection's scopes do not allow the operation.
     ScopeDenied = 32, "scope_denied",
-        "The token's scopes do not allow this operation (see the scope table).";
+        "The token's scopes do not allow this operation (see the scope table); lookups \
+         need `read`.";
     /// A request with no commands.
     NoCommands = 33, "no_commands", "A request must carry at least one command.";
     /// More commands than the limit.
@@ -115,11 +118,18 @@ error_codes! {
          are matched by id, so ids must be unique among requests in flight.";
     /// A reserved field of the request header is not zero.
     RequestReservedNotZero = 37, "request_reserved_not_zero",
-        "The request's `status`, `code` or `flags` field is not zero.";
+        "The request's or lookup's `status`, `code` or `flags` field is not zero.";
+    /// More ids in one lookup than the limit.
+    TooManyIds = 38, "too_many_ids", "More than 4,096 ids in one lookup.";
+    /// A lookup with no ids, or a body that is not `count × id size`.
+    LookupBodyInvalid = 39, "lookup_body_invalid",
+        "A lookup carries no ids, or its body size is not the id count times the \
+         operation's id size (16 bytes; 8 for SKUs).";
     /// The engine failed (its log stopped); the outcome of the commands is unknown.
     EngineFailed = 40, "engine_failed",
         "The engine failed (its log stopped after an I/O error). The commands may or may not \
-         have taken effect: retry them with the same ids against a healthy server.";
+         have taken effect: retry them with the same ids against a healthy server. (A lookup: \
+         a record could not be read; nothing changed.)";
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -9,6 +9,7 @@ use crate::constants::{CLIENT_ID_SIZE_BYTES, HEADER_SIZE_BYTES, MESSAGE_SIZE_BYT
 use crate::constants::{RESULT_CODE_SIZE_BYTES, WELCOME_BODY_SIZE_BYTES};
 use crate::error_code::ErrorCode;
 use crate::header::{checksum, FrameKind, Header};
+use crate::lookup::{encode_lookup, Lookup, LookupReply};
 use crate::scopes::Scopes;
 
 /// Client → server, the first frame: who the client is and its token.
@@ -152,6 +153,10 @@ pub enum Frame<'a> {
         /// The `Ping`'s id.
         request_id: u64,
     },
+    /// See [`Lookup`].
+    Lookup(Lookup<'a>),
+    /// See [`LookupReply`].
+    LookupReply(LookupReply<'a>),
 }
 
 impl Frame<'_> {
@@ -166,6 +171,8 @@ impl Frame<'_> {
             Frame::Error(_) => FrameKind::Error,
             Frame::Ping { .. } => FrameKind::Ping,
             Frame::Pong { .. } => FrameKind::Pong,
+            Frame::Lookup(_) => FrameKind::Lookup,
+            Frame::LookupReply(_) => FrameKind::LookupReply,
         }
     }
 
@@ -218,6 +225,14 @@ impl Frame<'_> {
                 header.request_id = *request_id;
                 encode_frame(out, header, &[]);
             }
+            Frame::Lookup(lookup) => encode_lookup(
+                out,
+                lookup.request_id,
+                lookup.operation,
+                lookup.count,
+                lookup.ids,
+            ),
+            Frame::LookupReply(reply) => crate::lookup::encode_reply(out, reply),
         }
     }
 }
@@ -251,7 +266,7 @@ fn truncated(message: &str) -> &str {
 
 /// Appends a frame with `header` (kind and kind-specific fields set) and the
 /// concatenation of `parts` as its body; fills in body size and checksum.
-fn encode_frame(out: &mut Vec<u8>, header: Header, parts: &[&[u8]]) {
+pub(crate) fn encode_frame(out: &mut Vec<u8>, header: Header, parts: &[&[u8]]) {
     encode_frame_with(out, header, |out| {
         for part in parts {
             out.extend_from_slice(part);

@@ -51,6 +51,10 @@ pub enum FrameKind {
     Ping = 7,
     /// The answer to `Ping`.
     Pong = 8,
+    /// Client → server: ids of one kind of record to read.
+    Lookup = 9,
+    /// Server → client: the records a `Lookup` found.
+    LookupReply = 10,
 }
 
 impl FrameKind {
@@ -65,6 +69,8 @@ impl FrameKind {
             6 => Some(FrameKind::Error),
             7 => Some(FrameKind::Ping),
             8 => Some(FrameKind::Pong),
+            9 => Some(FrameKind::Lookup),
+            10 => Some(FrameKind::LookupReply),
             _ => None,
         }
     }

@@ -13,7 +13,7 @@ impl Scopes {
     /// Create accounts, transfers, SKUs, reservations and orders, and act on them
     /// (operations 1 to 10).
     pub const PAYMENTS: Scopes = Scopes(1 << 0);
-    /// Lookups (served over HTTP today; no TCP operation needs it yet).
+    /// Lookups: every `Lookup` frame over TCP, the `GET` routes over HTTP.
     pub const READ: Scopes = Scopes(1 << 1);
     /// Acknowledge dispatch requests (operation 11).
     pub const DISPATCH: Scopes = Scopes(1 << 2);
@@ -75,6 +75,11 @@ impl Scopes {
         }
     }
 
+    /// Whether these scopes allow `Lookup` frames (any lookup operation needs `read`).
+    pub const fn allows_lookups(self) -> bool {
+        self.contains(Self::READ)
+    }
+
     /// The scope called `name` (`payments`, `read`, `dispatch`).
     pub fn from_name(name: &str) -> Option<Scopes> {
         match name {
@@ -110,6 +115,8 @@ mod tests {
         assert!(Scopes::DISPATCH.allows(Operation::AckDispatch));
         assert!(!Scopes::READ.allows(Operation::CreateAccounts));
         assert!(!Scopes::ALL.allows(Operation::Pulse));
+        assert!(Scopes::READ.allows_lookups());
+        assert!(!Scopes::PAYMENTS.union(Scopes::DISPATCH).allows_lookups());
         for &operation in Operation::ALL {
             let client = (1..=11).contains(&(operation as u8));
             assert_eq!(

@@ -1,10 +1,42 @@
-//! Property tests of the frame decoder: encode → decode is the identity, any byte string
-//! decodes without a panic, every truncation of a frame waits for more bytes, and every
-//! single-bit flip of a frame is an error.
+//! Property tests of the frame decoder: encode → decode is the identity (lookup replies
+//! and their entries too), any byte string decodes without a panic, every truncation of a
+//! frame waits for more bytes, and every single-bit flip of a frame is an error.
 
 use proptest::prelude::*;
-use surge_core::{Batch, ResultCode, Transfer, TransferId};
-use surge_protocol::{encode_batch, encode_reply_codes, Frame, FrameDecoder, ReplyStatus};
+use surge_core::{Account, AccountId, Batch, ResultCode, Transfer, TransferId};
+use surge_protocol::ReplyStatus;
+use surge_protocol::{encode_batch, encode_lookup, encode_lookup_reply, encode_reply_codes};
+use surge_protocol::{Frame, FrameDecoder, LookupEntry, LookupOperation, LookupStatus};
+
+/// A found lookup reply for `ids` of which those with an even id were found.
+fn account_lookup_reply(request_id: u64, ids: &[u128]) -> (Vec<u8>, Vec<LookupEntry>) {
+    let found: Vec<LookupEntry> = ids
+        .iter()
+        .filter(|&&id| id % 2 == 0)
+        .map(|&id| {
+            LookupEntry::Account(Account {
+                id: AccountId(id),
+                ledger: 1,
+                debits_posted: id as u64,
+                ..Account::default()
+            })
+        })
+        .collect();
+    let mut entries = Vec::new();
+    for entry in &found {
+        entry.encode(&mut entries);
+    }
+    let mut out = Vec::new();
+    let count = ids.len() as u32;
+    encode_lookup_reply(
+        &mut out,
+        request_id,
+        LookupOperation::Accounts,
+        count,
+        &entries,
+    );
+    (out, found)
+}
 
 fn frame_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -43,6 +75,17 @@ fn frame_bytes() -> impl Strategy<Value = Vec<u8>> {
             Frame::Ping { request_id }.encode(&mut out);
             out
         }),
+        (any::<u64>(), proptest::collection::vec(any::<u128>(), 1..8)).prop_map(
+            |(request_id, ids)| {
+                let body: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+                let mut out = Vec::new();
+                let count = ids.len() as u32;
+                encode_lookup(&mut out, request_id, LookupOperation::Orders, count, &body);
+                out
+            }
+        ),
+        (any::<u64>(), proptest::collection::vec(any::<u128>(), 1..8))
+            .prop_map(|(request_id, ids)| account_lookup_reply(request_id, &ids).0),
     ]
 }
 
@@ -84,6 +127,25 @@ proptest! {
         prop_assert_eq!(reply.request_id, request_id);
         let ReplyStatus::Ok(decoded) = reply.status else { panic!("not ok") };
         prop_assert_eq!(decoded.to_vec(), Ok(codes));
+    }
+
+    #[test]
+    fn lookup_replies_round_trip(
+        request_id in any::<u64>(),
+        ids in proptest::collection::vec(any::<u128>(), 0..64),
+    ) {
+        let (bytes, found) = account_lookup_reply(request_id, &ids);
+        let decoded = FrameDecoder::default().decode(&bytes).unwrap();
+        let Some((frame @ Frame::LookupReply(reply), _)) = decoded else {
+            panic!("not a lookup reply")
+        };
+        let LookupStatus::Found(entries) = reply.status else { panic!("not found") };
+        prop_assert_eq!(entries.ids_count() as usize, ids.len());
+        let decoded: Vec<LookupEntry> = entries.iter().map(Result::unwrap).collect();
+        prop_assert_eq!(decoded, found);
+        let mut again = Vec::new();
+        frame.encode(&mut again);
+        prop_assert_eq!(again, bytes);
     }
 
     #[test]

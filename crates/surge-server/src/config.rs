@@ -62,7 +62,7 @@ pub struct ServeArgs {
     /// [env: SURGE_HTTP_REQUESTS_IN_FLIGHT_MAX] [default: 4096]
     #[arg(long, value_name = "N")]
     pub http_requests_in_flight_max: Option<usize>,
-    /// Most open HTTP connections; more wait in the accept backlog.
+    /// Most open HTTP connections; one more gets 429 busy and is closed.
     /// [env: SURGE_HTTP_CONNECTIONS_MAX] [default: 4096]
     #[arg(long, value_name = "N")]
     pub http_connections_max: Option<usize>,

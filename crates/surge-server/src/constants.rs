@@ -19,9 +19,18 @@ pub const HTTP_BODY_SIZE_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
 /// Default most `/v1/` requests being served at once; past it, 429 at once.
 pub const HTTP_REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
 
-/// Default most open HTTP connections; past it, new connections wait in the kernel's
-/// accept backlog.
+/// Default most open HTTP connections; past it, a new connection gets one `429 busy`
+/// answer and is closed.
 pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 4_096;
+
+/// Connections past `http_connections_max` being answered `429 busy` at once, at most;
+/// past it, a new connection is closed without an answer (a flood cannot make the refusals
+/// themselves unbounded).
+pub const HTTP_REFUSALS_IN_FLIGHT_MAX: usize = 64;
+
+/// Time a refused connection (and a connection accepted while draining) has to send its
+/// request's headers, in milliseconds.
+pub const HTTP_ONE_ANSWER_HEADER_READ_TIMEOUT_MS: u64 = 1_000;
 
 /// Default time an HTTP connection may sit idle (or take to send a request's headers)
 /// before it is closed, in milliseconds.

@@ -6,8 +6,9 @@
 //! changes), the HTTP/JSON edge ([`http`]: axum on hyper, HTTP/1.1), the JSON request
 //! types ([`request`], fuzzed), problem documents with stable codes ([`problem`]),
 //! `Idempotency-Key` replay ([`idempotency`]), Prometheus metrics ([`metrics`]) and the
-//! start/drain/stop sequence ([`server`]). The TCP binary protocol lives in `surge-tcp`;
-//! [`tcp::serve_tcp`] is where it plugs in.
+//! start/drain/stop sequence ([`server`]), which also stops the process when the engine
+//! fails (fail-stop, `engine_failure.rs`). The TCP binary protocol lives in `surge-tcp`;
+//! [`tcp`] is where it plugs in.
 //!
 //! It never decides a business outcome: every command goes to the engine as a batch and
 //! its result codes come back unchanged, only after the batch is durable and applied.
@@ -18,6 +19,7 @@
 pub mod coalesce;
 pub mod config;
 pub mod constants;
+mod engine_failure;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;

@@ -30,16 +30,22 @@ pub enum Rejection {
     BodyTooLarge,
     /// Any other 4xx decided at the edge (bad JSON, wrong types, bad idempotency key).
     BadRequest,
+    /// 429 to a connection past `http_connections_max`.
+    ConnectionLimit,
+    /// 503 to a `/v1/` request that arrived while the server drains.
+    ShuttingDown,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 6] = [
+    const ALL: [Rejection; 8] = [
         Rejection::Unauthorized,
         Rejection::Forbidden,
         Rejection::InFlightLimit,
         Rejection::EngineBusy,
         Rejection::BodyTooLarge,
         Rejection::BadRequest,
+        Rejection::ConnectionLimit,
+        Rejection::ShuttingDown,
     ];
 
     fn label(self) -> &'static str {
@@ -50,6 +56,8 @@ impl Rejection {
             Rejection::EngineBusy => "engine_busy",
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::BadRequest => "bad_request",
+            Rejection::ConnectionLimit => "connection_limit",
+            Rejection::ShuttingDown => "shutting_down",
         }
     }
 }

@@ -73,7 +73,8 @@ edge_codes! {
     HistoryDisabled = 9013, 501, "The server runs without the history index.";
     /// The server is shutting down.
     ShuttingDown = 9014, 503, "The server is shutting down.";
-    /// The engine failed (the log stopped, or a lookup failed); the server will stop.
+    /// The engine failed: the log stopped (the server then drains and exits non-zero), or
+    /// a lookup could not read a record (the server goes on).
     EngineFailed = 9015, 500, "The engine failed.";
     /// The body did not arrive within `http_idle_timeout_ms`.
     RequestTimeout = 9016, 408, "The request body did not arrive in time.";

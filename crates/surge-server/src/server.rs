@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::coalesce::Coalescer;
 use crate::config::ServerConfig;
+use crate::engine_failure::{self, EngineFailure};
 use crate::http::listener::{self, ListenerLimits};
 use crate::http::{self, AppState};
 use crate::idempotency::IdempotencyCache;
@@ -57,6 +58,11 @@ pub enum ServerError {
     /// A server task panicked or could not be joined.
     #[error("server task: {0}")]
     Task(String),
+    /// The engine failed while serving (fail-stop: a log write, sync, apply or checkpoint
+    /// failed); the server drained and stopped. Restart it once the cause is fixed:
+    /// recovery replays the log.
+    #[error("engine failed: {0}")]
+    EngineFailed(String),
 }
 
 // The inner errors are part of the message, not `source`s, so a report prints each
@@ -81,10 +87,14 @@ pub struct RunningServer {
     initial_tokens: Option<PathBuf>,
     recovery: Vec<String>,
     shutdown: watch::Sender<bool>,
+    /// Lets the HTTP listener stop accepting: sent once TCP drained too.
+    close: watch::Sender<bool>,
     http_task: JoinHandle<()>,
     tcp_task: JoinHandle<()>,
     engine: Arc<Engine>,
     state: Option<AppState>,
+    /// The reason the engine failed, once a command reported it.
+    engine_failure: watch::Receiver<Option<String>>,
 }
 
 impl RunningServer {
@@ -113,18 +123,26 @@ impl RunningServer {
         &self.recovery
     }
 
+    /// Completes when a command was answered `engine_failed` (the engine is fail-stop):
+    /// the reason. `run` then stops the server.
+    pub async fn engine_failed(&self) -> String {
+        engine_failure::reported(self.engine_failure.clone()).await
+    }
+
     /// The request counters (for tests).
     pub fn metrics(&self) -> Option<Arc<Metrics>> {
         self.state.as_ref().map(|state| Arc::clone(&state.metrics))
     }
 
-    /// Stops accepting, finishes every admitted request, shuts the engine down (everything
-    /// admitted becomes durable and is answered).
+    /// Drains: TCP stops accepting, HTTP answers new connections `503` (`/readyz`
+    /// included) while both finish every admitted request; then HTTP stops accepting and
+    /// the engine shuts down (everything admitted becomes durable and is answered).
     pub async fn stop(mut self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
         self.state = None;
-        let http = (&mut self.http_task).await;
         let tcp = (&mut self.tcp_task).await;
+        let _ = self.close.send(true);
+        let http = (&mut self.http_task).await;
         http.map_err(|error| ServerError::Task(error.to_string()))?;
         tcp.map_err(|error| ServerError::Task(error.to_string()))?;
         let mut engine = self.engine;
@@ -162,6 +180,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (engine, recovery) = open_engine(&config, &data_dir).await?;
     let engine = Arc::new(engine);
     let (shutdown, shutdown_receiver) = watch::channel(false);
+    let (failure, failure_receiver) = EngineFailure::new();
     let state = AppState {
         engine: Arc::clone(&engine),
         tokens: Arc::clone(&token_store),
@@ -176,6 +195,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown: shutdown_receiver.clone(),
         dispatch_ready: Arc::new(Notify::new()),
         coalescer: Arc::new(Coalescer::start(&engine)),
+        engine_failure: failure.clone(),
     };
     let limits = ListenerLimits {
         connections_max: config.http_connections_max,
@@ -183,16 +203,23 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown_grace: config.shutdown_grace,
     };
     let router = http::router(state.clone());
+    let (close, close_receiver) = watch::channel(false);
+    let stop = listener::Stop {
+        shutdown: shutdown_receiver.clone(),
+        close: close_receiver,
+    };
     let http_task = tokio::spawn(listener::serve(
         http_listener,
         router,
         limits,
-        shutdown_receiver.clone(),
+        Arc::clone(&state.metrics),
+        stop,
     ));
     let tcp_task = tokio::spawn(crate::tcp::serve_tcp(
         tcp_listener,
         Arc::clone(&engine),
         token_store,
+        failure,
         shutdown_receiver,
     ));
     Ok(RunningServer {
@@ -202,15 +229,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         initial_tokens,
         recovery,
         shutdown,
+        close,
         http_task,
         tcp_task,
         engine,
         state: Some(state),
+        engine_failure: failure_receiver,
     })
 }
 
 /// Starts the server, prints where it listens, serves until `shutdown` completes, then
-/// drains and stops. What `surge serve` runs.
+/// drains and stops. What `surge serve` runs. If the engine fails first, it drains and
+/// stops the same way and returns [`ServerError::EngineFailed`] (the process exits
+/// non-zero with the reason).
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
@@ -228,9 +259,20 @@ pub async fn run(
     }
     println!("surge: HTTP listening on http://{}", server.http_addr());
     println!("surge: TCP listening on {}", server.tcp_addr());
-    shutdown.await;
-    println!("surge: shutting down: finishing in-flight requests");
+    let failed = tokio::select! {
+        () = shutdown => None,
+        reason = server.engine_failed() => Some(reason),
+    };
+    match &failed {
+        None => println!("surge: shutting down: finishing in-flight requests"),
+        Some(reason) => {
+            eprintln!("surge: the engine failed ({reason}); stopping: draining requests")
+        }
+    }
     server.stop().await?;
+    if let Some(reason) = failed {
+        return Err(ServerError::EngineFailed(reason));
+    }
     println!("surge: stopped; everything acknowledged is durable");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The TCP binary protocol's place in the server: `surge-tcp` serves it on the bound
 //! listener, authenticating each connection's `Hello` against the same [`TokenStore`] as
-//! HTTP (scope bits are the same: payments 1, read 2, dispatch 4).
+//! HTTP (scope bits are the same: payments 1, read 2, dispatch 4). A token's `read` scope
+//! thus allows TCP `Lookup`s exactly as it allows the HTTP `GET` routes.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use surge_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::engine_failure::EngineFailure;
 use crate::tokens::{Scope, TokenStore};
 
 impl surge_tcp::Authenticator for TokenStore {
@@ -28,15 +30,29 @@ impl surge_tcp::Authenticator for TokenStore {
 }
 
 /// Serves the binary protocol on `listener` until `shutdown` turns true and every admitted
-/// request was answered.
-pub async fn serve_tcp(
+/// request was answered. A request the engine fails is reported to `engine_failure` (the
+/// server then stops).
+pub(crate) async fn serve_tcp(
     listener: TcpListener,
     engine: Arc<Engine>,
     tokens: Arc<TokenStore>,
+    engine_failure: EngineFailure,
     shutdown: watch::Receiver<bool>,
 ) {
     let limits = surge_tcp::TcpLimits::default();
-    if let Err(error) = surge_tcp::serve(listener, engine, tokens, limits, shutdown).await {
+    let metrics = Arc::new(surge_tcp::TcpMetrics::default());
+    let on_engine_failure: surge_tcp::EngineFailureHook =
+        Arc::new(move |error| engine_failure.report(&error.to_string()));
+    let served = surge_tcp::serve_with_hook(
+        listener,
+        engine,
+        tokens,
+        limits,
+        metrics,
+        on_engine_failure,
+        shutdown,
+    );
+    if let Err(error) = served.await {
         eprintln!("surge: TCP server stopped: {error}");
     }
 }

@@ -7,10 +7,13 @@
 //! in-flight limits (per connection and in total; past them `busy` at once), and hands the
 //! batch to `Engine::submit` with a completion; the completion, run on an engine thread
 //! after the batch is durable and applied, sends the codes through a channel to the
-//! connection's writer task, which gathers replies into few socket writes. A bad frame
+//! connection's writer task, which gathers replies into few socket writes. A `Lookup`
+//! (scope `read`) takes a slot under the same limits and is read through the engine's read
+//! API on tokio's blocking pool, never through the log. A bad frame
 //! closes only its own connection (after an `Error` frame); a bad request only gets a
 //! `rejected` reply. On shutdown the server stops accepting and reading, answers every
-//! admitted request, then returns. [`TcpMetrics`] counts all of it.
+//! admitted request, then returns. [`TcpMetrics`] counts all of it; [`serve_with_hook`]
+//! also tells the caller each time the engine fails a request (it is fail-stop).
 //!
 //! This crate owns sockets and tasks; it never touches the log or the state machine
 //! except through `surge_engine::Engine`, and never blocks an engine thread (completions
@@ -21,6 +24,7 @@ mod auth;
 mod connection;
 pub mod constants;
 mod limits;
+mod lookup;
 mod metrics;
 mod reader;
 mod server;
@@ -30,4 +34,4 @@ mod writer;
 pub use auth::Authenticator;
 pub use limits::TcpLimits;
 pub use metrics::{MetricKind, MetricSample, TcpMetrics};
-pub use server::{serve, serve_with_metrics};
+pub use server::{serve, serve_with_hook, serve_with_metrics, EngineFailureHook};

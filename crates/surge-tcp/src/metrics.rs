@@ -31,6 +31,14 @@ pub struct TcpMetrics {
     pub idle_timeouts: AtomicU64,
     /// Requests in the engine now (gauge).
     pub requests_in_flight: AtomicU64,
+    /// `Lookup` frames received (admitted or not).
+    pub lookups: AtomicU64,
+    /// Ids in admitted lookups.
+    pub lookup_ids: AtomicU64,
+    /// Found lookup replies (`ok`, whatever the number of records found).
+    pub replies_found: AtomicU64,
+    /// Requests and lookups answered `engine_failed`.
+    pub engine_failures: AtomicU64,
 }
 
 /// Whether a sample only grows or goes up and down.
@@ -132,9 +140,33 @@ const SAMPLES: &[SampleSource] = &[
     ),
     (
         "surge_tcp_requests_in_flight",
-        "Requests admitted and not yet answered.",
+        "Requests and lookups admitted and not yet answered.",
         MetricKind::Gauge,
         |metrics| &metrics.requests_in_flight,
+    ),
+    (
+        "surge_tcp_lookups_total",
+        "Lookup frames received.",
+        MetricKind::Counter,
+        |metrics| &metrics.lookups,
+    ),
+    (
+        "surge_tcp_lookup_ids_total",
+        "Ids in admitted lookups.",
+        MetricKind::Counter,
+        |metrics| &metrics.lookup_ids,
+    ),
+    (
+        "surge_tcp_replies_found_total",
+        "Found (ok) lookup replies.",
+        MetricKind::Counter,
+        |metrics| &metrics.replies_found,
+    ),
+    (
+        "surge_tcp_engine_failures_total",
+        "Requests and lookups answered engine_failed.",
+        MetricKind::Counter,
+        |metrics| &metrics.engine_failures,
     ),
 ];
 

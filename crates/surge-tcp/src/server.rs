@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use surge_engine::Engine;
+use surge_engine::{Engine, EngineError};
 use surge_protocol::{ErrorCode, Frame, Message};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -21,12 +21,18 @@ use crate::metrics::TcpMetrics;
 /// was accepted), so an error that repeats does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
+/// Told the error each time the engine fails a request's commands (not `busy`): the
+/// engine is fail-stop, so the server above may stop too. Runs on an engine thread (or the
+/// connection's task) and must not block.
+pub type EngineFailureHook = Arc<dyn Fn(&EngineError) + Send + Sync>;
+
 /// What every connection of one server shares.
 pub(crate) struct Shared {
     pub engine: Arc<Engine>,
     pub auth: Arc<dyn Authenticator>,
     pub limits: TcpLimits,
     pub metrics: Arc<TcpMetrics>,
+    pub on_engine_failure: EngineFailureHook,
     /// Requests in flight across all connections, under `requests_in_flight_max`.
     pub in_flight: Arc<Semaphore>,
 }
@@ -52,6 +58,21 @@ pub async fn serve_with_metrics(
     auth: Arc<dyn Authenticator>,
     limits: TcpLimits,
     metrics: Arc<TcpMetrics>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let ignore: EngineFailureHook = Arc::new(|_: &EngineError| {});
+    serve_with_hook(listener, engine, auth, limits, metrics, ignore, shutdown).await
+}
+
+/// [`serve_with_metrics`], telling `on_engine_failure` about every request whose commands
+/// the engine failed (answered `engine_failed`), so the caller can stop the process.
+pub async fn serve_with_hook(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    auth: Arc<dyn Authenticator>,
+    limits: TcpLimits,
+    metrics: Arc<TcpMetrics>,
+    on_engine_failure: EngineFailureHook,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let limits = limits.normalized();
@@ -62,6 +83,7 @@ pub async fn serve_with_metrics(
         in_flight: Arc::new(Semaphore::new(limits.requests_in_flight_max)),
         limits,
         metrics,
+        on_engine_failure,
     });
     let mut connections = JoinSet::new();
     while !*shutdown.borrow_and_update() {

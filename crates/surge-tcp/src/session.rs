@@ -1,21 +1,23 @@
 //! A connection after its handshake: frames are decoded as they arrive, each request is
 //! checked (scope, request id, limits) and handed to the engine with a completion that
-//! sends its codes to the writer. Past a limit the answer is `busy` at once; nothing is
-//! queued without bound.
+//! sends its codes to the writer; each lookup is checked the same way and read on the
+//! blocking pool, which sends its entries to the writer. Past a limit the answer is `busy`
+//! at once; nothing is queued without bound.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use surge_core::ResultCode;
 use surge_engine::EngineError;
-use surge_protocol::{ErrorCode, Frame, FrameError, Request, Scopes};
+use surge_protocol::{ErrorCode, Frame, FrameError, Lookup, Request, Scopes};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::lookup;
 use crate::metrics::TcpMetrics;
 use crate::reader::FrameReader;
 use crate::server::Shared;
-use crate::writer::Outgoing;
+use crate::writer::{Answer, Outgoing};
 
 /// Why the session stopped reading; `None`: the client closed (or the writer stopped).
 type CloseReason = Option<(ErrorCode, String)>;
@@ -143,6 +145,24 @@ impl Session {
                         request_id,
                         operation,
                         code: reason.code(),
+                        answer: Answer::Reply,
+                        admission: None,
+                    })
+                    .await;
+                    frame_size_bytes
+                }
+                Err(FrameError::Lookup {
+                    request_id,
+                    operation,
+                    frame_size_bytes,
+                    reason,
+                }) => {
+                    TcpMetrics::add(&self.shared.metrics.lookups, 1);
+                    self.reply(Outgoing::Rejected {
+                        request_id,
+                        operation,
+                        code: reason.code(),
+                        answer: Answer::LookupReply,
                         admission: None,
                     })
                     .await;
@@ -162,6 +182,10 @@ impl Session {
         match frame {
             Frame::Request(request) => {
                 self.handle_request(request).await;
+                None
+            }
+            Frame::Lookup(lookup) => {
+                self.handle_lookup(lookup).await;
                 None
             }
             Frame::Ping { request_id } => {
@@ -190,6 +214,13 @@ impl Session {
             request_id,
             operation,
             code,
+            answer: Answer::Reply,
+            admission,
+        };
+        let busy = move |admission| Outgoing::Busy {
+            request_id,
+            operation,
+            answer: Answer::Reply,
             admission,
         };
         if !self.scopes.allows(request.operation) {
@@ -203,17 +234,11 @@ impl Session {
         let admission = match self.admit(request_id) {
             Ok(admission) => admission,
             Err(Some(code)) => return self.reply(rejected(code, None)).await,
-            Err(None) => {
-                let busy = Outgoing::Busy {
-                    request_id,
-                    operation,
-                    admission: None,
-                };
-                return self.reply(busy).await;
-            }
+            Err(None) => return self.reply(busy(None)).await,
         };
         TcpMetrics::add(&metrics.commands, u64::from(request.count));
         let completions = self.completions.clone();
+        let on_engine_failure = self.shared.on_engine_failure.clone();
         let done = Box::new(move |result: Result<Vec<ResultCode>, EngineError>| {
             let reply = match result {
                 Ok(codes) => Outgoing::Codes {
@@ -222,12 +247,11 @@ impl Session {
                     codes,
                     admission,
                 },
-                Err(error) if error.is_busy() => Outgoing::Busy {
-                    request_id,
-                    operation,
-                    admission: Some(admission),
-                },
-                Err(_) => rejected(ErrorCode::EngineFailed, Some(admission)),
+                Err(error) if error.is_busy() => busy(Some(admission)),
+                Err(error) => {
+                    on_engine_failure(&error);
+                    rejected(ErrorCode::EngineFailed, Some(admission))
+                }
             };
             // The writer may be gone (the client vanished): the reply and its admission
             // are dropped here. The batch is durable anyway.
@@ -236,16 +260,63 @@ impl Session {
         if let Err(error) = self.shared.engine.submit(batch.as_batch(), done) {
             // `done` was dropped unrun, and the admission with it.
             if error.is_busy() {
-                self.reply(Outgoing::Busy {
-                    request_id,
-                    operation,
-                    admission: None,
-                })
-                .await;
+                self.reply(busy(None)).await;
             } else {
+                (self.shared.on_engine_failure)(&error);
                 self.reply(rejected(ErrorCode::EngineFailed, None)).await;
             }
         }
+    }
+
+    /// A lookup: checked like a request (scope, limits, id), then read on the blocking
+    /// pool, which hands the entries to the writer. It never reaches the log.
+    async fn handle_lookup(&self, lookup: Lookup<'_>) {
+        let metrics = &self.shared.metrics;
+        TcpMetrics::add(&metrics.lookups, 1);
+        let (request_id, operation) = (lookup.request_id, lookup.operation);
+        let rejected = move |code, admission| Outgoing::Rejected {
+            request_id,
+            operation: operation as u8,
+            code,
+            answer: Answer::LookupReply,
+            admission,
+        };
+        if !self.scopes.allows_lookups() {
+            return self.reply(rejected(ErrorCode::ScopeDenied, None)).await;
+        }
+        let admission = match self.admit(request_id) {
+            Ok(admission) => admission,
+            Err(Some(code)) => return self.reply(rejected(code, None)).await,
+            Err(None) => {
+                let busy = Outgoing::Busy {
+                    request_id,
+                    operation: operation as u8,
+                    answer: Answer::LookupReply,
+                    admission: None,
+                };
+                return self.reply(busy).await;
+            }
+        };
+        TcpMetrics::add(&metrics.lookup_ids, u64::from(lookup.count));
+        // The ids leave the read buffer: the next frames are read while this one is served.
+        let ids: Vec<u128> = lookup.ids().collect();
+        let ids_count = lookup.count;
+        let engine = self.shared.engine.clone();
+        let completions = self.completions.clone();
+        tokio::task::spawn_blocking(move || {
+            let reply = match lookup::read(&engine, operation, ids.into_iter()) {
+                Ok(entries) => Outgoing::Found {
+                    request_id,
+                    operation,
+                    ids_count,
+                    entries,
+                    admission,
+                },
+                Err(_) => rejected(ErrorCode::EngineFailed, Some(admission)),
+            };
+            // The writer may be gone (the client vanished): reply and admission drop here.
+            let _ = completions.send(reply);
+        });
     }
 
     /// Takes a slot under both in-flight limits and registers the id. `Err(None)`: a

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use surge_core::ResultCode;
-use surge_protocol::{encode_reply_codes, ErrorCode, Frame, Message, Reply, ReplyStatus};
+use surge_protocol::{encode_lookup_reply, encode_reply_codes, ErrorCode, Frame, LookupOperation};
+use surge_protocol::{LookupReply, LookupStatus, Message, Reply, ReplyStatus};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
@@ -17,7 +18,14 @@ use crate::constants::{READ_CHUNK_SIZE_BYTES, WRITE_BATCH_SIZE_BYTES_MAX};
 use crate::metrics::TcpMetrics;
 use crate::session::Admission;
 
-/// A frame for the writer to send. A reply to an admitted request carries its
+/// Which frame answers: a `Reply` (to a `Request`) or a `LookupReply` (to a `Lookup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Reply,
+    LookupReply,
+}
+
+/// A frame for the writer to send. A reply to an admitted request (or lookup) carries its
 /// [`Admission`], released once the reply is encoded into the write buffer (so before the
 /// client can read it, and a client that waits for each reply never sees `busy`): the
 /// in-flight limits thus also bound the replies queued for a slow reader, and a client
@@ -31,17 +39,27 @@ pub(crate) enum Outgoing {
         codes: Vec<ResultCode>,
         admission: Admission,
     },
-    /// A `busy` reply.
+    /// A found lookup reply: `entries` are the encoded entries of the ids found.
+    Found {
+        request_id: u64,
+        operation: LookupOperation,
+        ids_count: u32,
+        entries: Vec<u8>,
+        admission: Admission,
+    },
+    /// A `busy` reply or lookup reply.
     Busy {
         request_id: u64,
         operation: u8,
+        answer: Answer,
         admission: Option<Admission>,
     },
-    /// A `rejected` reply.
+    /// A `rejected` reply or lookup reply.
     Rejected {
         request_id: u64,
         operation: u8,
         code: ErrorCode,
+        answer: Answer,
         admission: Option<Admission>,
     },
     /// The answer to a ping.
@@ -66,12 +84,18 @@ struct Pending {
 fn encode(message: Outgoing, pending: &mut Pending, metrics: &TcpMetrics) {
     let out = &mut pending.out;
     let count = |counter: &AtomicU64| TcpMetrics::add(counter, 1);
-    let reply = |request_id, operation, status| {
-        Frame::Reply(Reply {
+    // A busy or rejected answer, as the frame kind the request or lookup expects.
+    let refusal = |request_id, operation, answer, refused: Option<ErrorCode>| match answer {
+        Answer::Reply => Frame::Reply(Reply {
             request_id,
             operation,
-            status,
-        })
+            status: refused.map_or(ReplyStatus::Busy, ReplyStatus::Rejected),
+        }),
+        Answer::LookupReply => Frame::LookupReply(LookupReply {
+            request_id,
+            operation,
+            status: refused.map_or(LookupStatus::Busy, LookupStatus::Rejected),
+        }),
     };
     match message {
         Outgoing::Codes {
@@ -84,23 +108,39 @@ fn encode(message: Outgoing, pending: &mut Pending, metrics: &TcpMetrics) {
             encode_reply_codes(out, request_id, operation, &codes);
             drop(admission);
         }
+        Outgoing::Found {
+            request_id,
+            operation,
+            ids_count,
+            entries,
+            admission,
+        } => {
+            count(&metrics.replies_found);
+            encode_lookup_reply(out, request_id, operation, ids_count, &entries);
+            drop(admission);
+        }
         Outgoing::Busy {
             request_id,
             operation,
+            answer,
             admission,
         } => {
             count(&metrics.replies_busy);
-            reply(request_id, operation, ReplyStatus::Busy).encode(out);
+            refusal(request_id, operation, answer, None).encode(out);
             drop(admission);
         }
         Outgoing::Rejected {
             request_id,
             operation,
             code,
+            answer,
             admission,
         } => {
             count(&metrics.replies_rejected);
-            reply(request_id, operation, ReplyStatus::Rejected(code)).encode(out);
+            if code == ErrorCode::EngineFailed {
+                count(&metrics.engine_failures);
+            }
+            refusal(request_id, operation, answer, Some(code)).encode(out);
             drop(admission);
         }
         Outgoing::Pong { request_id } => Frame::Pong { request_id }.encode(out),

@@ -1,12 +1,13 @@
-//! Limits and lifecycle over real sockets: requests past the in-flight limits are `busy`
-//! at once and have no effect, idle connections are closed, the connection limit refuses
+//! Limits and lifecycle over real sockets: requests (and lookups) past the in-flight limits
+//! are `busy` at once and have no effect, idle connections are closed, the connection limit refuses
 //! the next one, and shutdown answers every admitted request before `serve` returns.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{account, all_ok, transfer, Got, RawClient, TestServer, PAYMENTS_TOKEN};
+use common::{account, account_lookup, all_ok, transfer, Got, RawClient, TestServer};
+use common::{PAYMENTS_TOKEN, READ_TOKEN};
 use surge_core::{AccountId, Batch, ResultCode};
 use surge_protocol::{encode_batch, ErrorCode, Frame};
 use surge_tcp::TcpLimits;
@@ -205,5 +206,46 @@ async fn a_frame_trickled_byte_by_byte_does_not_keep_a_connection_open() {
     };
     trickle.await;
     assert_eq!(client.next().await, Got::Error(ErrorCode::IdleTimeout));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_take_in_flight_slots_and_past_them_are_busy() {
+    let limits = TcpLimits {
+        requests_in_flight_per_connection_max: 1,
+        ..TcpLimits::default()
+    };
+    let mut server = with_accounts(limits).await;
+    let mut reader = server.client(READ_TOKEN).await;
+    let count = 50;
+    let mut bytes = Vec::new();
+    for request_id in 0..count {
+        bytes.extend(account_lookup(request_id, &[BANK, 99, SHOP]));
+    }
+    reader.send(&bytes).await;
+    let (mut found, mut busy) = (0, 0);
+    for _ in 0..count {
+        match reader.next().await {
+            Got::Found { entries: 2, .. } => found += 1,
+            Got::LookupBusy { .. } => busy += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(found >= 1, "the first lookup is admitted");
+    assert!(
+        busy >= 1,
+        "fifty pipelined lookups, one slot: some must be busy"
+    );
+    assert_eq!(server.metric("surge_tcp_lookups_total"), count);
+    assert_eq!(server.metric("surge_tcp_replies_found_total"), found);
+    // One at a time, each is answered.
+    reader.send(&account_lookup(500, &[SHOP])).await;
+    assert_eq!(
+        reader.next().await,
+        Got::Found {
+            request_id: 500,
+            entries: 1
+        }
+    );
     server.stop().await;
 }

@@ -200,10 +200,6 @@ fn single_response(code: ResultCode, id: String) -> Response {
 /// Hands the batch to the engine and waits (without blocking a thread) until it is
 /// durable and applied. A full queue is 429 at once.
 async fn submit(state: &AppState, batch: &BatchBuf) -> Result<Vec<ResultCode>, Response> {
-    if state.is_shutting_down() {
-        let detail = "the server is shutting down and takes no new commands";
-        return Err(Problem::edge(EdgeCode::ShuttingDown, detail).into_response());
-    }
     let (sender, receiver) = oneshot::channel();
     let done = Box::new(move |result| {
         // The receiver is gone only if the client went away; the batch stands anyway.
@@ -215,27 +211,26 @@ async fn submit(state: &AppState, batch: &BatchBuf) -> Result<Vec<ResultCode>, R
             let detail = format!("the engine's queue is full: {error}");
             return Err(Problem::edge(EdgeCode::Busy, detail).into_response());
         }
-        return Err(engine_failed(&error.to_string()));
+        return Err(engine_failed(state, &error.to_string()));
     }
     match receiver.await {
         Ok(Ok(codes)) if codes.len() == batch.as_batch().len() => Ok(codes),
-        Ok(Ok(codes)) => Err(engine_failed(&format!(
-            "{} codes for {} commands",
-            codes.len(),
-            batch.as_batch().len()
-        ))),
-        Ok(Err(error)) => Err(engine_failed(&error.to_string())),
-        Err(_) => Err(engine_failed("the engine dropped the batch")),
+        Ok(Ok(codes)) => Err(engine_failed(
+            state,
+            &format!(
+                "{} codes for {} commands",
+                codes.len(),
+                batch.as_batch().len()
+            ),
+        )),
+        Ok(Err(error)) => Err(engine_failed(state, &error.to_string())),
+        Err(_) => Err(engine_failed(state, "the engine dropped the batch")),
     }
 }
 
 /// [`submit`] for one command that shares its engine batch with other requests'
 /// commands (see [`crate::coalesce`]).
 async fn submit_coalesced(state: &AppState, batch: &BatchBuf) -> Result<ResultCode, Response> {
-    if state.is_shutting_down() {
-        let detail = "the server is shutting down and takes no new commands";
-        return Err(Problem::edge(EdgeCode::ShuttingDown, detail).into_response());
-    }
     match state.coalescer.submit(batch).await {
         Ok(code) => Ok(code),
         Err(Refusal::Busy(reason)) => {
@@ -243,11 +238,14 @@ async fn submit_coalesced(state: &AppState, batch: &BatchBuf) -> Result<ResultCo
             let detail = format!("the engine's queue is full: {reason}");
             Err(Problem::edge(EdgeCode::Busy, detail).into_response())
         }
-        Err(Refusal::Failed(reason)) => Err(engine_failed(&reason)),
+        Err(Refusal::Failed(reason)) => Err(engine_failed(state, &reason)),
     }
 }
 
-fn engine_failed(detail: &str) -> Response {
+/// A command the engine failed: answered `500 engine_failed`, and reported, so the server
+/// stops (see [`crate::engine_failure`]).
+fn engine_failed(state: &AppState, detail: &str) -> Response {
+    state.engine_failure.report(detail);
     Problem::edge(EdgeCode::EngineFailed, detail).into_response()
 }
 

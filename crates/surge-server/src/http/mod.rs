@@ -1,6 +1,7 @@
 //! The HTTP/JSON edge: the router, and the one middleware every request goes through —
-//! metrics, then authentication and scope, then the in-flight limit, then the body limit
-//! and `Idempotency-Key` — before a handler turns JSON into an engine batch.
+//! metrics, then authentication and scope, then the drain (no new `/v1/` request once the
+//! server shuts down), then the in-flight limit, then the body limit and `Idempotency-Key`
+//! — before a handler turns JSON into an engine batch.
 //!
 //! **Invariant:** nothing reaches the engine before the token, the scope, the limits and
 //! the JSON were checked; a refused request changes no state.
@@ -48,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) dispatch_ready: Arc<Notify>,
     /// Single-command requests share engine batches.
     pub(crate) coalescer: Arc<crate::coalesce::Coalescer>,
+    /// Where a command answered `engine_failed` reports it (the server then stops).
+    pub(crate) engine_failure: crate::engine_failure::EngineFailure,
 }
 
 impl AppState {
@@ -192,6 +195,13 @@ async fn guard(state: &AppState, route: &str, request: Request, next: Next) -> R
         Ok(principal) => principal,
         Err(response) => return response,
     };
+    // Draining: what was admitted before finishes (its batch is submitted and answered),
+    // nothing new is admitted.
+    if route.starts_with("/v1/") && state.is_shutting_down() {
+        state.metrics.reject(Rejection::ShuttingDown);
+        let detail = "the server is shutting down and admits no new requests";
+        return Problem::edge(EdgeCode::ShuttingDown, detail).into_response();
+    }
     let _permit = if route.starts_with("/v1/") {
         match Arc::clone(&state.in_flight).try_acquire_owned() {
             Ok(permit) => Some(permit),

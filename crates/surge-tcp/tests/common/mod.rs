@@ -12,8 +12,8 @@ use surge_core::{account_flags, Account, AccountId, Batch, DispatchAck, Dispatch
 use surge_core::{Order, OrderAction, OrderId, OrderLine, Reservation, ReservationKey};
 use surge_core::{ResultCode, Sku, SkuId, Transfer, TransferId};
 use surge_engine::{Engine, EngineConfig};
-use surge_protocol::{encode_batch, ErrorCode, Frame, FrameDecoder, Hello, ReplyStatus};
-use surge_protocol::{Scopes, Welcome};
+use surge_protocol::{encode_batch, encode_lookup, ErrorCode, Frame, FrameDecoder, Hello};
+use surge_protocol::{LookupOperation, LookupStatus, ReplyStatus, Scopes, Welcome};
 use surge_tcp::{serve_with_metrics, TcpLimits, TcpMetrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -144,6 +144,18 @@ pub enum Got {
         request_id: u64,
         code: ErrorCode,
     },
+    /// A found lookup reply: how many entries.
+    Found {
+        request_id: u64,
+        entries: usize,
+    },
+    LookupBusy {
+        request_id: u64,
+    },
+    LookupRejected {
+        request_id: u64,
+        code: ErrorCode,
+    },
     Error(ErrorCode),
     Pong(u64),
     /// End of stream or a reset.
@@ -169,6 +181,17 @@ fn owned(frame: Frame<'_>) -> Got {
                 code,
             },
         },
+        Frame::LookupReply(reply) => {
+            let request_id = reply.request_id;
+            match reply.status {
+                LookupStatus::Found(entries) => Got::Found {
+                    request_id,
+                    entries: entries.len(),
+                },
+                LookupStatus::Busy => Got::LookupBusy { request_id },
+                LookupStatus::Rejected(code) => Got::LookupRejected { request_id, code },
+            }
+        }
         other => panic!("a server never sends {other:?}"),
     }
 }
@@ -251,6 +274,21 @@ impl RawClient {
     pub async fn expect_closed(&mut self) {
         assert_eq!(self.next().await, Got::Closed);
     }
+}
+
+/// A `Lookup` of accounts `ids`.
+pub fn account_lookup(request_id: u64, ids: &[u128]) -> Vec<u8> {
+    let body: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+    let mut bytes = Vec::new();
+    let count = ids.len() as u32;
+    encode_lookup(
+        &mut bytes,
+        request_id,
+        LookupOperation::Accounts,
+        count,
+        &body,
+    );
+    bytes
 }
 
 pub fn all_ok(codes: &[ResultCode]) -> bool {
