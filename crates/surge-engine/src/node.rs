@@ -465,6 +465,13 @@ impl Node {
         })
     }
 
+    /// Why this node stopped taking commands (its log or apply stage failed: fail-stop),
+    /// if it did; `None` while it runs and after a clean shutdown.
+    pub fn failure(&self) -> Option<String> {
+        let group_commit = self.group_commit.as_ref()?;
+        group_commit.failure().map(|error| error.to_string())
+    }
+
     /// Logs a batch given as its operation and body (`count` records of the operation's
     /// size, already checked by the caller); see [`Node::submit`].
     pub fn submit_bytes(

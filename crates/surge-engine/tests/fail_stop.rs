@@ -40,6 +40,7 @@ fn submit(node: &Node, batch: Batch<'_>) -> Result<Vec<ResultCode>, EngineError>
 }
 
 fn setup(node: &Node) {
+    assert_eq!(node.failure(), None, "a running node has not failed");
     let accounts = [account(BANK, false), account(MERCHANT, false)];
     let codes = submit(node, Batch::CreateAccounts(&accounts)).expect("accounts");
     assert_eq!(codes, [ResultCode::Ok; 2]);
@@ -66,6 +67,9 @@ fn until_failure(node: &Node, first: u128, batch_len: u128) -> (Vec<u128>, Engin
 
 /// Every later submission fails too, at submit or at wait, and never comes back `Ok`.
 fn check_everything_fails_from_now(node: &Node, first: u128) {
+    // The node says so without a command (what the server polls).
+    let reason = node.failure().expect("a failed node reports its failure");
+    assert!(!reason.is_empty());
     for attempt in 0..20 {
         let batch = transfers(first + attempt, 1);
         match submit(node, Batch::CreateTransfers(&batch)) {

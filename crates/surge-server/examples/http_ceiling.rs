@@ -6,7 +6,8 @@
 //! the engine and the log). Benchmark-only: `docs/PERFORMANCE.md`, "HTTP API".
 //!
 //! ```sh
-//! cargo run --release -p surge-server --example http_ceiling -- --stack hyper --addr 127.0.0.1:7790
+//! cargo build --release -p surge-server --example http_ceiling
+//! target/release/examples/http_ceiling --stack hyper --addr 127.0.0.1:7790
 //! TOKEN=x wrk -t2 -c256 -d8s --latency -s benches/http/transfers.lua http://127.0.0.1:7790
 //! ```
 

@@ -4,6 +4,8 @@
 //! (over HTTP or TCP) records why, and `server::run` then drains — what was admitted is
 //! answered, `/readyz` says 503 — and exits non-zero with that reason, for an operator or a
 //! supervisor to act on. Lookups that fail do not stop the server: they change nothing.
+//! A failure no command meets (a checkpoint after a pulse, with no traffic) is found by
+//! polling `Engine::failure` ([`watch_engine`]).
 
 use std::sync::Arc;
 
@@ -35,6 +37,28 @@ impl EngineFailure {
                 true
             }
         });
+    }
+}
+
+/// How often [`watch_engine`] asks the engine whether it failed.
+const ENGINE_FAILURE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reports the engine's own failure (`Engine::failure`) when no command meets it first,
+/// polling until the server shuts down.
+pub(crate) async fn watch_engine(
+    engine: Arc<surge_engine::Engine>,
+    failure: EngineFailure,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if let Some(reason) = engine.failure() {
+            failure.report(&reason);
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ENGINE_FAILURE_POLL_INTERVAL) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
     }
 }
 

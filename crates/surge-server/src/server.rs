@@ -215,6 +215,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Arc::clone(&state.metrics),
         stop,
     ));
+    // A failure while no command is in flight (a checkpoint after a pulse, say) is seen
+    // by polling; one a command meets is reported by the command at once.
+    tokio::spawn(engine_failure::watch_engine(
+        Arc::clone(&engine),
+        failure.clone(),
+        shutdown_receiver.clone(),
+    ));
     let tcp_task = tokio::spawn(crate::tcp::serve_tcp(
         tcp_listener,
         Arc::clone(&engine),

@@ -232,6 +232,11 @@ impl GroupCommit {
         }
     }
 
+    /// Why the log failed (fail-stop), if it did: nothing more will be written.
+    pub fn failure(&self) -> Option<WalError> {
+        self.queue.failure()
+    }
+
     /// The writer's counters now.
     pub fn stats(&self) -> CommitStats {
         self.counters.lock().stats()

@@ -174,6 +174,11 @@ impl<T> Queue<T> {
     }
 
     /// Refuses later pushes; the writer still drains what is queued.
+    /// The error the queue failed with, if it failed.
+    pub(crate) fn failure(&self) -> Option<WalError> {
+        self.state.lock().failed.clone()
+    }
+
     pub(crate) fn close(&self) {
         self.state.lock().closed = true;
         self.ready.notify_all();

@@ -533,6 +533,17 @@ impl Engine {
         Ok(history.statement(account_id, from_ns, to_ns, after, limit)?)
     }
 
+    /// Why the engine can no longer apply commands, if it cannot: a shard's log or apply
+    /// stage failed (fail-stop), or cross-shard delivery stopped. Cheap enough to poll.
+    pub fn failure(&self) -> Option<String> {
+        for (index, node) in self.nodes().iter().enumerate() {
+            if let Some(reason) = node.failure() {
+                return Some(format!("shard {index}: {reason}"));
+            }
+        }
+        self.saga.as_ref().and_then(|saga| saga.failure())
+    }
+
     /// Counters of every shard.
     pub fn stats(&self) -> EngineStats {
         EngineStats {

@@ -147,6 +147,11 @@ impl Saga {
         }
     }
 
+    /// Why delivery stopped, if it did (a shard failed under it).
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.shared.queue.lock().failed.clone()
+    }
+
     pub(crate) fn handle(&self) -> SagaHandle {
         SagaHandle {
             shared: self.shared.clone(),
