@@ -52,7 +52,7 @@ pub use cross_shard::{
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
 pub use snapshot::SnapshotError;
-use table::{Table, TableEntry};
+use table::{PairTable, Table, TableEntry};
 
 /// How many commands ahead [`StateMachine::apply`] prefetches the state a command touches.
 const PREFETCH_DISTANCE: usize = 8;
@@ -313,6 +313,17 @@ pub(crate) struct PendingState {
     status: PendingStatus,
 }
 
+impl Default for PendingState {
+    /// A vacant slot's value in the pending-state table.
+    fn default() -> Self {
+        Self {
+            expires_at: 0,
+            order_id: OrderId::ZERO,
+            status: PendingStatus::Pending,
+        }
+    }
+}
+
 /// A direct reservation as stored, or (with `failure` set) how making it failed. 80 bytes:
 /// the record carries its own key, and the expiry is `timestamp + timeout_ns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -507,7 +518,7 @@ pub struct StateMachine {
     /// Finished transfers made resident for the batch being applied (see
     /// [`StateMachine::recall`]); emptied after every batch.
     recalled: journal::Map<u128, ArchivedTransfer>,
-    pendings: Journaled<TransferId, PendingState>,
+    pendings: Journaled<TransferId, PendingState, PairTable<TransferId, PendingState>>,
     pending_expiry: BinaryHeap<Reverse<(u64, TransferId)>>,
     skus: Journaled<u64, Sku, Table<Sku>>,
     reservations: ReservationTable,
@@ -553,7 +564,7 @@ impl StateMachine {
             transfers_evicted: 0,
             evicted_filter: archive::EvictedFilter::default(),
             recalled: map_with_capacity(0),
-            pendings: Journaled::new(map_with_capacity(config.orders_capacity)),
+            pendings: Journaled::new(PairTable::with_capacity(config.orders_capacity)),
             pending_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             skus: Journaled::new(Table::with_capacity(64)),
             reservations: Journaled::new(Table::with_capacity(config.orders_capacity)),
@@ -561,11 +572,14 @@ impl StateMachine {
             buyer_units: Journaled::new(Table::with_capacity(config.orders_capacity)),
             orders: Journaled::new(map_with_capacity(config.orders_capacity)),
             orders_failed: Journaled::new(map_with_capacity(64)),
-            order_expiry: BinaryHeap::with_capacity(config.orders_capacity),
+            order_expiry: memory::touched_heap(config.orders_capacity, Reverse((0, OrderId::ZERO))),
             dispatches: Journaled::new(map_with_capacity(config.orders_capacity)),
             dispatch_feed: Journaled::new(BTreeMap::new()),
             dispatch_sequence_next: 1,
-            dispatch_redelivery: BinaryHeap::with_capacity(config.orders_capacity),
+            dispatch_redelivery: memory::touched_heap(
+                config.orders_capacity,
+                Reverse((0, DispatchId(0))),
+            ),
             cross_shard: cross_shard::CrossShard::default(),
             chain_codes: Vec::with_capacity(BATCH_EVENTS_MAX),
             recording: true,
