@@ -51,19 +51,19 @@ impl StateMachine {
             hasher.update(&held.buyer_high.to_le_bytes());
             hasher.update(&held.units.to_le_bytes());
         }
-        for (id, entry) in sorted(self.orders.map.iter()) {
-            hasher.update(&id.0.to_le_bytes());
+        for entry in self.orders.entries_sorted() {
+            hasher.update(&entry.order.id.0.to_le_bytes());
             hasher.update(bytemuck::bytes_of(&entry.order));
             hasher.update(&entry.fingerprint.to_le_bytes());
             hasher.update(&entry.expires_at.to_le_bytes());
             hasher.update(&entry.payment_transfer_id.0.to_le_bytes());
             hasher.update(&entry.closing_transfer_id.0.to_le_bytes());
         }
-        for (id, code) in sorted(self.orders_failed.map.iter()) {
+        for (id, code) in self.orders.failures_sorted() {
             hasher.update(&id.0.to_le_bytes());
             hasher.update(&code.as_u32().to_le_bytes());
         }
-        for (id, entry) in sorted(self.dispatches.map.iter()) {
+        for (id, entry) in self.orders.dispatches_sorted() {
             hasher.update(&id.0.to_le_bytes());
             hasher.update(&entry.order_id.0.to_le_bytes());
             hasher.update(&entry.sequence.to_le_bytes());

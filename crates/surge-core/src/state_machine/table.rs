@@ -375,6 +375,12 @@ impl<K: TableKey, V: Copy + Default> PairTable<K, V> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.table.iter().map(|pair| (&pair.key, &pair.value))
     }
+
+    /// Hints the CPU to start loading `key`'s home slot.
+    #[inline]
+    pub(crate) fn prefetch(&self, key: &K) {
+        self.table.prefetch(key);
+    }
 }
 
 /// A prefetch hint. The one `unsafe` in the core: `_mm_prefetch` is marked unsafe only
