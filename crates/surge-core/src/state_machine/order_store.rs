@@ -285,6 +285,15 @@ impl OrderStore {
         self.slots.prefetch(&id);
     }
 
+    /// Hints the CPU to start loading entry `index` (from [`OrderStore::locate`]).
+    #[inline]
+    pub(crate) fn prefetch_entry(&self, index: usize) {
+        if index < self.len {
+            let (chunk, offset) = self.position(index);
+            super::table::prefetch_value(&self.chunks[chunk][offset]);
+        }
+    }
+
     /// Stores a newly placed order in the vacant slot `vacant` (from [`OrderStore::find`])
     /// and appends its entry; returns the entry's index.
     pub(crate) fn place(&mut self, vacant: usize, order: Order, fingerprint: u64) -> usize {

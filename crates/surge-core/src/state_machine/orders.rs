@@ -12,7 +12,18 @@ use std::cmp::Reverse;
 
 use super::ledger::Resolver;
 use super::order_store::StoredOrder;
-use super::{fail, fingerprint, Outcome, PendingStatus, StateMachine};
+use super::{fail, fingerprint, Outcome, PendingStatus, StateMachine, PREFETCH_DISTANCE};
+
+/// How many commands ahead of the one executing an order action's order entry is
+/// prefetched (its slot was, [`PREFETCH_DISTANCE`] ahead).
+const ACTION_ENTRY_DISTANCE: usize = 4;
+
+/// How many commands ahead an order action's authorization and accounts are prefetched
+/// (its entry was, [`ACTION_ENTRY_DISTANCE`] ahead).
+const ACTION_FUNDS_DISTANCE: usize = 2;
+
+const _: () = assert!(ACTION_FUNDS_DISTANCE < ACTION_ENTRY_DISTANCE);
+const _: () = assert!(ACTION_ENTRY_DISTANCE < PREFETCH_DISTANCE);
 use crate::batch::Operation;
 use crate::constants::{TRANSFER_CODE_ORDER_PAYMENT, TRANSFER_CODE_ORDER_REFUND};
 use crate::ids::OrderId;
@@ -45,10 +56,41 @@ impl StateMachine {
         }
     }
 
-    /// Hints the cache with the order slot and transfer slot an order action touches.
-    pub(crate) fn prefetch_order_action(&self, action: &OrderAction) {
+    /// Hints the cache with what the order actions of a batch touch, in three stages, as
+    /// each needs what the one before loaded: called (by `apply_events`) for the action
+    /// [`PREFETCH_DISTANCE`] commands ahead of the one executing, it prefetches that
+    /// action's order slot and transfer slot; reads the (prefetched) slot of the action
+    /// [`ACTION_ENTRY_DISTANCE`] ahead and prefetches its order's entry; and reads the
+    /// (prefetched) entry of the action [`ACTION_FUNDS_DISTANCE`] ahead and prefetches its
+    /// authorization's slot, pending state and accounts. `action` is an element of
+    /// `actions`.
+    pub(crate) fn prefetch_order_action(&self, actions: &[OrderAction], action: &OrderAction) {
         self.orders.prefetch(action.order_id);
         self.transfers.map.prefetch(&action.transfer_id.0);
+        // The action's place in the batch, from its address (never out of the slice: a
+        // stray address gives an index `get` refuses).
+        let offset_bytes =
+            (action as *const OrderAction as usize).wrapping_sub(actions.as_ptr() as usize);
+        let index = offset_bytes / std::mem::size_of::<OrderAction>();
+        let ahead = |distance: usize| {
+            index
+                .checked_sub(PREFETCH_DISTANCE - distance)
+                .and_then(|earlier| actions.get(earlier))
+        };
+        if let Some(nearer) = ahead(ACTION_ENTRY_DISTANCE) {
+            if let Some(entry_index) = self.orders.locate(nearer.order_id) {
+                self.orders.prefetch_entry(entry_index);
+            }
+        }
+        if let Some(nearest) = ahead(ACTION_FUNDS_DISTANCE) {
+            if let Some(stored) = self.orders.get(nearest.order_id) {
+                let order = &stored.order;
+                self.transfers.map.prefetch(&order.transfer_id.0);
+                self.pendings.map.prefetch(&order.transfer_id);
+                self.accounts.map.prefetch(&order.buyer_id.0);
+                self.accounts.map.prefetch(&order.merchant_id.0);
+            }
+        }
     }
 
     pub(crate) fn place_order(&mut self, order: &Order, timestamp: u64) -> Outcome {
