@@ -181,6 +181,54 @@ pub fn measured_batch(
     }
 }
 
+/// First transfer id of the place-order stampede's payment holds (setup transfers count
+/// up from 1, the transfer workloads' from 2^64).
+const STAMPEDE_TRANSFER_ID_BASE: u128 = 1 << 72;
+
+/// Unpaid-order timeout of the stampede's orders, in ns of log time: none expires during
+/// a run, so the state machine only places.
+pub const STAMPEDE_ORDER_TIMEOUT_NS: u64 = 15 * 60 * 1_000_000_000;
+
+/// Order `index` of the place-order stampede: one unit of [`HOT_SKU`] for a random funded
+/// buyer, paying the merchant (set up as for [`WorkloadKind::HotSku`]). Order `index` has id
+/// `index + 1` and its payment hold a transfer id of its own.
+pub fn stampede_order(rng: &mut SplitMix64, shape: &WorkloadShape, index: u64) -> Order {
+    let mut lines = [OrderLine::default(); ORDER_LINES_MAX];
+    lines[0] = OrderLine {
+        sku_id: HOT_SKU,
+        quantity: 1,
+        reserved: 0,
+    };
+    Order {
+        id: OrderId(u128::from(index) + 1),
+        buyer_id: random_account(rng, shape),
+        merchant_id: merchant_id(shape),
+        transfer_id: TransferId(STAMPEDE_TRANSFER_ID_BASE + u128::from(index)),
+        amount: rng.below(10_000) + 1,
+        timeout_ns: STAMPEDE_ORDER_TIMEOUT_NS,
+        ledger: LEDGER,
+        line_count: 1,
+        lines,
+        ..Order::default()
+    }
+}
+
+/// The measured batches of the place-order stampede ([`stampede_order`]).
+pub fn stampede_batches(shape: &WorkloadShape) -> Vec<BatchBuf> {
+    let mut rng = SplitMix64::new(shape.seed);
+    (0..shape.batches)
+        .map(|batch_index| {
+            let first = (batch_index * shape.batch_size) as u64;
+            let indexes = first..first + shape.batch_size as u64;
+            BatchBuf::PlaceOrders(
+                indexes
+                    .map(|index| stampede_order(&mut rng, shape, index))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 /// SKUs on sale in the mixed workload, ids `1..=MIXED_SKU_COUNT`; half of all orders buy
 /// [`HOT_SKU`], the rest spread over the others.
 pub const MIXED_SKU_COUNT: u64 = 16;
@@ -372,6 +420,23 @@ impl FestivalMix {
     }
 }
 
+/// The measured batches of the festival mix for one submitter, made ahead of time on the
+/// assumption that every command succeeds (as it does against a state machine set up
+/// with [`mixed_setup_batches`]; the caller checks the codes).
+pub fn mixed_batches(shape: &WorkloadShape) -> Vec<BatchBuf> {
+    let mut mix = FestivalMix::new(shape, 0);
+    let mut ok = Vec::with_capacity(shape.batch_size);
+    (0..shape.batches)
+        .map(|_| {
+            let batch = mix.next_batch();
+            ok.clear();
+            ok.resize(batch.as_batch().len(), ResultCode::Ok);
+            mix.completed(&batch, &ok);
+            batch
+        })
+        .collect()
+}
+
 /// The `step`th transfer of mixed-workload order `index`: 0 authorizes it, 1 pays or
 /// cancels it, 2 refunds it.
 fn mixed_transfer_id(index: u64, step: u128) -> TransferId {
@@ -466,6 +531,63 @@ mod tests {
             assert_eq!(first.as_batch().body(), all[0].as_batch().body());
             assert_eq!(second.as_batch().body(), all[1].as_batch().body());
         }
+    }
+
+    /// Applies `setup`, then `measured` (batches `log_time_ns` apart), and returns the codes
+    /// of the measured batches that were not `ok`.
+    fn apply_all(setup: &[BatchBuf], measured: &[BatchBuf], log_time_ns: u64) -> Vec<ResultCode> {
+        let mut state_machine = surge_core::StateMachine::new(surge_core::Config::default());
+        let mut results = Vec::new();
+        for batch in setup {
+            let timestamp = state_machine.timestamp_next_min();
+            state_machine.apply(timestamp, batch.as_batch(), &mut results);
+            assert!(results.iter().all(|code| *code == ResultCode::Ok));
+        }
+        let mut not_ok = Vec::new();
+        for (index, batch) in measured.iter().enumerate() {
+            let timestamp = state_machine
+                .timestamp_next_min()
+                .max(1_000 + index as u64 * log_time_ns);
+            state_machine.apply(timestamp, batch.as_batch(), &mut results);
+            not_ok.extend(results.iter().filter(|code| **code != ResultCode::Ok));
+        }
+        not_ok
+    }
+
+    #[test]
+    fn the_stampede_and_the_mix_made_ahead_succeed_command_by_command() {
+        let shape = WorkloadShape {
+            sku_limit_per_buyer: 1,
+            batches: 40,
+            ..shape(100)
+        };
+        let stampede = stampede_batches(&shape);
+        assert!(matches!(&stampede[0], BatchBuf::PlaceOrders(orders) if orders.len() == 100));
+        // One unit per buyer: a buyer who bought once is refused after that.
+        let refused = apply_all(&setup_batches(WorkloadKind::HotSku, &shape), &stampede, 0);
+        assert!(!refused.is_empty());
+        assert!(refused.iter().all(|code| *code == ResultCode::LimitReached));
+        let shape = WorkloadShape {
+            accounts: 10_000,
+            batches: 80,
+            ..shape
+        };
+        let refused = apply_all(
+            &setup_batches(WorkloadKind::HotSku, &shape),
+            &stampede_batches(&shape),
+            0,
+        );
+        assert!(refused.iter().all(|code| *code == ResultCode::LimitReached));
+        // The mix: every placement, payment, cancellation and refund succeeds, also while
+        // abandoned orders expire between batches.
+        let mix = mixed_batches(&shape);
+        let operations: std::collections::BTreeSet<u8> = mix
+            .iter()
+            .map(|batch| batch.as_batch().operation() as u8)
+            .collect();
+        assert_eq!(operations.len(), 4, "place, pay, cancel and refund");
+        let not_ok = apply_all(&mixed_setup_batches(&shape), &mix, 100_000_000);
+        assert_eq!(not_ok, []);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{reject, DispatchEntry, Outcome, StateMachine};
 use crate::ids::{AccountId, DispatchId, OrderId};
-use crate::records::{DispatchAck, OrderLine, OrderStatus};
+use crate::records::{DispatchAck, Order, OrderLine, OrderStatus};
 use crate::result::ResultCode;
 
 /// Where a dispatch request stands.
@@ -53,40 +53,50 @@ pub struct DispatchRequest {
 }
 
 impl StateMachine {
-    /// Creates the dispatch request of an order that just became PAID.
-    pub(crate) fn create_dispatch(&mut self, order_id: OrderId, now: u64) {
-        let id = DispatchId::from(order_id);
-        assert!(
-            !self.dispatches.contains(&id),
-            "an order is paid at most once"
-        );
+    /// Creates the dispatch request of the order at entry `index`, which just became PAID.
+    pub(crate) fn create_dispatch(&mut self, index: usize, now: u64) {
         let sequence = self.take_dispatch_sequence();
         let redeliver_at = now.saturating_add(self.config.dispatch_redelivery_ns);
-        let entry = DispatchEntry {
+        let stored = self.orders.at_mut(index);
+        assert!(stored.dispatch().is_none(), "an order is paid at most once");
+        let order_id = stored.order.id;
+        stored.set_dispatch(&DispatchEntry {
             order_id,
             sequence,
             created_at: now,
             redeliver_at,
             attempts: 1,
-            status: super::DispatchStatus::Pending,
-        };
-        self.dispatches.insert(id, entry);
+            status: DispatchStatus::Pending,
+        });
+        self.orders.count_dispatch(index);
+        let id = DispatchId::from(order_id);
         self.dispatch_feed.insert(sequence, id);
         self.dispatch_redelivery.push(Reverse((redeliver_at, id)));
     }
 
-    /// A refund before acknowledgement withdraws the request from the feed.
-    pub(crate) fn cancel_dispatch(&mut self, order_id: OrderId) {
-        let id = DispatchId::from(order_id);
-        let entry = *self
-            .dispatches
-            .get(&id)
+    /// A refund before acknowledgement withdraws the request (of the order at entry
+    /// `index`) from the feed.
+    pub(crate) fn cancel_dispatch(&mut self, index: usize) {
+        let entry = self
+            .orders
+            .at(index)
+            .dispatch()
             .expect("a paid order has a dispatch request");
         if entry.status == DispatchStatus::Pending {
             self.dispatch_feed.remove(&entry.sequence);
-            let stored = self.dispatches.get_mut(&id).expect("looked up above");
-            stored.status = DispatchStatus::Cancelled;
+            let cancelled = DispatchEntry {
+                status: DispatchStatus::Cancelled,
+                ..entry
+            };
+            self.orders.at_mut(index).set_dispatch(&cancelled);
         }
+    }
+
+    /// The entry index and request of dispatch request `id`, if there is one.
+    fn dispatch_entry(&self, id: DispatchId) -> Option<(usize, DispatchEntry)> {
+        let index = self.orders.locate(OrderId(id.0))?;
+        let entry = self.orders.at(index).dispatch()?;
+        Some((index, entry))
     }
 
     pub(crate) fn ack_dispatch(&mut self, ack: &DispatchAck, _timestamp: u64) -> Outcome {
@@ -96,7 +106,7 @@ impl StateMachine {
         if ack.dispatch_id.is_zero() {
             reject!(IdMustNotBeZero);
         }
-        let Some(entry) = self.dispatches.get(&ack.dispatch_id).copied() else {
+        let Some((index, entry)) = self.dispatch_entry(ack.dispatch_id) else {
             return Outcome::Failed(ResultCode::DispatchNotFound);
         };
         match entry.status {
@@ -105,23 +115,19 @@ impl StateMachine {
             DispatchStatus::Cancelled => return Outcome::Failed(ResultCode::DispatchCancelled),
         }
         self.dispatch_feed.remove(&entry.sequence);
-        let stored = self
-            .dispatches
-            .get_mut(&ack.dispatch_id)
-            .expect("looked up above");
-        stored.status = DispatchStatus::Acknowledged;
-        let order = self
-            .orders
-            .get_mut(&entry.order_id)
-            .expect("a request has its order");
-        assert_eq!(order.order.status, OrderStatus::Paid as u16);
-        order.order.status = OrderStatus::Dispatched as u16;
+        let stored = self.orders.at_mut(index);
+        stored.set_dispatch(&DispatchEntry {
+            status: DispatchStatus::Acknowledged,
+            ..entry
+        });
+        assert_eq!(stored.order.status, OrderStatus::Paid as u16);
+        stored.order.status = OrderStatus::Dispatched as u16;
         Outcome::Applied
     }
 
     /// Puts an unacknowledged request back in the feed (sweep only).
     pub(crate) fn redeliver_dispatch(&mut self, id: DispatchId, due: u64, now: u64) {
-        let Some(entry) = self.dispatches.get(&id).copied() else {
+        let Some((index, entry)) = self.dispatch_entry(id) else {
             return; // Rolled back after the heap entry was pushed.
         };
         if entry.status != DispatchStatus::Pending || entry.redeliver_at != due {
@@ -131,10 +137,12 @@ impl StateMachine {
         let redeliver_at = now.saturating_add(self.config.dispatch_redelivery_ns);
         self.dispatch_feed.remove(&entry.sequence);
         self.dispatch_feed.insert(sequence, id);
-        let stored = self.dispatches.get_mut(&id).expect("looked up above");
-        stored.sequence = sequence;
-        stored.redeliver_at = redeliver_at;
-        stored.attempts += 1;
+        self.orders.at_mut(index).set_dispatch(&DispatchEntry {
+            sequence,
+            redeliver_at,
+            attempts: entry.attempts + 1,
+            ..entry
+        });
         self.dispatch_redelivery.push(Reverse((redeliver_at, id)));
     }
 
@@ -157,29 +165,34 @@ impl StateMachine {
 
     /// One dispatch request by id.
     pub fn dispatch(&self, id: DispatchId) -> Option<DispatchRequest> {
-        let entry = self.dispatches.get(&id)?;
-        let order = &self
-            .orders
-            .get(&entry.order_id)
-            .expect("a request has its order")
-            .order;
-        Some(DispatchRequest {
-            id,
-            sequence: entry.sequence,
-            order_id: entry.order_id,
-            buyer_id: order.buyer_id,
-            merchant_id: order.merchant_id,
-            lines: order.lines[..usize::from(order.line_count)].to_vec(),
-            created_at: entry.created_at,
-            attempts: entry.attempts,
-            status: entry.status,
-        })
+        let (index, entry) = self.dispatch_entry(id)?;
+        Some(request(id, &entry, &self.orders.at(index).order))
     }
 
     /// Every dispatch request, by id (for audits and tests).
     pub fn dispatches_sorted(&self) -> Vec<DispatchRequest> {
-        let mut ids: Vec<DispatchId> = self.dispatches.map.keys().copied().collect();
-        ids.sort_unstable();
-        ids.into_iter().filter_map(|id| self.dispatch(id)).collect()
+        self.orders
+            .dispatches_sorted()
+            .into_iter()
+            .map(|(id, entry)| {
+                let order = &self.orders.get(entry.order_id).expect("its order").order;
+                request(id, &entry, order)
+            })
+            .collect()
+    }
+}
+
+/// A request as consumers see it.
+fn request(id: DispatchId, entry: &DispatchEntry, order: &Order) -> DispatchRequest {
+    DispatchRequest {
+        id,
+        sequence: entry.sequence,
+        order_id: entry.order_id,
+        buyer_id: order.buyer_id,
+        merchant_id: order.merchant_id,
+        lines: order.lines[..usize::from(order.line_count)].to_vec(),
+        created_at: entry.created_at,
+        attempts: entry.attempts,
+        status: entry.status,
     }
 }

@@ -2,12 +2,10 @@
 //! walked in key order (never in hash-map order), so two replays of one log compare equal
 //! exactly when their states are identical.
 
-use std::hash::Hash;
-
 use xxhash_rust::xxh3::Xxh3;
 
 use super::table::TableEntry;
-use super::{journal::Map, BuyerUnits, PendingStatus, StateMachine, StoredReservation};
+use super::{BuyerUnits, PendingStatus, StateMachine, StoredReservation};
 
 impl StateMachine {
     /// Digest of the whole state, including the log time. Walks every map: meant for
@@ -25,7 +23,7 @@ impl StateMachine {
         hasher.update(&transfer_ids.to_le_bytes());
         // Live holds only: a resolved one's final status is in the transfers digest, and
         // it may have left memory.
-        let live = sorted(&self.pendings.map)
+        let live = sorted(self.pendings.map.iter())
             .into_iter()
             .filter(|(_, state)| state.status == PendingStatus::Pending);
         for (id, state) in live {
@@ -53,19 +51,19 @@ impl StateMachine {
             hasher.update(&held.buyer_high.to_le_bytes());
             hasher.update(&held.units.to_le_bytes());
         }
-        for (id, entry) in sorted(&self.orders.map) {
-            hasher.update(&id.0.to_le_bytes());
+        for entry in self.orders.entries_sorted() {
+            hasher.update(&entry.order.id.0.to_le_bytes());
             hasher.update(bytemuck::bytes_of(&entry.order));
             hasher.update(&entry.fingerprint.to_le_bytes());
             hasher.update(&entry.expires_at.to_le_bytes());
             hasher.update(&entry.payment_transfer_id.0.to_le_bytes());
             hasher.update(&entry.closing_transfer_id.0.to_le_bytes());
         }
-        for (id, code) in sorted(&self.orders_failed.map) {
+        for (id, code) in self.orders.failures_sorted() {
             hasher.update(&id.0.to_le_bytes());
             hasher.update(&code.as_u32().to_le_bytes());
         }
-        for (id, entry) in sorted(&self.dispatches.map) {
+        for (id, entry) in self.orders.dispatches_sorted() {
             hasher.update(&id.0.to_le_bytes());
             hasher.update(&entry.order_id.0.to_le_bytes());
             hasher.update(&entry.sequence.to_le_bytes());
@@ -95,8 +93,10 @@ impl StateMachine {
 }
 
 /// A map's entries in key order.
-fn sorted<K: Copy + Ord + Hash, V: Copy>(map: &Map<K, V>) -> Vec<(K, V)> {
-    let mut entries: Vec<(K, V)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+fn sorted<'a, K: Copy + Ord + 'a, V: Copy + 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+) -> Vec<(K, V)> {
+    let mut entries: Vec<(K, V)> = entries.map(|(k, v)| (*k, *v)).collect();
     entries.sort_unstable_by_key(|(k, _)| *k);
     entries
 }

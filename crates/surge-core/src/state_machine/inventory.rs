@@ -5,11 +5,20 @@
 
 use std::cmp::Reverse;
 
+use super::table::TableEntry;
 use super::{fail, fingerprint, reject, BuyerUnits, Outcome, StateMachine, StoredReservation};
 use crate::batch::Operation;
 use crate::ids::{AccountId, OrderId, SkuId};
 use crate::records::{Reservation, ReservationKey, ReservationStatus, Sku};
 use crate::result::ResultCode;
+
+/// Where reserving units writes, found by [`StateMachine::units_plan`]: valid until the
+/// next insert into the SKU or buyer-count tables.
+pub(crate) struct UnitsPlan {
+    sku_index: usize,
+    /// For a SKU with a per-buyer limit: the buyer's count's slot, or the vacant one.
+    buyer_slot: Option<Result<usize, usize>>,
+}
 
 impl StateMachine {
     pub(crate) fn create_sku(&mut self, sku: &Sku, timestamp: u64) -> Outcome {
@@ -243,8 +252,60 @@ impl StateMachine {
         buyer_id: AccountId,
         quantity: u64,
     ) -> Outcome {
+        match self.units_plan(sku_id, buyer_id, quantity) {
+            Ok(plan) => {
+                self.take_units(sku_id, buyer_id, quantity, plan);
+                Outcome::Applied
+            }
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Reserves what [`StateMachine::units_plan`] checked, at the slots it found.
+    pub(crate) fn take_units(
+        &mut self,
+        sku_id: SkuId,
+        buyer_id: AccountId,
+        quantity: u64,
+        plan: UnitsPlan,
+    ) {
+        let sku = self.skus.at_mut(plan.sku_index);
+        assert_eq!(sku.id, sku_id, "a plan's slots are still its own");
+        sku.units_available = sku
+            .units_available
+            .checked_sub(quantity)
+            .expect("the plan checked the stock");
+        sku.units_reserved += quantity;
+        match plan.buyer_slot {
+            None => {}
+            Some(Ok(index)) => {
+                let held = self.buyer_units.at_mut(index);
+                assert_eq!(
+                    held.key(),
+                    (sku_id, buyer_id),
+                    "a plan's slots are still its own"
+                );
+                held.units += quantity;
+            }
+            Some(Err(vacant)) => {
+                let held = BuyerUnits::new(sku_id, buyer_id, quantity);
+                self.buyer_units.fill_vacant(vacant, held);
+            }
+        }
+    }
+
+    /// Checks that `quantity` units of `sku_id` may be reserved for `buyer_id` (the SKU
+    /// exists, the buyer stays within its limit, the stock suffices) without reserving
+    /// them; `Err` is the failure reserving would give.
+    pub(crate) fn units_plan(
+        &self,
+        sku_id: SkuId,
+        buyer_id: AccountId,
+        quantity: u64,
+    ) -> Result<UnitsPlan, Outcome> {
+        let failed = |code| Err(Outcome::Failed(code));
         let Some(sku_index) = self.skus.map.locate(&sku_id.0) else {
-            fail!(SkuNotFound);
+            return failed(ResultCode::SkuNotFound);
         };
         let sku = self.skus.map.at(sku_index);
         let limited = sku.limit_per_buyer != 0;
@@ -254,27 +315,19 @@ impl StateMachine {
             let held = buyer_slot.map_or(0, |index| self.buyer_units.map.at(index).units);
             // `held` never exceeds the u32 limit and `quantity` is a u32: no overflow.
             if held + quantity > u64::from(sku.limit_per_buyer) {
-                fail!(LimitReached);
+                return failed(ResultCode::LimitReached);
             }
             Some(buyer_slot)
         } else {
             None
         };
         if sku.units_available < quantity {
-            fail!(SoldOut);
+            return failed(ResultCode::SoldOut);
         }
-        let sku = self.skus.at_mut(sku_index);
-        sku.units_available -= quantity;
-        sku.units_reserved += quantity;
-        match buyer_slot {
-            None => {}
-            Some(Ok(index)) => self.buyer_units.at_mut(index).units += quantity,
-            Some(Err(vacant)) => {
-                let held = BuyerUnits::new(sku_id, buyer_id, quantity);
-                self.buyer_units.fill_vacant(vacant, held);
-            }
-        }
-        Outcome::Applied
+        Ok(UnitsPlan {
+            sku_index,
+            buyer_slot,
+        })
     }
 
     /// Moves reserved units back to available and out of the buyer's count.

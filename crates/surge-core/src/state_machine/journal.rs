@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use super::table::{Table, TableEntry};
+use super::table::{PairTable, Table, TableEntry, TableKey};
 
 /// The hasher of every map in the state machine.
 pub(crate) type FixedHasher = foldhash::fast::FixedState;
@@ -59,6 +59,21 @@ impl<E: TableEntry> Store<E::Key, E> for Table<E> {
     }
     fn remove(&mut self, key: &E::Key) -> Option<E> {
         Table::remove(self, key)
+    }
+}
+
+impl<K: TableKey, V: Copy + Default> Store<K, V> for PairTable<K, V> {
+    fn get(&self, key: &K) -> Option<&V> {
+        PairTable::get(self, key)
+    }
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        PairTable::get_mut(self, key)
+    }
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        PairTable::insert(self, key, value)
+    }
+    fn remove(&mut self, key: &K) -> Option<V> {
+        PairTable::remove(self, key)
     }
 }
 

@@ -3,7 +3,13 @@
 //! pages nearly every lookup also misses the TLB, and the page walks, not the cache misses,
 //! become the limit. A 2 MiB page covers 512 times as much.
 //!
+//! Buffers can also be reserved (advised, nothing touched) and touched ahead of use, so the
+//! page faults that first touch memory happen when the state machine is sized rather than
+//! on the hot path.
+//!
 //! This is a hint about memory, not I/O: it changes no value and no result.
+
+use std::collections::BinaryHeap;
 
 /// A vector of `len` copies of `value`, with the kernel asked to back it with huge pages.
 pub(crate) fn filled_vec<T: Copy>(len: usize, value: T) -> Vec<T> {
@@ -16,6 +22,36 @@ pub(crate) fn filled_vec<T: Copy>(len: usize, value: T) -> Vec<T> {
     // Touched only after the advice, so the faults that zero the pages take huge pages.
     buffer.resize(len, value);
     buffer
+}
+
+/// An empty vector with room for `capacity` values, with the kernel asked to back it with
+/// huge pages. Nothing is touched: pages are faulted in as values are pushed, one huge page
+/// at a time where the kernel has them.
+pub(crate) fn reserved_vec<T>(capacity: usize) -> Vec<T> {
+    let buffer: Vec<T> = Vec::with_capacity(capacity);
+    let size_bytes = capacity * std::mem::size_of::<T>();
+    if size_bytes >= HUGE_PAGE_WORTHWHILE_BYTES {
+        advise_huge_pages(buffer.as_ptr().cast(), size_bytes);
+    }
+    buffer
+}
+
+/// Touches the memory of the first `count` values of an empty `buffer`'s capacity (by
+/// writing `value` there) and leaves it empty, so pushing them later takes no page fault.
+pub(crate) fn touch<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
+    assert!(buffer.is_empty());
+    let count = count.min(buffer.capacity());
+    buffer.resize(count, value);
+    buffer.clear();
+}
+
+/// An empty heap with room for `capacity` items, its memory touched (with huge pages
+/// where the kernel has them): a heap grows at its end, one page fault per page pushed
+/// into otherwise.
+pub(crate) fn touched_heap<T: Copy + Ord>(capacity: usize, value: T) -> BinaryHeap<T> {
+    let mut buffer = reserved_vec(capacity);
+    touch(&mut buffer, capacity, value);
+    BinaryHeap::from(buffer)
 }
 
 /// Below this size a buffer keeps ordinary pages.
@@ -43,6 +79,19 @@ fn advise_huge_pages(_start: *const u8, _size_bytes: usize) {}
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_touched_buffer_is_empty_and_keeps_its_capacity() {
+        let mut buffer: Vec<u64> = super::reserved_vec(3_000_000);
+        let capacity = buffer.capacity();
+        assert!(capacity >= 3_000_000);
+        super::touch(&mut buffer, 2_000_000, 9);
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.capacity(), capacity);
+        // Past the capacity nothing is touched (nor allocated).
+        super::touch(&mut buffer, usize::MAX, 9);
+        assert_eq!(buffer.capacity(), capacity);
+    }
+
     #[test]
     fn filled_vec_has_the_values() {
         let buffer = super::filled_vec(5_000_000, 7u32);

@@ -22,6 +22,7 @@ mod inventory;
 mod journal;
 mod ledger;
 mod memory;
+mod order_store;
 mod orders;
 mod snapshot;
 mod table;
@@ -37,9 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::Batch;
 use crate::constants::{BATCH_EVENTS_MAX, DISPATCH_REDELIVERY_NS_DEFAULT};
 use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
-use crate::records::{
-    account_flags, transfer_flags, Account, Order, OrderLine, Reservation, Sku, Transfer,
-};
+use crate::records::{account_flags, transfer_flags, Account, Order, Reservation, Sku, Transfer};
 use crate::result::ResultCode;
 
 pub use archive::{
@@ -51,8 +50,9 @@ pub use cross_shard::{
 };
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
+use order_store::OrderStore;
 pub use snapshot::SnapshotError;
-use table::{Table, TableEntry};
+use table::{PairTable, Table, TableEntry};
 
 /// How many commands ahead [`StateMachine::apply`] prefetches the state a command touches.
 const PREFETCH_DISTANCE: usize = 8;
@@ -313,6 +313,17 @@ pub(crate) struct PendingState {
     status: PendingStatus,
 }
 
+impl Default for PendingState {
+    /// A vacant slot's value in the pending-state table.
+    fn default() -> Self {
+        Self {
+            expires_at: 0,
+            order_id: OrderId::ZERO,
+            status: PendingStatus::Pending,
+        }
+    }
+}
+
 /// A direct reservation as stored, or (with `failure` set) how making it failed. 80 bytes:
 /// the record carries its own key, and the expiry is `timestamp + timeout_ns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -420,7 +431,8 @@ impl TableEntry for BuyerUnits {
     }
 }
 
-/// A placed order.
+/// A placed order as snapshots and the state hash see it (`order_store.rs` keeps it in
+/// another shape).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OrderEntry {
     order: Order,
@@ -430,19 +442,7 @@ pub(crate) struct OrderEntry {
     closing_transfer_id: TransferId,
 }
 
-impl OrderEntry {
-    fn status(&self) -> OrderStatus {
-        OrderStatus::from_u16(self.order.status).expect("a stored order has a valid status")
-    }
-
-    fn lines(&self) -> &[OrderLine] {
-        &self.order.lines[..usize::from(self.order.line_count)]
-    }
-}
-
-use crate::records::OrderStatus;
-
-/// A dispatch request as stored.
+/// A dispatch request as snapshots and the state hash see it (kept in its order's entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DispatchEntry {
     order_id: OrderId,
@@ -465,8 +465,6 @@ struct Savepoint {
     reservations: usize,
     buyer_units: usize,
     orders: usize,
-    orders_failed: usize,
-    dispatches: usize,
     dispatch_feed: usize,
     dispatch_sequence_next: u64,
     cross_staged: usize,
@@ -508,17 +506,16 @@ pub struct StateMachine {
     /// Finished transfers made resident for the batch being applied (see
     /// [`StateMachine::recall`]); emptied after every batch.
     recalled: journal::Map<u128, ArchivedTransfer>,
-    pendings: Journaled<TransferId, PendingState>,
+    pendings: Journaled<TransferId, PendingState, PairTable<TransferId, PendingState>>,
     pending_expiry: BinaryHeap<Reverse<(u64, TransferId)>>,
     skus: Journaled<u64, Sku, Table<Sku>>,
     reservations: ReservationTable,
     reservation_expiry: BinaryHeap<Reverse<(u64, OrderId, SkuId)>>,
     /// Units held (reserved + bought) per (SKU, buyer), for SKUs with a per-buyer limit.
     buyer_units: BuyerUnitsTable,
-    orders: Journaled<OrderId, OrderEntry>,
-    orders_failed: Journaled<OrderId, ResultCode>,
+    /// Placed and failed orders, with their dispatch requests.
+    orders: OrderStore,
     order_expiry: BinaryHeap<Reverse<(u64, OrderId)>>,
-    dispatches: Journaled<DispatchId, DispatchEntry>,
     /// Unacknowledged requests by feed sequence: what consumers read from a cursor.
     dispatch_feed: Journaled<u64, DispatchId, BTreeMap<u64, DispatchId>>,
     dispatch_sequence_next: u64,
@@ -554,19 +551,20 @@ impl StateMachine {
             transfers_evicted: 0,
             evicted_filter: archive::EvictedFilter::default(),
             recalled: map_with_capacity(0),
-            pendings: Journaled::new(map_with_capacity(config.orders_capacity)),
+            pendings: Journaled::new(PairTable::with_capacity(config.orders_capacity)),
             pending_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             skus: Journaled::new(Table::with_capacity(64)),
             reservations: Journaled::new(Table::with_capacity(config.orders_capacity)),
             reservation_expiry: BinaryHeap::with_capacity(config.orders_capacity),
             buyer_units: Journaled::new(Table::with_capacity(config.orders_capacity)),
-            orders: Journaled::new(map_with_capacity(config.orders_capacity)),
-            orders_failed: Journaled::new(map_with_capacity(64)),
-            order_expiry: BinaryHeap::with_capacity(config.orders_capacity),
-            dispatches: Journaled::new(map_with_capacity(config.orders_capacity)),
+            orders: OrderStore::with_capacity(config.orders_capacity),
+            order_expiry: memory::touched_heap(config.orders_capacity, Reverse((0, OrderId::ZERO))),
             dispatch_feed: Journaled::new(BTreeMap::new()),
             dispatch_sequence_next: 1,
-            dispatch_redelivery: BinaryHeap::with_capacity(config.orders_capacity),
+            dispatch_redelivery: memory::touched_heap(
+                config.orders_capacity,
+                Reverse((0, DispatchId(0))),
+            ),
             cross_shard: cross_shard::CrossShard::default(),
             chain_codes: Vec::with_capacity(BATCH_EVENTS_MAX),
             recording: true,
@@ -674,8 +672,8 @@ impl StateMachine {
                 records,
                 results,
                 |_| false,
-                true,
-                |_, _| {},
+                false,
+                Self::prefetch_order,
                 Self::place_order,
                 |sm, order, code| sm.record_order_failure(order.id, code),
             ),
@@ -685,7 +683,7 @@ impl StateMachine {
                 results,
                 |_| false,
                 false,
-                |_, _| {},
+                |sm, action| sm.prefetch_order_action(records, action),
                 Self::pay_order,
                 |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
             ),
@@ -695,7 +693,7 @@ impl StateMachine {
                 results,
                 |_| false,
                 false,
-                |_, _| {},
+                |sm, action| sm.prefetch_order_action(records, action),
                 Self::cancel_order,
                 |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
             ),
@@ -705,7 +703,7 @@ impl StateMachine {
                 results,
                 |_| false,
                 false,
-                |_, _| {},
+                |sm, action| sm.prefetch_order_action(records, action),
                 Self::refund_order,
                 |sm, action, code| sm.record_transfer_failure(action.transfer_id, code),
             ),
@@ -715,7 +713,7 @@ impl StateMachine {
                 results,
                 |_| false,
                 false,
-                |_, _| {},
+                |sm, ack| sm.orders.prefetch(OrderId(ack.dispatch_id.0)),
                 Self::ack_dispatch,
                 |_, _, _| {},
             ),
@@ -866,8 +864,6 @@ impl StateMachine {
             reservations: self.reservations.savepoint(),
             buyer_units: self.buyer_units.savepoint(),
             orders: self.orders.savepoint(),
-            orders_failed: self.orders_failed.savepoint(),
-            dispatches: self.dispatches.savepoint(),
             dispatch_feed: self.dispatch_feed.savepoint(),
             dispatch_sequence_next: self.dispatch_sequence_next,
             cross_staged: self.cross_shard.staged.len(),
@@ -885,8 +881,6 @@ impl StateMachine {
         self.reservations.rollback(savepoint.reservations);
         self.buyer_units.rollback(savepoint.buyer_units);
         self.orders.rollback(savepoint.orders);
-        self.orders_failed.rollback(savepoint.orders_failed);
-        self.dispatches.rollback(savepoint.dispatches);
         self.dispatch_feed.rollback(savepoint.dispatch_feed);
         self.dispatch_sequence_next = savepoint.dispatch_sequence_next;
         self.cross_shard.staged.truncate(savepoint.cross_staged);
@@ -903,9 +897,6 @@ impl StateMachine {
         self.skus.set_recording(recording);
         self.reservations.set_recording(recording);
         self.buyer_units.set_recording(recording);
-        self.orders.set_recording(recording);
-        self.orders_failed.set_recording(recording);
-        self.dispatches.set_recording(recording);
         self.dispatch_feed.set_recording(recording);
     }
 
@@ -918,8 +909,6 @@ impl StateMachine {
             && self.reservations.is_clean()
             && self.buyer_units.is_clean()
             && self.orders.is_clean()
-            && self.orders_failed.is_clean()
-            && self.dispatches.is_clean()
             && self.dispatch_feed.is_clean()
     }
 
@@ -931,8 +920,6 @@ impl StateMachine {
         self.reservations.commit();
         self.buyer_units.commit();
         self.orders.commit();
-        self.orders_failed.commit();
-        self.dispatches.commit();
         self.dispatch_feed.commit();
     }
 
@@ -1030,16 +1017,7 @@ impl StateMachine {
 
     /// An order, or how placing it failed.
     pub fn order(&self, id: OrderId) -> Option<OrderLookup> {
-        if let Some(code) = self.orders_failed.get(&id) {
-            return Some(OrderLookup::Failed(*code));
-        }
-        let entry = self.orders.get(&id)?;
-        Some(OrderLookup::Placed(OrderView {
-            order: entry.order,
-            expires_at: entry.expires_at,
-            payment_transfer_id: entry.payment_transfer_id,
-            closing_transfer_id: entry.closing_transfer_id,
-        }))
+        self.orders.lookup(id)
     }
 
     /// Units of `sku_id` that `buyer_id` holds (reserved + bought), for SKUs with a limit.
@@ -1065,13 +1043,10 @@ impl StateMachine {
 
     /// Every placed order, by id.
     pub fn orders_sorted(&self) -> Vec<OrderView> {
-        let mut ids: Vec<OrderId> = self.orders.map.keys().copied().collect();
-        ids.sort_unstable();
-        ids.into_iter()
-            .filter_map(|id| match self.order(id) {
-                Some(OrderLookup::Placed(view)) => Some(view),
-                _ => None,
-            })
+        self.orders
+            .entries_sorted()
+            .into_iter()
+            .map(OrderEntry::into_view)
             .collect()
     }
 
@@ -1087,8 +1062,8 @@ impl StateMachine {
             skus: self.skus.map.len(),
             reservations: self.reservations.map.len(),
             buyer_limits: self.buyer_units.map.len(),
-            orders: self.orders.map.len() + self.orders_failed.map.len(),
-            dispatch_requests: self.dispatches.map.len(),
+            orders: self.orders.len() + self.orders.failed_len(),
+            dispatch_requests: self.orders.dispatches_len(),
         }
     }
 }

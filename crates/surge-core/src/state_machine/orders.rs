@@ -4,14 +4,29 @@
 //! Every order action carries the id of the transfer it creates (post, void or refund):
 //! that id is the action's idempotency key, so a retried payment is answered `exists` and
 //! never captures twice.
+//!
+//! Placing an order checks every line and the payment before it writes anything, so it
+//! cannot fail half-way and needs no undo log (the hot command of a flash sale).
 
 use std::cmp::Reverse;
 
 use super::ledger::Resolver;
-use super::{fail, fingerprint, OrderEntry, Outcome, PendingStatus, StateMachine};
+use super::order_store::StoredOrder;
+use super::{fail, fingerprint, Outcome, PendingStatus, StateMachine, PREFETCH_DISTANCE};
+
+/// How many commands ahead of the one executing an order action's order entry is
+/// prefetched (its slot was, [`PREFETCH_DISTANCE`] ahead).
+const ACTION_ENTRY_DISTANCE: usize = 4;
+
+/// How many commands ahead an order action's authorization and accounts are prefetched
+/// (its entry was, [`ACTION_ENTRY_DISTANCE`] ahead).
+const ACTION_FUNDS_DISTANCE: usize = 2;
+
+const _: () = assert!(ACTION_FUNDS_DISTANCE < ACTION_ENTRY_DISTANCE);
+const _: () = assert!(ACTION_ENTRY_DISTANCE < PREFETCH_DISTANCE);
 use crate::batch::Operation;
 use crate::constants::{TRANSFER_CODE_ORDER_PAYMENT, TRANSFER_CODE_ORDER_REFUND};
-use crate::ids::{OrderId, TransferId};
+use crate::ids::OrderId;
 use crate::records::{
     order_action_flags, transfer_flags, Order, OrderAction, OrderLine, OrderStatus, Transfer,
     ORDER_LINES_MAX,
@@ -19,31 +34,90 @@ use crate::records::{
 use crate::result::ResultCode;
 
 impl StateMachine {
+    /// Hints the cache with the slots and accounts placing `order` touches.
+    pub(crate) fn prefetch_order(&self, order: &Order) {
+        self.orders.prefetch(order.id);
+        self.transfers.map.prefetch(&order.transfer_id.0);
+        self.pendings.map.prefetch(&order.transfer_id);
+        self.accounts.map.prefetch(&order.buyer_id.0);
+        self.accounts.map.prefetch(&order.merchant_id.0);
+        let line_count = usize::from(order.line_count);
+        for line in order.lines.iter().take(line_count) {
+            // SKUs are few and hot; a buyer's count is one of millions.
+            let limited = self
+                .skus
+                .get(&line.sku_id.0)
+                .is_some_and(|sku| sku.limit_per_buyer != 0);
+            if limited {
+                self.buyer_units
+                    .map
+                    .prefetch(&(line.sku_id, order.buyer_id));
+            }
+        }
+    }
+
+    /// Hints the cache with what the order actions of a batch touch, in three stages, as
+    /// each needs what the one before loaded: called (by `apply_events`) for the action
+    /// [`PREFETCH_DISTANCE`] commands ahead of the one executing, it prefetches that
+    /// action's order slot and transfer slot; reads the (prefetched) slot of the action
+    /// [`ACTION_ENTRY_DISTANCE`] ahead and prefetches its order's entry; and reads the
+    /// (prefetched) entry of the action [`ACTION_FUNDS_DISTANCE`] ahead and prefetches its
+    /// authorization's slot, pending state and accounts. `action` is an element of
+    /// `actions`.
+    pub(crate) fn prefetch_order_action(&self, actions: &[OrderAction], action: &OrderAction) {
+        self.orders.prefetch(action.order_id);
+        self.transfers.map.prefetch(&action.transfer_id.0);
+        // The action's place in the batch, from its address (never out of the slice: a
+        // stray address gives an index `get` refuses).
+        let offset_bytes =
+            (action as *const OrderAction as usize).wrapping_sub(actions.as_ptr() as usize);
+        let index = offset_bytes / std::mem::size_of::<OrderAction>();
+        let ahead = |distance: usize| {
+            index
+                .checked_sub(PREFETCH_DISTANCE - distance)
+                .and_then(|earlier| actions.get(earlier))
+        };
+        if let Some(nearer) = ahead(ACTION_ENTRY_DISTANCE) {
+            if let Some(entry_index) = self.orders.locate(nearer.order_id) {
+                self.orders.prefetch_entry(entry_index);
+            }
+        }
+        if let Some(nearest) = ahead(ACTION_FUNDS_DISTANCE) {
+            if let Some(stored) = self.orders.get(nearest.order_id) {
+                let order = &stored.order;
+                self.transfers.map.prefetch(&order.transfer_id.0);
+                self.pendings.map.prefetch(&order.transfer_id);
+                self.accounts.map.prefetch(&order.buyer_id.0);
+                self.accounts.map.prefetch(&order.merchant_id.0);
+            }
+        }
+    }
+
     pub(crate) fn place_order(&mut self, order: &Order, timestamp: u64) -> Outcome {
         if let Some(code) = validate_order(order) {
             return Outcome::Rejected(code);
         }
-        let fingerprint = fingerprint(Operation::PlaceOrders as u8, bytemuck::bytes_of(order));
-        if self.orders_failed.contains(&order.id) {
-            return Outcome::Existing(ResultCode::IdAlreadyFailed);
-        }
-        if let Some(existing) = self.orders.get(&order.id) {
-            return Outcome::Existing(if existing.fingerprint == fingerprint {
-                ResultCode::Exists
-            } else {
-                ResultCode::ExistsWithDifferentFields
-            });
-        }
+        let fingerprint = order_fingerprint(order);
+        let order_vacant = match self.orders.find(order.id) {
+            Ok(existing) => return Outcome::Existing(existing.existing(fingerprint)),
+            Err(vacant) => vacant,
+        };
         let Some(expires_at) = timestamp.checked_add(order.timeout_ns) else {
             fail!(TimeoutOverflows);
         };
         if self.transfer_id_used(order.transfer_id) {
             fail!(TransferIdInUse);
         }
-        for line in &order.lines[..usize::from(order.line_count)] {
-            match self.reserve_units(line.sku_id, order.buyer_id, u64::from(line.quantity)) {
-                Outcome::Applied => {}
-                other => return other, // The caller rolls back the lines already reserved.
+        // Every line is checked before anything is written. The lines name distinct SKUs,
+        // so reserving one never changes what another may reserve, and the payment touches
+        // accounts only: the checks give the codes reserving line by line would.
+        let lines = &order.lines[..usize::from(order.line_count)];
+        let mut first_plan = None;
+        for line in lines {
+            let quantity = u64::from(line.quantity);
+            match self.units_plan(line.sku_id, order.buyer_id, quantity) {
+                Ok(plan) => first_plan = first_plan.or(Some(plan)),
+                Err(outcome) => return outcome,
             }
         }
         let authorization = Transfer {
@@ -57,52 +131,74 @@ impl StateMachine {
             user_data: order.id.0,
             ..Transfer::default()
         };
+        // Found once here (the probe above loaded it), so the insert needs no probe of its
+        // own; nothing but this command's insert adds a transfer slot before it.
+        let transfer_vacant = self
+            .transfers
+            .map
+            .find_slot(&order.transfer_id.0)
+            .expect_err("the id is unused");
+        self.transfer_vacant = Some((order.transfer_id, transfer_vacant));
+        // Checks everything before its first write: a failure here wrote nothing.
         match self.move_funds(&authorization, timestamp, fingerprint, order.id) {
             Outcome::Applied => {}
-            other => return other,
+            other => {
+                self.transfer_vacant = None;
+                return other;
+            }
         }
-        let entry = OrderEntry {
-            order: Order {
-                timestamp,
-                status: OrderStatus::Reserved as u16,
-                ..*order
-            },
-            fingerprint,
-            expires_at,
-            payment_transfer_id: TransferId::ZERO,
-            closing_transfer_id: TransferId::ZERO,
+        // The first line's plan still holds: nothing wrote a SKU or a buyer's count since.
+        // Reserving it may take a slot a later line's plan found vacant, so those plan again.
+        let (first, rest) = lines.split_first().expect("an order has a line");
+        let plan = first_plan.expect("the first line was planned");
+        self.take_units(
+            first.sku_id,
+            order.buyer_id,
+            u64::from(first.quantity),
+            plan,
+        );
+        for line in rest {
+            let outcome = self.reserve_units(line.sku_id, order.buyer_id, u64::from(line.quantity));
+            assert_eq!(outcome, Outcome::Applied, "the line was checked");
+        }
+        let placed = Order {
+            timestamp,
+            status: OrderStatus::Reserved as u16,
+            ..*order
         };
-        self.orders.insert(order.id, entry);
+        // `order_vacant` is still the id's slot: nothing above inserts an order slot.
+        self.orders.place(order_vacant, placed, fingerprint);
         self.order_expiry.push(Reverse((expires_at, order.id)));
         Outcome::Applied
     }
 
     pub(crate) fn pay_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
-        let entry = match self.unpaid_order_for(action, Operation::PayOrders, timestamp) {
-            Ok(entry) => entry,
+        let (index, stored) = match self.unpaid_order_for(action, Operation::PayOrders, timestamp) {
+            Ok(found) => found,
             Err(outcome) => return outcome,
         };
-        self.resolve_authorization(&entry, action, Operation::PayOrders, timestamp);
-        for line in entry.lines() {
+        self.resolve_authorization(&stored, action, Operation::PayOrders, timestamp);
+        for line in stored.lines() {
             self.sell_units(line.sku_id, u64::from(line.quantity));
         }
-        self.set_order(&entry, OrderStatus::Paid, |stored| {
-            stored.payment_transfer_id = action.transfer_id;
-        });
-        self.create_dispatch(entry.order.id, timestamp);
+        let paid = self.orders.at_mut(index);
+        paid.order.status = OrderStatus::Paid as u16;
+        paid.payment_transfer_id = action.transfer_id;
+        self.create_dispatch(index, timestamp);
         Outcome::Applied
     }
 
     pub(crate) fn cancel_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
-        let entry = match self.unpaid_order_for(action, Operation::CancelOrders, timestamp) {
-            Ok(entry) => entry,
-            Err(outcome) => return outcome,
-        };
-        self.resolve_authorization(&entry, action, Operation::CancelOrders, timestamp);
-        self.release_order_lines(&entry);
-        self.set_order(&entry, OrderStatus::Cancelled, |stored| {
-            stored.closing_transfer_id = action.transfer_id;
-        });
+        let (index, stored) =
+            match self.unpaid_order_for(action, Operation::CancelOrders, timestamp) {
+                Ok(found) => found,
+                Err(outcome) => return outcome,
+            };
+        self.resolve_authorization(&stored, action, Operation::CancelOrders, timestamp);
+        self.release_order_lines(&stored);
+        let cancelled = self.orders.at_mut(index);
+        cancelled.order.status = OrderStatus::Cancelled as u16;
+        cancelled.closing_transfer_id = action.transfer_id;
         Outcome::Applied
     }
 
@@ -112,14 +208,14 @@ impl StateMachine {
         action: &OrderAction,
         operation: Operation,
         timestamp: u64,
-    ) -> Result<OrderEntry, Outcome> {
-        let entry = self.order_for_action(action, operation, 0)?;
+    ) -> Result<(usize, StoredOrder), Outcome> {
+        let (index, stored) = self.order_for_action(action, operation, 0)?;
         let failed = |code| Err(Outcome::Failed(code));
-        match entry.status() {
-            OrderStatus::Reserved if entry.expires_at <= timestamp => {
+        match stored.status() {
+            OrderStatus::Reserved if stored.expires_at() <= timestamp => {
                 failed(ResultCode::OrderExpired)
             }
-            OrderStatus::Reserved => Ok(entry),
+            OrderStatus::Reserved => Ok((index, stored)),
             OrderStatus::Expired => failed(ResultCode::OrderExpired),
             OrderStatus::Cancelled => failed(ResultCode::OrderCancelled),
             OrderStatus::Paid | OrderStatus::Dispatched | OrderStatus::Refunded => {
@@ -132,7 +228,7 @@ impl StateMachine {
     /// transfer id; cannot fail once the order is known to be unpaid.
     fn resolve_authorization(
         &mut self,
-        entry: &OrderEntry,
+        stored: &StoredOrder,
         action: &OrderAction,
         operation: Operation,
         timestamp: u64,
@@ -144,13 +240,13 @@ impl StateMachine {
         };
         let transfer = Transfer {
             id: action.transfer_id,
-            pending_id: entry.order.transfer_id,
+            pending_id: stored.order.transfer_id,
             flags,
-            user_data: entry.order.id.0,
+            user_data: stored.order.id.0,
             ..Transfer::default()
         };
         let fingerprint = action_fingerprint(operation, action);
-        let resolver = Resolver::Order(entry.order.id);
+        let resolver = Resolver::Order(stored.order.id);
         let outcome = self.resolve_pending(&transfer, timestamp, fingerprint, resolver);
         assert_eq!(
             outcome,
@@ -160,27 +256,27 @@ impl StateMachine {
     }
 
     pub(crate) fn refund_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
-        let entry =
+        let (index, stored) =
             match self.order_for_action(action, Operation::RefundOrders, order_action_flags::ALL) {
-                Ok(entry) => entry,
+                Ok(found) => found,
                 Err(outcome) => return outcome,
             };
-        match entry.status() {
+        match stored.status() {
             OrderStatus::Paid | OrderStatus::Dispatched => {}
             OrderStatus::Refunded => fail!(OrderAlreadyRefunded),
             OrderStatus::Reserved | OrderStatus::Cancelled | OrderStatus::Expired => {
                 fail!(OrderNotPaid)
             }
         }
-        let captured = self.committed_transfer(entry.payment_transfer_id).amount;
+        let captured = self.committed_transfer(stored.payment_transfer_id).amount;
         let refund = Transfer {
             id: action.transfer_id,
-            debit_account_id: entry.order.merchant_id,
-            credit_account_id: entry.order.buyer_id,
+            debit_account_id: stored.order.merchant_id,
+            credit_account_id: stored.order.buyer_id,
             amount: captured,
-            ledger: entry.order.ledger,
+            ledger: stored.order.ledger,
             code: TRANSFER_CODE_ORDER_REFUND,
-            user_data: entry.order.id.0,
+            user_data: stored.order.id.0,
             ..Transfer::default()
         };
         let fingerprint = action_fingerprint(Operation::RefundOrders, action);
@@ -189,24 +285,26 @@ impl StateMachine {
             other => return other, // e.g. the merchant's balance cannot cover it.
         }
         if action.flags & order_action_flags::RESTOCK != 0 {
-            for line in entry.lines() {
-                self.restock_units(line.sku_id, entry.order.buyer_id, u64::from(line.quantity));
+            for line in stored.lines() {
+                let quantity = u64::from(line.quantity);
+                self.restock_units(line.sku_id, stored.order.buyer_id, quantity);
             }
         }
-        self.cancel_dispatch(entry.order.id);
-        self.set_order(&entry, OrderStatus::Refunded, |stored| {
-            stored.closing_transfer_id = action.transfer_id;
-        });
+        self.cancel_dispatch(index);
+        let refunded = self.orders.at_mut(index);
+        refunded.order.status = OrderStatus::Refunded as u16;
+        refunded.closing_transfer_id = action.transfer_id;
         Outcome::Applied
     }
 
-    /// Validates an order action and finds its order; `Err` is the command's outcome.
+    /// Validates an order action and finds its order (its entry's index and a copy);
+    /// `Err` is the command's outcome.
     fn order_for_action(
         &self,
         action: &OrderAction,
         operation: Operation,
         flags_allowed: u32,
-    ) -> Result<OrderEntry, Outcome> {
+    ) -> Result<(usize, StoredOrder), Outcome> {
         if action.reserved != [0; 28] {
             return Err(Outcome::Rejected(ResultCode::ReservedFieldNotZero));
         }
@@ -220,59 +318,54 @@ impl StateMachine {
         if let Some(existing) = self.transfer_existing(action.transfer_id, fingerprint) {
             return Err(existing);
         }
-        match self.orders.get(&action.order_id) {
-            Some(entry) => Ok(*entry),
+        match self.orders.locate(action.order_id) {
+            Some(index) => Ok((index, *self.orders.at(index))),
             None => Err(Outcome::Failed(ResultCode::OrderNotFound)),
         }
     }
 
-    fn set_order(
-        &mut self,
-        entry: &OrderEntry,
-        status: OrderStatus,
-        update: impl FnOnce(&mut OrderEntry),
-    ) {
-        let stored = self
-            .orders
-            .get_mut(&entry.order.id)
-            .expect("the order exists");
-        stored.order.status = status as u16;
-        update(stored);
-    }
-
-    fn release_order_lines(&mut self, entry: &OrderEntry) {
-        for line in entry.lines() {
-            self.release_units(line.sku_id, entry.order.buyer_id, u64::from(line.quantity));
+    fn release_order_lines(&mut self, stored: &StoredOrder) {
+        for line in stored.lines() {
+            self.release_units(line.sku_id, stored.order.buyer_id, u64::from(line.quantity));
         }
     }
 
     /// Remembers that placing `order_id` failed with `code`.
     pub(crate) fn record_order_failure(&mut self, order_id: OrderId, code: ResultCode) {
-        assert!(!code.is_success());
-        assert!(
-            !self.orders.contains(&order_id),
-            "only new ids fail on the state"
-        );
-        self.orders_failed.insert(order_id, code);
+        self.orders.record_failure(order_id, code);
     }
 
     /// Expires an unpaid order whose time came (sweep only): voids its authorization and
     /// returns its units.
     pub(crate) fn expire_order(&mut self, order_id: OrderId, due: u64) {
-        let Some(entry) = self.orders.get(&order_id).copied() else {
+        let Some(index) = self.orders.locate(order_id) else {
             return; // Rolled back after the heap entry was pushed.
         };
-        if entry.status() != OrderStatus::Reserved || entry.expires_at != due {
+        let stored = *self.orders.at(index);
+        if stored.status() != OrderStatus::Reserved || stored.expires_at() != due {
             return;
         }
         let state = self
-            .pending_state(entry.order.transfer_id)
+            .pending_state(stored.order.transfer_id)
             .expect("the order's authorization");
         assert_eq!(state.status, PendingStatus::Pending);
-        self.expire_pending_now(entry.order.transfer_id, state);
-        self.release_order_lines(&entry);
-        self.set_order(&entry, OrderStatus::Expired, |_| {});
+        self.expire_pending_now(stored.order.transfer_id, state);
+        self.release_order_lines(&stored);
+        self.orders.at_mut(index).order.status = OrderStatus::Expired as u16;
     }
+}
+
+/// The secret xxh3 derives from the seed of [`fingerprint`] for placing orders, derived once
+/// at compile time instead of for every order.
+const PLACE_ORDERS_SECRET: [u8; 192] =
+    xxhash_rust::const_xxh3::const_custom_default_secret(Operation::PlaceOrders as u64);
+
+/// `fingerprint(Operation::PlaceOrders, order bytes)`, the same number (a test checks it):
+/// for inputs longer than 240 bytes, xxh3 with a seed is xxh3 with the secret derived from
+/// that seed, and an order is 256 bytes.
+fn order_fingerprint(order: &Order) -> u64 {
+    const _: () = assert!(std::mem::size_of::<Order>() > 240);
+    xxhash_rust::xxh3::xxh3_64_with_secret(bytemuck::bytes_of(order), &PLACE_ORDERS_SECRET)
 }
 
 fn action_fingerprint(operation: Operation, action: &OrderAction) -> u64 {
@@ -341,4 +434,34 @@ fn validate_order(order: &Order) -> Option<ResultCode> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_fingerprint_is_the_seeded_one() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = super::super::table::mix64(state.wrapping_add(1));
+            state
+        };
+        for _ in 0..1_000 {
+            let mut bytes = [0u8; std::mem::size_of::<Order>()];
+            for chunk in bytes.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            let order: Order = bytemuck::pod_read_unaligned(&bytes);
+            assert_eq!(
+                order_fingerprint(&order),
+                fingerprint(Operation::PlaceOrders as u8, &bytes)
+            );
+        }
+        let order = Order::default();
+        assert_eq!(
+            order_fingerprint(&order),
+            fingerprint(Operation::PlaceOrders as u8, bytemuck::bytes_of(&order))
+        );
+    }
 }

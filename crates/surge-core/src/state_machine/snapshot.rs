@@ -69,7 +69,7 @@ use bytemuck::Pod;
 
 use super::archive::{EvictedFilter, IdFilter};
 use super::cross_shard::Compensated;
-use super::journal::{map_with_capacity, Journaled};
+use super::journal::Journaled;
 use super::ledger::{resolution_digest, slot_digest};
 use super::table::{Table, TableEntry};
 use super::{
@@ -232,17 +232,20 @@ impl StateMachine {
             sorted_by_key(self.buyer_units.map.iter()),
             put_buyer_units,
         );
-        let orders = sorted_pairs(self.orders.map.iter());
-        put_section(&mut out, orders, |out, (_, entry)| put_order(out, entry));
-        let failed = sorted_pairs(self.orders_failed.map.iter());
-        put_section(&mut out, failed, |out, (id, code)| {
-            put_u128(out, id.0);
-            put_u32(out, code.as_u32());
-        });
-        let dispatches = sorted_pairs(self.dispatches.map.iter());
-        put_section(&mut out, dispatches, |out, (id, entry)| {
-            put_dispatch(out, id, entry)
-        });
+        put_section(&mut out, self.orders.entries_sorted(), put_order);
+        put_section(
+            &mut out,
+            self.orders.failures_sorted(),
+            |out, (id, code)| {
+                put_u128(out, id.0);
+                put_u32(out, code.as_u32());
+            },
+        );
+        put_section(
+            &mut out,
+            self.orders.dispatches_sorted(),
+            |out, (id, entry)| put_dispatch(out, id, entry),
+        );
         // A BTreeMap walks in key order already.
         put_section(
             &mut out,
@@ -290,9 +293,9 @@ impl StateMachine {
             + self.skus.map.len() * SKU_SIZE_BYTES
             + self.reservations.map.len() * RESERVATION_SIZE_BYTES
             + self.buyer_units.map.len() * BUYER_UNITS_SIZE_BYTES
-            + self.orders.map.len() * ORDER_SIZE_BYTES
-            + self.orders_failed.map.len() * ORDER_FAILED_SIZE_BYTES
-            + self.dispatches.map.len() * DISPATCH_SIZE_BYTES
+            + self.orders.len() * ORDER_SIZE_BYTES
+            + self.orders.failed_len() * ORDER_FAILED_SIZE_BYTES
+            + self.orders.dispatches_len() * DISPATCH_SIZE_BYTES
             + self.dispatch_feed.map.len() * FEED_SIZE_BYTES
             + self.evicted_filter.layers.len() * FILTER_LAYER_HEADER_SIZE_BYTES
             + self.evicted_filter.size_bytes()
@@ -764,9 +767,6 @@ impl Decoded {
         sm.skus = Journaled::new(Table::with_capacity(
             self.skus.len().max(SMALL_MAPS_CAPACITY_MIN),
         ));
-        sm.orders_failed = Journaled::new(map_with_capacity(
-            self.orders_failed.len().max(SMALL_MAPS_CAPACITY_MIN),
-        ));
         // Keys were checked unique and non-zero, so every insert adds an entry.
         for account in self.accounts {
             assert!(sm.accounts.map.insert(account).is_none());
@@ -798,22 +798,22 @@ impl Decoded {
         for held in self.buyer_units {
             assert!(sm.buyer_units.map.insert(held).is_none());
         }
-        for entry in self.orders {
+        for entry in &self.orders {
             if entry.order.status == OrderStatus::Reserved as u16 {
                 sm.order_expiry
                     .push(Reverse((entry.expires_at, entry.order.id)));
             }
-            assert!(sm.orders.map.insert(entry.order.id, entry).is_none());
+            sm.orders.restore(entry);
         }
         for (id, code) in self.orders_failed {
-            assert!(sm.orders_failed.map.insert(id, code).is_none());
+            sm.orders.record_failure(id, code);
         }
         for (id, entry) in self.dispatches {
             if entry.status == DispatchStatus::Pending {
                 sm.dispatch_redelivery
                     .push(Reverse((entry.redeliver_at, id)));
             }
-            assert!(sm.dispatches.map.insert(id, entry).is_none());
+            sm.orders.restore_dispatch(&entry);
         }
         for (sequence, id) in self.dispatch_feed {
             assert!(sm.dispatch_feed.map.insert(sequence, id).is_none());
@@ -1048,6 +1048,10 @@ fn read_order(reader: &mut Reader<'_>) -> Result<OrderEntry, SnapshotError> {
     };
     if order.id.is_zero() {
         return Err(invalid(offset, "order id"));
+    }
+    // Stored once, as the order's timestamp and timeout.
+    if order.timestamp.checked_add(order.timeout_ns) != Some(entry.expires_at) {
+        return Err(invalid(offset, "order expiry"));
     }
     if OrderStatus::from_u16(order.status).is_none() {
         return Err(invalid(offset, "order status"));

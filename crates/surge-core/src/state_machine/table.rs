@@ -7,7 +7,7 @@
 //! Ids are never zero, so a zero key marks a vacant slot. Capacity is a power of two and
 //! the table doubles before it is three-quarters full, so probe runs stay short.
 
-use crate::ids::{AccountId, OrderId, SkuId};
+use crate::ids::{AccountId, OrderId, SkuId, TransferId};
 
 /// A key: a non-zero id (or tuple of ids) with a well-mixed 64-bit hash.
 pub(crate) trait TableKey: Copy + Eq {
@@ -50,6 +50,22 @@ impl TableKey for u64 {
     #[inline]
     fn hash64(&self) -> u64 {
         self.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+impl TableKey for OrderId {
+    const VACANT: Self = OrderId::ZERO;
+    #[inline]
+    fn hash64(&self) -> u64 {
+        self.0.hash64()
+    }
+}
+
+impl TableKey for TransferId {
+    const VACANT: Self = TransferId::ZERO;
+    #[inline]
+    fn hash64(&self) -> u64 {
+        self.0.hash64()
     }
 }
 
@@ -178,13 +194,21 @@ impl<E: TableEntry> Table<E> {
         &mut self.slots[index]
     }
 
-    /// Hints the CPU to start loading `key`'s home slot. Never faults, never blocks.
+    /// Hints the CPU to start loading `key`'s home slot (every cache line of it). Never
+    /// faults, never blocks.
     #[inline]
     pub(crate) fn prefetch(&self, key: &E::Key) {
         let slot: *const E = &self.slots[self.home(key)];
-        prefetch_read(slot.cast());
+        let first = slot.cast::<u8>();
+        let last = first.wrapping_add(std::mem::size_of::<E>() - 1);
+        prefetch_read(first);
+        // A slot of up to 128 bytes spans at most three lines when it is not a power of
+        // two in size (a 48-byte slot straddles two lines half the time).
         if std::mem::size_of::<E>() > 64 {
-            prefetch_read(slot.cast::<u8>().wrapping_add(64));
+            prefetch_read(first.wrapping_add(64));
+        }
+        if (last as usize) / 64 != (first as usize) / 64 {
+            prefetch_read(last);
         }
     }
 
@@ -287,6 +311,96 @@ impl<E: TableEntry> Table<E> {
     }
 }
 
+/// A key and its value, for values that do not carry their key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pair<K, V> {
+    key: K,
+    value: V,
+}
+
+impl<K: TableKey, V: Copy + Default> TableEntry for Pair<K, V> {
+    type Key = K;
+    fn key(&self) -> K {
+        self.key
+    }
+    fn vacant() -> Self {
+        Pair {
+            key: K::VACANT,
+            value: V::default(),
+        }
+    }
+}
+
+/// A map over a [`Table`] with the standard map's shape (`insert(key, value)`, pairs out of
+/// `iter`), for maps on the hot path that a standard map would leave unprefetchable and
+/// untouched until first use: its slots are touched when it is sized and can be
+/// prefetched.
+pub(crate) struct PairTable<K: TableKey, V: Copy + Default> {
+    table: Table<Pair<K, V>>,
+}
+
+impl<K: TableKey, V: Copy + Default> PairTable<K, V> {
+    /// A map with room for `capacity` entries before it grows.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            table: Table::with_capacity(capacity),
+        }
+    }
+
+    /// Entries stored.
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.table.get(key).map(|pair| &pair.value)
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.table.get_mut(key).map(|pair| &mut pair.value)
+    }
+
+    /// Inserts or replaces, returning the previous value.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.table
+            .insert(Pair { key, value })
+            .map(|previous| previous.value)
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        self.table.remove(key).map(|removed| removed.value)
+    }
+
+    /// Every entry, in slot order (not a meaningful order: sort before use).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.table.iter().map(|pair| (&pair.key, &pair.value))
+    }
+
+    /// Hints the CPU to start loading `key`'s home slot.
+    #[inline]
+    pub(crate) fn prefetch(&self, key: &K) {
+        self.table.prefetch(key);
+    }
+}
+
+/// Hints the CPU to start loading every cache line of `*value` (a value of any size, say a
+/// 320-byte order entry). Reads nothing.
+#[inline]
+pub(crate) fn prefetch_value<T>(value: *const T) {
+    let start = value.cast::<u8>();
+    let size_bytes = std::mem::size_of::<T>().max(1);
+    let mut offset = 0;
+    while offset < size_bytes {
+        prefetch_read(start.wrapping_add(offset));
+        offset += 64;
+    }
+    // An unaligned value's last line may lie past the last 64-byte step.
+    let last = start.wrapping_add(size_bytes - 1);
+    if last as usize / 64 != start.wrapping_add(offset - 64) as usize / 64 {
+        prefetch_read(last);
+    }
+}
+
 /// A prefetch hint. The one `unsafe` in the core: `_mm_prefetch` is marked unsafe only
 /// because it is a target-feature intrinsic; a prefetch reads nothing into the program,
 /// cannot fault on any address and has no effect on program state.
@@ -344,6 +458,27 @@ mod tests {
             assert_eq!(table.get(&key).map(|e| e.value), model.get(&key).copied());
         }
         assert_eq!(table.iter().count(), model.len());
+    }
+
+    #[test]
+    fn a_pair_table_behaves_like_a_map() {
+        let mut table: PairTable<TransferId, u64> = PairTable::with_capacity(2);
+        let mut model = std::collections::BTreeMap::new();
+        let mut state = 99u64;
+        for _ in 0..5_000 {
+            state = mix64(state.wrapping_add(1));
+            let key = TransferId(u128::from(state % 300) + 1);
+            if state % 4 == 0 {
+                assert_eq!(table.remove(&key), model.remove(&key));
+            } else {
+                assert_eq!(table.insert(key, state), model.insert(key, state));
+            }
+        }
+        assert_eq!(table.len(), model.len());
+        let mut pairs: Vec<(TransferId, u64)> = table.iter().map(|(k, v)| (*k, *v)).collect();
+        pairs.sort_unstable();
+        assert_eq!(pairs, model.into_iter().collect::<Vec<_>>());
+        assert_eq!(table.get(&TransferId::ZERO), None);
     }
 
     #[test]

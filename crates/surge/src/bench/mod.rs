@@ -37,6 +37,9 @@ pub struct BenchReport {
     pub seed: u64,
     /// Commands that did not return `ok` in the median run (a workload sanity check).
     pub not_ok: u64,
+    /// `ops_per_sec` divided by `uniform`'s in the same invocation, when it ran first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_uniform: Option<f64>,
     /// The source revision, if known.
     pub commit: String,
 }
@@ -44,9 +47,12 @@ pub struct BenchReport {
 impl BenchReport {
     /// The human-readable line.
     pub fn line(&self) -> String {
+        let ratio = self
+            .ratio_to_uniform
+            .map_or(String::new(), |ratio| format!("  {ratio:.2} of uniform"));
         format!(
             "{:<14} {:>12.0} ops/s   batch p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs  \
-             runs {:?}",
+             runs {:?}{ratio}",
             self.workload,
             self.ops_per_sec,
             self.p50_us,

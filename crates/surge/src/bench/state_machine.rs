@@ -1,6 +1,7 @@
 //! `surge bench state-machine`: applies batches of 8,190 commands to the in-memory state
 //! machine on one core and reports commands per second and per-batch latency. No log, no
-//! I/O: this is the ceiling the engine can approach.
+//! I/O: this is the ceiling the engine can approach. Each workload after `uniform` also
+//! reports its ratio to `uniform` in the same invocation (the machine is noisy).
 
 use std::time::{Duration, Instant};
 
@@ -9,14 +10,100 @@ use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{BatchBuf, Config, ResultCode, StateMachine};
 
 use super::{commit, median, BenchReport};
-use crate::workload::{measured_batches, setup_batches, WorkloadKind, WorkloadShape};
+use crate::workload::{
+    measured_batches, mixed_batches, mixed_setup_batches, setup_batches, stampede_batches,
+    WorkloadKind, WorkloadShape,
+};
+
+/// Log time between the starts of two mixed-workload batches, in ns: about what a batch of
+/// 8,190 commands takes in the engine, so the abandoned orders (unpaid for 250 ms of log
+/// time) expire during a run of 200 batches, as they would in a festival.
+const MIXED_BATCH_LOG_TIME_NS: u64 = 2_000_000;
+
+/// What a state-machine workload applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateMachineWorkload {
+    /// Transfers between random pairs of accounts.
+    Uniform,
+    /// Every transfer pays one merchant account from a random buyer wallet.
+    HotMerchant,
+    /// Every command reserves a unit of one SKU for a random buyer.
+    HotSku,
+    /// The place-order stampede: every command places an order of one unit of one SKU for
+    /// a random funded buyer (reserve the unit and hold the payment, as one command).
+    HotSkuOrders,
+    /// The festival mix of `bench engine mixed`: place orders; then pay most, cancel some,
+    /// leave some to expire, refund a few.
+    Mixed,
+}
+
+impl StateMachineWorkload {
+    /// What runs when no `--workload` is given (the place-order workloads are named).
+    pub const DEFAULT: [StateMachineWorkload; 3] = [
+        StateMachineWorkload::Uniform,
+        StateMachineWorkload::HotMerchant,
+        StateMachineWorkload::HotSku,
+    ];
+
+    /// Every workload, in report order.
+    pub const ALL: [StateMachineWorkload; 5] = [
+        StateMachineWorkload::Uniform,
+        StateMachineWorkload::HotMerchant,
+        StateMachineWorkload::HotSku,
+        StateMachineWorkload::HotSkuOrders,
+        StateMachineWorkload::Mixed,
+    ];
+
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateMachineWorkload::Uniform => "uniform",
+            StateMachineWorkload::HotMerchant => "hot-merchant",
+            StateMachineWorkload::HotSku => "hot-sku",
+            StateMachineWorkload::HotSkuOrders => "hot-sku-orders",
+            StateMachineWorkload::Mixed => "mixed",
+        }
+    }
+
+    /// Batches that set the workload up (not timed).
+    fn setup(self, shape: &WorkloadShape) -> Vec<BatchBuf> {
+        match self {
+            StateMachineWorkload::Uniform => setup_batches(WorkloadKind::Uniform, shape),
+            StateMachineWorkload::HotMerchant => setup_batches(WorkloadKind::HotMerchant, shape),
+            StateMachineWorkload::HotSku | StateMachineWorkload::HotSkuOrders => {
+                setup_batches(WorkloadKind::HotSku, shape)
+            }
+            StateMachineWorkload::Mixed => mixed_setup_batches(shape),
+        }
+    }
+
+    /// The measured batches.
+    fn measured(self, shape: &WorkloadShape) -> Vec<BatchBuf> {
+        match self {
+            StateMachineWorkload::Uniform => measured_batches(WorkloadKind::Uniform, shape),
+            StateMachineWorkload::HotMerchant => measured_batches(WorkloadKind::HotMerchant, shape),
+            StateMachineWorkload::HotSku => measured_batches(WorkloadKind::HotSku, shape),
+            StateMachineWorkload::HotSkuOrders => stampede_batches(shape),
+            StateMachineWorkload::Mixed => mixed_batches(shape),
+        }
+    }
+
+    /// Least log time between the starts of two measured batches (0: back to back).
+    fn batch_log_time_ns(self) -> u64 {
+        match self {
+            StateMachineWorkload::Mixed => MIXED_BATCH_LOG_TIME_NS,
+            _ => 0,
+        }
+    }
+}
 
 /// Options of one benchmark invocation.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StateMachineBenchArgs {
-    /// Workloads to run (default: all).
+    /// Workloads to run (default: uniform, hot-merchant, hot-sku; also hot-sku-orders,
+    /// mixed).
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub workload: Vec<WorkloadKind>,
+    pub workload: Vec<StateMachineWorkload>,
     /// Accounts (uniform) or buyers (hot workloads).
     #[arg(long, default_value_t = 1_000_000)]
     pub accounts: u64,
@@ -67,12 +154,13 @@ pub fn run(args: &StateMachineBenchArgs) -> anyhow::Result<Vec<BenchReport>> {
         "--batches and --runs must be >= 1"
     );
     let workloads = if args.workload.is_empty() {
-        WorkloadKind::ALL.to_vec()
+        StateMachineWorkload::DEFAULT.to_vec()
     } else {
         args.workload.clone()
     };
     let revision = commit();
     let mut reports = Vec::new();
+    let mut uniform_ops = None;
     for kind in workloads {
         let shape = WorkloadShape {
             accounts: args.accounts,
@@ -101,8 +189,12 @@ pub fn run(args: &StateMachineBenchArgs) -> anyhow::Result<Vec<BenchReport>> {
             accounts: shape.accounts,
             seed: shape.seed,
             not_ok: chosen.not_ok,
+            ratio_to_uniform: uniform_ops.map(|uniform| median_ops / uniform),
             commit: revision.clone(),
         };
+        if kind == StateMachineWorkload::Uniform {
+            uniform_ops = Some(median_ops);
+        }
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -125,9 +217,9 @@ impl RunResult {
     }
 }
 
-fn run_once(kind: WorkloadKind, shape: &WorkloadShape) -> RunResult {
-    let setup = setup_batches(kind, shape);
-    let measured = measured_batches(kind, shape);
+fn run_once(kind: StateMachineWorkload, shape: &WorkloadShape) -> RunResult {
+    let setup = kind.setup(shape);
+    let measured = kind.measured(shape);
     let config = Config {
         accounts_capacity: shape.accounts as usize + 2,
         transfers_capacity: shape.accounts as usize + shape.commands(),
@@ -147,20 +239,32 @@ fn run_once(kind: WorkloadKind, shape: &WorkloadShape) -> RunResult {
             "workload setup failed"
         );
     }
-    measure(&mut state_machine, &measured, shape.commands())
+    measure(
+        &mut state_machine,
+        &measured,
+        shape.commands(),
+        kind.batch_log_time_ns(),
+    )
 }
 
 /// The timed part, kept out of line so `valgrind --tool=callgrind
 /// --toggle-collect='*measure*'` counts exactly its instructions.
 #[inline(never)]
-fn measure(state_machine: &mut StateMachine, measured: &[BatchBuf], commands: usize) -> RunResult {
+fn measure(
+    state_machine: &mut StateMachine,
+    measured: &[BatchBuf],
+    commands: usize,
+    batch_log_time_ns: u64,
+) -> RunResult {
     let mut results = Vec::with_capacity(BATCH_EVENTS_MAX);
     let mut batch_ns =
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
     let mut not_ok = 0;
     let mut total = Duration::ZERO;
+    let mut batch_start = state_machine.timestamp_next_min();
     for batch in measured {
-        let timestamp = state_machine.timestamp_next_min();
+        let timestamp = state_machine.timestamp_next_min().max(batch_start);
+        batch_start = timestamp + batch_log_time_ns;
         let start = Instant::now();
         state_machine.apply(timestamp, batch.as_batch(), &mut results);
         let elapsed = start.elapsed();

@@ -41,11 +41,11 @@ use server::BenchServer;
 /// are timed, not cut short, and no table grows mid-run.
 const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
 
-/// The same for the place-order stampede, which the engine runs far slower (~0.1 M/s
-/// here): orders live in standard hash maps whose pre-sized memory is first touched on the
-/// hot path, so sizing them for 4 M/s made it slower (2 s trial runs over TCP: 0.06 M/s
-/// sized for 8 M orders, 0.09 M/s for 1 M; the engine alone 0.07 and 0.10 M/s).
-const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 1_000_000.0;
+/// The same for the place-order stampede: above what it reaches over TCP (~1.1 M/s
+/// measured 2026-12-06), but not 4 M/s, because the state machine touches every order's
+/// memory when it is sized (0.6 – 0.9 KB per order of capacity, docs/MEMORY.md): 1.25 M/s
+/// is ~5.7 GB for a 5 s run.
+const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 1_250_000.0;
 
 /// Unexpected codes a run may have, as a fraction of its commands; past it the run fails.
 const NOT_OK_FRACTION_MAX: f64 = 0.01;
@@ -150,7 +150,8 @@ pub struct TcpBenchArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub engine_peer: bool,
     /// Commands a run may send, and the engine's tables are sized for up front; a run
-    /// that reaches it stops early (default: 4 M per second of run; 1 M for place-order).
+    /// that reaches it stops early (default: 4 M per second of run; 1.25 M for
+    /// place-order).
     #[arg(long)]
     pub capacity: Option<u64>,
     /// Per-buyer limit on the hot SKU (0 = none).

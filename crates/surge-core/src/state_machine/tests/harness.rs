@@ -37,7 +37,7 @@ pub(super) struct Harness {
 }
 
 /// Ids named by the batches applied so far.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Seen {
     transfers: BTreeSet<TransferId>,
     reservations: BTreeSet<(OrderId, SkuId)>,
@@ -68,6 +68,18 @@ impl Harness {
             next_ns: START_NS,
             results: Vec::new(),
             seen: Seen::default(),
+        }
+    }
+
+    /// A harness around `sm` (say, this one's state restored from a snapshot) that goes on
+    /// from where this one is: the same next log time, the same ids to check.
+    pub(super) fn twin(&self, sm: StateMachine) -> Self {
+        assert_eq!(sm.timestamp_last(), self.sm.timestamp_last());
+        Self {
+            sm,
+            next_ns: self.next_ns,
+            results: Vec::new(),
+            seen: self.seen.clone(),
         }
     }
 

@@ -44,9 +44,10 @@ use load::*;
 
 const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
 
-/// The same for `mixed`, which is slower (orders live in standard hash maps whose pre-sized
-/// memory is first touched, page by page, on the hot path: sized smaller, it pays less).
-const CAPACITY_MIXED_COMMANDS_PER_SECOND_DEFAULT: f64 = 1_000_000.0;
+/// The same for `mixed`: above what one shard reaches (~1.1 M/s measured 2026-12-06), but
+/// not 4 M/s, because the state machine touches every order's memory when it is sized
+/// (0.6 – 0.9 KB per order of capacity, docs/MEMORY.md): 2 M/s is ~6 GB for a 5 s run.
+const CAPACITY_MIXED_COMMANDS_PER_SECOND_DEFAULT: f64 = 2_000_000.0;
 
 /// Orders per mixed-workload command, at most: every order is placed by one command and
 /// then paid, cancelled or abandoned (~1.9 commands per order).
@@ -172,7 +173,7 @@ pub struct EngineBenchArgs {
     #[arg(long, value_enum, default_value = "hot-merchant")]
     pub open_loop_workload: WorkloadKind,
     /// Commands a run may submit, and the state machine's tables are sized for up front;
-    /// a closed-loop run that reaches it stops early (default: 4 M per second of run, 1 M
+    /// a closed-loop run that reaches it stops early (default: 4 M per second of run, 2 M
     /// for mixed; the open loop: its rate × seconds).
     #[arg(long)]
     pub capacity: Option<u64>,

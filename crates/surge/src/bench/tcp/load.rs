@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use hdrhistogram::Histogram;
 use surge_client::Client;
-use surge_core::records::ORDER_LINES_MAX;
-use surge_core::{BatchBuf, Order, OrderId, OrderLine, ResultCode, TransferId};
+use surge_core::{BatchBuf, ResultCode};
 use surge_engine::Engine;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -19,8 +18,7 @@ use tokio::time::Instant;
 
 use super::HotSkuCommand;
 use crate::rng::SplitMix64;
-use crate::workload::{measured_batch, merchant_id, WorkloadKind, WorkloadShape};
-use crate::workload::{HOT_SKU, LEDGER};
+use crate::workload::{measured_batch, stampede_order, WorkloadKind, WorkloadShape};
 
 /// Each task's commands (and so ids) come from its own range of indexes this wide.
 const TASK_INDEX_RANGE: u64 = 1 << 40;
@@ -33,14 +31,6 @@ const ENGINE_BUSY_RETRY_INTERVAL: Duration = Duration::from_micros(100);
 
 /// Highest latency the histograms track, in ns (longer ones are clamped).
 const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
-
-/// First transfer id of the place-order stampede's payment holds (setup transfers count
-/// up from 1, the transfer workloads' from 2^64).
-const ORDER_TRANSFER_ID_BASE: u128 = 1 << 72;
-
-/// Unpaid-order timeout of the stampede's orders, in ns of log time: none expires during
-/// a run, so the engine only places.
-const ORDER_TIMEOUT_NS: u64 = 15 * 60 * 1_000_000_000;
 
 /// What one task sends.
 #[derive(Clone, Copy, Debug)]
@@ -88,30 +78,9 @@ impl Generator {
             }
             Commands::PlaceOrders => BatchBuf::PlaceOrders(
                 (first..first + size as u64)
-                    .map(|i| self.order(i))
+                    .map(|i| stampede_order(&mut self.rng, &self.shape, i))
                     .collect(),
             ),
-        }
-    }
-
-    fn order(&mut self, index: u64) -> Order {
-        let mut lines = [OrderLine::default(); ORDER_LINES_MAX];
-        lines[0] = OrderLine {
-            sku_id: HOT_SKU,
-            quantity: 1,
-            reserved: 0,
-        };
-        Order {
-            id: OrderId(u128::from(index) + 1),
-            buyer_id: surge_core::AccountId(u128::from(self.rng.below(self.shape.accounts) + 1)),
-            merchant_id: merchant_id(&self.shape),
-            transfer_id: TransferId(ORDER_TRANSFER_ID_BASE + u128::from(index)),
-            amount: self.rng.below(10_000) + 1,
-            timeout_ns: ORDER_TIMEOUT_NS,
-            ledger: LEDGER,
-            line_count: 1,
-            lines,
-            ..Order::default()
         }
     }
 }
