@@ -13,6 +13,12 @@ pub(super) enum Generator {
         rng: SplitMix64,
         index_next: u64,
     },
+    /// The place-order stampede: orders from `index_next` on.
+    Stampede {
+        shape: WorkloadShape,
+        rng: SplitMix64,
+        index_next: u64,
+    },
     /// The festival mix, fed back with each batch's codes.
     Mixed(FestivalMix),
 }
@@ -20,6 +26,13 @@ pub(super) enum Generator {
 impl Generator {
     pub(super) fn new(plan: &RunPlan, submitter: usize) -> Generator {
         let first_index = submitter as u64 * SUBMITTER_INDEX_RANGE;
+        if plan.workload == EngineWorkload::HotSkuOrders {
+            return Generator::Stampede {
+                shape: plan.shape,
+                rng: SplitMix64::new(plan.shape.seed ^ first_index),
+                index_next: first_index,
+            };
+        }
         match plan.kind {
             Some(kind) => Generator::Fixed {
                 kind,
@@ -43,6 +56,20 @@ impl Generator {
                 *index_next += shape.batch_size as u64;
                 measured_batch(*kind, shape, rng, first as usize, shape.batch_size)
             }
+            Generator::Stampede {
+                shape,
+                rng,
+                index_next,
+            } => {
+                let first = *index_next;
+                *index_next += shape.batch_size as u64;
+                let indexes = first..first + shape.batch_size as u64;
+                BatchBuf::PlaceOrders(
+                    indexes
+                        .map(|index| stampede_order(rng, shape, index))
+                        .collect(),
+                )
+            }
             Generator::Mixed(mix) => mix.next_batch(),
         }
     }
@@ -55,7 +82,7 @@ impl Generator {
 
     pub(super) fn orders_abandoned(&self) -> Option<u64> {
         match self {
-            Generator::Fixed { .. } => None,
+            Generator::Fixed { .. } | Generator::Stampede { .. } => None,
             Generator::Mixed(mix) => Some(mix.abandoned()),
         }
     }
@@ -494,6 +521,7 @@ pub(super) fn summarize(
         read_max_us: chosen.read_latency_ns.max() as f64 / 1_000.0,
         wal_alone_ops_per_sec: None,
         fraction_of_wal: None,
+        ratio_to_uniform: None,
         accounts: args.accounts,
         seed: args.seed,
         commit: String::new(),

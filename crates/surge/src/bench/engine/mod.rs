@@ -2,7 +2,8 @@
 //! files with real `fdatasync`. Reports commands per second and each command's latency from the
 //! `submit` of its batch until `wait` returned its durable, applied result (every command
 //! of a batch gets its batch's latency). The closed-loop workloads (`uniform`,
-//! `hot-merchant`, `hot-sku`, `mixed`) run `--submitters` threads that each keep at most
+//! `hot-merchant`, `hot-sku`, `hot-sku-orders`, `mixed`) run `--submitters` threads that
+//! each keep at most
 //! `--in-flight` batches unanswered; `open-loop` offers a fixed rate from a pacer thread and
 //! measures from each batch's *scheduled* send time, so queueing behind a stall is counted,
 //! not hidden (coordinated omission), and a `Busy` answer is a rejection, not retried.
@@ -28,7 +29,8 @@ use surge_wal::CommitStats;
 use super::{commit, median};
 use crate::rng::SplitMix64;
 use crate::workload::{
-    measured_batch, mixed_setup_batches, setup_batches, FestivalMix, WorkloadKind, WorkloadShape,
+    measured_batch, mixed_setup_batches, setup_batches, stampede_order, FestivalMix, WorkloadKind,
+    WorkloadShape,
 };
 
 /// Commands per second of run a closed-loop run may submit (and the state machine is
@@ -48,6 +50,10 @@ const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
 /// not 4 M/s, because the state machine touches every order's memory when it is sized
 /// (0.6 – 0.9 KB per order of capacity, docs/MEMORY.md): 2 M/s is ~6 GB for a 5 s run.
 const CAPACITY_MIXED_COMMANDS_PER_SECOND_DEFAULT: f64 = 2_000_000.0;
+
+/// The same for the place-order stampede (`hot-sku-orders`), for the same reason: ~5.7 GB
+/// for a 5 s run.
+const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 1_250_000.0;
 
 /// Orders per mixed-workload command, at most: every order is placed by one command and
 /// then paid, cancelled or abandoned (~1.9 commands per order).
@@ -83,6 +89,9 @@ pub enum EngineWorkload {
     HotMerchant,
     /// A stampede: every command reserves a unit of one SKU for a random buyer.
     HotSku,
+    /// The place-order stampede (`bench tcp`'s hot-sku): every command places an order of
+    /// one unit of one SKU for a random funded buyer (reserve and hold the payment).
+    HotSkuOrders,
     /// A festival mix: place orders; then pay most, cancel some, leave some to expire,
     /// refund some of the paid ones. Every command counts as an op.
     Mixed,
@@ -93,19 +102,22 @@ pub enum EngineWorkload {
 
 impl EngineWorkload {
     /// Every workload, in report order.
-    pub const ALL: [EngineWorkload; 5] = [
+    pub const ALL: [EngineWorkload; 6] = [
         EngineWorkload::Uniform,
         EngineWorkload::HotMerchant,
         EngineWorkload::HotSku,
+        EngineWorkload::HotSkuOrders,
         EngineWorkload::Mixed,
         EngineWorkload::OpenLoop,
     ];
 
+    /// The fixed workload whose setup (and, but for the stampede of orders, commands) it
+    /// runs.
     fn fixed_kind(self) -> Option<WorkloadKind> {
         match self {
             EngineWorkload::Uniform => Some(WorkloadKind::Uniform),
             EngineWorkload::HotMerchant => Some(WorkloadKind::HotMerchant),
-            EngineWorkload::HotSku => Some(WorkloadKind::HotSku),
+            EngineWorkload::HotSku | EngineWorkload::HotSkuOrders => Some(WorkloadKind::HotSku),
             EngineWorkload::Mixed | EngineWorkload::OpenLoop => None,
         }
     }
@@ -119,11 +131,12 @@ pub struct EngineBenchArgs {
     #[arg(long, default_value = ".")]
     pub data_dir: PathBuf,
     /// Workloads to run, repeated or comma-separated (default: all, in the order uniform,
-    /// hot-merchant, hot-sku, mixed, open-loop).
+    /// hot-merchant, hot-sku, hot-sku-orders, mixed, open-loop).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub workload: Vec<EngineWorkload>,
     /// Shard counts to run each workload with, comma-separated (`1,2`). Workloads that
-    /// place orders (hot-sku, mixed) run with 1 only: orders spanning shards are not built.
+    /// place orders (hot-sku, hot-sku-orders, mixed) run with 1 only: orders spanning
+    /// shards are not built.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub shards: Vec<usize>,
     /// Seconds of measured load per run (fractions allowed).
@@ -174,7 +187,7 @@ pub struct EngineBenchArgs {
     pub open_loop_workload: WorkloadKind,
     /// Commands a run may submit, and the state machine's tables are sized for up front;
     /// a closed-loop run that reaches it stops early (default: 4 M per second of run, 2 M
-    /// for mixed; the open loop: its rate × seconds).
+    /// for mixed, 1.25 M for hot-sku-orders; the open loop: its rate × seconds).
     #[arg(long)]
     pub capacity: Option<u64>,
     /// Per-buyer limit on the hot SKU (0 = none).
@@ -193,7 +206,8 @@ pub struct EngineBenchArgs {
 pub struct EngineReport {
     /// `engine`.
     pub bench: &'static str,
-    /// `uniform`, `hot-merchant`, `hot-sku`, `mixed` or `open-loop-<rate/1000>k`.
+    /// `uniform`, `hot-merchant`, `hot-sku`, `hot-sku-orders`, `mixed` or
+    /// `open-loop-<rate/1000>k`.
     pub workload: String,
     /// Shards the engine ran with.
     pub shards: usize,
@@ -278,6 +292,10 @@ pub struct EngineReport {
     /// `ops_per_sec` / `wal_alone_ops_per_sec`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_wal: Option<f64>,
+    /// `ops_per_sec` / `uniform`'s at the same shard count in this invocation (closed-loop
+    /// workloads after `uniform`, without the history index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_uniform: Option<f64>,
     /// Accounts (or buyers) in the workload.
     pub accounts: u64,
     /// The workload seed.
@@ -298,9 +316,12 @@ impl EngineReport {
         let wal = self
             .fraction_of_wal
             .map_or_else(String::new, |f| format!("  {:.0}% of the WAL", f * 100.0));
+        let uniform = self
+            .ratio_to_uniform
+            .map_or_else(String::new, |r| format!("  {r:.2} of uniform"));
         format!(
             "{:<16} shards {} history {:<5} {:>10.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  \
-             p999 {:>8.0} µs  not_ok {} busy {}{open_loop}{wal}  runs {:?}",
+             p999 {:>8.0} µs  not_ok {} busy {}{open_loop}{wal}{uniform}  runs {:?}",
             self.workload,
             self.shards,
             self.history,
@@ -345,15 +366,17 @@ fn check_args(args: &EngineBenchArgs) -> anyhow::Result<()> {
     }
     let orders = args.workload.is_empty()
         || args.workload.iter().any(|workload| {
-            matches!(workload, EngineWorkload::HotSku | EngineWorkload::Mixed)
-                || (*workload == EngineWorkload::OpenLoop
-                    && args.open_loop_workload == WorkloadKind::HotSku)
+            matches!(
+                workload,
+                EngineWorkload::HotSku | EngineWorkload::HotSkuOrders | EngineWorkload::Mixed
+            ) || (*workload == EngineWorkload::OpenLoop
+                && args.open_loop_workload == WorkloadKind::HotSku)
         });
     if orders && args.shards.iter().any(|shards| *shards > 1) {
         bail!(
-            "hot-sku and mixed place orders whose buyers live on every shard; orders spanning \
-             shards are refused (order_spans_shards: the order saga is not built yet), so \
-             they run only with --shards 1; pick workloads with --workload"
+            "hot-sku, hot-sku-orders and mixed place orders whose buyers live on every shard; \
+             orders spanning shards are refused (order_spans_shards: the order saga is not \
+             built yet), so they run only with --shards 1; pick workloads with --workload"
         );
     }
     ensure!(
@@ -392,6 +415,8 @@ fn run_in(directory: &Path, args: &EngineBenchArgs) -> anyhow::Result<Vec<Engine
     };
     let revision = commit();
     let mut reports = Vec::new();
+    // `uniform`'s figure by shard count, for the ratios of the workloads after it.
+    let mut uniform_ops: BTreeMap<usize, f64> = BTreeMap::new();
     for workload in workloads {
         for &shards in &args.shards {
             let mut plans = vec![(args.history, args.runs)];
@@ -404,6 +429,17 @@ fn run_in(directory: &Path, args: &EngineBenchArgs) -> anyhow::Result<Vec<Engine
                 if workload != EngineWorkload::OpenLoop {
                     report.wal_alone_ops_per_sec = wal_alone;
                     report.fraction_of_wal = wal_alone.map(|wal| report.ops_per_sec / wal);
+                }
+                match workload {
+                    EngineWorkload::Uniform if !history => {
+                        uniform_ops.insert(shards, report.ops_per_sec);
+                    }
+                    EngineWorkload::Uniform | EngineWorkload::OpenLoop => {}
+                    _ if !history => {
+                        let uniform = uniform_ops.get(&shards);
+                        report.ratio_to_uniform = uniform.map(|u| report.ops_per_sec / u);
+                    }
+                    _ => {}
                 }
                 report.commit = revision.clone();
                 if args.json {
@@ -517,6 +553,7 @@ fn plan(args: &EngineBenchArgs, workload: EngineWorkload, run_index: usize) -> R
         let rate = match workload {
             EngineWorkload::OpenLoop => args.open_loop_rate as f64,
             EngineWorkload::Mixed => CAPACITY_MIXED_COMMANDS_PER_SECOND_DEFAULT,
+            EngineWorkload::HotSkuOrders => CAPACITY_ORDERS_PER_SECOND_DEFAULT,
             _ => CAPACITY_COMMANDS_PER_SECOND_DEFAULT,
         };
         (rate * args.seconds).ceil() as u64
@@ -536,6 +573,7 @@ fn plan(args: &EngineBenchArgs, workload: EngineWorkload, run_index: usize) -> R
             let orders = (capacity as f64 * MIXED_ORDERS_PER_COMMAND_MAX).ceil() as usize;
             (accounts + capacity, orders)
         }
+        (EngineWorkload::HotSkuOrders, _) => (accounts + capacity, capacity),
         (_, Some(WorkloadKind::HotSku)) => (accounts, capacity),
         _ => (accounts + capacity, 1024),
     };

@@ -3,9 +3,9 @@
 
 use super::*;
 
-/// The in-process reference for what `surge bench engine` does not measure (the
-/// place-order stampede): its closed-loop shape, 8 submitters × 2 batches of 8,190 in
-/// flight, as tasks making one call of 8,190 commands at a time.
+/// The in-process reference for the place-order stampede: `surge bench engine`'s
+/// closed-loop shape, 8 submitters × 2 batches of 8,190 in flight, as tasks making one call
+/// of 8,190 commands at a time.
 const IN_PROCESS_TASKS: usize = 16;
 
 /// The engine alone, in-process, on the same workload: what it measured and its figure.
@@ -16,9 +16,10 @@ pub(super) struct EngineAlone {
 }
 
 /// The ceiling of the TCP run: `surge bench engine`'s closed loop for the same workload,
-/// seconds, runs, shards and sizes. `bench engine` has no place-order stampede (its hot-sku
-/// reserves), so that one runs through this benchmark's own tasks straight into the engine,
-/// in the same shape (16 calls of 8,190 commands in flight), the same orders as over TCP.
+/// seconds, runs, shards and sizes. The place-order stampede runs through this benchmark's
+/// own tasks straight into the engine instead, in the same shape (16 calls of 8,190
+/// commands in flight), so the orders are the very ones sent over TCP (`bench engine
+/// hot-sku-orders` runs the same stampede through its own loop).
 pub(super) fn engine_alone(
     directory: &Path,
     args: &TcpBenchArgs,
