@@ -262,6 +262,7 @@ impl StateMachine {
     }
 
     /// Reserves what [`StateMachine::units_plan`] checked, at the slots it found.
+    #[inline(always)]
     pub(crate) fn take_units(
         &mut self,
         sku_id: SkuId,
@@ -297,6 +298,7 @@ impl StateMachine {
     /// Checks that `quantity` units of `sku_id` may be reserved for `buyer_id` (the SKU
     /// exists, the buyer stays within its limit, the stock suffices) without reserving
     /// them; `Err` is the failure reserving would give.
+    #[inline(always)]
     pub(crate) fn units_plan(
         &self,
         sku_id: SkuId,
