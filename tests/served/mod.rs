@@ -267,6 +267,14 @@ pub struct RawClient {
 impl RawClient {
     /// Connects and handshakes with `token`; panics unless welcomed.
     pub fn connect(addr: SocketAddr, token: &str) -> (RawClient, Welcome) {
+        match RawClient::hello(addr, token) {
+            (client, Got::Welcome(welcome)) => (client, welcome),
+            (_, other) => panic!("no Welcome: {other:?}"),
+        }
+    }
+
+    /// Connects, sends `Hello` with `token` and returns the server's first answer.
+    pub fn hello(addr: SocketAddr, token: &str) -> (RawClient, Got) {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         stream.set_read_timeout(Some(ANSWER_WAIT)).expect("timeout");
@@ -278,10 +286,8 @@ impl RawClient {
             client_id: 42,
             token: token.as_bytes(),
         }));
-        match client.next() {
-            Got::Welcome(welcome) => (client, welcome),
-            other => panic!("no Welcome: {other:?}"),
-        }
+        let got = client.next();
+        (client, got)
     }
 
     pub fn send(&mut self, bytes: &[u8]) {

@@ -70,6 +70,22 @@ pub struct ServeArgs {
     /// before it is closed. [env: SURGE_HTTP_IDLE_TIMEOUT_MS] [default: 60000]
     #[arg(long, value_name = "MS")]
     pub http_idle_timeout_ms: Option<u64>,
+    /// Most open TCP connections; one more gets `too_many_connections` and is closed.
+    /// [env: SURGE_TCP_CONNECTIONS_MAX] [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub tcp_connections_max: Option<usize>,
+    /// Most TCP requests one connection may have in flight (pipelined); past it, `busy` at
+    /// once. [env: SURGE_TCP_REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX] [default: 64]
+    #[arg(long, value_name = "N")]
+    pub tcp_requests_in_flight_per_connection_max: Option<usize>,
+    /// Most TCP requests in flight over all connections; past it, `busy` at once.
+    /// [env: SURGE_TCP_REQUESTS_IN_FLIGHT_MAX] [default: 256]
+    #[arg(long, value_name = "N")]
+    pub tcp_requests_in_flight_max: Option<usize>,
+    /// Milliseconds a TCP connection may go without a frame (and with nothing in flight)
+    /// before it is closed. [env: SURGE_TCP_IDLE_TIMEOUT_MS] [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub tcp_idle_timeout_ms: Option<u64>,
     /// Milliseconds in-flight requests get to finish after SIGINT/SIGTERM.
     /// [env: SURGE_SHUTDOWN_GRACE_MS] [default: 10000]
     #[arg(long, value_name = "MS")]
@@ -111,6 +127,10 @@ struct FileConfig {
     http_requests_in_flight_max: Option<usize>,
     http_connections_max: Option<usize>,
     http_idle_timeout_ms: Option<u64>,
+    tcp_connections_max: Option<usize>,
+    tcp_requests_in_flight_per_connection_max: Option<usize>,
+    tcp_requests_in_flight_max: Option<usize>,
+    tcp_idle_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     idempotency_keys_max: Option<usize>,
     idempotency_key_age_s: Option<u64>,
@@ -140,6 +160,9 @@ pub struct ServerConfig {
     pub http_connections_max: usize,
     /// Idle (and header read) timeout of a connection.
     pub http_idle_timeout: Duration,
+    /// The TCP protocol's limits (connections, requests in flight, idle timeout; the
+    /// rest at `surge_tcp`'s defaults).
+    pub tcp: surge_tcp::TcpLimits,
     /// Time in-flight requests get after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Most remembered Idempotency-Keys.
@@ -266,6 +289,7 @@ impl ServerConfig {
             http_requests_in_flight_max: HTTP_REQUESTS_IN_FLIGHT_MAX_DEFAULT,
             http_connections_max: HTTP_CONNECTIONS_MAX_DEFAULT,
             http_idle_timeout: Duration::from_millis(HTTP_IDLE_TIMEOUT_MS_DEFAULT),
+            tcp: surge_tcp::TcpLimits::default(),
             shutdown_grace: Duration::from_millis(SHUTDOWN_GRACE_MS_DEFAULT),
             idempotency_keys_max: IDEMPOTENCY_KEYS_MAX_DEFAULT,
             idempotency_key_age: Duration::from_secs(IDEMPOTENCY_KEY_AGE_S_DEFAULT),
@@ -278,7 +302,7 @@ impl ServerConfig {
 
     /// Refuses limits that would make the server useless or unbounded.
     fn check(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 6] = [
+        let positive: [(&'static str, u64); 10] = [
             ("shards", self.shards.unwrap_or(1) as u64),
             (
                 "engine_batches_in_flight_max",
@@ -296,6 +320,19 @@ impl ServerConfig {
             (
                 "http_idle_timeout_ms",
                 self.http_idle_timeout.as_millis() as u64,
+            ),
+            ("tcp_connections_max", self.tcp.connections_max as u64),
+            (
+                "tcp_requests_in_flight_per_connection_max",
+                self.tcp.requests_in_flight_per_connection_max as u64,
+            ),
+            (
+                "tcp_requests_in_flight_max",
+                self.tcp.requests_in_flight_max as u64,
+            ),
+            (
+                "tcp_idle_timeout_ms",
+                self.tcp.idle_timeout.as_millis() as u64,
             ),
         ];
         for (setting, value) in positive {
@@ -338,7 +375,7 @@ struct Resolver<'a, E: Fn(&str) -> Option<String>> {
 }
 
 impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
-    /// The HTTP and idempotency limits.
+    /// The HTTP, TCP and idempotency limits.
     fn pick_limits(
         &self,
         args: &ServeArgs,
@@ -368,6 +405,31 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             args.http_idle_timeout_ms,
             file.http_idle_timeout_ms,
             || HTTP_IDLE_TIMEOUT_MS_DEFAULT,
+        )?);
+        let tcp_defaults = surge_tcp::TcpLimits::default();
+        config.tcp.connections_max = self.pick(
+            "tcp_connections_max",
+            args.tcp_connections_max,
+            file.tcp_connections_max,
+            || tcp_defaults.connections_max,
+        )?;
+        config.tcp.requests_in_flight_per_connection_max = self.pick(
+            "tcp_requests_in_flight_per_connection_max",
+            args.tcp_requests_in_flight_per_connection_max,
+            file.tcp_requests_in_flight_per_connection_max,
+            || tcp_defaults.requests_in_flight_per_connection_max,
+        )?;
+        config.tcp.requests_in_flight_max = self.pick(
+            "tcp_requests_in_flight_max",
+            args.tcp_requests_in_flight_max,
+            file.tcp_requests_in_flight_max,
+            || tcp_defaults.requests_in_flight_max,
+        )?;
+        config.tcp.idle_timeout = Duration::from_millis(self.pick(
+            "tcp_idle_timeout_ms",
+            args.tcp_idle_timeout_ms,
+            file.tcp_idle_timeout_ms,
+            || tcp_defaults.idle_timeout.as_millis() as u64,
         )?);
         config.shutdown_grace = Duration::from_millis(self.pick(
             "shutdown_grace_ms",
@@ -521,6 +583,41 @@ mod tests {
         assert_eq!(config.shards, Some(3), "file beats the default");
         assert_eq!(config.http_requests_in_flight_max, 7);
         assert_eq!(config.http_connections_max, HTTP_CONNECTIONS_MAX_DEFAULT);
+    }
+
+    #[test]
+    fn tcp_limits_come_from_flags_env_and_file() {
+        let defaults = surge_tcp::TcpLimits::default();
+        let config = ServerConfig::resolve(&ServeArgs::default(), |_| None).unwrap();
+        assert_eq!(config.tcp, defaults);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("surge.toml");
+        std::fs::write(
+            &file,
+            "tcp_requests_in_flight_max = 9\ntcp_idle_timeout_ms = 1500\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            tcp_connections_max: Some(3),
+            ..Default::default()
+        };
+        let env = env_of(&[("SURGE_TCP_REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX", "5")]);
+        let config = ServerConfig::resolve(&args, env).unwrap();
+        assert_eq!(config.tcp.connections_max, 3);
+        assert_eq!(config.tcp.requests_in_flight_per_connection_max, 5);
+        assert_eq!(config.tcp.requests_in_flight_max, 9);
+        assert_eq!(config.tcp.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            config.tcp.frame_body_size_bytes_max,
+            defaults.frame_body_size_bytes_max
+        );
+        let zero = ServeArgs {
+            tcp_connections_max: Some(0),
+            ..Default::default()
+        };
+        let error = ServerConfig::resolve(&zero, |_| None).unwrap_err();
+        assert!(error.to_string().contains("tcp_connections_max"), "{error}");
     }
 
     #[test]

@@ -226,6 +226,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tcp_listener,
         Arc::clone(&engine),
         token_store,
+        config.tcp.clone(),
         failure,
         shutdown_receiver,
     ));

@@ -36,10 +36,10 @@ pub(crate) async fn serve_tcp(
     listener: TcpListener,
     engine: Arc<Engine>,
     tokens: Arc<TokenStore>,
+    limits: surge_tcp::TcpLimits,
     engine_failure: EngineFailure,
     shutdown: watch::Receiver<bool>,
 ) {
-    let limits = surge_tcp::TcpLimits::default();
     let metrics = Arc::new(surge_tcp::TcpMetrics::default());
     let on_engine_failure: surge_tcp::EngineFailureHook =
         Arc::new(move |error| engine_failure.report(&error.to_string()));
