@@ -18,6 +18,7 @@ use surge_core::{Sku, Transfer, TransferId, TransferLookup};
 use thiserror::Error;
 
 use crate::constants::LOOKUP_ENTRY_SIZE_BYTES_MAX;
+use crate::le::{u128_at, u32_at, u64_at};
 use crate::lookup::LookupOperation;
 
 /// Size of a transfer entry, in bytes.
@@ -92,24 +93,6 @@ pub enum EntryError {
         /// The field.
         field: &'static str,
     },
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut field = [0; 4];
-    field.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(field)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut field = [0; 8];
-    field.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(field)
-}
-
-fn u128_at(bytes: &[u8], at: usize) -> u128 {
-    let mut field = [0; 16];
-    field.copy_from_slice(&bytes[at..at + 16]);
-    u128::from_le_bytes(field)
 }
 
 fn zero(bytes: &[u8], field: &'static str) -> Result<(), EntryError> {

@@ -13,6 +13,7 @@
 //! (see `docs/PROTOCOL.md`); `flag` is always zero in version 1.
 
 use crate::constants::{HEADER_SIZE_BYTES, MAGIC, PROTOCOL_VERSION};
+use crate::le::{u16_at, u32_at, u64_at};
 
 /// Byte offsets of the header fields.
 pub(crate) mod offset {
@@ -88,22 +89,6 @@ pub(crate) struct Header {
     pub status: u8,
     pub code: u16,
     pub count: u32,
-}
-
-fn u16_at(bytes: &[u8; HEADER_SIZE_BYTES], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8; HEADER_SIZE_BYTES], at: usize) -> u32 {
-    let mut field = [0; 4];
-    field.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(field)
-}
-
-fn u64_at(bytes: &[u8; HEADER_SIZE_BYTES], at: usize) -> u64 {
-    let mut field = [0; 8];
-    field.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(field)
 }
 
 impl Header {

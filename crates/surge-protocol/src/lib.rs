@@ -20,6 +20,7 @@ pub mod entry;
 pub mod error_code;
 pub mod frame;
 mod header;
+mod le;
 pub mod lookup;
 pub mod scopes;
 

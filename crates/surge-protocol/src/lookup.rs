@@ -15,6 +15,7 @@ use crate::entry::{EntryError, LookupEntry, ORDER_ENTRY_SIZE_BYTES, TRANSFER_ENT
 use crate::error_code::ErrorCode;
 use crate::frame::status;
 use crate::header::{FrameKind, Header};
+use crate::le::{u32_at, u64_at};
 
 /// What a `Lookup` reads: the byte in its header's `operation` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -437,16 +438,4 @@ fn found<'a>(header: &Header, body: &'a [u8]) -> Result<LookupEntries<'a>, Frame
         ids_count: header.count,
         bytes: entries,
     })
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut field = [0; 4];
-    field.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(field)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut field = [0; 8];
-    field.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(field)
 }
