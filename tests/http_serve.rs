@@ -2,63 +2,19 @@
 //! server, refusals with the exact reason, and SIGTERM in the middle of a burst of
 //! payments — exit 0, and after a restart every acknowledged transfer is there.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A `surge serve` process and the address it printed.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
+mod served;
 
-fn serve(data_dir: &Path, extra: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--tcp-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--shards", "1"])
-        .args(extra)
-        .env("SURGE_DATA_DIR", data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("surge serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("surge serve printed where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("surge: HTTP listening on http://") {
-            break rest.parse().unwrap();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Served { child, addr }
-}
+use served::{initial_token, serve};
 
-fn terminate(mut served: Served) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    served.child.wait().unwrap()
-}
-
-/// One request on a new connection; `None` if the server did not answer.
+/// One request on a new connection: status and body; `None` if the server did not answer.
 fn http(
     addr: SocketAddr,
     method: &str,
@@ -66,33 +22,7 @@ fn http(
     token: &str,
     body: &str,
 ) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())?;
-    Some((status, body))
-}
-
-fn initial_token(data_dir: &Path, scope: &str) -> String {
-    let text = std::fs::read_to_string(data_dir.join("initial-tokens.txt")).unwrap();
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find(|line| line.split('\t').next() == Some(scope))
-        .and_then(|line| line.split('\t').nth(2))
-        .unwrap()
-        .to_string()
+    served::http(addr, method, path, token, body).map(|answer| (answer.status, answer.body))
 }
 
 fn surge(args: &[&str], data_dir: &Path) -> Output {
@@ -127,13 +57,13 @@ fn sigterm_in_a_burst_exits_0_and_loses_nothing_acknowledged() {
     );
 
     let accounts = r#"[{"id":"1","ledger":1,"code":1},{"id":"2","ledger":1,"code":1}]"#;
-    let created = http(served.addr, "POST", "/v1/accounts", &payments, accounts).unwrap();
+    let created = http(served.http, "POST", "/v1/accounts", &payments, accounts).unwrap();
     assert_eq!(created.0, 200, "{}", created.1);
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4u64)
         .map(|worker| {
-            let (addr, token, stop) = (served.addr, payments.clone(), stop.clone());
+            let (addr, token, stop) = (served.http, payments.clone(), stop.clone());
             let answered = answered.clone();
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
@@ -162,7 +92,7 @@ fn sigterm_in_a_burst_exits_0_and_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(5));
     }
     stop.store(true, Ordering::SeqCst);
-    let status = terminate(served);
+    let status = served.terminate();
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
     let acknowledged: Vec<u64> = workers
         .into_iter()
@@ -177,7 +107,7 @@ fn sigterm_in_a_burst_exits_0_and_loses_nothing_acknowledged() {
     let served = serve(dir.path(), &[]);
     for id in &acknowledged {
         let (status, body) = http(
-            served.addr,
+            served.http,
             "GET",
             &format!("/v1/transfers/{id}"),
             &read,
@@ -188,7 +118,7 @@ fn sigterm_in_a_burst_exits_0_and_loses_nothing_acknowledged() {
         assert!(body.contains("\"committed\""), "{body}");
     }
     assert!(!dir.path().join("initial-tokens2.txt").exists());
-    assert!(terminate(served).success());
+    assert!(served.terminate().success());
 }
 
 #[test]
@@ -210,7 +140,7 @@ fn token_commands_reach_a_running_server() {
         .to_string();
     assert!(token.starts_with("surge_"), "{token}");
     std::thread::sleep(Duration::from_millis(200));
-    let (status, _) = http(served.addr, "GET", "/v1/accounts/1", &token, "").unwrap();
+    let (status, _) = http(served.http, "GET", "/v1/accounts/1", &token, "").unwrap();
     assert_eq!(
         status, 404,
         "the new token is accepted (and the account unknown)"
@@ -235,14 +165,14 @@ fn token_commands_reach_a_running_server() {
         String::from_utf8_lossy(&revoked.stderr)
     );
     std::thread::sleep(Duration::from_millis(200));
-    let (status, _) = http(served.addr, "GET", "/v1/accounts/1", &token, "").unwrap();
+    let (status, _) = http(served.http, "GET", "/v1/accounts/1", &token, "").unwrap();
     assert_eq!(
         status, 401,
         "the revoked token is refused without a restart"
     );
     let again = surge(&["token", "revoke", "ci"], dir.path());
     assert!(!again.status.success());
-    assert!(terminate(served).success());
+    assert!(served.terminate().success());
 }
 
 fn refusal(args: &[&str]) -> String {
