@@ -5,9 +5,9 @@
 use std::collections::VecDeque;
 
 use surge_core::{Operation, ResultCode};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::caller::Caller;
 use crate::error::ClientError;
 use crate::lookup::LookupCall;
 
@@ -23,34 +23,7 @@ pub(crate) struct Call {
     /// Its last command has the `linked` flag: nothing may follow it in a request, or
     /// the chain would run into another caller's commands.
     pub chain_open: bool,
-    pub deadline: Instant,
-    /// Requests this call was sent in so far.
-    pub attempts: u32,
-    pub reply: Option<oneshot::Sender<Result<Vec<ResultCode>, ClientError>>>,
-}
-
-impl Call {
-    /// Answers the caller (once; later answers are dropped).
-    pub fn finish(&mut self, result: Result<Vec<ResultCode>, ClientError>) {
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(result);
-        }
-    }
-
-    /// Whether nobody waits for this call any more (answered, or the caller gave up).
-    pub fn abandoned(&self) -> bool {
-        self.reply.as_ref().is_none_or(|reply| reply.is_closed())
-    }
-
-    /// Fails the call with `Timeout` if its deadline passed; true if it did.
-    pub fn expire(&mut self, now: Instant) -> bool {
-        if now >= self.deadline {
-            let attempts = self.attempts;
-            self.finish(Err(ClientError::Timeout { attempts }));
-            return true;
-        }
-        false
-    }
+    pub caller: Caller<Vec<ResultCode>>,
 }
 
 /// What a caller hands the driver.
@@ -101,17 +74,21 @@ impl Queues {
     /// Drops calls past their deadline (answering `Timeout`) or abandoned by their caller.
     pub fn expire(&mut self, now: Instant) {
         for queue in &mut self.queues {
-            queue.retain_mut(|call| !call.expire(now) && !call.abandoned());
+            queue.retain_mut(|call| !call.caller.expire(now) && !call.caller.abandoned());
         }
         self.lookups
-            .retain_mut(|call| !call.expire(now) && !call.abandoned());
+            .retain_mut(|call| !call.caller.expire(now) && !call.caller.abandoned());
     }
 
     /// The earliest deadline of a queued call.
     pub fn deadline_min(&self) -> Option<Instant> {
-        let commands = self.queues.iter().flatten().map(|call| call.deadline);
+        let commands = self
+            .queues
+            .iter()
+            .flatten()
+            .map(|call| call.caller.deadline);
         commands
-            .chain(self.lookups.iter().map(|call| call.deadline))
+            .chain(self.lookups.iter().map(|call| call.caller.deadline))
             .min()
     }
 
@@ -119,11 +96,11 @@ impl Queues {
     pub fn fail_all(&mut self, error: &ClientError) {
         for queue in &mut self.queues {
             for mut call in queue.drain(..) {
-                call.finish(Err(error.clone()));
+                call.caller.finish(Err(error.clone()));
             }
         }
         for mut call in self.lookups.drain(..) {
-            call.finish(Err(error.clone()));
+            call.caller.finish(Err(error.clone()));
         }
     }
 
@@ -175,9 +152,7 @@ mod tests {
             count,
             body: vec![0; count as usize * operation.record_size_bytes()],
             chain_open,
-            deadline: Instant::now() + std::time::Duration::from_secs(60),
-            attempts: 0,
-            reply: None,
+            caller: Caller::new(Instant::now() + std::time::Duration::from_secs(60), None),
         }
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::batcher::{Call, Submission};
+use crate::caller::Caller;
 use crate::config::ClientConfig;
 use crate::connection::{self, ConnectError};
 use crate::constants::CALLS_QUEUED_MAX;
@@ -88,9 +89,7 @@ impl Client {
             count: u32::try_from(batch.len()).expect("at most BATCH_EVENTS_MAX"),
             body: batch.body().to_vec(),
             chain_open: chain_open(&batch),
-            deadline,
-            attempts: 0,
-            reply: Some(reply),
+            caller: Caller::new(deadline, Some(reply)),
         };
         self.calls
             .send(Submission::Commands(call))
@@ -123,9 +122,7 @@ impl Client {
             operation,
             count: u32::try_from(ids.len()).expect("at most LOOKUP_IDS_MAX"),
             ids: lookup::ids_body(operation, ids),
-            deadline,
-            attempts: 0,
-            reply: Some(reply),
+            caller: Caller::new(deadline, Some(reply)),
         };
         self.calls
             .send(Submission::Lookup(call))

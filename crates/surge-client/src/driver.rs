@@ -45,10 +45,10 @@ impl InFlight {
         match self {
             InFlight::Commands(calls) => {
                 for call in calls {
-                    call.finish(Err(error.clone()));
+                    call.caller.finish(Err(error.clone()));
                 }
             }
-            InFlight::Lookup(call) => call.finish(Err(error.clone())),
+            InFlight::Lookup(call) => call.caller.finish(Err(error.clone())),
         }
     }
 }
@@ -195,11 +195,11 @@ impl Driver {
             match request {
                 InFlight::Commands(calls) => {
                     for call in calls {
-                        call.expire(now);
+                        call.caller.expire(now);
                     }
                 }
                 InFlight::Lookup(call) => {
-                    call.expire(now);
+                    call.caller.expire(now);
                 }
             }
         }
@@ -309,7 +309,8 @@ impl Driver {
                 .min(body_max / operation.record_size_bytes());
             for call in &mut calls {
                 let count = call.count as usize;
-                call.finish(Err(ClientError::TooManyCommands { count, max }));
+                call.caller
+                    .finish(Err(ClientError::TooManyCommands { count, max }));
             }
             return true;
         }
@@ -318,7 +319,7 @@ impl Driver {
         self.out.reserve(HEADER_SIZE_BYTES + body_size);
         encode_request(&mut self.out, request_id, operation, count, &parts);
         for call in &mut calls {
-            call.attempts += 1;
+            call.caller.attempts += 1;
         }
         self.in_flight.insert(request_id, InFlight::Commands(calls));
         true
@@ -333,7 +334,8 @@ impl Driver {
             // Over the server's announced frame limit: it can never be sent.
             let count = call.count as usize;
             let max = window.body_size_bytes_max / call.operation.id_size_bytes();
-            call.finish(Err(ClientError::TooManyIds { count, max }));
+            call.caller
+                .finish(Err(ClientError::TooManyIds { count, max }));
             return true;
         }
         let request_id = self.next_request_id();
@@ -345,7 +347,7 @@ impl Driver {
             call.count,
             &call.ids,
         );
-        call.attempts += 1;
+        call.caller.attempts += 1;
         self.in_flight.insert(request_id, InFlight::Lookup(call));
         true
     }
@@ -401,7 +403,7 @@ impl Driver {
                 },
             ) if operation == call.operation as u8 => {
                 self.answered();
-                call.finish(Ok(Found { ids_count, entries }));
+                call.caller.finish(Ok(Found { ids_count, entries }));
             }
             (mut request, Outcome::Codes(Err(number))) => {
                 request.fail(&ClientError::Protocol(format!(
@@ -426,13 +428,13 @@ impl Driver {
         match request {
             InFlight::Commands(calls) => {
                 for call in calls.into_iter().rev() {
-                    if !call.abandoned() {
+                    if !call.caller.abandoned() {
                         self.queues.push_front(call);
                     }
                 }
             }
             InFlight::Lookup(call) => {
-                if !call.abandoned() {
+                if !call.caller.abandoned() {
                     self.queues.push_lookup_front(call);
                 }
             }
@@ -460,14 +462,15 @@ fn split(calls: &mut [Call], codes: &[ResultCode]) {
             codes.len()
         ));
         for call in calls {
-            call.finish(Err(error.clone()));
+            call.caller.finish(Err(error.clone()));
         }
         return;
     }
     let mut offset = 0;
     for call in calls {
         let count = call.count as usize;
-        call.finish(Ok(codes[offset..offset + count].to_vec()));
+        call.caller
+            .finish(Ok(codes[offset..offset + count].to_vec()));
         offset += count;
     }
 }

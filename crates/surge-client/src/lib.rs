@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod batcher;
+mod caller;
 mod client;
 mod config;
 mod connection;

@@ -4,9 +4,8 @@
 //! the ids.
 
 use surge_protocol::{LookupEntries, LookupEntry, LookupOperation};
-use tokio::sync::oneshot;
-use tokio::time::Instant;
 
+use crate::caller::Caller;
 use crate::error::ClientError;
 
 /// What a found lookup reply carried: the entries, owned (out of the read buffer).
@@ -23,34 +22,7 @@ pub(crate) struct LookupCall {
     pub count: u32,
     /// `count × id size` bytes: the ids as they go on the wire.
     pub ids: Vec<u8>,
-    pub deadline: Instant,
-    /// Lookup frames this call was sent in so far.
-    pub attempts: u32,
-    pub reply: Option<oneshot::Sender<Result<Found, ClientError>>>,
-}
-
-impl LookupCall {
-    /// Answers the caller (once; later answers are dropped).
-    pub fn finish(&mut self, result: Result<Found, ClientError>) {
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(result);
-        }
-    }
-
-    /// Whether nobody waits for this call any more (answered, or the caller gave up).
-    pub fn abandoned(&self) -> bool {
-        self.reply.as_ref().is_none_or(|reply| reply.is_closed())
-    }
-
-    /// Fails the call with `Timeout` if its deadline passed; true if it did.
-    pub fn expire(&mut self, now: Instant) -> bool {
-        if now >= self.deadline {
-            let attempts = self.attempts;
-            self.finish(Err(ClientError::Timeout { attempts }));
-            return true;
-        }
-        false
-    }
+    pub caller: Caller<Found>,
 }
 
 /// The ids as a `Lookup` body: little-endian, 16 bytes each (8 for SKUs, which are u64).
