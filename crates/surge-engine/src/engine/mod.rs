@@ -239,6 +239,10 @@ impl Engine {
         let Batch::CreateTransfers(transfers) = batch else {
             return None;
         };
+        if self.shard_count() == 1 {
+            // No pending transfer crosses shards: no post or void has a leg to wait for.
+            return None;
+        }
         let phase_two = transfer_flags::POST_PENDING | transfer_flags::VOID_PENDING;
         let (positions, ids): (Vec<u32>, Vec<TransferId>) = indexes
             .iter()
