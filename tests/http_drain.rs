@@ -66,9 +66,12 @@ fn while_draining_readyz_is_503_healthz_200_and_admitted_requests_finish() {
     });
 
     served.signal_terminate();
+    // A probe whose connection the server accepted just before it saw the signal may be
+    // closed unanswered (hyper closes a connection with no request read yet when the drain
+    // starts); once the drain is under way every probe is answered, which `eventually`
+    // and the unwrapped calls below check.
     eventually("/readyz answers 503 while draining", || {
-        let answer = http(served.http, "GET", "/readyz", "", "").expect("an answer, not a refusal");
-        answer.status == 503
+        http(served.http, "GET", "/readyz", "", "").is_some_and(|answer| answer.status == 503)
     });
     let ready = http(served.http, "GET", "/readyz", "", "").unwrap();
     assert_eq!(

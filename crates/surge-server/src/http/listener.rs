@@ -5,7 +5,8 @@
 //! rather than left in the kernel's backlog.
 //!
 //! Shutdown has two steps. On `shutdown` the server **drains**: every connection lets the
-//! request it is serving finish (idle keep-alive connections close at once), and new
+//! request it is serving finish (idle connections close at once, including one accepted
+//! just before the signal whose request was not read yet: its client sees a close), and new
 //! connections are still accepted, one answer each, so that a load balancer probing
 //! `/readyz` hears `503` (and `/healthz` `200`) instead of a refused connection; new `/v1/`
 //! requests get `503 shutting_down`. On `close` (the rest of the server drained too) and
