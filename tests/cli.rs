@@ -268,14 +268,10 @@ fn engine_bench_reports_every_workload_through_a_real_node() {
 }
 
 #[test]
-fn engine_bench_refuses_order_workloads_across_shards() {
-    let output = surge(&["bench", "engine", "--shards", "1,2", "--runs", "1"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("order_spans_shards"), "{stderr}");
+fn engine_bench_runs_transfers_and_orders_across_shards() {
     let output = surge(&["bench", "engine", "--shards", "0", "--runs", "1"]);
     assert!(!output.status.success());
-    // Transfers run across shards.
+    // Transfers and orders (most of them spanning shards) run across shards.
     let parent = env!("CARGO_TARGET_TMPDIR");
     let output = surge(&[
         "bench",
@@ -286,7 +282,7 @@ fn engine_bench_refuses_order_workloads_across_shards() {
         "--runs",
         "1",
         "--workload",
-        "uniform",
+        "uniform,hot-sku-orders",
         "--shards",
         "2",
         "--accounts",
@@ -308,7 +304,16 @@ fn engine_bench_refuses_order_workloads_across_shards() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("\"shards\":2"), "{stdout}");
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{stdout}");
+    for report in &reports {
+        assert_eq!(report["shards"], 2, "{report}");
+        assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
+        assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+    }
 }
 
 #[test]
@@ -386,9 +391,37 @@ fn tcp_bench_reports_every_workload_over_loopback_against_the_engine() {
         })
         .count();
     assert_eq!(leftovers, 0);
-    // Orders spanning shards are refused, so hot-sku runs with one shard only.
-    let output = surge(&["bench", "tcp", "--shards", "2", "--runs", "1"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("order_spans_shards"), "{stderr}");
+    // With two shards, most of hot-sku's orders span shards; all of them succeed.
+    let output = surge(&[
+        "bench",
+        "tcp",
+        "--json",
+        "--workload",
+        "hot-sku",
+        "--shards",
+        "2",
+        "--seconds",
+        "0.2",
+        "--runs",
+        "1",
+        "--accounts",
+        "1000",
+        "--tasks",
+        "8",
+        "--commands-per-call",
+        "4",
+        "--capacity",
+        "100000",
+        "--data-dir",
+        parent,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&output).trim()).expect("one JSON line");
+    assert_eq!(report["shards"], 2, "{report}");
+    assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
 }

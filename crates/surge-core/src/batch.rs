@@ -7,8 +7,8 @@ use thiserror::Error;
 
 use crate::constants::BATCH_EVENTS_MAX;
 use crate::records::{
-    Account, DispatchAck, Order, OrderAction, Reservation, ReservationKey, ShardLeg, ShardOutcome,
-    Sku, Transfer,
+    Account, DispatchAck, Order, OrderAction, OrderOutcome, Reservation, ReservationKey, ShardLeg,
+    ShardOutcome, Sku, SpanningOrder, Transfer,
 };
 
 /// What a batch does. The numbers are stable (they are in the log).
@@ -47,6 +47,18 @@ pub enum Operation {
     /// [`ShardOutcome`] records: the credit legs' outcomes, back on the debit shard (the
     /// engine's own).
     ShardResolve = 14,
+    /// [`SpanningOrder`] records: orders whose buyer or merchant lives on another shard,
+    /// reserved on their lines' shard (the engine's own).
+    ReserveOrders = 15,
+    /// [`ShardLeg`] records: an order's authorization or refund, on the shard of its debit
+    /// account (the engine's own).
+    OrderLegs = 16,
+    /// [`Transfer`] records: posts and voids of orders' authorizations, on the buyer's
+    /// shard (the engine's own).
+    OrderResolve = 17,
+    /// [`OrderOutcome`] records: the outcomes of an order's steps, back on the order's
+    /// shard (the engine's own).
+    OrderConfirm = 18,
 }
 
 impl Operation {
@@ -67,6 +79,10 @@ impl Operation {
         Operation::ShardDebit,
         Operation::ShardCredit,
         Operation::ShardResolve,
+        Operation::ReserveOrders,
+        Operation::OrderLegs,
+        Operation::OrderResolve,
+        Operation::OrderConfirm,
     ];
 
     /// The operation for a byte read from the wire or the log.
@@ -93,6 +109,10 @@ impl Operation {
             Operation::AckDispatch => size_of::<DispatchAck>(),
             Operation::ShardDebit | Operation::ShardCredit => size_of::<ShardLeg>(),
             Operation::ShardResolve => size_of::<ShardOutcome>(),
+            Operation::ReserveOrders => size_of::<SpanningOrder>(),
+            Operation::OrderLegs => size_of::<ShardLeg>(),
+            Operation::OrderResolve => size_of::<Transfer>(),
+            Operation::OrderConfirm => size_of::<OrderOutcome>(),
         }
     }
 
@@ -105,6 +125,10 @@ impl Operation {
                 | Operation::ShardDebit
                 | Operation::ShardCredit
                 | Operation::ShardResolve
+                | Operation::ReserveOrders
+                | Operation::OrderLegs
+                | Operation::OrderResolve
+                | Operation::OrderConfirm
         )
     }
 }
@@ -142,6 +166,14 @@ pub enum Batch<'a> {
     ShardCredit(&'a [ShardLeg]),
     /// Outcomes of credit legs, on the debit shard.
     ShardResolve(&'a [ShardOutcome]),
+    /// Reserve orders spanning shards.
+    ReserveOrders(&'a [SpanningOrder]),
+    /// Orders' authorizations and refunds.
+    OrderLegs(&'a [ShardLeg]),
+    /// Posts and voids of orders' authorizations.
+    OrderResolve(&'a [Transfer]),
+    /// Outcomes of orders' steps.
+    OrderConfirm(&'a [OrderOutcome]),
 }
 
 impl Batch<'_> {
@@ -163,6 +195,10 @@ impl Batch<'_> {
             Batch::ShardDebit(_) => Operation::ShardDebit,
             Batch::ShardCredit(_) => Operation::ShardCredit,
             Batch::ShardResolve(_) => Operation::ShardResolve,
+            Batch::ReserveOrders(_) => Operation::ReserveOrders,
+            Batch::OrderLegs(_) => Operation::OrderLegs,
+            Batch::OrderResolve(_) => Operation::OrderResolve,
+            Batch::OrderConfirm(_) => Operation::OrderConfirm,
         }
     }
 
@@ -180,6 +216,10 @@ impl Batch<'_> {
             Batch::AckDispatch(r) => r.len(),
             Batch::ShardDebit(r) | Batch::ShardCredit(r) => r.len(),
             Batch::ShardResolve(r) => r.len(),
+            Batch::ReserveOrders(r) => r.len(),
+            Batch::OrderLegs(r) => r.len(),
+            Batch::OrderResolve(r) => r.len(),
+            Batch::OrderConfirm(r) => r.len(),
         }
     }
 
@@ -206,6 +246,10 @@ impl Batch<'_> {
             Batch::AckDispatch(r) => bytemuck::cast_slice(r),
             Batch::ShardDebit(r) | Batch::ShardCredit(r) => bytemuck::cast_slice(r),
             Batch::ShardResolve(r) => bytemuck::cast_slice(r),
+            Batch::ReserveOrders(r) => bytemuck::cast_slice(r),
+            Batch::OrderLegs(r) => bytemuck::cast_slice(r),
+            Batch::OrderResolve(r) => bytemuck::cast_slice(r),
+            Batch::OrderConfirm(r) => bytemuck::cast_slice(r),
         }
     }
 }
@@ -243,6 +287,14 @@ pub enum BatchBuf {
     ShardCredit(Vec<ShardLeg>),
     /// See [`Batch::ShardResolve`].
     ShardResolve(Vec<ShardOutcome>),
+    /// See [`Batch::ReserveOrders`].
+    ReserveOrders(Vec<SpanningOrder>),
+    /// See [`Batch::OrderLegs`].
+    OrderLegs(Vec<ShardLeg>),
+    /// See [`Batch::OrderResolve`].
+    OrderResolve(Vec<Transfer>),
+    /// See [`Batch::OrderConfirm`].
+    OrderConfirm(Vec<OrderOutcome>),
 }
 
 impl BatchBuf {
@@ -264,6 +316,10 @@ impl BatchBuf {
             BatchBuf::ShardDebit(r) => Batch::ShardDebit(r),
             BatchBuf::ShardCredit(r) => Batch::ShardCredit(r),
             BatchBuf::ShardResolve(r) => Batch::ShardResolve(r),
+            BatchBuf::ReserveOrders(r) => Batch::ReserveOrders(r),
+            BatchBuf::OrderLegs(r) => Batch::OrderLegs(r),
+            BatchBuf::OrderResolve(r) => Batch::OrderResolve(r),
+            BatchBuf::OrderConfirm(r) => Batch::OrderConfirm(r),
         }
     }
 }
@@ -350,6 +406,10 @@ pub fn decode(operation: u8, body: &[u8]) -> Result<BatchBuf, DecodeError> {
         Operation::ShardDebit => BatchBuf::ShardDebit(records(body)),
         Operation::ShardCredit => BatchBuf::ShardCredit(records(body)),
         Operation::ShardResolve => BatchBuf::ShardResolve(records(body)),
+        Operation::ReserveOrders => BatchBuf::ReserveOrders(records(body)),
+        Operation::OrderLegs => BatchBuf::OrderLegs(records(body)),
+        Operation::OrderResolve => BatchBuf::OrderResolve(records(body)),
+        Operation::OrderConfirm => BatchBuf::OrderConfirm(records(body)),
     })
 }
 

@@ -19,9 +19,9 @@ pub mod state_machine;
 pub use batch::{decode, Batch, BatchBuf, DecodeError, Operation};
 pub use ids::{AccountId, DispatchId, LogPosition, OrderId, SkuId, TransferId};
 pub use records::{
-    account_flags, order_action_flags, transfer_flags, Account, DispatchAck, Order, OrderAction,
-    OrderLine, OrderStatus, Reservation, ReservationKey, ReservationStatus, ShardLeg, ShardOutcome,
-    Sku, Transfer,
+    account_flags, order_action_flags, order_message_kind, transfer_flags, Account, DispatchAck,
+    Order, OrderAction, OrderLine, OrderMessage, OrderOutcome, OrderStatus, Reservation,
+    ReservationKey, ReservationStatus, ShardLeg, ShardOutcome, Sku, SpanningOrder, Transfer,
 };
 pub use result::ResultCode;
 pub use shard::{shard_of, SHARDS_MAX};

@@ -324,6 +324,76 @@ pub struct ShardOutcome {
     pub reserved: [u8; 12],
 }
 
+/// An order whose buyer or merchant lives on another shard than its SKU lines, logged
+/// on the lines' shard by the engine (never by clients) to reserve its units; the
+/// authorization then travels to the buyer's shard as an [`OrderMessage`]. 272 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct SpanningOrder {
+    /// The client's order, as submitted.
+    pub order: Order,
+    /// The buyer's shard (it holds the authorization).
+    pub buyer_shard: u32,
+    /// The merchant's shard.
+    pub merchant_shard: u32,
+    /// The merchant account's ledger as the engine saw it when routing (0: not found),
+    /// so the authorization fails as one shard would.
+    pub merchant_ledger: u32,
+    /// Must be zero.
+    pub reserved: [u8; 4],
+}
+
+/// What an [`OrderMessage`] asks its target shard to do.
+pub mod order_message_kind {
+    /// Hold the order's amount: its authorization, a pending transfer owned by the order
+    /// (`leg`, on the buyer's shard).
+    pub const AUTHORIZE: u32 = 1;
+    /// Post the authorization (`leg.transfer`: the pay's transfer id, `pending_id`).
+    pub const PAY: u32 = 2;
+    /// Void the authorization (the cancel's transfer id).
+    pub const CANCEL: u32 = 3;
+    /// Void the authorization because the order expired (`id` = `pending_id`).
+    pub const EXPIRE: u32 = 4;
+    /// Move the captured amount back (`leg`: the refund transfer, on the merchant's
+    /// shard).
+    pub const REFUND: u32 = 5;
+}
+
+/// A step of an order whose buyer or merchant lives on another shard, kept in the
+/// order's shard's outbox until the target shard's outcome is logged there (the engine
+/// delivers it; the target dedupes by transfer id). 176 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct OrderMessage {
+    /// The transfer the target shard applies; `leg.source_shard` is the target shard.
+    /// For an authorization or a refund, a leg as for a cross-shard transfer (its
+    /// `destination_shard` may equal its source: then it is applied whole there); for a
+    /// pay, cancel or expiry, the post or void (`pending_id` = the authorization).
+    pub leg: ShardLeg,
+    /// The order.
+    pub order_id: OrderId,
+    /// [`order_message_kind`].
+    pub kind: u32,
+    /// The action's flags (a refund's `RESTOCK`), applied when the outcome comes back.
+    pub flags: u32,
+    /// Must be zero.
+    pub reserved: [u8; 8],
+}
+
+/// The outcome of an [`OrderMessage`], logged on the order's shard by the engine. 32 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct OrderOutcome {
+    /// The message's transfer id (its key in the outbox).
+    pub transfer_id: TransferId,
+    /// The target shard's result code ([`crate::ResultCode`] number).
+    pub code: u32,
+    /// The message's [`order_message_kind`] (an outcome only settles its own kind).
+    pub kind: u32,
+    /// Must be zero.
+    pub reserved: [u8; 8],
+}
+
 /// Acknowledge a dispatch request: logistics has taken the order. 32 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable, Serialize, Deserialize)]
 #[repr(C)]
@@ -420,6 +490,9 @@ const _: () = assert!(std::mem::size_of::<OrderAction>() == 64);
 const _: () = assert!(std::mem::size_of::<DispatchAck>() == 32);
 const _: () = assert!(std::mem::size_of::<ShardLeg>() == 144);
 const _: () = assert!(std::mem::size_of::<ShardOutcome>() == 32);
+const _: () = assert!(std::mem::size_of::<SpanningOrder>() == 272);
+const _: () = assert!(std::mem::size_of::<OrderMessage>() == 176);
+const _: () = assert!(std::mem::size_of::<OrderOutcome>() == 32);
 
 /// Serde helper: a u128 that is not an id still travels as a decimal string.
 mod u128_string {

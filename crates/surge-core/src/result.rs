@@ -300,11 +300,12 @@ result_codes! {
         "A cross-shard message had flags the engine never sends (earlier versions refused \
          pending transfers between shards with this code).",
         "Report it: clients cannot cause it.";
-    /// An order whose buyer, merchant and SKUs do not all live on one shard.
+    /// An order whose SKU lines do not all live on one shard.
     OrderSpansShards = 602,
-        "The order's buyer, merchant and SKUs live on different shards; orders spanning \
-         shards are not supported yet. Nothing was logged: the ids stay free.",
-        "Place it with accounts and SKUs of one shard.";
+        "The order's SKUs live on different shards (its buyer and merchant may live \
+         anywhere, but its lines must share one shard). Nothing was logged: the ids stay \
+         free.",
+        "Split the order by the SKUs' shards, or keep a sale's SKUs on one shard.";
     /// A shard's queue is full.
     Busy = 603,
         "The engine's queue for a shard is full; nothing was logged.",
@@ -315,6 +316,13 @@ result_codes! {
          not yet accepted or refused it (the pending transfer itself has not been answered). \
          Nothing was stored: the id stays free.",
         "Wait for the pending transfer's answer, then retry with the same id.";
+    /// An action on an order whose buyer or merchant lives on another shard while an
+    /// earlier step of that order is still travelling between shards.
+    OrderInFlight = 605,
+        "The order's buyer or merchant lives on another shard, and an earlier step of the \
+         order (placing it, or a pay, cancel or refund) has not been answered by that shard \
+         yet. Nothing was stored: the id stays free.",
+        "Wait for the earlier step's answer, then retry with the same id.";
 }
 
 impl ResultCode {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
-    ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, ResultCode, ShardLeg,
-    StateMachine, TransferId, TransferLookup,
+    ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage, ResultCode,
+    ShardLeg, StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -270,11 +270,18 @@ struct Shared {
     stopping: AtomicBool,
     /// Told about phase-two legs as they join the outbox (see [`Node::on_released_legs`]).
     released: Mutex<Option<ReleasedLegs>>,
+    /// Told about order steps as they join the order outbox (see
+    /// [`Node::on_released_order_messages`]).
+    released_orders: Mutex<Option<ReleasedOrderMessages>>,
 }
 
 /// Receives the cross-shard legs a shard's own commands put in its outbox (posts, voids
 /// and expiries of cross-shard pending transfers), once they are durable and applied.
 pub type ReleasedLegs = Arc<dyn Fn(Vec<ShardLeg>) + Send + Sync>;
+
+/// Receives the steps of orders spanning shards that a shard's commands put in its order
+/// outbox, once they are durable and applied.
+pub type ReleasedOrderMessages = Arc<dyn Fn(Vec<OrderMessage>) + Send + Sync>;
 
 #[derive(Default)]
 struct Results {
@@ -395,6 +402,7 @@ impl Node {
         // Legs released during the replay are in the outbox, which the engine delivers
         // whole after a start.
         drop(state_machine.take_released_legs());
+        drop(state_machine.take_released_order_messages());
         let eviction_mark = replayed.eviction_mark;
         let evicting = plan.evicting;
         let history_reader = history.as_ref().map(SledHistory::reader);
@@ -405,6 +413,7 @@ impl Node {
             applied: Condvar::new(),
             stopping: AtomicBool::new(false),
             released: Mutex::new(None),
+            released_orders: Mutex::new(None),
         });
         let (group_commit, durable) = GroupCommit::start(
             log,
@@ -508,6 +517,13 @@ impl Node {
     /// released before this call are in the outbox ([`StateMachine::shard_outbox`]).
     pub fn on_released_legs(&self, deliver: ReleasedLegs) {
         *self.shared.released.lock() = Some(deliver);
+    }
+
+    /// Hands every order step this node's commands put in its order outbox from now on to
+    /// `deliver` (on the apply thread, after the record is durable and applied). Steps
+    /// released before this call are in the outbox ([`StateMachine::order_outbox`]).
+    pub fn on_released_order_messages(&self, deliver: ReleasedOrderMessages) {
+        *self.shared.released_orders.lock() = Some(deliver);
     }
 
     /// A transfer, resident or archived in the history index (which is asked only when
@@ -685,7 +701,7 @@ impl Applier {
             Some(index) => recall_lookups(&self.shared.state.read(), index, batch)?,
             None => Vec::new(),
         };
-        let (entries, released) = {
+        let (entries, released, released_orders) = {
             let mut state = self.shared.state.write();
             state.recall(&found);
             state.apply(record.header.timestamp_ns, batch, results);
@@ -695,12 +711,19 @@ impl Applier {
                 .history
                 .is_some()
                 .then(|| derive_entries(&state, record_index, batch, results));
-            (entries, state.take_released_legs())
+            let released_orders = state.take_released_order_messages();
+            (entries, state.take_released_legs(), released_orders)
         };
         if !released.is_empty() {
             let deliver = self.shared.released.lock().clone();
             if let Some(deliver) = deliver {
                 deliver(released);
+            }
+        }
+        if !released_orders.is_empty() {
+            let deliver = self.shared.released_orders.lock().clone();
+            if let Some(deliver) = deliver {
+                deliver(released_orders);
             }
         }
         if let (Some(index), Some(entries)) = (self.history.as_mut(), entries) {

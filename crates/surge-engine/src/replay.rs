@@ -262,6 +262,10 @@ fn view(operation: Operation, body: &[u8]) -> Option<Batch<'_>> {
         Operation::ShardDebit => Batch::ShardDebit(bytemuck::try_cast_slice(body).ok()?),
         Operation::ShardCredit => Batch::ShardCredit(bytemuck::try_cast_slice(body).ok()?),
         Operation::ShardResolve => Batch::ShardResolve(bytemuck::try_cast_slice(body).ok()?),
+        Operation::ReserveOrders => Batch::ReserveOrders(bytemuck::try_cast_slice(body).ok()?),
+        Operation::OrderLegs => Batch::OrderLegs(bytemuck::try_cast_slice(body).ok()?),
+        Operation::OrderResolve => Batch::OrderResolve(bytemuck::try_cast_slice(body).ok()?),
+        Operation::OrderConfirm => Batch::OrderConfirm(bytemuck::try_cast_slice(body).ok()?),
     })
 }
 

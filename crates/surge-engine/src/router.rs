@@ -5,8 +5,9 @@
 //! shard holding the order. A transfer (single-phase or pending) whose credit account
 //! lives elsewhere is a cross-shard transfer (debit leg here, credit leg there); a post or
 //! void goes to its pending transfer's debit shard, which sends the credit side its own
-//! phase-two leg. Shapes that cannot be split safely are refused with a code and never
-//! logged.
+//! phase-two leg. An order whose buyer or merchant lives on another shard than its SKUs is
+//! reserved on the SKUs' shard and runs as an order saga (see `surge_core`'s `order_saga`
+//! module). Shapes that cannot be split safely are refused with a code and never logged.
 
 use surge_core::{
     shard_of, transfer_flags, AccountId, Batch, OrderId, ResultCode, Transfer, TransferId,
@@ -24,6 +25,9 @@ pub(crate) enum Route {
         /// The credit account's shard.
         credit: u32,
     },
+    /// An order whose buyer or merchant lives elsewhere: reserved on its lines' shard
+    /// `home`, its authorization sent to the buyer's shard.
+    Spanning(u32),
     /// Answered at once with this code; nothing is logged.
     Refused(ResultCode),
 }
@@ -73,20 +77,21 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
                 let mut shards = lines
                     .iter()
                     .filter(|line| line.sku_id.0 != 0)
-                    .map(|line| shard_of(u128::from(line.sku_id.0), shard_count))
-                    .chain(
-                        [order.buyer_id, order.merchant_id]
-                            .into_iter()
-                            .filter(|id| !id.is_zero())
-                            .map(account),
-                    );
-                let home = shards
-                    .next()
-                    .unwrap_or_else(|| shard_of(order.id.0, shard_count));
-                if shards.all(|shard| shard == home) {
-                    Route::Local(home)
+                    .map(|line| shard_of(u128::from(line.sku_id.0), shard_count));
+                let Some(home) = shards.next() else {
+                    // No line: refused by the state machine.
+                    return Route::Local(shard_of(order.id.0, shard_count));
+                };
+                if !shards.all(|shard| shard == home) {
+                    return Route::Refused(ResultCode::OrderSpansShards);
+                }
+                let elsewhere = [order.buyer_id, order.merchant_id]
+                    .into_iter()
+                    .any(|id| !id.is_zero() && account(id) != home);
+                if elsewhere {
+                    Route::Spanning(home)
                 } else {
-                    Route::Refused(ResultCode::OrderSpansShards)
+                    Route::Local(home)
                 }
             })
             .collect(),
@@ -97,9 +102,11 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
         Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => {
             vec![Route::Refused(ResultCode::ReservedFlag); legs.len()]
         }
-        Batch::ShardResolve(outcomes) => {
-            vec![Route::Refused(ResultCode::ReservedFlag); outcomes.len()]
-        }
+        Batch::ShardResolve(_)
+        | Batch::ReserveOrders(_)
+        | Batch::OrderLegs(_)
+        | Batch::OrderResolve(_)
+        | Batch::OrderConfirm(_) => vec![Route::Refused(ResultCode::ReservedFlag); batch.len()],
         Batch::AckDispatch(acks) => {
             order_homes(acks.iter().map(|ack| OrderId(ack.dispatch_id.0)).collect())
         }
@@ -153,7 +160,7 @@ fn transfer_routes(transfers: &[Transfer], shard_count: u32, locate: &dyn Locate
 
 fn spans_shards(routes: &[Route]) -> bool {
     let mut shards = routes.iter().flat_map(|route| match *route {
-        Route::Local(shard) => [Some(shard), None],
+        Route::Local(shard) | Route::Spanning(shard) => [Some(shard), None],
         Route::Cross { debit, credit } => [Some(debit), Some(credit)],
         Route::Refused(_) => [None, None],
     });
@@ -288,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn orders_spanning_shards_are_refused() {
+    fn orders_with_lines_on_several_shards_are_refused_others_span() {
         let sku = (1..)
             .find(|id| shard_of(*id, 2) == 0)
             .expect("a SKU on shard 0");
@@ -306,11 +313,22 @@ mod tests {
         };
         let mut far = order;
         far.buyer_id = account_on(1, 2, 0);
-        let routes = routes(Batch::PlaceOrders(&[order, far]), 2, &Nowhere);
+        let other_sku = (1..)
+            .find(|id| shard_of(*id, 2) == 1)
+            .expect("a SKU on shard 1");
+        let mut split = order;
+        split.line_count = 2;
+        split.lines[1] = OrderLine {
+            sku_id: SkuId(other_sku as u64),
+            quantity: 1,
+            reserved: 0,
+        };
+        let routes = routes(Batch::PlaceOrders(&[order, far, split]), 2, &Nowhere);
         assert_eq!(
             routes,
             [
                 Route::Local(0),
+                Route::Spanning(0),
                 Route::Refused(ResultCode::OrderSpansShards)
             ]
         );

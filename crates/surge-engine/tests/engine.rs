@@ -538,3 +538,146 @@ fn cross_shard_pending_transfers_post_void_expire_and_compensate() {
         .iter()
         .all(|(_, a)| a.debits_pending == 0 && a.credits_pending == 0));
 }
+
+#[test]
+fn orders_spanning_shards_are_placed_paid_cancelled_expired_refunded_and_failed() {
+    use surge_core::{
+        order_action_flags, OrderAction, OrderId, OrderLookup, OrderStatus, PendingStatus,
+        TransferId, TransferLookup,
+    };
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    // The SKU on shard 0; buyers and merchants on both shards.
+    let sku = on_shard(0, 2, 0) as u64;
+    let (bank_0, bank_1) = (on_shard(0, 2, 0), on_shard(1, 2, 0));
+    let (buyer_0, buyer_1) = (on_shard(0, 2, 1), on_shard(1, 2, 1));
+    let (merchant_0, merchant_1) = (on_shard(0, 2, 2), on_shard(1, 2, 2));
+    let accounts = [
+        account(bank_0, false),
+        account(bank_1, false),
+        account(buyer_0, true),
+        account(buyer_1, true),
+        account(merchant_0, false),
+        account(merchant_1, false),
+    ];
+    let codes = engine.submit_wait(Batch::CreateAccounts(&accounts));
+    assert_eq!(codes.expect("accounts"), [ResultCode::Ok; 6]);
+    let funding = [
+        transfer(1, bank_0, buyer_0, 1_000),
+        transfer(2, bank_1, buyer_1, 1_000),
+    ];
+    let codes = engine.submit_wait(Batch::CreateTransfers(&funding));
+    assert_eq!(codes.expect("funding"), [ResultCode::Ok; 2]);
+    let skus = [common::sku(sku, 10, 0)];
+    let codes = engine.submit_wait(Batch::CreateSkus(&skus));
+    assert_eq!(codes.expect("sku"), [ResultCode::Ok]);
+    let long = 60_000_000_000;
+    let orders = [
+        // Buyer elsewhere, merchant with the SKU: a hold across shards.
+        common::order(1, buyer_1, merchant_0, 101, 100, long, &[(sku, 2)]),
+        // Buyer and merchant together on the other shard.
+        common::order(2, buyer_1, merchant_1, 102, 50, long, &[(sku, 1)]),
+        // Buyer with the SKU, merchant elsewhere; expires in 200 ms.
+        common::order(3, buyer_0, merchant_1, 103, 70, 200_000_000, &[(sku, 1)]),
+        // More than the buyer holds: refused on the buyer's shard.
+        common::order(4, buyer_1, merchant_0, 104, 5_000, long, &[(sku, 3)]),
+    ];
+    let codes = engine.submit_wait(Batch::PlaceOrders(&orders));
+    assert_eq!(
+        codes.expect("orders"),
+        [
+            ResultCode::Ok,
+            ResultCode::Ok,
+            ResultCode::Ok,
+            ResultCode::ExceedsCredits
+        ]
+    );
+    assert_eq!(
+        engine.order(OrderId(4)),
+        Some(OrderLookup::Failed(ResultCode::ExceedsCredits))
+    );
+    let units = |engine: &Engine| {
+        let sku = engine.sku(surge_core::SkuId(sku)).expect("sku");
+        (sku.units_available, sku.units_reserved, sku.units_sold)
+    };
+    assert_eq!(units(&engine), (6, 4, 0));
+    let balances = |engine: &Engine, id: u128| {
+        let account = engine.account(AccountId(id)).expect("account");
+        (
+            account.debits_pending,
+            account.debits_posted,
+            account.credits_pending,
+            account.credits_posted,
+        )
+    };
+    // Answered once the holds are in place on every shard.
+    assert_eq!(balances(&engine, buyer_1), (150, 0, 0, 1_000));
+    assert_eq!(balances(&engine, merchant_0), (0, 0, 100, 0));
+    assert_eq!(balances(&engine, merchant_1), (0, 0, 120, 0));
+    // A retry waits for nothing and answers as on one shard.
+    let codes = engine.submit_wait(Batch::PlaceOrders(&orders));
+    assert_eq!(
+        codes.expect("retry"),
+        [
+            ResultCode::Exists,
+            ResultCode::Exists,
+            ResultCode::Exists,
+            ResultCode::IdAlreadyFailed
+        ]
+    );
+    let codes = engine.submit_wait(Batch::PayOrders(&[common::action(1, 201)]));
+    assert_eq!(codes.expect("pay"), [ResultCode::Ok]);
+    let codes = engine.submit_wait(Batch::CancelOrders(&[common::action(2, 202)]));
+    assert_eq!(codes.expect("cancel"), [ResultCode::Ok]);
+    let status = |engine: &Engine, id: u128| match engine.order(OrderId(id)) {
+        Some(OrderLookup::Placed(view)) => OrderStatus::from_u16(view.order.status),
+        other => panic!("order {id}: {other:?}"),
+    };
+    assert_eq!(status(&engine, 1), Some(OrderStatus::Paid));
+    assert_eq!(status(&engine, 2), Some(OrderStatus::Cancelled));
+    assert_eq!(balances(&engine, buyer_1), (0, 100, 0, 1_000));
+    assert_eq!(balances(&engine, merchant_0), (0, 0, 0, 100));
+    eventually("order 3 expires on every shard", || {
+        status(&engine, 3) == Some(OrderStatus::Expired)
+            && balances(&engine, merchant_1) == (0, 0, 0, 0)
+    });
+    assert_eq!(balances(&engine, buyer_0), (0, 0, 0, 1_000));
+    let hold = |engine: &Engine, id: u128| match engine.transfer(TransferId(id)).expect("lookup") {
+        Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
+        other => panic!("transfer {id}: {other:?}"),
+    };
+    assert_eq!(hold(&engine, 101), Some(PendingStatus::Posted));
+    assert_eq!(hold(&engine, 102), Some(PendingStatus::Voided));
+    assert_eq!(hold(&engine, 103), Some(PendingStatus::Expired));
+    // A refund travels from the merchant's shard to the buyer's.
+    let refund = OrderAction {
+        flags: order_action_flags::RESTOCK,
+        ..common::action(1, 301)
+    };
+    let codes = engine.submit_wait(Batch::RefundOrders(&[refund]));
+    assert_eq!(codes.expect("refund"), [ResultCode::Ok]);
+    assert_eq!(status(&engine, 1), Some(OrderStatus::Refunded));
+    assert_eq!(balances(&engine, buyer_1), (0, 100, 0, 1_100));
+    assert_eq!(units(&engine), (10, 0, 0));
+    let codes = engine.submit_wait(Batch::RefundOrders(&[refund]));
+    assert_eq!(codes.expect("refund retry"), [ResultCode::Exists]);
+    engine.shutdown();
+    // Reopened: the same, and nothing left in flight.
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("reopen");
+    assert_eq!(status(&engine, 1), Some(OrderStatus::Refunded));
+    assert_eq!(balances(&engine, buyer_1), (0, 100, 0, 1_100));
+    let in_flight: usize = (0..2)
+        .map(|shard| engine.read_shard(shard, |state| state.order_outbox().len()))
+        .sum();
+    assert_eq!(in_flight, 0);
+    eventually("outboxes empty", || engine.cross_shard_in_flight() == 0);
+    let transit = engine.transit_accounts();
+    let posted: i128 = transit
+        .iter()
+        .map(|(_, a)| i128::from(a.credits_posted) - i128::from(a.debits_posted))
+        .sum();
+    assert_eq!(posted, 0);
+    assert!(transit
+        .iter()
+        .all(|(_, a)| a.debits_pending == 0 && a.credits_pending == 0));
+}

@@ -5,22 +5,26 @@
 //! posted (in full or in part) or voided, by posts naming their accounts or only the
 //! pending id, client retries of whole batches and retries with changed fields; the
 //! sharded engines are restarted halfway with legs possibly still in their outboxes.
-//! Balances (posted and pending) and pending statuses must match. Transit accounts net to
-//! zero between each pair of shards at the end.
+//! Orders too: placed (some refused for want of funds), paid, cancelled and refunded, with
+//! buyers, merchants and SKUs on any shards (orders spanning shards run as sagas).
+//! Balances (posted and pending), pending statuses, order statuses and SKU units must
+//! match. Transit accounts net to zero between each pair of shards at the end.
 //!
-//! Within a batch no account appears twice: commands of one batch are ordered within a
-//! shard, but a cross-shard credit lands after the debit shard's batch, so a batch whose
-//! commands depend on each other across shards may end differently (documented in
-//! docs/ARCHITECTURE.md). Seeded: `SURGE_SEED=<n>` replays one workload.
+//! Within a batch no account appears twice, and a scarce SKU at most once: commands of one
+//! batch are ordered within a shard, but a cross-shard credit lands after the debit
+//! shard's batch (and an order spanning shards reserves after the local orders of its
+//! batch), so a batch whose commands depend on each other across shards may end
+//! differently (documented in docs/ARCHITECTURE.md). Seeded: `SURGE_SEED=<n>` replays
+//! one workload.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{account, pending, transfer};
+use common::{account, action, order, pending, sku, transfer};
 use surge_core::{
-    account_flags, shard_of, transfer_flags, AccountId, Batch, BatchBuf, PendingStatus, ResultCode,
-    Transfer, TransferId, TransferLookup,
+    account_flags, order_action_flags, shard_of, transfer_flags, AccountId, Batch, BatchBuf,
+    OrderId, OrderLookup, PendingStatus, ResultCode, SkuId, Transfer, TransferId, TransferLookup,
 };
 use surge_engine::{Engine, EngineConfig};
 use surge_wal::storage::split_mix;
@@ -33,6 +37,11 @@ const CAPPED: [u128; 2] = [101, 102];
 /// Never created.
 const MISSING: [u128; 2] = [201, 202];
 const BATCHES: usize = 60;
+/// SKUs with plenty of stock, and one with four units (at most once per batch).
+const SKUS: [u64; 3] = [1, 2, 3];
+const SCARCE_SKU: u64 = 3;
+/// Unpaid orders never expire within a run (expiry depends on each shard's clock).
+const ORDER_TIMEOUT_NS: u64 = 3_600_000_000_000;
 const SEED_DEFAULT: u64 = 0x5AA2_D5E1;
 
 fn seed() -> u64 {
@@ -46,6 +55,82 @@ struct Workload {
     setup: Vec<BatchBuf>,
     batches: Vec<BatchBuf>,
     transfer_ids: Vec<u128>,
+    order_ids: Vec<u128>,
+}
+
+/// A batch of orders (distinct buyers and merchants) or of actions on earlier orders
+/// (distinct orders; refunds from distinct merchants).
+fn order_batch(
+    rng: &mut u64,
+    next_id: &mut u128,
+    placed: &mut Vec<(u128, u128)>,
+    order_ids: &mut Vec<u128>,
+) -> BatchBuf {
+    let pick = |rng: &mut u64, range: u64| split_mix(rng) % range;
+    match pick(rng, 4) {
+        0 | 1 if !placed.is_empty() => {
+            let mut actions = Vec::new();
+            let mut merchants = Vec::new();
+            let refund = pick(rng, 2) == 0;
+            for _ in 0..6 {
+                let (order_id, merchant) = placed[pick(rng, placed.len() as u64) as usize];
+                if actions
+                    .iter()
+                    .any(|a: &surge_core::OrderAction| a.order_id == OrderId(order_id))
+                    || (refund && merchants.contains(&merchant))
+                {
+                    continue;
+                }
+                merchants.push(merchant);
+                *next_id += 1;
+                let mut made = action(order_id, *next_id);
+                if refund && pick(rng, 2) == 0 {
+                    made.flags = order_action_flags::RESTOCK;
+                }
+                actions.push(made);
+            }
+            match (refund, pick(rng, 3)) {
+                (true, _) => BatchBuf::RefundOrders(actions),
+                (false, 0) => BatchBuf::CancelOrders(actions),
+                _ => BatchBuf::PayOrders(actions),
+            }
+        }
+        _ => {
+            let mut free: Vec<u128> = (2..2 + WALLETS).collect();
+            let mut orders = Vec::new();
+            let mut scarce_used = false;
+            for _ in 0..6 {
+                let mut take = |rng: &mut u64| {
+                    let index = pick(rng, free.len() as u64) as usize;
+                    free.swap_remove(index)
+                };
+                let buyer = take(rng);
+                let merchant = if pick(rng, 3) == 0 { BANK } else { take(rng) };
+                let mut sku_id = SKUS[pick(rng, SKUS.len() as u64) as usize];
+                if sku_id == SCARCE_SKU && std::mem::replace(&mut scarce_used, true) {
+                    sku_id = SKUS[0];
+                }
+                *next_id += 1;
+                let (id, authorization) = (*next_id, *next_id + 1);
+                *next_id += 1;
+                let amount = 1 + pick(rng, 400);
+                let quantity = 1 + pick(rng, 2) as u32;
+                let lines = [(sku_id, quantity)];
+                orders.push(order(
+                    id,
+                    buyer,
+                    merchant,
+                    authorization,
+                    amount,
+                    ORDER_TIMEOUT_NS,
+                    &lines,
+                ));
+                placed.push((id, merchant));
+                order_ids.push(id);
+            }
+            BatchBuf::PlaceOrders(orders)
+        }
+    }
 }
 
 fn workload(seed: u64) -> Workload {
@@ -59,10 +144,17 @@ fn workload(seed: u64) -> Workload {
     let funding: Vec<_> = (2..2 + WALLETS)
         .map(|id| transfer(1_000 + id, BANK, id, 500))
         .collect();
+    let skus = SKUS
+        .iter()
+        .map(|&id| sku(id, if id == SCARCE_SKU { 4 } else { 10_000 }, 0))
+        .collect();
     let setup = vec![
         BatchBuf::CreateAccounts(accounts),
         BatchBuf::CreateTransfers(funding),
+        BatchBuf::CreateSkus(skus),
     ];
+    let mut placed = Vec::new();
+    let mut order_ids = Vec::new();
     let mut batches: Vec<BatchBuf> = Vec::new();
     let mut transfer_ids = Vec::new();
     let mut next_id = 10_000u128;
@@ -75,6 +167,11 @@ fn workload(seed: u64) -> Workload {
             // A client retries a whole earlier batch.
             let again = (split_mix(&mut rng) % batches.len() as u64) as usize;
             batches.push(batches[again].clone());
+            continue;
+        }
+        if (2..=4).contains(&roll) {
+            let batch = order_batch(&mut rng, &mut next_id, &mut placed, &mut order_ids);
+            batches.push(batch);
             continue;
         }
         // Each account at most once per batch.
@@ -168,6 +265,7 @@ fn workload(seed: u64) -> Workload {
         setup,
         batches,
         transfer_ids,
+        order_ids,
     }
 }
 
@@ -182,6 +280,10 @@ struct Outcome {
     /// credits pending, per id.
     balances: BTreeMap<u128, (i128, u64, u64)>,
     lookups: Vec<Option<Lookup>>,
+    /// Per order: its status, or its failure's code (+ 1,000).
+    orders: Vec<Option<u32>>,
+    /// Per SKU: available, reserved, sold.
+    units: Vec<(u64, u64, u64)>,
 }
 
 fn run(shards: usize, workload: &Workload) -> Outcome {
@@ -208,7 +310,12 @@ fn run(shards: usize, workload: &Workload) -> Outcome {
     }
     // A settled transfer is answered before its resolve empties the outbox entry.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while engine.cross_shard_in_flight() > 0 {
+    let order_steps = |engine: &Engine| -> usize {
+        (0..shards)
+            .map(|shard| engine.read_shard(shard, |state| state.order_outbox().len()))
+            .sum()
+    };
+    while engine.cross_shard_in_flight() > 0 || order_steps(&engine) > 0 {
         assert!(std::time::Instant::now() < deadline, "legs left unresolved");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
@@ -252,11 +359,28 @@ fn run(shards: usize, workload: &Workload) -> Outcome {
             },
         )
         .collect();
+    let orders = workload
+        .order_ids
+        .iter()
+        .map(|&id| match engine.order(OrderId(id))? {
+            OrderLookup::Placed(view) => Some(u32::from(view.order.status)),
+            OrderLookup::Failed(code) => Some(1_000 + code.as_u32()),
+        })
+        .collect();
+    let units = SKUS
+        .iter()
+        .map(|&id| {
+            let sku = engine.sku(SkuId(id)).expect("sku");
+            (sku.units_available, sku.units_reserved, sku.units_sold)
+        })
+        .collect();
     engine.shutdown();
     Outcome {
         codes,
         balances,
         lookups,
+        orders,
+        units,
     }
 }
 
@@ -314,6 +438,23 @@ fn one_two_and_four_shards_end_the_same() {
         resolving > 20,
         "seed {seed}: only {resolving} posts and voids"
     );
+    let spanning = workload
+        .batches
+        .iter()
+        .filter_map(|batch| match batch.as_batch() {
+            Batch::PlaceOrders(orders) => Some(orders.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|o| {
+            let home = shard_of(u128::from(o.lines[0].sku_id.0), 2);
+            shard_of(o.buyer_id.0, 2) != home || shard_of(o.merchant_id.0, 2) != home
+        })
+        .count();
+    assert!(
+        spanning > 20,
+        "seed {seed}: only {spanning} orders spanning shards"
+    );
     let single = run(1, &workload);
     for shards in [2, 4] {
         let sharded = run(shards, &workload);
@@ -328,5 +469,10 @@ fn one_two_and_four_shards_end_the_same() {
             single.lookups, sharded.lookups,
             "seed {seed}, {shards} shards"
         );
+        assert_eq!(
+            single.orders, sharded.orders,
+            "seed {seed}, {shards} shards"
+        );
+        assert_eq!(single.units, sharded.units, "seed {seed}, {shards} shards");
     }
 }

@@ -95,8 +95,19 @@ pub fn derive_entries(
             Batch::PayOrders(records)
             | Batch::CancelOrders(records)
             | Batch::RefundOrders(records) => {
-                created.push((position, records[index].transfer_id));
+                let id = records[index].transfer_id;
+                // An order spanning shards sent the action's transfer to another shard,
+                // whose index records it when it is applied there.
+                if !state_machine.order_step_in_flight(id) {
+                    created.push((position, id));
+                }
                 entries.push(order_event(records[index].order_id));
+            }
+            Batch::ReserveOrders(records) => entries.push(order_event(records[index].order.id)),
+            Batch::OrderLegs(legs) => created.push((position, legs[index].transfer.id)),
+            // An expiry's void carries the authorization's id: it creates nothing.
+            Batch::OrderResolve(records) if records[index].id != records[index].pending_id => {
+                created.push((position, records[index].id));
             }
             Batch::AckDispatch(records) => {
                 entries.push(order_event(OrderId(records[index].dispatch_id.0)));

@@ -45,14 +45,18 @@ impl Scopes {
     }
 
     /// The scope a client needs to send `operation`, or `None` if no client may send it:
-    /// the engine's own operations (a pulse, the legs of cross-shard transfers). Only
+    /// the engine's own operations (a pulse, the messages between shards). Only
     /// operations 1..=11 are client operations.
     pub const fn required_for(operation: Operation) -> Option<Scopes> {
         match operation {
             Operation::Pulse
             | Operation::ShardDebit
             | Operation::ShardCredit
-            | Operation::ShardResolve => None,
+            | Operation::ShardResolve
+            | Operation::ReserveOrders
+            | Operation::OrderLegs
+            | Operation::OrderResolve
+            | Operation::OrderConfirm => None,
             Operation::AckDispatch => Some(Self::DISPATCH),
             Operation::CreateAccounts
             | Operation::CreateTransfers

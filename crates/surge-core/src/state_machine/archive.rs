@@ -383,6 +383,19 @@ impl StateMachine {
             Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => legs.iter().for_each(|leg| {
                 consider(leg.transfer.id);
             }),
+            Batch::ReserveOrders(orders) => orders.iter().for_each(|spanning| {
+                consider(spanning.order.transfer_id);
+            }),
+            Batch::OrderLegs(legs) => legs.iter().for_each(|leg| consider(leg.transfer.id)),
+            Batch::OrderResolve(transfers) => {
+                for transfer in transfers {
+                    consider(transfer.id);
+                    consider(transfer.pending_id);
+                }
+            }
+            Batch::OrderConfirm(outcomes) => outcomes.iter().for_each(|outcome| {
+                consider(outcome.transfer_id);
+            }),
             Batch::Pulse
             | Batch::ShardResolve(_)
             | Batch::CreateAccounts(_)

@@ -113,6 +113,20 @@ impl StateMachine {
         if let Some(existing) = self.transfer_existing(transfer.id, fingerprint) {
             return existing;
         }
+        self.debit_to_transit(leg, timestamp, fingerprint, OrderId::ZERO)
+    }
+
+    /// A debit leg known to be new: the funds (or, for a pending transfer, the hold owned
+    /// by `owner`, if any) move from the debit account to the transit account, and the leg
+    /// joins the outbox.
+    pub(crate) fn debit_to_transit(
+        &mut self,
+        leg: &ShardLeg,
+        timestamp: u64,
+        fingerprint: u64,
+        owner: OrderId,
+    ) -> Outcome {
+        let transfer = &leg.transfer;
         // The checks of one shard, in its order, before the balance checks: the credit
         // account as the engine saw it when routing (the credit leg checks it again).
         let Some(debit) = self.accounts.get(&transfer.debit_account_id.0) else {
@@ -137,7 +151,7 @@ impl StateMachine {
             credit_account_id: transit,
             ..*transfer
         };
-        let outcome = self.move_funds(&debit_leg, timestamp, fingerprint, OrderId::ZERO);
+        let outcome = self.move_funds(&debit_leg, timestamp, fingerprint, owner);
         if outcome == Outcome::Applied {
             // Kept byte for byte as logged: a redelivery must fingerprint as the first
             // delivery did, so the destination dedupes it.
@@ -152,7 +166,16 @@ impl StateMachine {
         if transfer.flags & PHASE_TWO != 0 {
             return self.shard_credit_phase_two(leg, timestamp);
         }
-        if let Some(code) = validate_leg(leg, transfer_flags::PENDING) {
+        // An order's authorization or refund carries Surge's own code.
+        let order_leg = transfer.code >= crate::constants::TRANSFER_CODE_SURGE_MIN;
+        let invalid = if order_leg {
+            validate_leg_shards(leg)
+                .or_else(|| super::ledger::validate_order_transfer(transfer))
+                .or_else(|| (transfer.timeout_ns != 0).then_some(ResultCode::ReservedFlag))
+        } else {
+            validate_leg(leg, transfer_flags::PENDING)
+        };
+        if let Some(code) = invalid {
             return Outcome::Rejected(code);
         }
         let fingerprint = fingerprint(

@@ -88,6 +88,15 @@ impl StateMachine {
         for leg in self.cross_shard.pendings.values() {
             hasher.update(bytemuck::bytes_of(leg));
         }
+        for (id, span) in &self.order_saga.spans {
+            hasher.update(&id.0.to_le_bytes());
+            hasher.update(&span.buyer_shard.to_le_bytes());
+            hasher.update(&span.merchant_shard.to_le_bytes());
+            hasher.update(&span.in_flight.0.to_le_bytes());
+        }
+        for message in self.order_saga.outbox.values() {
+            hasher.update(bytemuck::bytes_of(message));
+        }
         hasher.digest128()
     }
 }

@@ -504,6 +504,24 @@ pub(crate) fn resolution_digest(id: TransferId, status: PendingStatus) -> u128 {
 }
 
 /// Checks a client transfer from its fields alone; `None` if well formed.
+/// [`validate_transfer`] for a transfer the engine made for an order (an authorization or
+/// a refund, whose codes are Surge's own): any other reserved code is refused.
+pub(crate) fn validate_order_transfer(transfer: &Transfer) -> Option<ResultCode> {
+    use crate::constants::{TRANSFER_CODE_ORDER_PAYMENT, TRANSFER_CODE_ORDER_REFUND};
+    let expected = if transfer.flags & transfer_flags::PENDING != 0 {
+        TRANSFER_CODE_ORDER_PAYMENT
+    } else {
+        TRANSFER_CODE_ORDER_REFUND
+    };
+    if transfer.code != expected {
+        return Some(ResultCode::CodeReserved);
+    }
+    validate_transfer(&Transfer {
+        code: 1,
+        ..*transfer
+    })
+}
+
 pub(crate) fn validate_transfer(transfer: &Transfer) -> Option<ResultCode> {
     use ResultCode as R;
     let flags = transfer.flags;

@@ -22,6 +22,7 @@ mod inventory;
 mod journal;
 mod ledger;
 mod memory;
+mod order_saga;
 mod order_store;
 mod orders;
 mod snapshot;
@@ -522,6 +523,8 @@ pub struct StateMachine {
     dispatch_redelivery: BinaryHeap<Reverse<(u64, DispatchId)>>,
     /// Cross-shard transfers: the outbox of debit legs and the compensated ones.
     cross_shard: cross_shard::CrossShard,
+    /// Orders spanning shards: where their parties live and the outbox of their steps.
+    order_saga: order_saga::OrderSaga,
     /// Scratch space for the codes of one linked chain.
     chain_codes: Vec<ResultCode>,
     /// Whether the journals record undo entries (see `apply_events`).
@@ -566,6 +569,7 @@ impl StateMachine {
                 Reverse((0, DispatchId(0))),
             ),
             cross_shard: cross_shard::CrossShard::default(),
+            order_saga: order_saga::OrderSaga::default(),
             chain_codes: Vec::with_capacity(BATCH_EVENTS_MAX),
             recording: true,
             transfer_vacant: None,
@@ -745,6 +749,46 @@ impl StateMachine {
                 false,
                 |_, _| {},
                 Self::shard_resolve,
+                |_, _, _| {},
+            ),
+            Batch::ReserveOrders(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                |sm, spanning| sm.prefetch_order(&spanning.order),
+                Self::reserve_spanning_order,
+                |sm, spanning, code| sm.record_order_failure(spanning.order.id, code),
+            ),
+            Batch::OrderLegs(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                |sm, leg| sm.prefetch_transfer(&leg.transfer),
+                Self::order_leg,
+                |sm, leg, code| sm.record_transfer_failure(leg.transfer.id, code),
+            ),
+            Batch::OrderResolve(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                Self::prefetch_transfer,
+                Self::order_resolve,
+                |sm, transfer, code| sm.record_transfer_failure(transfer.id, code),
+            ),
+            Batch::OrderConfirm(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                |_, _| {},
+                Self::order_confirm,
                 |_, _, _| {},
             ),
         }

@@ -178,8 +178,10 @@ pub(crate) struct OrderStore {
     chunks: Vec<Vec<StoredOrder>>,
     /// A power of two.
     chunk_entries_first: usize,
-    /// Entries appended (placed orders).
+    /// Entries appended (placed orders, and entries orphaned by a failure).
     len: usize,
+    /// Entries whose order later failed (see [`OrderStore::fail_placed`]).
+    orphaned: usize,
     /// Slots holding a failure.
     failed_len: usize,
     /// Entries holding a dispatch request.
@@ -203,6 +205,7 @@ impl OrderStore {
             chunks: vec![first],
             chunk_entries_first,
             len: 0,
+            orphaned: 0,
             failed_len: 0,
             dispatches_len: 0,
             len_committed: 0,
@@ -212,7 +215,7 @@ impl OrderStore {
 
     /// Placed orders.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len - self.orphaned
     }
 
     /// Order ids whose placement failed.
@@ -334,6 +337,29 @@ impl OrderStore {
         };
         let previous = self.slots.insert(slot);
         assert!(previous.is_none(), "only new ids fail on the state");
+        self.failed_len += 1;
+    }
+
+    /// An order placed while its authorization travelled to another shard, refused
+    /// there: the id fails with `code` as if placing it had failed. Its entry stays
+    /// (entries are append-only) but no slot names it any more. Never undone: the
+    /// command doing it cannot fail.
+    pub(crate) fn fail_placed(&mut self, id: OrderId, code: ResultCode) {
+        assert!(!code.is_success());
+        let index = self.locate(id).expect("the order was placed");
+        assert_eq!(
+            self.at(index).dispatch.status,
+            None,
+            "only an unpaid order fails"
+        );
+        let slot = self.slots.get_mut(&id).expect("the order was placed");
+        *slot = OrderSlot {
+            id,
+            entry: OrderSlot::FAILED,
+            fingerprint: u64::from(code.as_u32()),
+        };
+        self.changed = true;
+        self.orphaned += 1;
         self.failed_len += 1;
     }
 

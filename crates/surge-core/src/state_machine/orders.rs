@@ -10,6 +10,7 @@
 
 use std::cmp::Reverse;
 
+use super::inventory::UnitsPlan;
 use super::ledger::Resolver;
 use super::order_store::StoredOrder;
 use super::{fail, fingerprint, Outcome, PendingStatus, StateMachine, PREFETCH_DISTANCE};
@@ -28,8 +29,8 @@ use crate::batch::Operation;
 use crate::constants::{TRANSFER_CODE_ORDER_PAYMENT, TRANSFER_CODE_ORDER_REFUND};
 use crate::ids::OrderId;
 use crate::records::{
-    order_action_flags, transfer_flags, Order, OrderAction, OrderLine, OrderStatus, Transfer,
-    ORDER_LINES_MAX,
+    order_action_flags, order_message_kind, transfer_flags, Order, OrderAction, OrderLine,
+    OrderStatus, Transfer, ORDER_LINES_MAX,
 };
 use crate::result::ResultCode;
 
@@ -108,29 +109,11 @@ impl StateMachine {
         if self.transfer_id_used(order.transfer_id) {
             fail!(TransferIdInUse);
         }
-        // Every line is checked before anything is written. The lines name distinct SKUs,
-        // so reserving one never changes what another may reserve, and the payment touches
-        // accounts only: the checks give the codes reserving line by line would.
-        let lines = &order.lines[..usize::from(order.line_count)];
-        let mut first_plan = None;
-        for line in lines {
-            let quantity = u64::from(line.quantity);
-            match self.units_plan(line.sku_id, order.buyer_id, quantity) {
-                Ok(plan) => first_plan = first_plan.or(Some(plan)),
-                Err(outcome) => return outcome,
-            }
-        }
-        let authorization = Transfer {
-            id: order.transfer_id,
-            debit_account_id: order.buyer_id,
-            credit_account_id: order.merchant_id,
-            amount: order.amount,
-            ledger: order.ledger,
-            code: TRANSFER_CODE_ORDER_PAYMENT,
-            flags: transfer_flags::PENDING,
-            user_data: order.id.0,
-            ..Transfer::default()
+        let first_plan = match self.order_lines_plan(order) {
+            Ok(plan) => plan,
+            Err(outcome) => return outcome,
         };
+        let authorization = authorization(order);
         // Found once here (the probe above loaded it), so the insert needs no probe of its
         // own; nothing but this command's insert adds a transfer slot before it.
         let transfer_vacant = self
@@ -148,19 +131,7 @@ impl StateMachine {
             }
         }
         // The first line's plan still holds: nothing wrote a SKU or a buyer's count since.
-        // Reserving it may take a slot a later line's plan found vacant, so those plan again.
-        let (first, rest) = lines.split_first().expect("an order has a line");
-        let plan = first_plan.expect("the first line was planned");
-        self.take_units(
-            first.sku_id,
-            order.buyer_id,
-            u64::from(first.quantity),
-            plan,
-        );
-        for line in rest {
-            let outcome = self.reserve_units(line.sku_id, order.buyer_id, u64::from(line.quantity));
-            assert_eq!(outcome, Outcome::Applied, "the line was checked");
-        }
+        self.take_order_lines(order, first_plan);
         let placed = Order {
             timestamp,
             status: OrderStatus::Reserved as u16,
@@ -172,11 +143,48 @@ impl StateMachine {
         Outcome::Applied
     }
 
+    /// Checks every line of `order` before anything is written; the first line's plan.
+    /// The lines name distinct SKUs, so reserving one never changes what another may
+    /// reserve, and the payment touches accounts only: the checks give the codes reserving
+    /// line by line would.
+    pub(crate) fn order_lines_plan(&self, order: &Order) -> Result<UnitsPlan, Outcome> {
+        let lines = &order.lines[..usize::from(order.line_count)];
+        let mut first_plan = None;
+        for line in lines {
+            let quantity = u64::from(line.quantity);
+            let plan = self.units_plan(line.sku_id, order.buyer_id, quantity)?;
+            first_plan = first_plan.or(Some(plan));
+        }
+        Ok(first_plan.expect("an order has a line"))
+    }
+
+    /// Reserves every line of a checked order; `first_plan` (from
+    /// [`StateMachine::order_lines_plan`]) must still hold: nothing wrote a SKU or a
+    /// buyer's count since. Reserving the first line may take a slot a later line's plan
+    /// found vacant, so those plan again.
+    pub(crate) fn take_order_lines(&mut self, order: &Order, first_plan: UnitsPlan) {
+        let lines = &order.lines[..usize::from(order.line_count)];
+        let (first, rest) = lines.split_first().expect("an order has a line");
+        self.take_units(
+            first.sku_id,
+            order.buyer_id,
+            u64::from(first.quantity),
+            first_plan,
+        );
+        for line in rest {
+            let outcome = self.reserve_units(line.sku_id, order.buyer_id, u64::from(line.quantity));
+            assert_eq!(outcome, Outcome::Applied, "the line was checked");
+        }
+    }
+
     pub(crate) fn pay_order(&mut self, action: &OrderAction, timestamp: u64) -> Outcome {
         let (index, stored) = match self.unpaid_order_for(action, Operation::PayOrders, timestamp) {
             Ok(found) => found,
             Err(outcome) => return outcome,
         };
+        if self.order_span(stored.order.id).is_some() {
+            return self.send_order_action(&stored, action, order_message_kind::PAY);
+        }
         self.resolve_authorization(&stored, action, Operation::PayOrders, timestamp);
         for line in stored.lines() {
             self.sell_units(line.sku_id, u64::from(line.quantity));
@@ -194,6 +202,9 @@ impl StateMachine {
                 Ok(found) => found,
                 Err(outcome) => return outcome,
             };
+        if self.order_span(stored.order.id).is_some() {
+            return self.send_order_action(&stored, action, order_message_kind::CANCEL);
+        }
         self.resolve_authorization(&stored, action, Operation::CancelOrders, timestamp);
         self.release_order_lines(&stored);
         let cancelled = self.orders.at_mut(index);
@@ -268,6 +279,9 @@ impl StateMachine {
                 fail!(OrderNotPaid)
             }
         }
+        if self.order_span(stored.order.id).is_some() {
+            return self.send_order_action(&stored, action, order_message_kind::REFUND);
+        }
         let captured = self.committed_transfer(stored.payment_transfer_id).amount;
         let refund = Transfer {
             id: action.transfer_id,
@@ -314,17 +328,24 @@ impl StateMachine {
         if action.order_id.is_zero() || action.transfer_id.is_zero() {
             return Err(Outcome::Rejected(ResultCode::IdMustNotBeZero));
         }
+        // An order spanning shards answers for its own steps first: their transfers live
+        // on other shards, or here under another command's fingerprint.
+        if let Some(stored) = self.orders.get(action.order_id) {
+            if let Some(answer) = self.spanning_action_answer(stored, action, operation) {
+                return Err(answer);
+            }
+        }
         let fingerprint = action_fingerprint(operation, action);
         if let Some(existing) = self.transfer_existing(action.transfer_id, fingerprint) {
             return Err(existing);
         }
-        match self.orders.locate(action.order_id) {
-            Some(index) => Ok((index, *self.orders.at(index))),
-            None => Err(Outcome::Failed(ResultCode::OrderNotFound)),
-        }
+        let Some(index) = self.orders.locate(action.order_id) else {
+            return Err(Outcome::Failed(ResultCode::OrderNotFound));
+        };
+        Ok((index, *self.orders.at(index)))
     }
 
-    fn release_order_lines(&mut self, stored: &StoredOrder) {
+    pub(crate) fn release_order_lines(&mut self, stored: &StoredOrder) {
         for line in stored.lines() {
             self.release_units(line.sku_id, stored.order.buyer_id, u64::from(line.quantity));
         }
@@ -345,6 +366,13 @@ impl StateMachine {
         if stored.status() != OrderStatus::Reserved || stored.expires_at() != due {
             return;
         }
+        if let Some(span) = self.order_span(order_id) {
+            // With a step in flight, the step's outcome expires it.
+            if span.in_flight.is_zero() {
+                self.expire_spanning_order(index);
+            }
+            return;
+        }
         let state = self
             .pending_state(stored.order.transfer_id)
             .expect("the order's authorization");
@@ -352,6 +380,22 @@ impl StateMachine {
         self.expire_pending_now(stored.order.transfer_id, state);
         self.release_order_lines(&stored);
         self.orders.at_mut(index).order.status = OrderStatus::Expired as u16;
+    }
+}
+
+/// An order's authorization: the pending transfer holding its amount, owned by the order
+/// (no timeout of its own: the order's expiry governs).
+pub(crate) fn authorization(order: &Order) -> Transfer {
+    Transfer {
+        id: order.transfer_id,
+        debit_account_id: order.buyer_id,
+        credit_account_id: order.merchant_id,
+        amount: order.amount,
+        ledger: order.ledger,
+        code: TRANSFER_CODE_ORDER_PAYMENT,
+        flags: transfer_flags::PENDING,
+        user_data: order.id.0,
+        ..Transfer::default()
     }
 }
 
@@ -363,17 +407,17 @@ const PLACE_ORDERS_SECRET: [u8; 192] =
 /// `fingerprint(Operation::PlaceOrders, order bytes)`, the same number (a test checks it):
 /// for inputs longer than 240 bytes, xxh3 with a seed is xxh3 with the secret derived from
 /// that seed, and an order is 256 bytes.
-fn order_fingerprint(order: &Order) -> u64 {
+pub(crate) fn order_fingerprint(order: &Order) -> u64 {
     const _: () = assert!(std::mem::size_of::<Order>() > 240);
     xxhash_rust::xxh3::xxh3_64_with_secret(bytemuck::bytes_of(order), &PLACE_ORDERS_SECRET)
 }
 
-fn action_fingerprint(operation: Operation, action: &OrderAction) -> u64 {
+pub(crate) fn action_fingerprint(operation: Operation, action: &OrderAction) -> u64 {
     fingerprint(operation as u8, bytemuck::bytes_of(action))
 }
 
 /// Checks an order from its fields alone; `None` if well formed.
-fn validate_order(order: &Order) -> Option<ResultCode> {
+pub(crate) fn validate_order(order: &Order) -> Option<ResultCode> {
     use ResultCode as R;
     if order.timestamp != 0 {
         return Some(R::TimestampMustBeZero);

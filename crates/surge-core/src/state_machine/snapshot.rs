@@ -16,7 +16,8 @@
 //! ```text
 //! offset size  field
 //!      0    8  magic "SURGESNP"
-//!      8    2  snapshot format version (4; 3, without the last section, is still read)
+//!      8    2  snapshot format version (5; 4 and 3, without the last two or three
+//!              sections, are still read)
 //!     10    2  records::RECORD_FORMAT_VERSION
 //!     12    8  config.accounts_capacity      (each capacity at most 2^32)
 //!     20    8  config.transfers_capacity
@@ -28,7 +29,7 @@
 //!     76    8  transfer_records_base          (sequence number of the first record)
 //!     84    8  transfers_evicted              (ids that left memory)
 //!     92   16  transfers_evicted_digest       (their share of transfers_digest)
-//!    108       sixteen sections, each a u64 count then that many items:
+//!    108       eighteen sections, each a u64 count then that many items:
 //!
 //! section          order           item                                           bytes
 //! accounts         id              Account record                                  128
@@ -57,6 +58,9 @@
 //!                                  movement back from transit)
 //! shard pendings   transfer id     ShardLeg record (settled cross-shard pending     144
 //!                                  transfers still pending, debit side)
+//! order spans      order id        id u128, buyer shard u32, merchant shard u32,    40
+//!                                  step in flight u128 (orders spanning shards)
+//! order outbox     transfer id     OrderMessage record (order steps in flight)      176
 //! ```
 //!
 //! Nothing may follow the last section. A committed transfer costs 160 bytes (record and
@@ -71,6 +75,7 @@ use super::archive::{EvictedFilter, IdFilter};
 use super::cross_shard::Compensated;
 use super::journal::Journaled;
 use super::ledger::{resolution_digest, slot_digest};
+use super::order_saga::OrderSpan;
 use super::table::{Table, TableEntry};
 use super::{
     BuyerUnits, Config, DispatchEntry, DispatchStatus, OrderEntry, PendingState, PendingStatus,
@@ -78,8 +83,8 @@ use super::{
 };
 use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
 use crate::records::{
-    Account, Order, OrderStatus, Reservation, ReservationStatus, ShardLeg, Sku, Transfer,
-    ORDER_LINES_MAX, RECORD_FORMAT_VERSION,
+    order_message_kind, Account, Order, OrderMessage, OrderStatus, Reservation, ReservationStatus,
+    ShardLeg, Sku, Transfer, ORDER_LINES_MAX, RECORD_FORMAT_VERSION,
 };
 use crate::result::ResultCode;
 
@@ -87,8 +92,10 @@ use crate::result::ResultCode;
 const MAGIC: [u8; 8] = *b"SURGESNP";
 
 /// Version of the layout in the module documentation. Bump on any change.
-const SNAPSHOT_FORMAT_VERSION: u16 = 4;
-/// The version before, still read: it is version 4 without the shard pendings section.
+const SNAPSHOT_FORMAT_VERSION: u16 = 5;
+/// Still read: version 5 without the two order sections.
+const SNAPSHOT_FORMAT_VERSION_4: u16 = 4;
+/// Still read: version 4 without the shard pendings section.
 const SNAPSHOT_FORMAT_VERSION_PREVIOUS: u16 = 3;
 
 /// Largest capacity a snapshot's config may ask for. A capacity is an allocation hint,
@@ -100,7 +107,7 @@ const SMALL_MAPS_CAPACITY_MIN: usize = 64;
 
 const HEADER_SIZE_BYTES: usize = 108;
 const COUNT_SIZE_BYTES: usize = 8;
-const SECTIONS_COUNT: usize = 16;
+const SECTIONS_COUNT: usize = 18;
 const KEPT_RECORD_SIZE_BYTES: usize = 8 + TRANSFER_SIZE_BYTES;
 /// The smallest filter layer: capacity and count, no blocks.
 const FILTER_LAYER_HEADER_SIZE_BYTES: usize = 16;
@@ -117,6 +124,8 @@ const DISPATCH_SIZE_BYTES: usize = 16 + 16 + 8 + 8 + 8 + 4 + 1;
 const FEED_SIZE_BYTES: usize = 8 + 16;
 const SHARD_LEG_SIZE_BYTES: usize = size_of::<ShardLeg>();
 const COMPENSATED_SIZE_BYTES: usize = 16 + 4 + TRANSFER_SIZE_BYTES;
+const ORDER_SPAN_SIZE_BYTES: usize = 16 + 4 + 4 + 16;
+const ORDER_MESSAGE_SIZE_BYTES: usize = size_of::<OrderMessage>();
 
 // The sizes drawn in the module documentation.
 const _: () = assert!(HEADER_SIZE_BYTES == 8 + 2 + 2 + 4 * 8 + 8 + 8 + 16 + 8 + 8 + 16);
@@ -277,6 +286,15 @@ impl StateMachine {
         put_section(&mut out, self.cross_shard.pendings.values(), |out, leg| {
             out.extend_from_slice(bytemuck::bytes_of(*leg));
         });
+        put_section(&mut out, self.order_saga.spans.iter(), |out, (id, span)| {
+            put_u128(out, id.0);
+            put_u32(out, span.buyer_shard);
+            put_u32(out, span.merchant_shard);
+            put_u128(out, span.in_flight.0);
+        });
+        put_section(&mut out, self.order_saga.outbox.values(), |out, message| {
+            out.extend_from_slice(bytemuck::bytes_of(*message));
+        });
         assert_eq!(out.len(), size_bytes);
         out
     }
@@ -302,6 +320,8 @@ impl StateMachine {
             + self.cross_shard.outbox.len() * SHARD_LEG_SIZE_BYTES
             + self.cross_shard.compensated.len() * COMPENSATED_SIZE_BYTES
             + self.cross_shard.pendings.len() * SHARD_LEG_SIZE_BYTES
+            + self.order_saga.spans.len() * ORDER_SPAN_SIZE_BYTES
+            + self.order_saga.outbox.len() * ORDER_MESSAGE_SIZE_BYTES
     }
 
     /// A state machine from [`StateMachine::snapshot`] bytes. Never panics: malformed or
@@ -531,6 +551,8 @@ struct Decoded {
     shard_outbox: Vec<ShardLeg>,
     shard_pendings: Vec<ShardLeg>,
     compensated: Vec<(TransferId, Compensated)>,
+    order_spans: Vec<(OrderId, OrderSpan)>,
+    order_outbox: Vec<OrderMessage>,
 }
 
 impl Decoded {
@@ -541,7 +563,12 @@ impl Decoded {
         }
         // Version 3 (before cross-shard pending transfers) lacks only the last section.
         let version = reader.u16()?;
-        if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_PREVIOUS {
+        let known = [
+            SNAPSHOT_FORMAT_VERSION,
+            SNAPSHOT_FORMAT_VERSION_4,
+            SNAPSHOT_FORMAT_VERSION_PREVIOUS,
+        ];
+        if !known.contains(&version) {
             return Err(SnapshotError::UnsupportedVersion {
                 what: "snapshot format",
                 found: version,
@@ -697,6 +724,11 @@ impl Decoded {
                 |leg| leg.transfer.id,
             )?
         };
+        let (order_spans, order_outbox) = if version == SNAPSHOT_FORMAT_VERSION {
+            read_order_saga(reader, &orders)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
         if reader.remaining() != 0 {
             return Err(SnapshotError::TrailingBytes {
                 offset: reader.offset,
@@ -727,6 +759,8 @@ impl Decoded {
             shard_outbox,
             compensated,
             shard_pendings,
+            order_spans,
+            order_outbox,
         })
     }
 
@@ -829,8 +863,81 @@ impl Decoded {
             .into_iter()
             .map(|leg| (leg.transfer.id, leg))
             .collect();
+        sm.order_saga.spans = self.order_spans.into_iter().collect();
+        sm.order_saga.outbox = self
+            .order_outbox
+            .into_iter()
+            .map(|message| (message.leg.transfer.id, message))
+            .collect();
         sm
     }
+}
+
+/// The order spans and the order outbox, as read.
+type OrderSagaSections = (Vec<(OrderId, OrderSpan)>, Vec<OrderMessage>);
+
+/// The order spans and order outbox sections, checked against each other and the placed
+/// `orders`: every span names a placed order, every step in flight is in the outbox and
+/// names its span's order, every message's kind is known.
+fn read_order_saga(
+    reader: &mut Reader<'_>,
+    orders: &[OrderEntry],
+) -> Result<OrderSagaSections, SnapshotError> {
+    let placed = |id: OrderId| {
+        orders
+            .binary_search_by_key(&id, |entry| entry.order.id)
+            .is_ok()
+    };
+    let spans = reader.sorted_section(
+        ORDER_SPAN_SIZE_BYTES,
+        "order span order",
+        |reader| {
+            let id = OrderId(reader.u128()?);
+            let buyer_shard = reader.u32()?;
+            let merchant_shard = reader.u32()?;
+            let in_flight = TransferId(reader.u128()?);
+            if !placed(id) {
+                return Err(invalid(reader.offset, "order span of no placed order"));
+            }
+            let span = OrderSpan {
+                buyer_shard,
+                merchant_shard,
+                in_flight,
+            };
+            Ok((id, span))
+        },
+        |(id, _)| *id,
+    )?;
+    let outbox = reader.sorted_section(
+        ORDER_MESSAGE_SIZE_BYTES,
+        "order outbox order",
+        |reader| {
+            let message: OrderMessage = reader.record()?;
+            let known = (order_message_kind::AUTHORIZE..=order_message_kind::REFUND)
+                .contains(&message.kind);
+            let span = spans
+                .binary_search_by_key(&message.order_id, |(id, _)| *id)
+                .ok()
+                .map(|index| spans[index].1);
+            let in_flight = span.is_some_and(|span| span.in_flight == message.leg.transfer.id);
+            let expiry = message.kind == order_message_kind::EXPIRE;
+            if !known || (!expiry && !in_flight) {
+                return Err(invalid(reader.offset, "order step"));
+            }
+            Ok(message)
+        },
+        |message| message.leg.transfer.id,
+    )?;
+    for (_, span) in &spans {
+        let sent = span.in_flight.is_zero()
+            || outbox
+                .binary_search_by_key(&span.in_flight, |message| message.leg.transfer.id)
+                .is_ok();
+        if !sent {
+            return Err(invalid(reader.offset, "order step in flight"));
+        }
+    }
+    Ok((spans, outbox))
 }
 
 fn check_version(
@@ -1563,12 +1670,17 @@ mod tests {
     }
 
     #[test]
-    fn version_3_snapshots_are_still_read() {
-        // Version 3 is version 4 without the last section (shard pendings).
+    fn versions_3_and_4_snapshots_are_still_read() {
+        // Version 4 is version 5 without the last two sections (the order saga's).
         let (sm, _) = rich_state();
         let bytes = sm.snapshot();
-        let mut old = bytes[..bytes.len() - COUNT_SIZE_BYTES].to_vec();
-        assert_eq!(bytes[bytes.len() - COUNT_SIZE_BYTES..], [0; 8]);
+        let mut v4 = bytes[..bytes.len() - 2 * COUNT_SIZE_BYTES].to_vec();
+        assert_eq!(bytes[bytes.len() - 2 * COUNT_SIZE_BYTES..], [0; 16]);
+        v4[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_4.to_le_bytes());
+        let restored = StateMachine::restore(&v4).expect("version 4");
+        assert_eq!(restored.state_hash(), sm.state_hash());
+        // Version 3 is version 4 without its last section (shard pendings).
+        let mut old = bytes[..bytes.len() - 3 * COUNT_SIZE_BYTES].to_vec();
         old[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_PREVIOUS.to_le_bytes());
         let restored = StateMachine::restore(&old).expect("version 3");
         assert_eq!(restored.state_hash(), sm.state_hash());

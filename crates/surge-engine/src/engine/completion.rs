@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use surge_core::{ResultCode, ShardLeg};
 use surge_wal::SubmitError;
 
+use super::order_saga::{OrderSagaHandle, OrderWait};
 use super::saga::{SagaHandle, Settled};
 use super::Completion;
 use crate::node::{EngineError, Pending};
@@ -168,6 +169,20 @@ pub(crate) struct Part {
     legs: Option<Legs>,
     /// For a part with posts or voids: each waits for its phase-two leg, if it has one.
     resolutions: Option<Resolutions>,
+    /// For a part of order commands: each waits for its order's step, if it sent one.
+    order_steps: Option<OrderSteps>,
+}
+
+/// The order commands of a part on the orders' shard `home`: one that sent a step to
+/// another shard (an order spanning shards) is answered once the step's outcome is logged
+/// back here. `keys[i]` is the step key of the part's command `i`, `orders[i]` its order;
+/// `placing`: the part places orders (else it acts on them).
+pub(crate) struct OrderSteps {
+    pub(crate) saga: OrderSagaHandle,
+    pub(crate) home: u32,
+    pub(crate) keys: Vec<surge_core::TransferId>,
+    pub(crate) orders: Vec<surge_core::OrderId>,
+    pub(crate) placing: bool,
 }
 
 /// The posts and voids of a local part (positions in the part) on `source`: one of a
@@ -195,7 +210,14 @@ impl Part {
             indexes,
             legs: None,
             resolutions: None,
+            order_steps: None,
         }
+    }
+
+    /// A part of order commands that may wait for their orders' steps.
+    pub(crate) fn with_order_steps(mut self, order_steps: OrderSteps) -> Part {
+        self.order_steps = Some(order_steps);
+        self
     }
 
     /// A local part whose posts and voids wait for their phase-two legs.
@@ -212,10 +234,35 @@ impl Part {
             indexes: Some(indexes),
             legs: Some(legs),
             resolutions: None,
+            order_steps: None,
         }
     }
 
     fn complete(self, result: Result<Vec<ResultCode>, EngineError>) {
+        if let (Ok(codes), Some(steps), Some(indexes)) = (&result, &self.order_steps, &self.indexes)
+        {
+            let codes = codes.clone();
+            let mut waits = Vec::new();
+            for (position, &code) in codes.iter().enumerate() {
+                if !code.is_success() {
+                    continue;
+                }
+                // Counted before this part's codes go in, as for debit legs.
+                self.join.expect_one();
+                let join = self.join.clone();
+                let index = indexes[position];
+                waits.push(OrderWait {
+                    key: steps.keys[position],
+                    order: steps.orders[position],
+                    placing: steps.placing,
+                    code,
+                    answer: Box::new(move |code| join.resolve_one(index, code)),
+                });
+            }
+            self.join.part_done(Some(indexes), result);
+            steps.saga.watch(steps.home, waits);
+            return;
+        }
         if let (Ok(codes), Some(resolutions), Some(indexes)) =
             (&result, &self.resolutions, &self.indexes)
         {

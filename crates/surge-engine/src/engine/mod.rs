@@ -7,6 +7,7 @@
 
 mod completion;
 mod layout;
+mod order_saga;
 mod saga;
 mod stats;
 
@@ -19,20 +20,26 @@ use std::time::Duration;
 use surge_core::{
     is_reserved_account_id, shard_of, transfer_flags, transit_shards, Account, AccountId, Batch,
     DispatchRequest, Operation, OrderId, OrderLookup, ResultCode, ShardLeg, Sku, SkuId,
-    StateMachine, TransferId, TransferLookup,
+    SpanningOrder, StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{HistoryIndex, StatementCursor, StatementPage};
 use surge_wal::{Clock, FileStorage, SystemClock};
 
 use crate::node::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
 use crate::router::{self, Locate, Route};
-use completion::{Join, Legs, Part, Resolutions, ShardLoad, Waiting};
+use completion::{Join, Legs, OrderSteps, Part, Resolutions, ShardLoad, Waiting};
+use order_saga::OrderSaga;
 use saga::Saga;
 pub use stats::{EngineStats, ShardStats};
 
 /// Default of [`EngineConfig::batches_in_flight_per_shard_max`]: below the group commit's
 /// submit queue (1,024 by default), which keeps room for pulses and internal messages.
 pub const BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT: usize = 960;
+
+/// Orders spanning shards one log record holds, at most: each is logged with its shards
+/// (a [`SpanningOrder`], larger than an order), within the log's largest record body.
+const SPANNING_ORDERS_PER_RECORD_MAX: usize =
+    surge_core::constants::BATCH_BODY_SIZE_BYTES_MAX / std::mem::size_of::<SpanningOrder>();
 
 /// At shutdown, how long admitted batches and cross-shard deliveries may take to finish;
 /// what is still in an outbox after it is delivered after the next start.
@@ -92,6 +99,8 @@ pub struct Engine {
     nodes: Option<Arc<Vec<Node>>>,
     shards: Vec<Shard>,
     saga: Option<Saga>,
+    /// Drives orders spanning shards (over `saga`).
+    order_saga: Option<OrderSaga>,
     shard_count: u32,
     stopping: AtomicBool,
 }
@@ -147,10 +156,12 @@ impl Engine {
         let nodes = Arc::new(nodes);
         // Delivers what the outboxes hold from before the restart, then new legs.
         let saga = Saga::start(nodes.clone());
+        let order_saga = OrderSaga::start(nodes.clone(), saga.handle());
         let engine = Engine {
             nodes: Some(nodes),
             shards,
             saga: Some(saga),
+            order_saga: Some(order_saga),
             shard_count,
             stopping: AtomicBool::new(false),
         };
@@ -184,18 +195,25 @@ impl Engine {
         let mut codes = vec![ResultCode::Ok; batch.len()];
         let mut local: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
         let mut crossing: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
+        let mut spanning: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
         for (index, route) in routes.iter().enumerate() {
             match *route {
                 Route::Local(shard) => local[shard as usize].push(index as u32),
                 Route::Cross { debit, .. } => crossing[debit as usize].push(index as u32),
+                Route::Spanning(shard) => spanning[shard as usize].push(index as u32),
                 Route::Refused(code) => codes[index] = code,
             }
         }
-        // One admission slot per part: a shard may get local commands and debit legs.
+        // One admission slot per part: a shard may get local commands, debit legs and
+        // orders spanning shards (a record holds fewer of those than a batch may).
         let slots: Vec<usize> = (0..self.shards.len())
             .flat_map(|shard| {
-                let parts = [!local[shard].is_empty(), !crossing[shard].is_empty()];
-                parts.into_iter().filter(|&part| part).map(move |_| shard)
+                let parts = usize::from(!local[shard].is_empty())
+                    + usize::from(!crossing[shard].is_empty())
+                    + spanning[shard]
+                        .len()
+                        .div_ceil(SPANNING_ORDERS_PER_RECORD_MAX);
+                std::iter::repeat_n(shard, parts)
             })
             .collect();
         self.admit(&slots)?;
@@ -209,8 +227,87 @@ impl Engine {
             if !indexes.is_empty() {
                 self.submit_debit_legs(shard, batch, &routes, indexes, &join);
             }
+            let indexes = std::mem::take(&mut spanning[shard]);
+            for chunk in indexes.chunks(SPANNING_ORDERS_PER_RECORD_MAX) {
+                self.submit_spanning_orders(shard, batch, chunk.to_vec(), &join);
+            }
         }
         Ok(())
+    }
+
+    /// Logs the orders `indexes` of `batch` whose buyer or merchant lives on another
+    /// shard than their lines' shard `shard`: reserved there, answered once their
+    /// authorization's outcome is logged back there.
+    fn submit_spanning_orders(
+        &self,
+        shard: usize,
+        batch: Batch<'_>,
+        indexes: Vec<u32>,
+        join: &Arc<Join>,
+    ) {
+        let Batch::PlaceOrders(orders) = batch else {
+            unreachable!("only orders span shards");
+        };
+        let spanning: Vec<SpanningOrder> = indexes
+            .iter()
+            .map(|&index| {
+                let order = orders[index as usize];
+                let merchant_shard = shard_of(order.merchant_id.0, self.shard_count);
+                // Accounts never change ledger and are never deleted.
+                let merchant_ledger = self
+                    .node(merchant_shard as usize)
+                    .read(|state| state.account(order.merchant_id))
+                    .map_or(0, |account| account.ledger);
+                SpanningOrder {
+                    order,
+                    buyer_shard: shard_of(order.buyer_id.0, self.shard_count),
+                    merchant_shard,
+                    merchant_ledger,
+                    reserved: [0; 4],
+                }
+            })
+            .collect();
+        let steps = OrderSteps {
+            saga: self.order_saga.as_ref().expect("running").handle(),
+            home: shard as u32,
+            keys: spanning.iter().map(|s| s.order.transfer_id).collect(),
+            orders: spanning.iter().map(|s| s.order.id).collect(),
+            placing: true,
+        };
+        let body = bytemuck::cast_slice(&spanning).to_vec();
+        let count = spanning.len() as u32;
+        let submitted = self
+            .node(shard)
+            .submit_bytes(Operation::ReserveOrders, body, count);
+        let part = Part::new(join.clone(), Some(indexes)).with_order_steps(steps);
+        self.enqueue(shard, submitted, part);
+    }
+
+    /// The pays, cancels and refunds among the commands `indexes` of `batch` for `shard`:
+    /// one of an order spanning shards waits for its step's outcome.
+    fn order_steps(&self, shard: usize, batch: Batch<'_>, indexes: &[u32]) -> Option<OrderSteps> {
+        let (Batch::PayOrders(actions)
+        | Batch::CancelOrders(actions)
+        | Batch::RefundOrders(actions)) = batch
+        else {
+            return None;
+        };
+        if self.shard_count() == 1 {
+            return None; // No order spans shards.
+        }
+        Some(OrderSteps {
+            saga: self.order_saga.as_ref().expect("running").handle(),
+            home: shard as u32,
+            keys: indexes
+                .iter()
+                .map(|&index| actions[index as usize].transfer_id)
+                .collect(),
+            orders: indexes
+                .iter()
+                .map(|&index| actions[index as usize].order_id)
+                .collect(),
+            placing: false,
+        })
     }
 
     /// Logs the commands `indexes` of `batch` that shard `shard` applies whole.
@@ -226,9 +323,13 @@ impl Engine {
         let submitted = self
             .node(shard)
             .submit_bytes(batch.operation(), body, count);
+        let order_steps = self.order_steps(shard, batch, &indexes);
         let mut part = Part::new(join.clone(), Some(indexes));
         if let Some(resolutions) = resolutions {
             part = part.with_resolutions(resolutions);
+        }
+        if let Some(order_steps) = order_steps {
+            part = part.with_order_steps(order_steps);
         }
         self.enqueue(shard, submitted, part);
     }
@@ -545,7 +646,10 @@ impl Engine {
                 return Some(format!("shard {index}: {reason}"));
             }
         }
-        self.saga.as_ref().and_then(|saga| saga.failure())
+        self.saga
+            .as_ref()
+            .and_then(|saga| saga.failure())
+            .or_else(|| self.order_saga.as_ref().and_then(|saga| saga.failure()))
     }
 
     /// Counters of every shard.
@@ -578,6 +682,10 @@ impl Engine {
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        // Order steps first: they may still hand cross-shard legs to the driver.
+        if let Some(mut order_saga) = self.order_saga.take() {
+            order_saga.stop(deadline.saturating_duration_since(std::time::Instant::now()));
         }
         if let Some(mut saga) = self.saga.take() {
             saga.stop(deadline.saturating_duration_since(std::time::Instant::now()));

@@ -283,7 +283,18 @@ impl Seen {
                     }
                 }
             }
-            Batch::ShardDebit(legs) | Batch::ShardCredit(legs) => {
+            Batch::ReserveOrders(orders) => {
+                for spanning in orders {
+                    let order = &spanning.order;
+                    for line in order.lines.iter().filter(|line| !line.sku_id.is_zero()) {
+                        self.buyers.insert((line.sku_id, order.buyer_id));
+                    }
+                }
+            }
+            Batch::OrderResolve(transfers) => {
+                self.transfers.extend(transfers.iter().map(|t| t.id));
+            }
+            Batch::ShardDebit(legs) | Batch::ShardCredit(legs) | Batch::OrderLegs(legs) => {
                 self.transfers
                     .extend(legs.iter().map(|leg| leg.transfer.id));
             }
@@ -414,6 +425,9 @@ impl Harness {
         for view in self.sm.orders_sorted() {
             let order = view.order;
             let status = OrderStatus::from_u16(order.status).expect("a valid status");
+            if self.sm.order_span(order.id).is_some() {
+                continue; // Its authorization lives on the buyer's shard.
+            }
             let authorization = self.sm.transfer(order.transfer_id);
             let Some(TransferLookup::Committed {
                 transfer,

@@ -13,6 +13,7 @@ mod fixtures;
 mod harness;
 mod inventory;
 mod linked;
+mod order_saga;
 mod order_store;
 mod orders;
 mod payments;

@@ -187,6 +187,10 @@ fn succeeded(batch: &BatchBuf, results: &[ResultCode]) -> Vec<BatchBuf> {
         BatchBuf::ShardDebit(r) => each(r, results, BatchBuf::ShardDebit),
         BatchBuf::ShardCredit(r) => each(r, results, BatchBuf::ShardCredit),
         BatchBuf::ShardResolve(r) => each(r, results, BatchBuf::ShardResolve),
+        BatchBuf::ReserveOrders(r) => each(r, results, BatchBuf::ReserveOrders),
+        BatchBuf::OrderLegs(r) => each(r, results, BatchBuf::OrderLegs),
+        BatchBuf::OrderResolve(r) => each(r, results, BatchBuf::OrderResolve),
+        BatchBuf::OrderConfirm(r) => each(r, results, BatchBuf::OrderConfirm),
     }
 }
 

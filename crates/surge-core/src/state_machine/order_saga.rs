@@ -1,0 +1,491 @@
+//! Orders whose buyer or merchant lives on another shard than their SKU lines, as each
+//! shard's state machine sees them. The order lives on its lines' shard (the *order's
+//! shard*); its authorization (a pending transfer owned by the order) lives on the buyer's
+//! shard, where the funds are. Every step that needs the other shard is an
+//! [`OrderMessage`] in the order's shard's **order outbox**, delivered by the engine,
+//! applied on its target shard (deduped by transfer id) and settled by an
+//! [`OrderOutcome`] logged back on the order's shard:
+//!
+//! 1. **Reserve** (order's shard, [`Operation::ReserveOrders`]): the checks and the units
+//!    of a placed order; the order is `reserved` with its *authorize* step in flight.
+//! 2. **Authorize** (buyer's shard, [`Operation::OrderLegs`]): the hold, owned by the
+//!    order, with no timeout of its own. If the merchant lives on a third shard it is a
+//!    cross-shard pending transfer (debit leg here; the engine waits until it settled).
+//! 3. **Confirm** ([`Operation::OrderConfirm`]): success places the order (the client's
+//!    answer); a failure releases the units and the order id fails with that code, as
+//!    placing it on one shard would have.
+//! 4. **Pay / cancel** work the same way: the order's shard sends the post or void of the
+//!    authorization ([`Operation::OrderResolve`]) and changes the order only when the
+//!    outcome comes back (sell the units and create the dispatch request, or release
+//!    them); a failure (the transfer id is in use on the buyer's shard) fails the action's
+//!    id and leaves the order as it was.
+//! 5. **Expire**: the order's shard expires the order (units back) and sends a void whose
+//!    id is the authorization's own; its outcome only clears the outbox.
+//! 6. **Refund**: the refund transfer (merchant to buyer) goes to the merchant's shard as
+//!    an order leg (a cross-shard transfer if the buyer lives elsewhere); success refunds
+//!    the order, a failure (the merchant cannot cover it) fails the refund's id.
+//!
+//! While a step is in flight the order takes no other action (`order_in_flight`, nothing
+//! stored) and does not expire; the step's outcome expires it if its time passed. Every
+//! message stays in the outbox until its outcome is logged, so a crash anywhere delivers
+//! it again and its target answers `exists`.
+
+use std::collections::BTreeMap;
+
+use super::ledger::Resolver;
+use super::order_store::StoredOrder;
+use super::orders::{authorization, order_fingerprint, validate_order};
+use super::{fingerprint, Outcome, PendingStatus, StateMachine};
+use crate::batch::Operation;
+use crate::constants::TRANSFER_CODE_ORDER_REFUND;
+use crate::ids::{OrderId, TransferId};
+use crate::records::{
+    order_action_flags, order_message_kind as kind, transfer_flags, OrderAction, OrderMessage,
+    OrderOutcome, OrderStatus, ShardLeg, SpanningOrder, Transfer,
+};
+use crate::result::ResultCode;
+use crate::shard::SHARDS_MAX;
+
+use super::cross_shard::is_reserved_account_id;
+
+/// Where an order's other parties live, and its step in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OrderSpan {
+    pub(crate) buyer_shard: u32,
+    pub(crate) merchant_shard: u32,
+    /// The key (transfer id) of the order's step in the outbox, or zero.
+    pub(crate) in_flight: TransferId,
+}
+
+/// The state of orders spanning shards on one shard.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OrderSaga {
+    /// Orders of this shard whose buyer or merchant lives on another one, by id.
+    pub(crate) spans: BTreeMap<OrderId, OrderSpan>,
+    /// Steps sent and not yet settled, by transfer id.
+    pub(crate) outbox: BTreeMap<TransferId, OrderMessage>,
+    /// Messages that joined the outbox since the engine last took them (not state: after
+    /// a restart the engine delivers the whole outbox).
+    pub(crate) released: Vec<OrderMessage>,
+}
+
+impl StateMachine {
+    /// Reserves an order spanning shards on its lines' shard (see the module
+    /// documentation). Checks everything this shard can before its first write.
+    pub(crate) fn reserve_spanning_order(
+        &mut self,
+        spanning: &SpanningOrder,
+        timestamp: u64,
+    ) -> Outcome {
+        let order = &spanning.order;
+        if let Some(code) = validate_order(order) {
+            return Outcome::Rejected(code);
+        }
+        if spanning.reserved != [0; 4]
+            || spanning.buyer_shard >= SHARDS_MAX
+            || spanning.merchant_shard >= SHARDS_MAX
+        {
+            return Outcome::Rejected(ResultCode::ReservedFieldNotZero);
+        }
+        let fingerprint = order_fingerprint(order);
+        let order_vacant = match self.orders.find(order.id) {
+            Ok(existing) => return Outcome::Existing(existing.existing(fingerprint)),
+            Err(vacant) => vacant,
+        };
+        if timestamp.checked_add(order.timeout_ns).is_none() {
+            return Outcome::Failed(ResultCode::TimeoutOverflows);
+        }
+        if self.transfer_id_used(order.transfer_id)
+            || self.order_saga.outbox.contains_key(&order.transfer_id)
+        {
+            return Outcome::Failed(ResultCode::TransferIdInUse);
+        }
+        let first_plan = match self.order_lines_plan(order) {
+            Ok(plan) => plan,
+            Err(outcome) => return outcome,
+        };
+        self.take_order_lines(order, first_plan);
+        let placed = crate::records::Order {
+            timestamp,
+            status: OrderStatus::Reserved as u16,
+            ..*order
+        };
+        self.orders.place(order_vacant, placed, fingerprint);
+        let expires_at = timestamp + order.timeout_ns;
+        self.order_expiry
+            .push(std::cmp::Reverse((expires_at, order.id)));
+        let span = OrderSpan {
+            buyer_shard: spanning.buyer_shard,
+            merchant_shard: spanning.merchant_shard,
+            in_flight: order.transfer_id,
+        };
+        assert!(self.order_saga.spans.insert(order.id, span).is_none());
+        let leg = ShardLeg {
+            transfer: authorization(order),
+            source_shard: spanning.buyer_shard,
+            destination_shard: spanning.merchant_shard,
+            credit_account_ledger: spanning.merchant_ledger,
+            reserved: [0; 4],
+        };
+        self.send_order_message(order.id, kind::AUTHORIZE, leg, 0);
+        Outcome::Applied
+    }
+
+    fn send_order_message(&mut self, order_id: OrderId, kind: u32, leg: ShardLeg, flags: u32) {
+        let message = OrderMessage {
+            leg,
+            order_id,
+            kind,
+            flags,
+            reserved: [0; 8],
+        };
+        let previous = self.order_saga.outbox.insert(leg.transfer.id, message);
+        assert!(previous.is_none(), "a step's id is checked unused");
+        self.order_saga.released.push(message);
+    }
+
+    /// The span of `order_id`, if its buyer or merchant lives on another shard.
+    pub(crate) fn order_span(&self, order_id: OrderId) -> Option<OrderSpan> {
+        if self.order_saga.spans.is_empty() {
+            return None; // One shard, or no order spans: the hot path.
+        }
+        self.order_saga.spans.get(&order_id).copied()
+    }
+
+    /// The answer to an action on an order spanning shards that this shard's transfer ids
+    /// cannot give (the action's transfer lives on another shard): a retry of the step in
+    /// flight or of a settled one, another action while one is in flight, or an id this
+    /// shard's outbox uses. `None`: go on.
+    pub(crate) fn spanning_action_answer(
+        &self,
+        stored: &StoredOrder,
+        action: &OrderAction,
+        operation: Operation,
+    ) -> Option<Outcome> {
+        if self.order_saga.spans.is_empty() {
+            return None; // The hot path: no order spans shards.
+        }
+        let span = self.order_span(stored.order.id)?;
+        let id = action.transfer_id;
+        let same_kind = |message_kind: u32| {
+            matches!(
+                (operation, message_kind),
+                (Operation::PayOrders, kind::PAY)
+                    | (Operation::CancelOrders, kind::CANCEL)
+                    | (Operation::RefundOrders, kind::REFUND)
+            )
+        };
+        let existing = |same: bool| {
+            Some(Outcome::Existing(if same {
+                ResultCode::Exists
+            } else {
+                ResultCode::ExistsWithDifferentFields
+            }))
+        };
+        if !span.in_flight.is_zero() {
+            if span.in_flight != id {
+                return Some(Outcome::Rejected(ResultCode::OrderInFlight));
+            }
+            let message = self.order_saga.outbox.get(&id).expect("the step in flight");
+            return existing(same_kind(message.kind));
+        }
+        if id == stored.payment_transfer_id {
+            return existing(operation == Operation::PayOrders);
+        }
+        if id == stored.closing_transfer_id {
+            let same = match stored.status() {
+                OrderStatus::Cancelled => operation == Operation::CancelOrders,
+                OrderStatus::Refunded => operation == Operation::RefundOrders,
+                _ => false,
+            };
+            return existing(same);
+        }
+        if id == stored.order.transfer_id {
+            return existing(false);
+        }
+        if self.order_saga.outbox.contains_key(&id) {
+            // Another order's step uses it; the id stays free.
+            return Some(Outcome::Rejected(ResultCode::TransferIdInUse));
+        }
+        None
+    }
+
+    /// Sends a pay, cancel or refund of an order spanning shards (checked by the caller);
+    /// the order changes when its outcome comes back.
+    pub(crate) fn send_order_action(
+        &mut self,
+        stored: &StoredOrder,
+        action: &OrderAction,
+        message_kind: u32,
+    ) -> Outcome {
+        let order = &stored.order;
+        let span = self.order_span(order.id).expect("an order spanning shards");
+        let (leg, flags) = match message_kind {
+            kind::PAY | kind::CANCEL => {
+                let flags = if message_kind == kind::PAY {
+                    transfer_flags::POST_PENDING
+                } else {
+                    transfer_flags::VOID_PENDING
+                };
+                (resolution_leg(order, action.transfer_id, flags, span), 0)
+            }
+            kind::REFUND => {
+                let refund = Transfer {
+                    id: action.transfer_id,
+                    debit_account_id: order.merchant_id,
+                    credit_account_id: order.buyer_id,
+                    amount: order.amount,
+                    ledger: order.ledger,
+                    code: TRANSFER_CODE_ORDER_REFUND,
+                    user_data: order.id.0,
+                    ..Transfer::default()
+                };
+                let leg = ShardLeg {
+                    transfer: refund,
+                    source_shard: span.merchant_shard,
+                    destination_shard: span.buyer_shard,
+                    credit_account_ledger: order.ledger,
+                    reserved: [0; 4],
+                };
+                (leg, action.flags & order_action_flags::ALL)
+            }
+            _ => unreachable!("only pay, cancel and refund are actions"),
+        };
+        self.order_saga
+            .spans
+            .get_mut(&order.id)
+            .expect("the span")
+            .in_flight = action.transfer_id;
+        self.send_order_message(order.id, message_kind, leg, flags);
+        Outcome::Applied
+    }
+
+    /// Expires an order spanning shards now: its units back, and the void of its
+    /// authorization sent (id = the authorization's own).
+    pub(crate) fn expire_spanning_order(&mut self, index: usize) {
+        let stored = *self.orders.at(index);
+        let span = self
+            .order_span(stored.order.id)
+            .expect("an order spanning shards");
+        assert!(span.in_flight.is_zero());
+        self.release_order_lines(&stored);
+        self.orders.at_mut(index).order.status = OrderStatus::Expired as u16;
+        let id = stored.order.transfer_id;
+        let leg = resolution_leg(&stored.order, id, transfer_flags::VOID_PENDING, span);
+        self.send_order_message(stored.order.id, kind::EXPIRE, leg, 0);
+    }
+
+    /// An order's authorization or refund on the shard of its debit account (see the
+    /// module documentation): applied whole if the credit account lives here too, else as
+    /// the debit leg of a cross-shard transfer.
+    pub(crate) fn order_leg(&mut self, leg: &ShardLeg, timestamp: u64) -> Outcome {
+        let transfer = &leg.transfer;
+        if leg.reserved != [0; 4]
+            || leg.source_shard >= SHARDS_MAX
+            || leg.destination_shard >= SHARDS_MAX
+        {
+            return Outcome::Rejected(ResultCode::ReservedFieldNotZero);
+        }
+        let owner = match transfer.flags {
+            transfer_flags::PENDING if transfer.timeout_ns == 0 => OrderId(transfer.user_data),
+            0 => OrderId::ZERO,
+            _ => return Outcome::Rejected(ResultCode::ReservedFlag),
+        };
+        if transfer.user_data == 0 {
+            return Outcome::Rejected(ResultCode::IdMustNotBeZero);
+        }
+        if let Some(code) = super::ledger::validate_order_transfer(transfer) {
+            return Outcome::Rejected(code);
+        }
+        let fingerprint = fingerprint(Operation::OrderLegs as u8, bytemuck::bytes_of(transfer));
+        self.transfer_vacant = None;
+        if let Some(existing) = self.transfer_existing(transfer.id, fingerprint) {
+            return existing;
+        }
+        if leg.source_shard == leg.destination_shard {
+            self.move_funds(transfer, timestamp, fingerprint, owner)
+        } else {
+            self.debit_to_transit(leg, timestamp, fingerprint, owner)
+        }
+    }
+
+    /// A post or void of an order's authorization on the buyer's shard. Deduped by its
+    /// id; an expiry (id = the authorization's) by the authorization's status.
+    pub(crate) fn order_resolve(&mut self, transfer: &Transfer, timestamp: u64) -> Outcome {
+        let flags = transfer.flags;
+        if flags != transfer_flags::POST_PENDING && flags != transfer_flags::VOID_PENDING {
+            return Outcome::Rejected(ResultCode::ReservedFlag);
+        }
+        if transfer.user_data == 0 || transfer.pending_id.is_zero() || transfer.id.is_zero() {
+            return Outcome::Rejected(ResultCode::IdMustNotBeZero);
+        }
+        let order_id = OrderId(transfer.user_data);
+        self.transfer_vacant = None;
+        // Only the order's own authorization, here and not yet failed.
+        let owned = self
+            .pending_state(transfer.pending_id)
+            .filter(|state| state.order_id == order_id);
+        if transfer.id == transfer.pending_id {
+            let Some(state) = owned else {
+                return Outcome::Rejected(ResultCode::PendingTransferNotFound);
+            };
+            if flags != transfer_flags::VOID_PENDING {
+                return Outcome::Rejected(ResultCode::ReservedFlag);
+            }
+            if state.status != PendingStatus::Pending {
+                return Outcome::Existing(ResultCode::Exists);
+            }
+            let pending = self.committed_transfer(transfer.pending_id);
+            if is_reserved_account_id(pending.credit_account_id) {
+                if let Err(code) = self.cross_pending_credit(transfer.pending_id) {
+                    return Outcome::Rejected(code);
+                }
+                self.expire_cross_pending(transfer.pending_id, state);
+            } else {
+                self.expire_pending_now(transfer.pending_id, state);
+            }
+            return Outcome::Applied;
+        }
+        if let Some(code) = super::ledger::validate_transfer(transfer) {
+            return Outcome::Rejected(code);
+        }
+        let fingerprint = fingerprint(Operation::OrderResolve as u8, bytemuck::bytes_of(transfer));
+        if let Some(existing) = self.transfer_existing(transfer.id, fingerprint) {
+            return existing;
+        }
+        if owned.is_none() {
+            return Outcome::Rejected(ResultCode::PendingTransferNotFound);
+        }
+        self.resolve_pending(transfer, timestamp, fingerprint, Resolver::Order(order_id))
+    }
+
+    /// The outcome of an order's step, back on the order's shard (see the module
+    /// documentation). A repeat, or an outcome of another kind, changes nothing.
+    pub(crate) fn order_confirm(&mut self, outcome: &OrderOutcome, timestamp: u64) -> Outcome {
+        if outcome.reserved != [0; 8] {
+            return Outcome::Rejected(ResultCode::ReservedFieldNotZero);
+        }
+        let Some(code) = ResultCode::from_u32(outcome.code) else {
+            return Outcome::Rejected(ResultCode::ReservedFieldNotZero);
+        };
+        let key = outcome.transfer_id;
+        let message = match self.order_saga.outbox.get(&key) {
+            Some(message) if message.kind == outcome.kind => *message,
+            _ => return Outcome::Existing(ResultCode::Exists),
+        };
+        self.order_saga.outbox.remove(&key);
+        if message.kind == kind::EXPIRE {
+            return Outcome::Applied;
+        }
+        let order_id = message.order_id;
+        let span = self
+            .order_saga
+            .spans
+            .get_mut(&order_id)
+            .expect("a step's order spans shards");
+        assert_eq!(span.in_flight, key, "one step in flight per order");
+        span.in_flight = TransferId::ZERO;
+        let index = self
+            .orders
+            .locate(order_id)
+            .expect("an order with a step in flight");
+        let stored = *self.orders.at(index);
+        let success = code.is_success();
+        match message.kind {
+            kind::AUTHORIZE if success => {}
+            kind::AUTHORIZE => {
+                self.release_order_lines(&stored);
+                self.orders.fail_placed(order_id, code);
+                self.order_saga.spans.remove(&order_id);
+                return Outcome::Applied;
+            }
+            kind::PAY if success => {
+                for line in stored.lines() {
+                    self.sell_units(line.sku_id, u64::from(line.quantity));
+                }
+                let paid = self.orders.at_mut(index);
+                paid.order.status = OrderStatus::Paid as u16;
+                paid.payment_transfer_id = key;
+                self.create_dispatch(index, timestamp);
+                return Outcome::Applied;
+            }
+            kind::CANCEL if success => {
+                self.release_order_lines(&stored);
+                let cancelled = self.orders.at_mut(index);
+                cancelled.order.status = OrderStatus::Cancelled as u16;
+                cancelled.closing_transfer_id = key;
+                return Outcome::Applied;
+            }
+            kind::REFUND if success => {
+                if message.flags & order_action_flags::RESTOCK != 0 {
+                    for line in stored.lines() {
+                        let quantity = u64::from(line.quantity);
+                        self.restock_units(line.sku_id, stored.order.buyer_id, quantity);
+                    }
+                }
+                self.cancel_dispatch(index);
+                let refunded = self.orders.at_mut(index);
+                refunded.order.status = OrderStatus::Refunded as u16;
+                refunded.closing_transfer_id = key;
+                return Outcome::Applied;
+            }
+            kind::PAY | kind::CANCEL | kind::REFUND => {
+                // The action failed over there: its id fails here too; the order is as it
+                // was.
+                if !self.transfer_id_used(key) {
+                    self.record_transfer_failure(key, code);
+                }
+            }
+            _ => unreachable!("kinds are checked when the outbox is read"),
+        }
+        // An order that came due while its step was in flight expires now.
+        let due = stored.status() == OrderStatus::Reserved && stored.expires_at() <= timestamp;
+        if due {
+            self.expire_spanning_order(index);
+        }
+        Outcome::Applied
+    }
+
+    /// Order steps that joined the outbox since the last call (the engine delivers them).
+    pub fn take_released_order_messages(&mut self) -> Vec<OrderMessage> {
+        std::mem::take(&mut self.order_saga.released)
+    }
+
+    /// Every order step in this shard's outbox, by transfer id (what the engine delivers
+    /// again after a restart).
+    pub fn order_outbox(&self) -> Vec<OrderMessage> {
+        self.order_saga.outbox.values().copied().collect()
+    }
+
+    /// Whether the order step with this transfer id waits for its outcome here.
+    pub fn order_step_in_flight(&self, id: TransferId) -> bool {
+        self.order_saga.outbox.contains_key(&id)
+    }
+
+    /// Orders of this shard whose buyer or merchant lives on another shard.
+    pub fn spanning_orders(&self) -> usize {
+        self.order_saga.spans.len()
+    }
+}
+
+/// The post or void `id` of an order's authorization, sent to the buyer's shard.
+fn resolution_leg(
+    order: &crate::records::Order,
+    id: TransferId,
+    flags: u16,
+    span: OrderSpan,
+) -> ShardLeg {
+    ShardLeg {
+        transfer: Transfer {
+            id,
+            pending_id: order.transfer_id,
+            flags,
+            user_data: order.id.0,
+            ..Transfer::default()
+        },
+        source_shard: span.buyer_shard,
+        destination_shard: span.buyer_shard,
+        credit_account_ledger: order.ledger,
+        reserved: [0; 4],
+    }
+}

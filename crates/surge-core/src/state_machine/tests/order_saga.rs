@@ -1,0 +1,395 @@
+//! Orders spanning shards on three state machines standing for three shards: the order
+//! (and its SKUs) on shard 0, the buyer on shard 1, the merchant on shard 2. A small
+//! driver here plays the engine: it delivers every message of the order's outbox to its
+//! target, runs the cross-shard legs that causes, and logs the outcome back.
+
+use super::fixtures::{account, action, order, pending, post, sku, transfer, wallet, LEDGER};
+use super::fixtures::{BANK, BUYER, MERCHANT, ORDER_TIMEOUT_NS, SKU_A, SKU_B};
+use super::harness::{Harness, BUYER_FUNDS};
+use crate::records::{
+    order_action_flags, order_message_kind, Order, OrderMessage, OrderOutcome, OrderStatus,
+    ShardOutcome, SpanningOrder,
+};
+use crate::state_machine::{transit_account_id, StateMachine};
+use crate::{
+    AccountId, Batch, OrderId, OrderLookup, PendingStatus, ResultCode, TransferId, TransferLookup,
+};
+
+const ORDERS: usize = 0;
+const BUYERS: usize = 1;
+const MERCHANTS: usize = 2;
+
+struct World {
+    shards: [Harness; 3],
+}
+
+impl World {
+    /// SKU A (10 units) and B (3 units, 2 per buyer) on shard 0; the bank and a funded
+    /// buyer on shard 1; the merchant on shard 2.
+    fn new() -> World {
+        let mut orders = Harness::new();
+        let skus = [sku(SKU_A, 10, 0), sku(SKU_B, 3, 2)];
+        assert_eq!(orders.apply(Batch::CreateSkus(&skus)), [ResultCode::Ok; 2]);
+        let mut buyers = Harness::new();
+        let accounts = [account(BANK), wallet(BUYER)];
+        assert_eq!(
+            buyers.apply(Batch::CreateAccounts(&accounts)),
+            [ResultCode::Ok; 2]
+        );
+        let funding = transfer(9_001, BANK, BUYER, BUYER_FUNDS);
+        assert_eq!(buyers.create_transfer(funding), ResultCode::Ok);
+        let mut merchants = Harness::new();
+        assert_eq!(merchants.create_account(account(MERCHANT)), ResultCode::Ok);
+        World {
+            shards: [orders, buyers, merchants],
+        }
+    }
+
+    fn place(&mut self, order: Order) -> ResultCode {
+        self.place_with(order, MERCHANTS as u32)
+    }
+
+    fn place_with(&mut self, order: Order, merchant_shard: u32) -> ResultCode {
+        let spanning = SpanningOrder {
+            order,
+            buyer_shard: BUYERS as u32,
+            merchant_shard,
+            merchant_ledger: LEDGER,
+            reserved: [0; 4],
+        };
+        self.shards[ORDERS].apply(Batch::ReserveOrders(&[spanning]))[0]
+    }
+
+    /// Delivers everything the order's shard sent until nothing is left; the messages
+    /// delivered.
+    fn settle(&mut self) -> Vec<OrderMessage> {
+        let mut delivered = Vec::new();
+        loop {
+            let messages = self.shards[ORDERS].sm.take_released_order_messages();
+            if messages.is_empty() {
+                return delivered;
+            }
+            for message in messages {
+                let code = self.deliver(&message);
+                let outcome = OrderOutcome {
+                    transfer_id: message.leg.transfer.id,
+                    code: code.as_u32(),
+                    kind: message.kind,
+                    reserved: [0; 8],
+                };
+                let confirmed = self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
+                assert_eq!(confirmed, [ResultCode::Ok]);
+                // Confirming twice changes nothing.
+                let again = self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
+                assert_eq!(again, [ResultCode::Exists]);
+                delivered.push(message);
+            }
+        }
+    }
+
+    /// Applies one message on its target (twice: the second is a redelivery) and any
+    /// cross-shard leg it causes; the step's outcome.
+    fn deliver(&mut self, message: &OrderMessage) -> ResultCode {
+        let leg = message.leg;
+        let target = leg.source_shard as usize;
+        let is_leg = matches!(
+            message.kind,
+            order_message_kind::AUTHORIZE | order_message_kind::REFUND
+        );
+        let apply = |h: &mut Harness| {
+            if is_leg {
+                h.apply(Batch::OrderLegs(&[leg]))[0]
+            } else {
+                h.apply(Batch::OrderResolve(&[leg.transfer]))[0]
+            }
+        };
+        let code = apply(&mut self.shards[target]);
+        let again = apply(&mut self.shards[target]);
+        match code {
+            ResultCode::Ok => assert!(
+                matches!(again, ResultCode::Exists),
+                "a redelivery dedupes: {again:?}"
+            ),
+            failed => {
+                // A failure is remembered; an id in use answers the same again.
+                assert!(again == ResultCode::IdAlreadyFailed || again == failed);
+                return failed;
+            }
+        }
+        if is_leg && leg.destination_shard != leg.source_shard {
+            let destination = leg.destination_shard as usize;
+            let credit = self.shards[destination].apply(Batch::ShardCredit(&[leg]))[0];
+            let outcome = ShardOutcome {
+                transfer_id: leg.transfer.id,
+                code: credit.as_u32(),
+                reserved: [0; 12],
+            };
+            let resolved = self.shards[target].apply(Batch::ShardResolve(&[outcome]));
+            assert_eq!(resolved, [ResultCode::Ok]);
+            return credit;
+        }
+        // A post or void of a cross-shard hold sends the merchant's side its own leg.
+        for phase_two in self.shards[target].sm.take_released_legs() {
+            let destination = phase_two.destination_shard as usize;
+            let applied = self.shards[destination].apply(Batch::ShardCredit(&[phase_two]));
+            assert_eq!(applied, [ResultCode::Ok]);
+            let outcome = ShardOutcome {
+                transfer_id: phase_two.transfer.id,
+                code: 0,
+                reserved: [0; 12],
+            };
+            let resolved = self.shards[target].apply(Batch::ShardResolve(&[outcome]));
+            assert_eq!(resolved, [ResultCode::Ok]);
+        }
+        ResultCode::Ok
+    }
+
+    fn orders(&mut self) -> &mut Harness {
+        &mut self.shards[ORDERS]
+    }
+
+    fn pending_status(&self, shard: usize, id: u128) -> Option<PendingStatus> {
+        match self.shards[shard].sm.transfer(TransferId(id)) {
+            Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
+            other => panic!("transfer {id} on shard {shard}: {other:?}"),
+        }
+    }
+
+    /// Money in transit between the buyer's and the merchant's shards nets to zero once
+    /// everything settled, pending and posted.
+    fn assert_transit_nets_to_zero(&self) {
+        for (source, destination) in [(BUYERS, MERCHANTS), (MERCHANTS, BUYERS)] {
+            let id = transit_account_id(LEDGER, source as u32, destination as u32);
+            let out = self.shards[source].sm.account(id).unwrap_or_default();
+            let into = self.shards[destination].sm.account(id).unwrap_or_default();
+            assert_eq!(out.credits_pending, into.debits_pending);
+            assert_eq!(
+                out.credits_posted - out.debits_posted,
+                into.debits_posted - into.credits_posted
+            );
+        }
+    }
+}
+
+#[test]
+fn an_order_spanning_shards_is_placed_paid_and_refunded() {
+    let mut world = World::new();
+    let placing = order(1, 100, 300, &[(SKU_A, 2), (SKU_B, 1)]);
+    assert_eq!(world.place(placing), ResultCode::Ok);
+    // Reserved, its authorization on its way: no action yet, nothing stored.
+    assert_eq!(world.orders().order_status(1), OrderStatus::Reserved);
+    assert_eq!(world.orders().units(SKU_A), (8, 2, 0));
+    assert!(world.orders().sm.order_step_in_flight(TransferId(100)));
+    assert_eq!(
+        world.orders().pay(action(1, 200)),
+        ResultCode::OrderInFlight
+    );
+    assert_eq!(world.place(placing), ResultCode::Exists);
+    let delivered = world.settle();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        world.shards[BUYERS].balances(BUYER),
+        (300, 0, 0, BUYER_FUNDS)
+    );
+    assert_eq!(world.shards[MERCHANTS].balances(MERCHANT), (0, 0, 300, 0));
+    assert_eq!(
+        world.pending_status(BUYERS, 100),
+        Some(PendingStatus::Pending)
+    );
+    // The hold is the order's: a client may not post it.
+    assert_eq!(
+        world.shards[BUYERS].create_transfer(post(150, 100, 0)),
+        ResultCode::PendingTransferOwnedByOrder
+    );
+
+    assert_eq!(world.orders().pay(action(1, 200)), ResultCode::Ok);
+    assert_eq!(world.orders().order_status(1), OrderStatus::Reserved);
+    assert_eq!(world.orders().pay(action(1, 200)), ResultCode::Exists);
+    assert_eq!(
+        world.orders().cancel(action(1, 200)),
+        ResultCode::ExistsWithDifferentFields
+    );
+    assert_eq!(
+        world.orders().cancel(action(1, 201)),
+        ResultCode::OrderInFlight
+    );
+    world.settle();
+    let paid = world.orders().order(1);
+    assert_eq!(
+        OrderStatus::from_u16(paid.order.status),
+        Some(OrderStatus::Paid)
+    );
+    assert_eq!(paid.payment_transfer_id, TransferId(200));
+    assert_eq!(world.orders().units(SKU_A), (8, 0, 2));
+    assert!(world.orders().sm.dispatch(crate::DispatchId(1)).is_some());
+    assert_eq!(
+        world.pending_status(BUYERS, 100),
+        Some(PendingStatus::Posted)
+    );
+    assert_eq!(
+        world.shards[BUYERS].balances(BUYER),
+        (0, 300, 0, BUYER_FUNDS)
+    );
+    assert_eq!(world.shards[MERCHANTS].balances(MERCHANT), (0, 0, 0, 300));
+    assert_eq!(world.orders().pay(action(1, 200)), ResultCode::Exists);
+    assert_eq!(
+        world.orders().pay(action(1, 202)),
+        ResultCode::OrderAlreadyPaid
+    );
+
+    let restock = crate::OrderAction {
+        flags: order_action_flags::RESTOCK,
+        ..action(1, 300)
+    };
+    assert_eq!(world.orders().refund(restock), ResultCode::Ok);
+    world.settle();
+    assert_eq!(world.orders().order_status(1), OrderStatus::Refunded);
+    assert_eq!(world.orders().units(SKU_A), (10, 0, 0));
+    assert_eq!(
+        world.shards[BUYERS].balances(BUYER),
+        (0, 300, 0, BUYER_FUNDS + 300)
+    );
+    assert_eq!(world.shards[MERCHANTS].balances(MERCHANT), (0, 300, 0, 300));
+    assert_eq!(world.orders().refund(restock), ResultCode::Exists);
+    world.assert_transit_nets_to_zero();
+}
+
+#[test]
+fn a_refused_authorization_fails_the_order_and_returns_its_units() {
+    let mut world = World::new();
+    let too_dear = order(2, 101, BUYER_FUNDS + 1, &[(SKU_A, 3)]);
+    assert_eq!(world.place(too_dear), ResultCode::Ok);
+    assert_eq!(world.orders().units(SKU_A), (7, 3, 0));
+    world.settle();
+    assert_eq!(
+        world.orders().sm.order(OrderId(2)),
+        Some(OrderLookup::Failed(ResultCode::ExceedsCredits))
+    );
+    assert_eq!(world.orders().units(SKU_A), (10, 0, 0));
+    assert_eq!(world.place(too_dear), ResultCode::IdAlreadyFailed);
+    assert_eq!(world.orders().sm.spanning_orders(), 0);
+    // A merchant the buyer's shard cannot credit: refused by the merchant's shard.
+    let nowhere = Order {
+        merchant_id: AccountId(77),
+        ..order(3, 102, 10, &[(SKU_A, 1)])
+    };
+    assert_eq!(world.place(nowhere), ResultCode::Ok);
+    world.settle();
+    assert_eq!(
+        world.orders().sm.order(OrderId(3)),
+        Some(OrderLookup::Failed(ResultCode::CreditAccountNotFound))
+    );
+    assert_eq!(world.shards[BUYERS].balances(BUYER), (0, 0, 0, BUYER_FUNDS));
+    world.assert_transit_nets_to_zero();
+}
+
+#[test]
+fn an_unpaid_order_expires_on_its_shard_and_the_hold_is_voided_everywhere() {
+    let mut world = World::new();
+    assert_eq!(
+        world.place(order(4, 103, 50, &[(SKU_B, 2)])),
+        ResultCode::Ok
+    );
+    world.settle();
+    let due = world.orders().now() + ORDER_TIMEOUT_NS;
+    world.orders().pulse_at(due);
+    assert_eq!(world.orders().order_status(4), OrderStatus::Expired);
+    assert_eq!(world.orders().units(SKU_B), (3, 0, 0));
+    assert_eq!(world.orders().pay(action(4, 203)), ResultCode::OrderExpired);
+    let delivered = world.settle();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].kind, order_message_kind::EXPIRE);
+    assert_eq!(
+        world.pending_status(BUYERS, 103),
+        Some(PendingStatus::Expired)
+    );
+    assert_eq!(world.shards[BUYERS].balances(BUYER), (0, 0, 0, BUYER_FUNDS));
+    assert_eq!(world.shards[MERCHANTS].balances(MERCHANT), (0, 0, 0, 0));
+    world.assert_transit_nets_to_zero();
+}
+
+#[test]
+fn an_order_due_while_its_pay_travels_expires_when_the_pay_fails() {
+    let mut world = World::new();
+    assert_eq!(
+        world.place(order(5, 104, 50, &[(SKU_A, 1)])),
+        ResultCode::Ok
+    );
+    world.settle();
+    // The pay's id is in use on the buyer's shard: it fails there.
+    let taken = pending(205, BANK, BUYER, 1, 0);
+    assert_eq!(world.shards[BUYERS].create_transfer(taken), ResultCode::Ok);
+    assert_eq!(world.orders().pay(action(5, 205)), ResultCode::Ok);
+    let due = world.orders().now() + ORDER_TIMEOUT_NS;
+    world.orders().pulse_at(due);
+    // Not expired while its pay travels.
+    assert_eq!(world.orders().order_status(5), OrderStatus::Reserved);
+    world.settle();
+    assert_eq!(world.orders().order_status(5), OrderStatus::Expired);
+    assert_eq!(
+        world.orders().sm.transfer(TransferId(205)),
+        Some(TransferLookup::Failed(
+            ResultCode::ExistsWithDifferentFields
+        ))
+    );
+    assert_eq!(
+        world.pending_status(BUYERS, 104),
+        Some(PendingStatus::Expired)
+    );
+    world.assert_transit_nets_to_zero();
+}
+
+#[test]
+fn a_merchant_on_the_buyers_shard_is_held_there_and_cancelled() {
+    let mut world = World::new();
+    let merchant = account(AccountId(40));
+    assert_eq!(
+        world.shards[BUYERS].create_account(merchant),
+        ResultCode::Ok
+    );
+    let local = Order {
+        merchant_id: AccountId(40),
+        ..order(6, 106, 70, &[(SKU_A, 1)])
+    };
+    assert_eq!(world.place_with(local, BUYERS as u32), ResultCode::Ok);
+    world.settle();
+    assert_eq!(world.shards[BUYERS].balances(AccountId(40)), (0, 0, 70, 0));
+    assert_eq!(world.orders().cancel(action(6, 206)), ResultCode::Ok);
+    world.settle();
+    assert_eq!(world.orders().order_status(6), OrderStatus::Cancelled);
+    assert_eq!(
+        world.pending_status(BUYERS, 106),
+        Some(PendingStatus::Voided)
+    );
+    assert_eq!(world.shards[BUYERS].balances(AccountId(40)), (0, 0, 0, 0));
+    assert_eq!(world.orders().cancel(action(6, 206)), ResultCode::Exists);
+    assert_eq!(
+        world.orders().refund(action(6, 207)),
+        ResultCode::OrderNotPaid
+    );
+}
+
+#[test]
+fn steps_in_flight_survive_a_snapshot() {
+    let mut world = World::new();
+    assert_eq!(
+        world.place(order(7, 107, 10, &[(SKU_A, 1)])),
+        ResultCode::Ok
+    );
+    assert_eq!(
+        world.place(order(8, 108, 10, &[(SKU_A, 1)])),
+        ResultCode::Ok
+    );
+    let bytes = world.orders().sm.snapshot();
+    let restored = StateMachine::restore(&bytes).expect("restores");
+    assert_eq!(restored.state_hash(), world.orders().sm.state_hash());
+    assert_eq!(restored.order_outbox(), world.orders().sm.order_outbox());
+    assert_eq!(restored.spanning_orders(), 2);
+    assert!(restored.snapshot() == bytes);
+    // A corrupt step (an unknown kind) is refused, not restored.
+    let mut corrupt = bytes.clone();
+    let outbox = world.orders().sm.order_outbox();
+    let kind_offset = bytes.len() - outbox.len() * 176 + 160;
+    corrupt[kind_offset] = 9;
+    assert!(StateMachine::restore(&corrupt).is_err());
+}

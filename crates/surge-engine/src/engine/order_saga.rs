@@ -1,0 +1,457 @@
+//! Driving orders spanning shards (see `surge_core`'s `order_saga` module for what each
+//! step does on each shard). One driver thread takes the steps an order's shard put in its
+//! order outbox once they are durable and applied, logs each on its target shard (an
+//! authorization or refund as an order leg, a pay, cancel or expiry as a resolve), waits
+//! until the cross-shard legs that causes have settled (through the cross-shard driver),
+//! then logs the outcome back on the order's shard and only then answers the clients
+//! waiting for those steps.
+//!
+//! Exactly once: a step stays in its order's shard's outbox (in its log and snapshots)
+//! until its outcome is applied there; after a restart the engine hands every outbox to
+//! the driver again. The target dedupes a redelivery by transfer id (`exists`, or
+//! `id_already_failed` and the stored failure), and an outcome for a step no longer in the
+//! outbox changes nothing. Rounds run one at a time; steps arriving meanwhile wait for the
+//! next round.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use surge_core::constants::BATCH_EVENTS_MAX;
+use surge_core::{
+    order_message_kind as kind, Operation, OrderId, OrderLookup, OrderMessage, OrderOutcome,
+    ResultCode, StateMachine, TransferId, TransferLookup,
+};
+
+use super::saga::{SagaHandle, Settled};
+use crate::node::{EngineError, Node, Pending};
+
+/// Wait before submitting again to a shard whose log queue is full.
+const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(1);
+
+/// How long the driver sleeps when there is nothing to deliver (it is woken on new steps),
+/// and how often it looks at the stop flag while waiting for cross-shard legs.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// A client waiting for an order step: the command's own code (`ok`, or `exists` for a
+/// retry) becomes the step's outcome once it is settled on the order's shard.
+pub(crate) struct OrderWait {
+    /// The step's key: the order's authorization id for a placed order, else the
+    /// action's transfer id.
+    pub(crate) key: TransferId,
+    /// The order.
+    pub(crate) order: OrderId,
+    /// Whether the command placed the order (its outcome is the answer); else it is an
+    /// action (the action's transfer id's outcome is).
+    pub(crate) placing: bool,
+    /// The command's own code.
+    pub(crate) code: ResultCode,
+    /// Called once with the final code. Must not block.
+    pub(crate) answer: Box<dyn FnOnce(ResultCode) + Send + 'static>,
+}
+
+impl OrderWait {
+    /// The final code, from the order's shard's state once the step settled: a failure
+    /// recorded there, as a first attempt or a retry sees it, else the command's code.
+    fn final_code(&self, state: &StateMachine) -> ResultCode {
+        let order = state.order(self.order);
+        let failed = match (&order, self.placing) {
+            (Some(OrderLookup::Failed(code)), true) => Some(*code),
+            (_, true) => None,
+            // The order settled the action under this id.
+            (Some(OrderLookup::Placed(view)), false)
+                if view.payment_transfer_id == self.key || view.closing_transfer_id == self.key =>
+            {
+                None
+            }
+            (_, false) => match state.transfer(self.key) {
+                Some(TransferLookup::Failed(code)) => Some(code),
+                _ => None,
+            },
+        };
+        match (failed, self.code) {
+            (Some(code), ResultCode::Ok) => code,
+            (Some(_), _) => ResultCode::IdAlreadyFailed,
+            (None, code) => code,
+        }
+    }
+}
+
+pub(crate) struct OrderSaga {
+    shared: Arc<OrderShared>,
+    driver: Option<JoinHandle<()>>,
+}
+
+struct OrderShared {
+    nodes: Arc<Vec<Node>>,
+    saga: SagaHandle,
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    /// Clients waiting for steps, by (order's shard, key).
+    watchers: Mutex<HashMap<(u32, TransferId), Vec<OrderWait>>>,
+    stopping: AtomicBool,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Steps to deliver, with their order's shard.
+    steps: Vec<(u32, OrderMessage)>,
+    /// A round is being delivered.
+    busy: bool,
+    /// Set when the driver stopped on an error: nothing more will be delivered.
+    failed: Option<String>,
+}
+
+impl OrderSaga {
+    /// Starts the driver over `nodes`, delivering first whatever their order outboxes
+    /// hold; cross-shard legs go through `saga`.
+    pub(crate) fn start(nodes: Arc<Vec<Node>>, saga: SagaHandle) -> OrderSaga {
+        let shared = Arc::new(OrderShared {
+            nodes: nodes.clone(),
+            saga,
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            watchers: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        });
+        // Listening before the outboxes are read: a step released in between is
+        // delivered twice, which its idempotency makes harmless, rather than not at all.
+        for (home, node) in nodes.iter().enumerate() {
+            let weak = Arc::downgrade(&shared);
+            node.on_released_order_messages(Arc::new(move |steps: Vec<OrderMessage>| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.enqueue(steps.into_iter().map(|step| (home as u32, step)));
+                }
+            }));
+        }
+        let recovered: Vec<(u32, OrderMessage)> = nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(home, node)| {
+                node.read(|state| state.order_outbox())
+                    .into_iter()
+                    .map(move |step| (home as u32, step))
+            })
+            .collect();
+        shared.enqueue(recovered);
+        let driver = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("surge-order-saga".to_string())
+                .spawn(move || shared.drive())
+                .expect("spawn the order saga driver")
+        };
+        OrderSaga {
+            shared,
+            driver: Some(driver),
+        }
+    }
+
+    /// Why delivery stopped, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.shared.queue.lock().failed.clone()
+    }
+
+    pub(crate) fn handle(&self) -> OrderSagaHandle {
+        OrderSagaHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Waits (at most `limit`) until nothing is queued or being delivered, then stops the
+    /// driver. What is still in an outbox is delivered after the next start.
+    pub(crate) fn stop(&mut self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        {
+            let mut queue = self.shared.queue.lock();
+            while (queue.busy || !queue.steps.is_empty()) && queue.failed.is_none() {
+                if self
+                    .shared
+                    .ready
+                    .wait_until(&mut queue, deadline)
+                    .timed_out()
+                {
+                    break;
+                }
+            }
+        }
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.ready.notify_all();
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+}
+
+/// What the rest of the engine uses: wait for order steps.
+#[derive(Clone)]
+pub(crate) struct OrderSagaHandle {
+    shared: Arc<OrderShared>,
+}
+
+impl OrderSagaHandle {
+    /// Answers each wait once its step is settled on shard `home` (at once for those not
+    /// in flight there).
+    pub(crate) fn watch(&self, home: u32, waits: Vec<OrderWait>) {
+        let node = &self.shared.nodes[home as usize];
+        let in_flight: Vec<bool> = node.read(|state| {
+            waits
+                .iter()
+                .map(|wait| state.order_step_in_flight(wait.key))
+                .collect()
+        });
+        let mut later = Vec::new();
+        let mut now = Vec::new();
+        for (wait, in_flight) in waits.into_iter().zip(in_flight) {
+            if in_flight {
+                later.push(wait);
+            } else {
+                now.push(wait);
+            }
+        }
+        self.shared.answer(home, now);
+        if later.is_empty() {
+            return;
+        }
+        let keys: Vec<TransferId> = later.iter().map(|wait| wait.key).collect();
+        {
+            // Registered before looking again, so a settle in between cannot be missed.
+            let mut watchers = self.shared.watchers.lock();
+            for wait in later {
+                watchers.entry((home, wait.key)).or_default().push(wait);
+            }
+        }
+        let settled: Vec<TransferId> = node.read(|state| {
+            keys.into_iter()
+                .filter(|key| !state.order_step_in_flight(*key))
+                .collect()
+        });
+        for key in settled {
+            self.shared.notify(home, key);
+        }
+    }
+}
+
+impl OrderShared {
+    fn enqueue(&self, steps: impl IntoIterator<Item = (u32, OrderMessage)>) {
+        let mut queue = self.queue.lock();
+        let before = queue.steps.len();
+        queue.steps.extend(steps);
+        let added = queue.steps.len() > before;
+        drop(queue);
+        if added {
+            self.ready.notify_all();
+        }
+    }
+
+    fn drive(&self) {
+        loop {
+            let steps = {
+                let mut queue = self.queue.lock();
+                queue.busy = false;
+                self.ready.notify_all();
+                while queue.steps.is_empty() && !self.stopping.load(Ordering::SeqCst) {
+                    self.ready.wait_for(&mut queue, IDLE_WAIT);
+                }
+                if queue.steps.is_empty() {
+                    return;
+                }
+                queue.busy = true;
+                std::mem::take(&mut queue.steps)
+            };
+            match self.round(&steps) {
+                Ok(true) => {}
+                Ok(false) => return, // Stopping: the outboxes keep the rest.
+                Err(error) => {
+                    let mut queue = self.queue.lock();
+                    queue.failed = Some(format!("order saga delivery stopped: {error}"));
+                    queue.busy = false;
+                    self.ready.notify_all();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Delivers `steps` to their targets, waits for the cross-shard legs they cause, logs
+    /// their outcomes on their orders' shards and answers who waits. `Ok(false)`: stopped
+    /// while waiting.
+    fn round(&self, steps: &[(u32, OrderMessage)]) -> Result<bool, EngineError> {
+        let mut outcomes: Vec<Option<ResultCode>> = vec![None; steps.len()];
+        let (settled_sender, settled) = crossbeam_channel::unbounded::<(usize, ResultCode)>();
+        let mut waiting = 0usize;
+        let mut fresh = Vec::new();
+        for (index, code) in self.apply_on_targets(steps)? {
+            let (_, step) = &steps[index];
+            let leg = step.leg;
+            let is_leg = matches!(step.kind, kind::AUTHORIZE | kind::REFUND);
+            let crosses = is_leg && leg.source_shard != leg.destination_shard;
+            let outcome = match code {
+                // A post or void may have sent the merchant's side its own leg: wait for
+                // it (at once if there is none).
+                ResultCode::Ok | ResultCode::Exists if crosses || !is_leg => {
+                    if code == ResultCode::Ok && crosses {
+                        fresh.push((leg, None));
+                    }
+                    let sender = settled_sender.clone();
+                    waiting += 1;
+                    let watcher = Box::new(move |settled: Settled| {
+                        let code = match settled {
+                            Settled::Settled => ResultCode::Ok,
+                            Settled::Compensated(code) => code,
+                        };
+                        let _ = sender.send((index, code));
+                    });
+                    self.saga.watch(leg.source_shard, leg.transfer.id, watcher);
+                    continue;
+                }
+                ResultCode::Ok | ResultCode::Exists => ResultCode::Ok,
+                ResultCode::IdAlreadyFailed if is_leg => {
+                    self.stored_failure(leg.source_shard, leg.transfer.id)?
+                }
+                ResultCode::ExistsWithDifferentFields if is_leg => ResultCode::TransferIdInUse,
+                failure => failure,
+            };
+            outcomes[index] = Some(outcome);
+        }
+        self.saga.deliver(fresh);
+        while waiting > 0 {
+            match settled.recv_timeout(IDLE_WAIT) {
+                Ok((index, code)) => {
+                    outcomes[index] = Some(code);
+                    waiting -= 1;
+                }
+                Err(_) if self.stopping.load(Ordering::SeqCst) => return Ok(false),
+                Err(_) => {}
+            }
+        }
+        self.confirm(steps, &outcomes)?;
+        Ok(true)
+    }
+
+    /// Logs every step on its target shard; each step's index and code.
+    fn apply_on_targets(
+        &self,
+        steps: &[(u32, OrderMessage)],
+    ) -> Result<Vec<(usize, ResultCode)>, EngineError> {
+        let mut by_target: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
+        for (index, (_, step)) in steps.iter().enumerate() {
+            let is_leg = matches!(step.kind, kind::AUTHORIZE | kind::REFUND);
+            by_target
+                .entry((step.leg.source_shard, is_leg))
+                .or_default()
+                .push(index);
+        }
+        let mut submitted = Vec::new();
+        for ((target, is_leg), indexes) in &by_target {
+            for chunk in indexes.chunks(BATCH_EVENTS_MAX) {
+                let (operation, body) = if *is_leg {
+                    let legs: Vec<_> = chunk.iter().map(|&i| steps[i].1.leg).collect();
+                    (Operation::OrderLegs, bytemuck::cast_slice(&legs).to_vec())
+                } else {
+                    let transfers: Vec<_> =
+                        chunk.iter().map(|&i| steps[i].1.leg.transfer).collect();
+                    (
+                        Operation::OrderResolve,
+                        bytemuck::cast_slice(&transfers).to_vec(),
+                    )
+                };
+                let pending = self.submit(*target, operation, body, chunk.len())?;
+                submitted.push((chunk.to_vec(), pending));
+            }
+        }
+        let mut codes = Vec::with_capacity(steps.len());
+        for (chunk, pending) in submitted {
+            codes.extend(chunk.into_iter().zip(pending.wait()?));
+        }
+        Ok(codes)
+    }
+
+    /// Logs the outcomes on the orders' shards, then answers who waits for them.
+    fn confirm(
+        &self,
+        steps: &[(u32, OrderMessage)],
+        outcomes: &[Option<ResultCode>],
+    ) -> Result<(), EngineError> {
+        let mut by_home: BTreeMap<u32, Vec<OrderOutcome>> = BTreeMap::new();
+        for ((home, step), outcome) in steps.iter().zip(outcomes) {
+            let code = outcome.expect("every step has an outcome");
+            by_home.entry(*home).or_default().push(OrderOutcome {
+                transfer_id: step.leg.transfer.id,
+                code: code.as_u32(),
+                kind: step.kind,
+                reserved: [0; 8],
+            });
+        }
+        let mut confirming = Vec::new();
+        for (home, outcomes) in &by_home {
+            for chunk in outcomes.chunks(BATCH_EVENTS_MAX) {
+                let body = bytemuck::cast_slice(chunk).to_vec();
+                let pending = self.submit(*home, Operation::OrderConfirm, body, chunk.len())?;
+                confirming.push(pending);
+            }
+        }
+        for pending in confirming {
+            pending.wait()?;
+        }
+        for (home, outcomes) in by_home {
+            for outcome in outcomes {
+                self.notify(home, outcome.transfer_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The failure stored for an order leg's transfer on its target.
+    fn stored_failure(&self, target: u32, id: TransferId) -> Result<ResultCode, EngineError> {
+        Ok(match self.nodes[target as usize].transfer(id)? {
+            Some(TransferLookup::Failed(code)) => code,
+            _ => ResultCode::IdAlreadyFailed,
+        })
+    }
+
+    fn submit(
+        &self,
+        shard: u32,
+        operation: Operation,
+        body: Vec<u8>,
+        count: usize,
+    ) -> Result<Pending, EngineError> {
+        loop {
+            match self.nodes[shard as usize].submit_bytes(operation, body.clone(), count as u32) {
+                Err(error) if error.is_busy() => std::thread::sleep(BUSY_RETRY_INTERVAL),
+                submitted => return submitted,
+            }
+        }
+    }
+
+    /// Answers whoever waits for step `key` of shard `home`.
+    fn notify(&self, home: u32, key: TransferId) {
+        let waits = {
+            let mut watchers = self.watchers.lock();
+            if watchers.is_empty() {
+                return;
+            }
+            watchers.remove(&(home, key))
+        };
+        if let Some(waits) = waits {
+            self.answer(home, waits);
+        }
+    }
+
+    /// Computes the waits' final codes from `home`'s state, then answers them (outside the
+    /// state's lock: an answer may run a client's completion).
+    fn answer(&self, home: u32, waits: Vec<OrderWait>) {
+        if waits.is_empty() {
+            return;
+        }
+        let codes: Vec<ResultCode> = self.nodes[home as usize]
+            .read(|state| waits.iter().map(|wait| wait.final_code(state)).collect());
+        for (wait, code) in waits.into_iter().zip(codes) {
+            (wait.answer)(code);
+        }
+    }
+}
