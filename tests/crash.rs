@@ -1,5 +1,6 @@
 //! Crash test over the real process: `surge drive` loads a two-shard engine (cross-shard
-//! transfers included; `SURGE_CRASH_SHARDS` sets the count) in one data directory and
+//! transfers and orders spanning shards included; `SURGE_CRASH_SHARDS` sets the count) in
+//! one data directory and
 //! prints an `ack` line per durable batch; the test `kill -9`s it at a seeded random
 //! moment, keeps every ack line it received, then runs `surge drive --verify`, which
 //! recovers the directory and checks every acknowledged effect, the ledger invariants and

@@ -2,7 +2,8 @@
 //! directory, for the crash test in `tests/crash.rs`. It prints one `ack` line per batch
 //! only after the engine answered it (durable and applied, cross-shard transfers resolved),
 //! so a test that kills the process knows exactly which effects must survive; `--verify`
-//! reopens the directory, lets the engine deliver what the cross-shard outboxes hold, and
+//! reopens the directory, lets the engine deliver what the cross-shard and order outboxes
+//! hold (half the orders span shards: a SKU of any shard, the global merchant), and
 //! checks every acknowledged command, each shard's ledger invariants, that transit
 //! accounts net to zero, and each shard's state hash against a fresh replay of its log.
 
@@ -31,8 +32,8 @@ const FUNDING: AccountId = AccountId(1);
 /// The merchant paid by wallets; unconstrained. With several shards most wallets pay it
 /// across shards.
 const MERCHANT: AccountId = AccountId(2);
-/// Ids from here on are searched for each shard's own merchant (orders stay within a
-/// shard: the engine refuses them across shards; half the pending transfers pay it).
+/// Ids from here on are searched for each shard's own merchant (half the orders stay
+/// within a shard; half the pending transfers pay it).
 const LOCAL_MERCHANT_FIRST: u128 = 1_000;
 /// First wallet id; wallets may never spend more than they hold.
 const WALLET_FIRST: u128 = 101;
@@ -390,16 +391,25 @@ impl Driver<'_> {
         let orders: Vec<Order> = (0..count)
             .map(|_| {
                 let buyer = self.wallet();
+                // Half the orders span shards (with several): any shard's SKU, the merchant
+                // of shard 0's or the global one.
+                let spanning = self.rng.below(2) == 0;
+                let (sku_id, merchant_id) = if spanning {
+                    let sku = self.skus[self.rng.below(self.skus.len() as u64) as usize];
+                    (sku, MERCHANT)
+                } else {
+                    (self.local_sku(buyer), self.local_merchant(buyer))
+                };
                 let mut lines = [OrderLine::default(); surge_core::records::ORDER_LINES_MAX];
                 lines[0] = OrderLine {
-                    sku_id: self.local_sku(buyer),
+                    sku_id,
                     quantity: self.rng.below(3) as u32 + 1,
                     reserved: 0,
                 };
                 Order {
                     id: OrderId(self.id_next()),
                     buyer_id: buyer,
-                    merchant_id: self.local_merchant(buyer),
+                    merchant_id,
                     transfer_id: TransferId(self.id_next()),
                     amount: self.amount(),
                     timeout_ns: EXPIRY_NS,
@@ -689,11 +699,18 @@ pub fn verify(data_dir: &Path, shards: usize, acks: &str) -> anyhow::Result<Stri
     // wait for that, so each shard's log holds everything its state reflects.
     let (engine, report) = open_engine(data_dir, shards, Arc::new(ManualClock::new(0)))?;
     let started = std::time::Instant::now();
-    while engine.cross_shard_in_flight() > 0 {
+    let order_steps = |engine: &Engine| -> usize {
+        (0..engine.shard_count())
+            .map(|shard| engine.read_shard(shard, |state| state.order_outbox().len()))
+            .sum()
+    };
+    while engine.cross_shard_in_flight() > 0 || order_steps(&engine) > 0 {
         if started.elapsed() > OUTBOX_DRAIN_LIMIT {
             bail!(
-                "{} cross-shard transfers still in flight after {OUTBOX_DRAIN_LIMIT:?}",
-                engine.cross_shard_in_flight()
+                "{} cross-shard transfers and {} order steps still in flight after \
+                 {OUTBOX_DRAIN_LIMIT:?}",
+                engine.cross_shard_in_flight(),
+                order_steps(&engine)
             );
         }
         std::thread::sleep(Duration::from_millis(5));
