@@ -13,7 +13,7 @@ use surge_core::{ResultCode, ShardLeg};
 use surge_wal::SubmitError;
 
 use super::order_saga::{OrderSagaHandle, OrderWait};
-use super::saga::{SagaHandle, Settled};
+use super::saga::{SagaHandle, Settled, Watcher};
 use super::Completion;
 use crate::node::{EngineError, Pending};
 
@@ -279,17 +279,21 @@ impl Part {
                 self.join.expect_one();
             }
             self.join.part_done(Some(indexes), result);
-            for (index, id, code) in waiting {
-                let join = self.join.clone();
-                let watcher = Box::new(move |settled: Settled| {
-                    let final_code = match settled {
-                        Settled::Settled => code,
-                        Settled::Compensated(failure) => failure,
-                    };
-                    join.resolve_one(index, final_code);
-                });
-                resolutions.saga.watch(resolutions.source, id, watcher);
-            }
+            let watches = waiting
+                .into_iter()
+                .map(|(index, id, code)| {
+                    let join = self.join.clone();
+                    let watcher: Watcher = Box::new(move |settled: Settled| {
+                        let final_code = match settled {
+                            Settled::Settled => code,
+                            Settled::Compensated(failure) => failure,
+                        };
+                        join.resolve_one(index, final_code);
+                    });
+                    (id, watcher)
+                })
+                .collect();
+            resolutions.saga.watch_many(resolutions.source, watches);
             return;
         }
         let (Ok(codes), Some(legs), Some(indexes)) = (&result, &self.legs, &self.indexes) else {
@@ -334,6 +338,7 @@ impl Part {
 /// one shard. Other codes are final.
 fn watch_legs(join: &Arc<Join>, indexes: &[u32], legs: &Legs, codes: &[ResultCode]) {
     let mut fresh = Vec::new();
+    let mut retries: Vec<(surge_core::TransferId, Watcher)> = Vec::new();
     for ((&index, leg), &code) in indexes.iter().zip(&legs.legs).zip(codes) {
         let retry = match code {
             ResultCode::Ok => false,
@@ -345,15 +350,16 @@ fn watch_legs(join: &Arc<Join>, indexes: &[u32], legs: &Legs, codes: &[ResultCod
             continue;
         }
         let waiting = join.clone();
-        let watcher = Box::new(move |settled: Settled| {
+        let watcher: Watcher = Box::new(move |settled: Settled| {
             let final_code = match settled {
                 Settled::Settled => ResultCode::Exists,
                 Settled::Compensated(_) => ResultCode::IdAlreadyFailed,
             };
             waiting.resolve_one(index, final_code);
         });
-        legs.saga.watch(legs.source, leg.transfer.id, watcher);
+        retries.push((leg.transfer.id, watcher));
     }
+    legs.saga.watch_many(legs.source, retries);
     legs.saga.deliver(fresh);
 }
 

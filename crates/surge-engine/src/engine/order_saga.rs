@@ -10,8 +10,11 @@
 //! until its outcome is applied there; after a restart the engine hands every outbox to
 //! the driver again. The target dedupes a redelivery by transfer id (`exists`, or
 //! `id_already_failed` and the stored failure), and an outcome for a step no longer in the
-//! outbox changes nothing. Rounds run one at a time; steps arriving meanwhile wait for the
-//! next round.
+//! outbox changes nothing. The driver starts a round with every step queued (logging them
+//! on their targets) and hands it to one of [`ROUND_WORKERS`] workers, which wait for the
+//! targets, the cross-shard legs and the outcomes; up to that many rounds overlap, so
+//! their log syncs do too. Rounds are independent: an order has one step in flight, and
+//! its next step is sent only once the outcome of this one is applied.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +38,16 @@ const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(1);
 /// How long the driver sleeps when there is nothing to deliver (it is woken on new steps),
 /// and how often it looks at the stop flag while waiting for cross-shard legs.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Rounds in flight at once, each finished by its own worker thread.
+const ROUND_WORKERS: usize = 4;
+
+/// A round whose steps were submitted to their targets: each submission's step indexes
+/// and its pending codes.
+struct Round {
+    steps: Vec<(u32, OrderMessage)>,
+    submitted: Vec<(Vec<usize>, Pending)>,
+}
 
 /// A client waiting for an order step: the command's own code (`ok`, or `exists` for a
 /// retry) becomes the step's outcome once it is settled on the order's shard.
@@ -83,6 +96,7 @@ impl OrderWait {
 pub(crate) struct OrderSaga {
     shared: Arc<OrderShared>,
     driver: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 struct OrderShared {
@@ -99,8 +113,8 @@ struct OrderShared {
 struct Queue {
     /// Steps to deliver, with their order's shard.
     steps: Vec<(u32, OrderMessage)>,
-    /// A round is being delivered.
-    busy: bool,
+    /// Rounds started and not yet finished.
+    rounds: usize,
     /// Set when the driver stopped on an error: nothing more will be delivered.
     failed: Option<String>,
 }
@@ -137,16 +151,33 @@ impl OrderSaga {
             })
             .collect();
         shared.enqueue(recovered);
+        // Bounded: the driver waits while every worker is busy and one round waits.
+        let (rounds, started) = crossbeam_channel::bounded::<Round>(1);
+        let workers = (0..ROUND_WORKERS)
+            .map(|index| {
+                let shared = shared.clone();
+                let started = started.clone();
+                std::thread::Builder::new()
+                    .name(format!("surge-order-round-{index}"))
+                    .spawn(move || {
+                        for round in started {
+                            shared.finish_round(round);
+                        }
+                    })
+                    .expect("spawn an order saga worker")
+            })
+            .collect();
         let driver = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("surge-order-saga".to_string())
-                .spawn(move || shared.drive())
+                .spawn(move || shared.drive(rounds))
                 .expect("spawn the order saga driver")
         };
         OrderSaga {
             shared,
             driver: Some(driver),
+            workers,
         }
     }
 
@@ -167,7 +198,7 @@ impl OrderSaga {
         let deadline = std::time::Instant::now() + limit;
         {
             let mut queue = self.shared.queue.lock();
-            while (queue.busy || !queue.steps.is_empty()) && queue.failed.is_none() {
+            while (queue.rounds > 0 || !queue.steps.is_empty()) && queue.failed.is_none() {
                 if self
                     .shared
                     .ready
@@ -180,8 +211,12 @@ impl OrderSaga {
         }
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.ready.notify_all();
+        // The driver drops the round channel as it stops, which stops the workers.
         if let Some(driver) = self.driver.take() {
             let _ = driver.join();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
         }
     }
 }
@@ -229,9 +264,7 @@ impl OrderSagaHandle {
                 .filter(|key| !state.order_step_in_flight(*key))
                 .collect()
         });
-        for key in settled {
-            self.shared.notify(home, key);
-        }
+        self.shared.notify(home, settled);
     }
 }
 
@@ -247,44 +280,69 @@ impl OrderShared {
         }
     }
 
-    fn drive(&self) {
+    /// Starts rounds of every queued step and hands them to the workers, until stopped
+    /// or failed.
+    fn drive(&self, rounds: crossbeam_channel::Sender<Round>) {
         loop {
             let steps = {
                 let mut queue = self.queue.lock();
-                queue.busy = false;
-                self.ready.notify_all();
-                while queue.steps.is_empty() && !self.stopping.load(Ordering::SeqCst) {
+                while queue.steps.is_empty()
+                    && queue.failed.is_none()
+                    && !self.stopping.load(Ordering::SeqCst)
+                {
                     self.ready.wait_for(&mut queue, IDLE_WAIT);
                 }
-                if queue.steps.is_empty() {
+                if queue.steps.is_empty() || queue.failed.is_some() {
                     return;
                 }
-                queue.busy = true;
+                queue.rounds += 1;
                 std::mem::take(&mut queue.steps)
             };
-            match self.round(&steps) {
-                Ok(true) => {}
-                Ok(false) => return, // Stopping: the outboxes keep the rest.
+            let round = match self.start_round(steps) {
+                Ok(round) => round,
                 Err(error) => {
-                    let mut queue = self.queue.lock();
-                    queue.failed = Some(format!("order saga delivery stopped: {error}"));
-                    queue.busy = false;
-                    self.ready.notify_all();
+                    self.fail(error);
                     return;
                 }
+            };
+            if rounds.send(round).is_err() {
+                return;
             }
         }
     }
 
-    /// Delivers `steps` to their targets, waits for the cross-shard legs they cause, logs
-    /// their outcomes on their orders' shards and answers who waits. `Ok(false)`: stopped
-    /// while waiting.
-    fn round(&self, steps: &[(u32, OrderMessage)]) -> Result<bool, EngineError> {
+    /// Stops delivery for good: the outboxes keep what is undelivered.
+    fn fail(&self, error: EngineError) {
+        let mut queue = self.queue.lock();
+        queue.failed = Some(format!("order saga delivery stopped: {error}"));
+        self.ready.notify_all();
+    }
+
+    /// Finishes a round on a worker; a round ends (counted) however it ends.
+    fn finish_round(&self, round: Round) {
+        if let Err(error) = self.finish(round) {
+            self.fail(error);
+        }
+        let mut queue = self.queue.lock();
+        queue.rounds -= 1;
+        self.ready.notify_all();
+    }
+
+    /// Waits for a round's targets, then for the cross-shard legs its steps caused, logs
+    /// their outcomes on their orders' shards and answers who waits. Stopping while
+    /// waiting leaves the rest to the outboxes.
+    fn finish(&self, round: Round) -> Result<(), EngineError> {
+        let steps = &round.steps;
+        let mut codes = Vec::with_capacity(steps.len());
+        for (chunk, pending) in round.submitted {
+            codes.extend(chunk.into_iter().zip(pending.wait()?));
+        }
         let mut outcomes: Vec<Option<ResultCode>> = vec![None; steps.len()];
         let (settled_sender, settled) = crossbeam_channel::unbounded::<(usize, ResultCode)>();
         let mut waiting = 0usize;
         let mut fresh = Vec::new();
-        for (index, code) in self.apply_on_targets(steps)? {
+        let mut watches: BTreeMap<u32, Vec<(TransferId, super::saga::Watcher)>> = BTreeMap::new();
+        for (index, code) in codes {
             let (_, step) = &steps[index];
             let leg = step.leg;
             let is_leg = matches!(step.kind, kind::AUTHORIZE | kind::REFUND);
@@ -298,14 +356,17 @@ impl OrderShared {
                     }
                     let sender = settled_sender.clone();
                     waiting += 1;
-                    let watcher = Box::new(move |settled: Settled| {
+                    let watcher: super::saga::Watcher = Box::new(move |settled: Settled| {
                         let code = match settled {
                             Settled::Settled => ResultCode::Ok,
                             Settled::Compensated(code) => code,
                         };
                         let _ = sender.send((index, code));
                     });
-                    self.saga.watch(leg.source_shard, leg.transfer.id, watcher);
+                    watches
+                        .entry(leg.source_shard)
+                        .or_default()
+                        .push((leg.transfer.id, watcher));
                     continue;
                 }
                 ResultCode::Ok | ResultCode::Exists => ResultCode::Ok,
@@ -317,6 +378,9 @@ impl OrderShared {
             };
             outcomes[index] = Some(outcome);
         }
+        for (source, watches) in watches {
+            self.saga.watch_many(source, watches);
+        }
         self.saga.deliver(fresh);
         while waiting > 0 {
             match settled.recv_timeout(IDLE_WAIT) {
@@ -324,19 +388,15 @@ impl OrderShared {
                     outcomes[index] = Some(code);
                     waiting -= 1;
                 }
-                Err(_) if self.stopping.load(Ordering::SeqCst) => return Ok(false),
+                Err(_) if self.stopping.load(Ordering::SeqCst) => return Ok(()),
                 Err(_) => {}
             }
         }
-        self.confirm(steps, &outcomes)?;
-        Ok(true)
+        self.confirm(steps, &outcomes)
     }
 
-    /// Logs every step on its target shard; each step's index and code.
-    fn apply_on_targets(
-        &self,
-        steps: &[(u32, OrderMessage)],
-    ) -> Result<Vec<(usize, ResultCode)>, EngineError> {
+    /// Logs every step on its target shard (not waiting for them).
+    fn start_round(&self, steps: Vec<(u32, OrderMessage)>) -> Result<Round, EngineError> {
         let mut by_target: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
         for (index, (_, step)) in steps.iter().enumerate() {
             let is_leg = matches!(step.kind, kind::AUTHORIZE | kind::REFUND);
@@ -363,11 +423,7 @@ impl OrderShared {
                 submitted.push((chunk.to_vec(), pending));
             }
         }
-        let mut codes = Vec::with_capacity(steps.len());
-        for (chunk, pending) in submitted {
-            codes.extend(chunk.into_iter().zip(pending.wait()?));
-        }
-        Ok(codes)
+        Ok(Round { steps, submitted })
     }
 
     /// Logs the outcomes on the orders' shards, then answers who waits for them.
@@ -398,9 +454,7 @@ impl OrderShared {
             pending.wait()?;
         }
         for (home, outcomes) in by_home {
-            for outcome in outcomes {
-                self.notify(home, outcome.transfer_id);
-            }
+            self.notify(home, outcomes.iter().map(|outcome| outcome.transfer_id));
         }
         Ok(())
     }
@@ -428,18 +482,19 @@ impl OrderShared {
         }
     }
 
-    /// Answers whoever waits for step `key` of shard `home`.
-    fn notify(&self, home: u32, key: TransferId) {
-        let waits = {
+    /// Answers whoever waits for the steps `keys` of shard `home` (one look at its state).
+    fn notify(&self, home: u32, keys: impl IntoIterator<Item = TransferId>) {
+        let waits: Vec<OrderWait> = {
             let mut watchers = self.watchers.lock();
             if watchers.is_empty() {
                 return;
             }
-            watchers.remove(&(home, key))
+            keys.into_iter()
+                .filter_map(|key| watchers.remove(&(home, key)))
+                .flatten()
+                .collect()
         };
-        if let Some(waits) = waits {
-            self.answer(home, waits);
-        }
+        self.answer(home, waits);
     }
 
     /// Computes the waits' final codes from `home`'s state, then answers them (outside the

@@ -196,30 +196,35 @@ impl SagaHandle {
         self.shared.handle_deliver(legs);
     }
 
-    /// Calls `watcher` when transfer `id` (a debit leg on shard `source`, applied earlier:
-    /// a client retry) resolves, or at once if it already has.
-    pub(crate) fn watch(&self, source: u32, id: TransferId, watcher: Watcher) {
-        // Registered before looking, so a resolve in between cannot be missed.
-        self.shared
-            .watchers
-            .lock()
-            .entry(id)
-            .or_default()
-            .push(watcher);
-        let node = &self.shared.nodes[source as usize];
-        let resolved = node.read(|state| {
-            if state.shard_in_flight(id) {
-                None
-            } else {
-                Some(match state.shard_compensation(id) {
-                    Some((code, _)) => Settled::Compensated(code),
-                    None => Settled::Settled,
-                })
-            }
-        });
-        if let Some(settled) = resolved {
-            self.shared.notify(id, settled);
+    /// Calls each watcher when its transfer (a debit leg on shard `source` applied
+    /// earlier: a client retry, or a leg delivered by someone else) resolves, or at once
+    /// if it already has; one look at the shard's state for them all.
+    pub(crate) fn watch_many(&self, source: u32, watches: Vec<(TransferId, Watcher)>) {
+        if watches.is_empty() {
+            return;
         }
+        let ids: Vec<TransferId> = watches.iter().map(|(id, _)| *id).collect();
+        {
+            // Registered before looking, so a resolve in between cannot be missed.
+            let mut watchers = self.shared.watchers.lock();
+            for (id, watcher) in watches {
+                watchers.entry(id).or_default().push(watcher);
+            }
+        }
+        let node = &self.shared.nodes[source as usize];
+        let resolved: Vec<(TransferId, Settled)> = node.read(|state| {
+            ids.iter()
+                .filter(|id| !state.shard_in_flight(**id))
+                .map(|&id| {
+                    let settled = match state.shard_compensation(id) {
+                        Some((code, _)) => Settled::Compensated(code),
+                        None => Settled::Settled,
+                    };
+                    (id, settled)
+                })
+                .collect()
+        });
+        self.shared.notify_all(resolved);
     }
 }
 
@@ -281,12 +286,14 @@ impl SagaShared {
         for pending in resolving.pendings {
             pending.wait()?;
         }
+        let mut resolved = Vec::with_capacity(resolving.outcomes.len());
         for delivered in resolving.outcomes {
             if !delivered.early || delivered.outcome != Settled::Settled {
                 answer(delivered.waiter, delivered.outcome);
             }
-            self.notify(delivered.id, delivered.outcome);
+            resolved.push((delivered.id, delivered.outcome));
         }
+        self.notify_all(resolved);
         Ok(())
     }
 
@@ -355,12 +362,14 @@ impl SagaShared {
                 resolves.push(self.submit(*source, Operation::ShardResolve, body, chunk.len())?);
             }
         }
+        let mut early = Vec::new();
         for delivered in &mut settled {
             if delivered.early && delivered.outcome == Settled::Settled {
                 answer(delivered.waiter.take(), delivered.outcome);
-                self.notify(delivered.id, delivered.outcome);
+                early.push((delivered.id, delivered.outcome));
             }
         }
+        self.notify_all(early);
         *resolving = Some(Resolving {
             pendings: resolves,
             outcomes: settled,
@@ -400,15 +409,20 @@ impl SagaShared {
         }
     }
 
-    fn notify(&self, id: TransferId, settled: Settled) {
-        let watchers = {
+    /// Calls the watchers of every resolved transfer (one lock for them all).
+    fn notify_all(&self, resolved: Vec<(TransferId, Settled)>) {
+        let called: Vec<(Watcher, Settled)> = {
             let mut watchers = self.watchers.lock();
             if watchers.is_empty() {
                 return;
             }
-            watchers.remove(&id)
+            resolved
+                .into_iter()
+                .filter_map(|(id, settled)| watchers.remove(&id).map(|found| (found, settled)))
+                .flat_map(|(found, settled)| found.into_iter().map(move |w| (w, settled)))
+                .collect()
         };
-        for watcher in watchers.into_iter().flatten() {
+        for (watcher, settled) in called {
             watcher(settled);
         }
     }
