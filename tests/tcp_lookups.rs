@@ -204,6 +204,21 @@ async fn every_kind_of_record_is_found_and_missing_ids_are_none() {
         }
         other => panic!("{other:?}"),
     }
+    // The TCP server's counters are in the HTTP `/metrics` exposition.
+    let metrics = served::http(served.http, "GET", "/metrics", &read_token, "")
+        .expect("metrics")
+        .body;
+    let value = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"));
+        line[name.len() + 1..].trim().parse().expect("a number")
+    };
+    assert!(value("surge_tcp_requests_total") >= 3, "{metrics}");
+    assert!(value("surge_tcp_lookups_total") >= 6, "{metrics}");
+    assert!(value("surge_tcp_connections_open") >= 2, "{metrics}");
+    assert!(metrics.contains("# TYPE surge_tcp_requests_in_flight gauge"));
     drop((raw, payments, reader));
     assert!(served.terminate().success());
 }

@@ -205,6 +205,23 @@ type Series = (
     fn(&ShardFigures) -> f64,
 );
 
+/// Appends the TCP server's counters and gauges (`surge_tcp_...`).
+pub(crate) fn render_tcp(out: &mut String, samples: &[surge_tcp::MetricSample]) {
+    for sample in samples {
+        let kind = match sample.kind {
+            surge_tcp::MetricKind::Counter => "counter",
+            surge_tcp::MetricKind::Gauge => "gauge",
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}",
+            name = sample.name,
+            help = sample.help,
+            value = sample.value
+        );
+    }
+}
+
 fn render_shards(out: &mut String, shards: &[ShardFigures]) {
     let series: [Series; 4] = [
         (

@@ -196,6 +196,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         dispatch_ready: Arc::new(Notify::new()),
         coalescer: Arc::new(Coalescer::start(&engine)),
         engine_failure: failure.clone(),
+        tcp_metrics: Arc::new(surge_tcp::TcpMetrics::default()),
     };
     let limits = ListenerLimits {
         connections_max: config.http_connections_max,
@@ -225,6 +226,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let tcp_task = tokio::spawn(crate::tcp::serve_tcp(
         tcp_listener,
         Arc::clone(&engine),
+        Arc::clone(&state.tcp_metrics),
         token_store,
         config.tcp.clone(),
         failure,

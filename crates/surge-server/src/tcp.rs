@@ -30,17 +30,17 @@ impl surge_tcp::Authenticator for TokenStore {
 }
 
 /// Serves the binary protocol on `listener` until `shutdown` turns true and every admitted
-/// request was answered. A request the engine fails is reported to `engine_failure` (the
-/// server then stops).
+/// request was answered, counting into `metrics` (rendered by HTTP `/metrics`). A request
+/// the engine fails is reported to `engine_failure` (the server then stops).
 pub(crate) async fn serve_tcp(
     listener: TcpListener,
     engine: Arc<Engine>,
+    metrics: Arc<surge_tcp::TcpMetrics>,
     tokens: Arc<TokenStore>,
     limits: surge_tcp::TcpLimits,
     engine_failure: EngineFailure,
     shutdown: watch::Receiver<bool>,
 ) {
-    let metrics = Arc::new(surge_tcp::TcpMetrics::default());
     let on_engine_failure: surge_tcp::EngineFailureHook =
         Arc::new(move |error| engine_failure.report(&error.to_string()));
     let served = surge_tcp::serve_with_hook(

@@ -51,6 +51,8 @@ pub(crate) struct AppState {
     pub(crate) coalescer: Arc<crate::coalesce::Coalescer>,
     /// Where a command answered `engine_failed` reports it (the server then stops).
     pub(crate) engine_failure: crate::engine_failure::EngineFailure,
+    /// The TCP server's counters, rendered by `/metrics` with the HTTP ones.
+    pub(crate) tcp_metrics: Arc<surge_tcp::TcpMetrics>,
 }
 
 impl AppState {

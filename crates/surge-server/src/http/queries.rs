@@ -29,7 +29,8 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let shards = crate::server::shard_figures(&state.engine);
-    let text = state.metrics.render(state.requests_in_flight(), &shards);
+    let mut text = state.metrics.render(state.requests_in_flight(), &shards);
+    crate::metrics::render_tcp(&mut text, &state.tcp_metrics.samples());
     let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
