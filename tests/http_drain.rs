@@ -166,3 +166,36 @@ fn past_the_connection_limit_a_connection_is_answered_429() {
     assert!(refusals >= 2, "{refusals}");
     assert!(served.terminate().success());
 }
+
+#[test]
+fn a_shutdown_delay_keeps_serving_while_readyz_says_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(dir.path(), &["--shutdown-delay-ms", "4000"]);
+    let payments = initial_token(dir.path(), "payments");
+    served.signal_terminate();
+    let signalled = Instant::now();
+    eventually("/readyz answers 503 during the delay", || {
+        http(served.http, "GET", "/readyz", "", "").is_some_and(|answer| answer.status == 503)
+    });
+    let ready = http(served.http, "GET", "/readyz", "", "").unwrap();
+    assert_eq!(code(&ready), "shutting_down");
+    // Everything else is served as before: a load balancer still finishing its traffic
+    // gets answers, not refusals.
+    let accounts = r#"[{"id":"1","ledger":1,"code":1}]"#;
+    let created = http(served.http, "POST", "/v1/accounts", &payments, accounts).unwrap();
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert!(
+        signalled.elapsed() < Duration::from_millis(4_000),
+        "the request came inside the delay (the machine was too slow to tell)"
+    );
+    let status = served
+        .wait_exit(Duration::from_secs(20))
+        .expect("the server drains and exits after the delay");
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() >= Duration::from_millis(4_000));
+    let served = serve(dir.path(), &[]);
+    let read = initial_token(dir.path(), "read");
+    let found = http(served.http, "GET", "/v1/accounts/1", &read, "").unwrap();
+    assert_eq!(found.status, 200, "durable: {}", found.body);
+    assert!(served.terminate().success());
+}

@@ -17,8 +17,8 @@ use crate::constants::{
     CONFIG_FILE_SIZE_BYTES_MAX, DATA_DIR_DEFAULT, HTTP_ADDR_DEFAULT,
     HTTP_BODY_SIZE_BYTES_MAX_DEFAULT, HTTP_CONNECTIONS_MAX_DEFAULT, HTTP_IDLE_TIMEOUT_MS_DEFAULT,
     HTTP_REQUESTS_IN_FLIGHT_MAX_DEFAULT, IDEMPOTENCY_BYTES_MAX_DEFAULT,
-    IDEMPOTENCY_KEYS_MAX_DEFAULT, IDEMPOTENCY_KEY_AGE_S_DEFAULT, SHUTDOWN_GRACE_MS_DEFAULT,
-    TCP_ADDR_DEFAULT,
+    IDEMPOTENCY_KEYS_MAX_DEFAULT, IDEMPOTENCY_KEY_AGE_S_DEFAULT, SHUTDOWN_DELAY_MS_DEFAULT,
+    SHUTDOWN_GRACE_MS_DEFAULT, TCP_ADDR_DEFAULT,
 };
 
 /// Flags of `surge serve`. Every flag is optional: an unset flag falls back to its
@@ -90,6 +90,11 @@ pub struct ServeArgs {
     /// [env: SURGE_SHUTDOWN_GRACE_MS] [default: 10000]
     #[arg(long, value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Milliseconds to keep serving after SIGINT/SIGTERM with /readyz answering 503, so a
+    /// load balancer stops sending traffic before the drain refuses any; a second signal
+    /// ends it early. [env: SURGE_SHUTDOWN_DELAY_MS] [default: 0]
+    #[arg(long, value_name = "MS")]
+    pub shutdown_delay_ms: Option<u64>,
     /// Most remembered Idempotency-Keys (oldest forgotten first).
     /// [env: SURGE_IDEMPOTENCY_KEYS_MAX] [default: 100000]
     #[arg(long, value_name = "N")]
@@ -132,6 +137,7 @@ struct FileConfig {
     tcp_requests_in_flight_max: Option<usize>,
     tcp_idle_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    shutdown_delay_ms: Option<u64>,
     idempotency_keys_max: Option<usize>,
     idempotency_key_age_s: Option<u64>,
     idempotency_bytes_max: Option<usize>,
@@ -165,6 +171,8 @@ pub struct ServerConfig {
     pub tcp: surge_tcp::TcpLimits,
     /// Time in-flight requests get after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Time the server keeps serving, not ready, after a shutdown signal, before draining.
+    pub shutdown_delay: Duration,
     /// Most remembered Idempotency-Keys.
     pub idempotency_keys_max: usize,
     /// How long an Idempotency-Key is remembered.
@@ -291,6 +299,7 @@ impl ServerConfig {
             http_idle_timeout: Duration::from_millis(HTTP_IDLE_TIMEOUT_MS_DEFAULT),
             tcp: surge_tcp::TcpLimits::default(),
             shutdown_grace: Duration::from_millis(SHUTDOWN_GRACE_MS_DEFAULT),
+            shutdown_delay: Duration::from_millis(SHUTDOWN_DELAY_MS_DEFAULT),
             idempotency_keys_max: IDEMPOTENCY_KEYS_MAX_DEFAULT,
             idempotency_key_age: Duration::from_secs(IDEMPOTENCY_KEY_AGE_S_DEFAULT),
             idempotency_bytes_max: IDEMPOTENCY_BYTES_MAX_DEFAULT,
@@ -436,6 +445,12 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
             args.shutdown_grace_ms,
             file.shutdown_grace_ms,
             || SHUTDOWN_GRACE_MS_DEFAULT,
+        )?);
+        config.shutdown_delay = Duration::from_millis(self.pick(
+            "shutdown_delay_ms",
+            args.shutdown_delay_ms,
+            file.shutdown_delay_ms,
+            || SHUTDOWN_DELAY_MS_DEFAULT,
         )?);
         config.idempotency_keys_max = self.pick(
             "idempotency_keys_max",

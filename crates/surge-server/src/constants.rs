@@ -39,6 +39,10 @@ pub const HTTP_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 /// Default time given to in-flight requests after a shutdown signal, in milliseconds.
 pub const SHUTDOWN_GRACE_MS_DEFAULT: u64 = 10_000;
 
+/// Default time the server keeps serving, not ready, after a shutdown signal before it
+/// drains, in milliseconds (none: drain at once).
+pub const SHUTDOWN_DELAY_MS_DEFAULT: u64 = 0;
+
 /// Default most remembered `Idempotency-Key`s.
 pub const IDEMPOTENCY_KEYS_MAX_DEFAULT: usize = 100_000;
 

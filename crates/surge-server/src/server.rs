@@ -129,6 +129,30 @@ impl RunningServer {
         engine_failure::reported(self.engine_failure.clone()).await
     }
 
+    /// After a shutdown signal, before the drain: `/readyz` answers 503 while everything
+    /// else is served as before, for the configured shutdown delay (a second signal or an
+    /// engine failure ends it early: its reason), so a load balancer stops sending
+    /// traffic first.
+    pub async fn delay_shutdown(&self) -> Option<String> {
+        let state = self.state.as_ref()?;
+        let delay = state.config.shutdown_delay;
+        if delay.is_zero() {
+            return None;
+        }
+        state
+            .not_ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "surge: shutting down: /readyz answers 503; serving {} ms more before draining",
+            delay.as_millis()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => None,
+            () = shutdown_signal() => None,
+            reason = self.engine_failed() => Some(reason),
+        }
+    }
+
     /// The request counters (for tests).
     pub fn metrics(&self) -> Option<Arc<Metrics>> {
         self.state.as_ref().map(|state| Arc::clone(&state.metrics))
@@ -197,6 +221,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         coalescer: Arc::new(Coalescer::start(&engine)),
         engine_failure: failure.clone(),
         tcp_metrics: Arc::new(surge_tcp::TcpMetrics::default()),
+        not_ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let limits = ListenerLimits {
         connections_max: config.http_connections_max,
@@ -269,10 +294,13 @@ pub async fn run(
     }
     println!("surge: HTTP listening on http://{}", server.http_addr());
     println!("surge: TCP listening on {}", server.tcp_addr());
-    let failed = tokio::select! {
+    let mut failed = tokio::select! {
         () = shutdown => None,
         reason = server.engine_failed() => Some(reason),
     };
+    if failed.is_none() {
+        failed = server.delay_shutdown().await;
+    }
     match &failed {
         None => println!("surge: shutting down: finishing in-flight requests"),
         Some(reason) => {

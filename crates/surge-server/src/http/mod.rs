@@ -53,6 +53,9 @@ pub(crate) struct AppState {
     pub(crate) engine_failure: crate::engine_failure::EngineFailure,
     /// The TCP server's counters, rendered by `/metrics` with the HTTP ones.
     pub(crate) tcp_metrics: Arc<surge_tcp::TcpMetrics>,
+    /// Set when a shutdown signal came and the server still serves for the shutdown
+    /// delay: `/readyz` answers 503 already.
+    pub(crate) not_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {

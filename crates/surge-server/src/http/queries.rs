@@ -21,7 +21,8 @@ pub(super) async fn healthz() -> Response {
 }
 
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    if state.is_shutting_down() {
+    let leaving = state.not_ready.load(std::sync::atomic::Ordering::Relaxed);
+    if state.is_shutting_down() || leaving {
         return Problem::edge(EdgeCode::ShuttingDown, "not ready: shutting down").into_response();
     }
     json(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
