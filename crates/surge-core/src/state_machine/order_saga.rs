@@ -64,6 +64,10 @@ pub(crate) struct OrderSaga {
     pub(crate) spans: BTreeMap<OrderId, OrderSpan>,
     /// Steps sent and not yet settled, by transfer id.
     pub(crate) outbox: BTreeMap<TransferId, OrderMessage>,
+    /// The authorization id of every order in `spans` (derived from `spans` and the
+    /// orders: rebuilt on restore, not in snapshots). That transfer lives on the buyer's
+    /// shard, so this shard's transfer ids cannot tell that its id is taken.
+    pub(crate) authorizations: BTreeMap<TransferId, OrderId>,
     /// Messages that joined the outbox since the engine last took them (not state: after
     /// a restart the engine delivers the whole outbox).
     pub(crate) released: Vec<OrderMessage>,
@@ -95,9 +99,7 @@ impl StateMachine {
         if timestamp.checked_add(order.timeout_ns).is_none() {
             return Outcome::Failed(ResultCode::TimeoutOverflows);
         }
-        if self.transfer_id_used(order.transfer_id)
-            || self.order_saga.outbox.contains_key(&order.transfer_id)
-        {
+        if self.transfer_id_used(order.transfer_id) || self.order_step_id_taken(order.transfer_id) {
             return Outcome::Failed(ResultCode::TransferIdInUse);
         }
         let first_plan = match self.order_lines_plan(order) {
@@ -120,6 +122,9 @@ impl StateMachine {
             in_flight: order.transfer_id,
         };
         assert!(self.order_saga.spans.insert(order.id, span).is_none());
+        self.order_saga
+            .authorizations
+            .insert(order.transfer_id, order.id);
         let leg = ShardLeg {
             transfer: authorization(order),
             source_shard: spanning.buyer_shard,
@@ -165,8 +170,16 @@ impl StateMachine {
         if self.order_saga.spans.is_empty() {
             return None; // The hot path: no order spans shards.
         }
-        let span = self.order_span(stored.order.id)?;
         let id = action.transfer_id;
+        let Some(span) = self.order_span(stored.order.id) else {
+            // A local order's action may not take the id of a step of an order spanning
+            // shards (whose transfers live elsewhere).
+            if self.order_saga.authorizations.contains_key(&id) {
+                return Some(Outcome::Existing(ResultCode::ExistsWithDifferentFields));
+            }
+            let taken = self.order_saga.outbox.contains_key(&id);
+            return taken.then_some(Outcome::Rejected(ResultCode::TransferIdInUse));
+        };
         let same_kind = |message_kind: u32| {
             matches!(
                 (operation, message_kind),
@@ -200,7 +213,8 @@ impl StateMachine {
             };
             return existing(same);
         }
-        if id == stored.order.transfer_id {
+        if id == stored.order.transfer_id || self.order_saga.authorizations.contains_key(&id) {
+            // An authorization of this shard's orders (as one shard answers a used id).
             return existing(false);
         }
         if self.order_saga.outbox.contains_key(&id) {
@@ -397,6 +411,7 @@ impl StateMachine {
                 self.release_order_lines(&stored);
                 self.orders.fail_placed(order_id, code);
                 self.order_saga.spans.remove(&order_id);
+                self.order_saga.authorizations.remove(&key);
                 return Outcome::Applied;
             }
             kind::PAY if success => {
@@ -460,6 +475,14 @@ impl StateMachine {
     /// Whether the order step with this transfer id waits for its outcome here.
     pub fn order_step_in_flight(&self, id: TransferId) -> bool {
         self.order_saga.outbox.contains_key(&id)
+    }
+
+    /// Whether `id` is taken by a step of an order spanning shards (its authorization, or
+    /// a step in flight), whose transfer lives on another shard.
+    pub(crate) fn order_step_id_taken(&self, id: TransferId) -> bool {
+        !self.order_saga.spans.is_empty()
+            && (self.order_saga.authorizations.contains_key(&id)
+                || self.order_saga.outbox.contains_key(&id))
     }
 
     /// Orders of this shard whose buyer or merchant lives on another shard.

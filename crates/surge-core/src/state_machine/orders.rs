@@ -106,7 +106,7 @@ impl StateMachine {
         let Some(expires_at) = timestamp.checked_add(order.timeout_ns) else {
             fail!(TimeoutOverflows);
         };
-        if self.transfer_id_used(order.transfer_id) {
+        if self.transfer_id_used(order.transfer_id) || self.order_step_id_taken(order.transfer_id) {
             fail!(TransferIdInUse);
         }
         let first_plan = match self.order_lines_plan(order) {

@@ -863,6 +863,15 @@ impl Decoded {
             .into_iter()
             .map(|leg| (leg.transfer.id, leg))
             .collect();
+        for (id, _) in &self.order_spans {
+            let order = sm
+                .orders
+                .get(*id)
+                .expect("a span's order is checked placed");
+            sm.order_saga
+                .authorizations
+                .insert(order.order.transfer_id, *id);
+        }
         sm.order_saga.spans = self.order_spans.into_iter().collect();
         sm.order_saga.outbox = self
             .order_outbox

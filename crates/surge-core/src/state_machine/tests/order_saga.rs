@@ -393,3 +393,45 @@ fn steps_in_flight_survive_a_snapshot() {
     corrupt[kind_offset] = 9;
     assert!(StateMachine::restore(&corrupt).is_err());
 }
+
+#[test]
+fn an_action_may_not_take_another_orders_authorization_id() {
+    let mut world = World::new();
+    assert_eq!(
+        world.place(order(9, 109, 10, &[(SKU_A, 1)])),
+        ResultCode::Ok
+    );
+    assert_eq!(
+        world.place(order(10, 110, 10, &[(SKU_A, 1)])),
+        ResultCode::Ok
+    );
+    world.settle();
+    // Order 10 paid with order 9's authorization id: refused as one shard refuses a used
+    // id, though that transfer lives on the buyer's shard.
+    assert_eq!(
+        world.orders().pay(action(10, 109)),
+        ResultCode::ExistsWithDifferentFields
+    );
+    assert!(world.orders().sm.order_outbox().is_empty());
+    // Nor may a new order take it.
+    assert_eq!(
+        world.place(order(11, 109, 10, &[(SKU_A, 1)])),
+        ResultCode::TransferIdInUse
+    );
+    // Order 9 then expires with its authorization's id as its void's: no clash.
+    let due = world.orders().now() + ORDER_TIMEOUT_NS;
+    world.orders().pulse_at(due);
+    world.settle();
+    assert_eq!(world.orders().order_status(9), OrderStatus::Expired);
+    assert_eq!(
+        world.pending_status(BUYERS, 109),
+        Some(PendingStatus::Expired)
+    );
+    // Restored, the shard still knows the authorization ids.
+    let restored = StateMachine::restore(&world.orders().sm.snapshot()).expect("restores");
+    let mut twin = world.orders().twin(restored);
+    assert_eq!(
+        twin.pay(action(10, 109)),
+        ResultCode::ExistsWithDifferentFields
+    );
+}
