@@ -56,11 +56,14 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .thread_name("surge-http")
         .build()
         .context("cannot start the async runtime")?;
+    // The signal handlers are installed before the server starts, so a signal sent as
+    // soon as it announces its addresses is a graceful shutdown, not the default kill.
+    let shutdown = {
+        let _entered = runtime.enter();
+        surge_server::server::shutdown_signal()
+    };
     runtime
-        .block_on(surge_server::server::run(
-            config,
-            surge_server::server::shutdown_signal(),
-        ))
+        .block_on(surge_server::server::run(config, shutdown))
         .context("surge serve")?;
     Ok(())
 }

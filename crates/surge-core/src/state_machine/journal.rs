@@ -1,5 +1,5 @@
 //! Maps that remember how to undo: every write records the key's previous value, so a
-//! failed linked chain or a half-done order can be rolled back to a savepoint exactly.
+//! failed linked chain can be rolled back to a savepoint exactly.
 //!
 //! The hasher has a fixed seed: the state machine reads no randomness, and although no
 //! result depends on iteration order, a fixed seed keeps even memory layout reproducible.

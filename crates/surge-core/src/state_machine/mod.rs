@@ -11,8 +11,11 @@
 //! fixed order; a command that names an item due between `T` and its own timestamp sees it
 //! as expired. An empty batch (a pulse) only moves time forward.
 //!
-//! Atomicity: every write goes through a journal, so a linked chain that fails, or an order
-//! whose third line is sold out, is rolled back to exactly the state before it.
+//! Atomicity: a linked chain runs under a savepoint (its writes go through journals and the
+//! order store keeps its appended tail), so a chain that fails is rolled back to exactly
+//! the state before it. Other commands check everything before their first write (an
+//! order whose third line is sold out writes nothing), so they skip the undo log; debug
+//! builds record it anyway and assert that a failing command wrote nothing.
 
 mod archive;
 mod cross_shard;
