@@ -401,9 +401,10 @@ pub(crate) fn prefetch_value<T>(value: *const T) {
     }
 }
 
-/// A prefetch hint. The one `unsafe` in the core: `_mm_prefetch` is marked unsafe only
-/// because it is a target-feature intrinsic; a prefetch reads nothing into the program,
-/// cannot fault on any address and has no effect on program state.
+/// A prefetch hint, one of the core's two `unsafe`s (with `memory.rs`'s `madvise`):
+/// `_mm_prefetch` is marked unsafe only because it is a target-feature intrinsic; a
+/// prefetch reads nothing into the program, cannot fault on any address and has no effect
+/// on program state.
 #[inline(always)]
 #[allow(unsafe_code)]
 fn prefetch_read(pointer: *const u8) {
