@@ -88,7 +88,7 @@ impl StateMachine {
         for leg in self.cross_shard.pendings.values() {
             hasher.update(bytemuck::bytes_of(leg));
         }
-        for (id, span) in &self.order_saga.spans {
+        for (id, span) in &self.order_saga.spans_sorted() {
             hasher.update(&id.0.to_le_bytes());
             hasher.update(&span.buyer_shard.to_le_bytes());
             hasher.update(&span.merchant_shard.to_le_bytes());

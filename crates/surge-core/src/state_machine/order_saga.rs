@@ -32,6 +32,7 @@
 
 use std::collections::BTreeMap;
 
+use super::journal::{map_with_capacity, Map};
 use super::ledger::Resolver;
 use super::order_store::StoredOrder;
 use super::orders::{authorization, order_fingerprint, validate_order};
@@ -57,20 +58,43 @@ pub(crate) struct OrderSpan {
     pub(crate) in_flight: TransferId,
 }
 
-/// The state of orders spanning shards on one shard.
-#[derive(Clone, Debug, Default)]
+/// The state of orders spanning shards on one shard. `spans` and `authorizations` grow
+/// with every such order, so they are hash maps (a fixed hasher; walked in key order
+/// only by snapshots and the state hash); the outbox holds only steps in flight.
+#[derive(Clone, Debug)]
 pub(crate) struct OrderSaga {
     /// Orders of this shard whose buyer or merchant lives on another one, by id.
-    pub(crate) spans: BTreeMap<OrderId, OrderSpan>,
+    pub(crate) spans: Map<OrderId, OrderSpan>,
     /// Steps sent and not yet settled, by transfer id.
     pub(crate) outbox: BTreeMap<TransferId, OrderMessage>,
     /// The authorization id of every order in `spans` (derived from `spans` and the
     /// orders: rebuilt on restore, not in snapshots). That transfer lives on the buyer's
     /// shard, so this shard's transfer ids cannot tell that its id is taken.
-    pub(crate) authorizations: BTreeMap<TransferId, OrderId>,
+    pub(crate) authorizations: Map<TransferId, OrderId>,
     /// Messages that joined the outbox since the engine last took them (not state: after
     /// a restart the engine delivers the whole outbox).
     pub(crate) released: Vec<OrderMessage>,
+}
+
+impl Default for OrderSaga {
+    fn default() -> Self {
+        OrderSaga {
+            spans: map_with_capacity(0),
+            outbox: BTreeMap::new(),
+            authorizations: map_with_capacity(0),
+            released: Vec::new(),
+        }
+    }
+}
+
+impl OrderSaga {
+    /// The spans in order id order (snapshots, the state hash).
+    pub(crate) fn spans_sorted(&self) -> Vec<(OrderId, OrderSpan)> {
+        let mut spans: Vec<(OrderId, OrderSpan)> =
+            self.spans.iter().map(|(id, span)| (*id, *span)).collect();
+        spans.sort_unstable_by_key(|(id, _)| *id);
+        spans
+    }
 }
 
 impl StateMachine {

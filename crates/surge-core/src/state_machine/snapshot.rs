@@ -286,12 +286,16 @@ impl StateMachine {
         put_section(&mut out, self.cross_shard.pendings.values(), |out, leg| {
             out.extend_from_slice(bytemuck::bytes_of(*leg));
         });
-        put_section(&mut out, self.order_saga.spans.iter(), |out, (id, span)| {
-            put_u128(out, id.0);
-            put_u32(out, span.buyer_shard);
-            put_u32(out, span.merchant_shard);
-            put_u128(out, span.in_flight.0);
-        });
+        put_section(
+            &mut out,
+            self.order_saga.spans_sorted(),
+            |out, (id, span)| {
+                put_u128(out, id.0);
+                put_u32(out, span.buyer_shard);
+                put_u32(out, span.merchant_shard);
+                put_u128(out, span.in_flight.0);
+            },
+        );
         put_section(&mut out, self.order_saga.outbox.values(), |out, message| {
             out.extend_from_slice(bytemuck::bytes_of(*message));
         });

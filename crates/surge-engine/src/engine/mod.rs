@@ -248,25 +248,36 @@ impl Engine {
         let Batch::PlaceOrders(orders) = batch else {
             unreachable!("only orders span shards");
         };
-        let spanning: Vec<SpanningOrder> = indexes
+        let mut spanning: Vec<SpanningOrder> = indexes
             .iter()
             .map(|&index| {
                 let order = orders[index as usize];
-                let merchant_shard = shard_of(order.merchant_id.0, self.shard_count);
-                // Accounts never change ledger and are never deleted.
-                let merchant_ledger = self
-                    .node(merchant_shard as usize)
-                    .read(|state| state.account(order.merchant_id))
-                    .map_or(0, |account| account.ledger);
                 SpanningOrder {
                     order,
                     buyer_shard: shard_of(order.buyer_id.0, self.shard_count),
-                    merchant_shard,
-                    merchant_ledger,
+                    merchant_shard: shard_of(order.merchant_id.0, self.shard_count),
+                    merchant_ledger: 0,
                     reserved: [0; 4],
                 }
             })
             .collect();
+        // The merchants' ledgers, one look at each merchant shard for the whole part
+        // (accounts never change ledger and are never deleted).
+        let mut shards: Vec<u32> = spanning.iter().map(|s| s.merchant_shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for merchant_shard in shards {
+            self.node(merchant_shard as usize).read(|state| {
+                for order in spanning
+                    .iter_mut()
+                    .filter(|s| s.merchant_shard == merchant_shard)
+                {
+                    order.merchant_ledger = state
+                        .account(order.order.merchant_id)
+                        .map_or(0, |account| account.ledger);
+                }
+            });
+        }
         let steps = OrderSteps {
             saga: self.order_saga.as_ref().expect("running").handle(),
             home: shard as u32,
