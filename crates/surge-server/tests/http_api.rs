@@ -528,3 +528,86 @@ async fn concurrent_single_requests_share_batches_and_keep_their_codes() {
         "{batches} engine batches for {REQUESTS} concurrent requests: nothing was coalesced"
     );
 }
+
+/// The `nth` id (from 1) that `shard` of 2 owns.
+fn on_shard(shard: u32, nth: usize) -> u128 {
+    (1..)
+        .filter(|id| surge_core::shard_of(*id, 2) == shard)
+        .nth(nth)
+        .expect("ids exist on every shard")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_spanning_shards_are_answered_once_settled_on_every_shard() {
+    let server = TestServer::start_with(|config| config.shards = Some(2)).await;
+    // The SKU and the merchant on shard 0, the buyer (and its bank) on shard 1.
+    let sku = (1..)
+        .find(|id: &u64| surge_core::shard_of(u128::from(*id), 2) == 0)
+        .unwrap();
+    let (merchant, buyer, bank) = (on_shard(0, 0), on_shard(1, 0), on_shard(1, 1));
+    let accounts = format!(
+        r#"[{{"id":"{buyer}","ledger":1,"code":1,"debits_must_not_exceed_credits":true}},
+            {{"id":"{merchant}","ledger":1,"code":1}},{{"id":"{bank}","ledger":1,"code":1}}]"#
+    );
+    assert_eq!(server.post("/v1/accounts", &accounts).await.status, 200);
+    let funded = transfer(
+        &server,
+        "100",
+        &bank.to_string(),
+        &buyer.to_string(),
+        1_000,
+        "",
+    )
+    .await;
+    assert_eq!(funded.status, 201, "{}", funded.body);
+    let stocked = format!(r#"{{"id":{sku},"units_stocked":10,"limit_per_buyer":0}}"#);
+    assert_eq!(server.post("/v1/skus", &stocked).await.status, 201);
+    let order = |id: &str, authorization: &str, amount: u64| {
+        format!(
+            r#"{{"id":"{id}","buyer_id":"{buyer}","merchant_id":"{merchant}",
+                "transfer_id":"{authorization}","amount":{amount},"timeout_ns":60000000000,
+                "ledger":1,"lines":[{{"sku_id":{sku},"quantity":1}}]}}"#
+        )
+    };
+    let account = |reply: common::Reply, field: &str| reply.json()[field].as_u64().unwrap();
+
+    // Answered once the hold is in place on the buyer's shard and the merchant's.
+    let placed = server.post("/v1/orders", &order("700", "701", 300)).await;
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let wallet = server.get(&format!("/v1/accounts/{buyer}")).await;
+    assert_eq!(account(wallet, "debits_pending"), 300);
+    let shop = server.get(&format!("/v1/accounts/{merchant}")).await;
+    assert_eq!(account(shop, "credits_pending"), 300);
+
+    let paid = server
+        .post("/v1/orders/700/pay", r#"{"transfer_id":"702"}"#)
+        .await;
+    assert_eq!(paid.status, 201, "{}", paid.body);
+    let looked_up = server.get("/v1/orders/700").await.json();
+    assert_eq!(looked_up["status"], "paid", "{looked_up}");
+    let wallet = server.get(&format!("/v1/accounts/{buyer}")).await;
+    assert_eq!(account(wallet, "debits_posted"), 300);
+    let refunded = server
+        .post("/v1/orders/700/refund", r#"{"transfer_id":"703"}"#)
+        .await;
+    assert_eq!(refunded.status, 201, "{}", refunded.body);
+    assert_eq!(
+        server.get("/v1/orders/700").await.json()["status"],
+        "refunded"
+    );
+    let wallet = server.get(&format!("/v1/accounts/{buyer}")).await;
+    assert_eq!(account(wallet, "credits_posted"), 1_300);
+
+    // Refused on the buyer's shard: the order id fails with that shard's code.
+    let too_dear = server.post("/v1/orders", &order("710", "711", 5_000)).await;
+    assert_eq!(too_dear.status, 409, "{}", too_dear.body);
+    assert_eq!(too_dear.json()["code"], "exceeds_credits");
+    let failed = server.get("/v1/orders/710").await.json();
+    assert_eq!(
+        (failed["outcome"].as_str(), failed["code"].as_str()),
+        (Some("failed"), Some("exceeds_credits"))
+    );
+    let stock = server.get(&format!("/v1/skus/{sku}")).await.json();
+    assert_eq!(stock["units_reserved"], 0, "{stock}");
+    server.server.stop().await.unwrap();
+}
