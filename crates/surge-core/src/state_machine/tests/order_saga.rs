@@ -435,3 +435,262 @@ fn an_action_may_not_take_another_orders_authorization_id() {
         ResultCode::ExistsWithDifferentFields
     );
 }
+
+// --- Property: any interleaving of client actions, deliveries, late and repeated
+// outcomes, redeliveries and expiries ends consistent on every shard. ---
+
+use proptest::prelude::*;
+
+/// A merchant living with the buyer (on shard 1).
+const MERCHANT_WITH_BUYER: AccountId = AccountId(40);
+
+#[derive(Clone, Debug)]
+enum Move {
+    Place {
+        amount: u64,
+        quantity: u32,
+        sku_b: bool,
+        merchant_with_buyer: bool,
+    },
+    Pay(usize),
+    Cancel(usize),
+    Refund(usize, bool),
+    /// Deliver a step the order's shard sent (its chain of cross-shard legs at once).
+    Deliver(usize),
+    /// Log a delivered step's outcome on the order's shard (maybe late, maybe again).
+    Confirm(usize),
+    /// Deliver an already delivered step again (a restart's redelivery).
+    Redeliver(usize),
+    /// Move the order's shard's clock (orders expire after `ORDER_TIMEOUT_NS`).
+    Pulse(u64),
+}
+
+fn any_move() -> impl Strategy<Value = Move> {
+    prop_oneof![
+        3 => (1..400u64, 1..3u32, any::<bool>(), any::<bool>()).prop_map(
+            |(amount, quantity, sku_b, merchant_with_buyer)| Move::Place {
+                amount,
+                quantity,
+                sku_b,
+                merchant_with_buyer,
+            }
+        ),
+        2 => any::<usize>().prop_map(Move::Pay),
+        1 => any::<usize>().prop_map(Move::Cancel),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(i, restock)| Move::Refund(i, restock)),
+        4 => any::<usize>().prop_map(Move::Deliver),
+        4 => any::<usize>().prop_map(Move::Confirm),
+        1 => any::<usize>().prop_map(Move::Redeliver),
+        1 => (0..2 * ORDER_TIMEOUT_NS).prop_map(Move::Pulse),
+    ]
+}
+
+/// The test's stand-in for the engine's order driver.
+#[derive(Default)]
+struct Mail {
+    sent: Vec<OrderMessage>,
+    outcomes: Vec<OrderOutcome>,
+    delivered: Vec<OrderMessage>,
+}
+
+impl World {
+    /// Applies `message` on its target once, then the cross-shard legs it causes; the
+    /// outcome the engine's driver would log back (its mapping of redeliveries included).
+    fn deliver_once(&mut self, message: &OrderMessage) -> OrderOutcome {
+        let leg = message.leg;
+        let target = leg.source_shard as usize;
+        let is_leg = matches!(
+            message.kind,
+            order_message_kind::AUTHORIZE | order_message_kind::REFUND
+        );
+        let code = if is_leg {
+            self.shards[target].apply(Batch::OrderLegs(&[leg]))[0]
+        } else {
+            self.shards[target].apply(Batch::OrderResolve(&[leg.transfer]))[0]
+        };
+        let crosses = is_leg && leg.destination_shard != leg.source_shard;
+        let outcome = match code {
+            ResultCode::Ok if crosses => {
+                let destination = leg.destination_shard as usize;
+                let credit = self.shards[destination].apply(Batch::ShardCredit(&[leg]))[0];
+                let resolve = ShardOutcome {
+                    transfer_id: leg.transfer.id,
+                    code: credit.as_u32(),
+                    reserved: [0; 12],
+                };
+                self.shards[target].apply(Batch::ShardResolve(&[resolve]));
+                credit
+            }
+            // Applied before: settled or compensated then.
+            ResultCode::Exists if crosses => self.shards[target]
+                .sm
+                .shard_compensation(leg.transfer.id)
+                .map_or(ResultCode::Ok, |(code, _)| code),
+            ResultCode::Ok | ResultCode::Exists => {
+                for phase_two in self.shards[target].sm.take_released_legs() {
+                    let destination = phase_two.destination_shard as usize;
+                    self.shards[destination].apply(Batch::ShardCredit(&[phase_two]));
+                    let resolve = ShardOutcome {
+                        transfer_id: phase_two.transfer.id,
+                        code: 0,
+                        reserved: [0; 12],
+                    };
+                    self.shards[target].apply(Batch::ShardResolve(&[resolve]));
+                }
+                ResultCode::Ok
+            }
+            ResultCode::IdAlreadyFailed if is_leg => {
+                match self.shards[target].sm.transfer(leg.transfer.id) {
+                    Some(TransferLookup::Failed(code)) => code,
+                    _ => code,
+                }
+            }
+            ResultCode::ExistsWithDifferentFields if is_leg => ResultCode::TransferIdInUse,
+            failure => failure,
+        };
+        OrderOutcome {
+            transfer_id: leg.transfer.id,
+            code: outcome.as_u32(),
+            kind: message.kind,
+            reserved: [0; 8],
+        }
+    }
+
+    fn collect(&mut self, mail: &mut Mail) {
+        mail.sent
+            .extend(self.shards[ORDERS].sm.take_released_order_messages());
+    }
+
+    /// Delivers and confirms everything, in order, until nothing is left.
+    fn drain(&mut self, mail: &mut Mail) {
+        loop {
+            self.collect(mail);
+            if mail.sent.is_empty() && mail.outcomes.is_empty() {
+                return;
+            }
+            for message in std::mem::take(&mut mail.sent) {
+                let outcome = self.deliver_once(&message);
+                mail.outcomes.push(outcome);
+            }
+            for outcome in std::mem::take(&mut mail.outcomes) {
+                self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_interleaving_of_steps_ends_consistent_on_every_shard(
+        moves in proptest::collection::vec(any_move(), 1..60)
+    ) {
+        let mut world = World::new();
+        let merchant = account(MERCHANT_WITH_BUYER);
+        prop_assert_eq!(world.shards[BUYERS].create_account(merchant), ResultCode::Ok);
+        let mut mail = Mail::default();
+        let mut orders: Vec<(u128, u128, u64)> = Vec::new(); // (order, authorization, amount)
+        let mut next_id = 1_000u128;
+        let mut id = || {
+            next_id += 1;
+            next_id
+        };
+        for step in moves {
+            match step {
+                Move::Place { amount, quantity, sku_b, merchant_with_buyer } => {
+                    let (order_id, authorization) = (id(), id());
+                    let sku = if sku_b { SKU_B } else { SKU_A };
+                    let mut placing = order(order_id, authorization, amount, &[(sku, quantity)]);
+                    let merchant_shard = if merchant_with_buyer {
+                        placing.merchant_id = MERCHANT_WITH_BUYER;
+                        BUYERS
+                    } else {
+                        MERCHANTS
+                    };
+                    world.place_with(placing, merchant_shard as u32);
+                    orders.push((order_id, authorization, amount));
+                }
+                Move::Pay(i) | Move::Cancel(i) | Move::Refund(i, _) if !orders.is_empty() => {
+                    let (order_id, _, _) = orders[i % orders.len()];
+                    let made = action(order_id, id());
+                    let code = match step {
+                        Move::Pay(_) => world.orders().pay(made),
+                        Move::Cancel(_) => world.orders().cancel(made),
+                        Move::Refund(_, restock) => world.orders().refund(crate::OrderAction {
+                            flags: if restock { order_action_flags::RESTOCK } else { 0 },
+                            ..made
+                        }),
+                        _ => unreachable!(),
+                    };
+                    // Never a code only an engine bug could cause.
+                    prop_assert!(code != ResultCode::ReservedFieldNotZero, "{:?}", code);
+                }
+                Move::Deliver(i) if !mail.sent.is_empty() => {
+                    let message = mail.sent.remove(i % mail.sent.len());
+                    let outcome = world.deliver_once(&message);
+                    mail.outcomes.push(outcome);
+                    mail.delivered.push(message);
+                }
+                Move::Confirm(i) if !mail.outcomes.is_empty() => {
+                    let outcome = mail.outcomes.remove(i % mail.outcomes.len());
+                    let code = world.orders().apply(Batch::OrderConfirm(&[outcome]))[0];
+                    prop_assert!(code.is_success(), "{:?}", code);
+                    // A repeat changes nothing.
+                    let again = world.orders().apply(Batch::OrderConfirm(&[outcome]))[0];
+                    prop_assert_eq!(again, ResultCode::Exists);
+                }
+                Move::Redeliver(i) if !mail.delivered.is_empty() => {
+                    let message = mail.delivered[i % mail.delivered.len()];
+                    let outcome = world.deliver_once(&message);
+                    mail.outcomes.push(outcome);
+                }
+                Move::Pulse(advance) => {
+                    let at = world.orders().now() + advance;
+                    world.orders().pulse_at(at);
+                }
+                _ => {}
+            }
+            world.collect(&mut mail);
+        }
+        world.drain(&mut mail);
+        prop_assert!(world.orders().sm.order_outbox().is_empty());
+        world.assert_transit_nets_to_zero();
+        // Every order as its shard sees it matches its hold on the buyer's shard, and the
+        // buyer's balances add up.
+        let (mut held, mut captured, mut refunded) = (0u64, 0u64, 0u64);
+        for (order_id, authorization, amount) in orders {
+            let Some(OrderLookup::Placed(view)) = world.orders().sm.order(OrderId(order_id))
+            else {
+                continue;
+            };
+            let status = OrderStatus::from_u16(view.order.status).expect("a status");
+            let expected = match status {
+                OrderStatus::Reserved => PendingStatus::Pending,
+                OrderStatus::Paid | OrderStatus::Dispatched | OrderStatus::Refunded => {
+                    PendingStatus::Posted
+                }
+                OrderStatus::Cancelled => PendingStatus::Voided,
+                OrderStatus::Expired => PendingStatus::Expired,
+            };
+            prop_assert_eq!(
+                world.pending_status(BUYERS, authorization),
+                Some(expected),
+                "order {} is {:?}", order_id, status
+            );
+            match status {
+                OrderStatus::Reserved => held += amount,
+                OrderStatus::Paid | OrderStatus::Dispatched => captured += amount,
+                OrderStatus::Refunded => {
+                    captured += amount;
+                    refunded += amount;
+                }
+                OrderStatus::Cancelled | OrderStatus::Expired => {}
+            }
+        }
+        prop_assert_eq!(
+            world.shards[BUYERS].balances(BUYER),
+            (held, captured, 0, BUYER_FUNDS + refunded)
+        );
+    }
+}
