@@ -1,0 +1,435 @@
+//! Snapshots: the state machine's whole logical state as bytes, for checkpoints.
+//!
+//! [`StateMachine::snapshot`] writes every map in key order (never in hash-table slot
+//! order), so two equal states give byte-identical snapshots, and [`StateMachine::restore`]
+//! reads one back. Restoring never panics on any input: a small cursor reader returns a
+//! [`SnapshotError`] naming the offset, counts are checked against the bytes left before
+//! anything is allocated, and keys, enum values and cross-references are validated. The
+//! bytes carry no checksum: the log crate wraps a snapshot in a checksummed file.
+//!
+//! The expiry heaps are not stored. They only hold hints (an entry is acted on only if its
+//! item is still live with the same due time), so restore rebuilds them from the live items
+//! and the restored machine gives exactly the results the original would.
+//!
+//! Layout, all integers little-endian, records as their `#[repr(C)]` bytes:
+//!
+//! ```text
+//! offset size  field
+//!      0    8  magic "SURGESNP"
+//!      8    2  snapshot format version (5; 4 and 3, without the last two or three
+//!              sections, are still read)
+//!     10    2  records::RECORD_FORMAT_VERSION
+//!     12    8  config.accounts_capacity      (each capacity at most 2^32)
+//!     20    8  config.transfers_capacity
+//!     28    8  config.orders_capacity
+//!     36    8  config.dispatch_redelivery_ns
+//!     44    8  timestamp_last
+//!     52    8  dispatch_sequence_next
+//!     60   16  transfers_digest               (checked against the slots on restore)
+//!     76    8  transfer_records_base          (sequence number of the first record)
+//!     84    8  transfers_evicted              (ids that left memory)
+//!     92   16  transfers_evicted_digest       (their share of transfers_digest)
+//!    108       eighteen sections, each a u64 count then that many items:
+//!
+//! section          order           item                                           bytes
+//! accounts         id              Account record                                  128
+//! transfer records log order       Transfer record, sequence numbers from the base 128
+//! kept records     sequence        sequence u64, Transfer record (before the base, 136
+//!                                  still resident: live pendings, order transfers)
+//! transfer slots   id              id u128, sequence u64 (bit 63 set = failed),     32
+//!                                  fingerprint u64 (or the failure's code)
+//! pendings         transfer id     id u128, expires_at u64, order id u128,          41
+//!                                  status u8 (PendingStatus)
+//! skus             id              Sku record                                      128
+//! reservations     (order, sku)    Reservation record, fingerprint u64,             76
+//!                                  failure u32 (0 = held, else its code)
+//! buyer units      (sku, buyer)    sku u64, buyer u128, units u64                   32
+//! orders           id              Order record, fingerprint u64, expires_at u64,  304
+//!                                  payment transfer u128, closing transfer u128
+//! orders failed    id              id u128, code u32                                20
+//! dispatches       id              id u128, order id u128, sequence u64,            61
+//!                                  created_at u64, redeliver_at u64,
+//!                                  attempts u32, status u8 (DispatchStatus)
+//! dispatch feed    sequence        sequence u64, dispatch id u128                   24
+//! filter layers    age             capacity u64, count u64, capacity/32 blocks of   16+
+//!                                  64 bytes (the filter over evicted ids)
+//! shard outbox     transfer id     ShardLeg record (debit legs in flight)           144
+//! compensated      transfer id     id u128, code u32, Transfer record (the         148
+//!                                  movement back from transit)
+//! shard pendings   transfer id     ShardLeg record (settled cross-shard pending     144
+//!                                  transfers still pending, debit side)
+//! order spans      order id        id u128, buyer shard u32, merchant shard u32,    40
+//!                                  step in flight u128 (orders spanning shards)
+//! order outbox     transfer id     OrderMessage record (order steps in flight)      176
+//! ```
+//!
+//! Nothing may follow the last section. A committed transfer costs 160 bytes (record and
+//! slot; 201 while it has a pending state), a failed transfer id 32, an account 128.
+
+use std::cmp::Reverse;
+use std::mem::size_of;
+
+use bytemuck::Pod;
+
+use super::archive::{EvictedFilter, IdFilter};
+use super::cross_shard::Compensated;
+use super::journal::Journaled;
+use super::ledger::{resolution_digest, slot_digest};
+use super::order_saga::OrderSpan;
+use super::table::{Table, TableEntry};
+use super::{
+    BuyerUnits, Config, DispatchEntry, DispatchStatus, OrderEntry, PendingState, PendingStatus,
+    StateMachine, StoredReservation, TransferSlot,
+};
+use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
+use crate::records::{
+    order_message_kind, Account, Order, OrderMessage, OrderStatus, Reservation, ReservationStatus,
+    ShardLeg, Sku, Transfer, ORDER_LINES_MAX, RECORD_FORMAT_VERSION,
+};
+use crate::result::ResultCode;
+
+mod read;
+#[cfg(test)]
+mod tests;
+
+use read::{Decoded, Reader};
+
+/// First bytes of every snapshot.
+const MAGIC: [u8; 8] = *b"SURGESNP";
+
+/// Version of the layout in the module documentation. Bump on any change.
+const SNAPSHOT_FORMAT_VERSION: u16 = 5;
+/// Still read: version 5 without the two order sections.
+const SNAPSHOT_FORMAT_VERSION_4: u16 = 4;
+/// Still read: version 4 without the shard pendings section.
+const SNAPSHOT_FORMAT_VERSION_PREVIOUS: u16 = 3;
+
+/// Largest capacity a snapshot's config may ask for. A capacity is an allocation hint,
+/// so a larger one is taken for corruption rather than allocated.
+const CONFIG_CAPACITY_MAX: u64 = 1 << 32;
+
+/// Least capacity of the SKU table and the failed-order map, as in [`StateMachine::new`].
+const SMALL_MAPS_CAPACITY_MIN: usize = 64;
+
+const HEADER_SIZE_BYTES: usize = 108;
+const COUNT_SIZE_BYTES: usize = 8;
+const SECTIONS_COUNT: usize = 18;
+const KEPT_RECORD_SIZE_BYTES: usize = 8 + TRANSFER_SIZE_BYTES;
+/// The smallest filter layer: capacity and count, no blocks.
+const FILTER_LAYER_HEADER_SIZE_BYTES: usize = 16;
+const ACCOUNT_SIZE_BYTES: usize = size_of::<Account>();
+const TRANSFER_SIZE_BYTES: usize = size_of::<Transfer>();
+const SLOT_SIZE_BYTES: usize = 16 + 8 + 8;
+const PENDING_SIZE_BYTES: usize = 16 + 8 + 16 + 1;
+const SKU_SIZE_BYTES: usize = size_of::<Sku>();
+const RESERVATION_SIZE_BYTES: usize = size_of::<Reservation>() + 8 + 4;
+const BUYER_UNITS_SIZE_BYTES: usize = 8 + 16 + 8;
+const ORDER_SIZE_BYTES: usize = size_of::<Order>() + 8 + 8 + 16 + 16;
+const ORDER_FAILED_SIZE_BYTES: usize = 16 + 4;
+const DISPATCH_SIZE_BYTES: usize = 16 + 16 + 8 + 8 + 8 + 4 + 1;
+const FEED_SIZE_BYTES: usize = 8 + 16;
+const SHARD_LEG_SIZE_BYTES: usize = size_of::<ShardLeg>();
+const COMPENSATED_SIZE_BYTES: usize = 16 + 4 + TRANSFER_SIZE_BYTES;
+const ORDER_SPAN_SIZE_BYTES: usize = 16 + 4 + 4 + 16;
+const ORDER_MESSAGE_SIZE_BYTES: usize = size_of::<OrderMessage>();
+
+// The sizes drawn in the module documentation.
+const _: () = assert!(HEADER_SIZE_BYTES == 8 + 2 + 2 + 4 * 8 + 8 + 8 + 16 + 8 + 8 + 16);
+const _: () = assert!(ACCOUNT_SIZE_BYTES == 128);
+const _: () = assert!(TRANSFER_SIZE_BYTES == 128);
+const _: () = assert!(SKU_SIZE_BYTES == 128);
+const _: () = assert!(RESERVATION_SIZE_BYTES == 76);
+const _: () = assert!(ORDER_SIZE_BYTES == 304);
+const _: () = assert!(DISPATCH_SIZE_BYTES == 61);
+
+/// Why bytes could not be restored as a state machine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The bytes do not start with the snapshot magic: not a snapshot.
+    #[error("not a snapshot: magic {found:02x?}")]
+    BadMagic {
+        /// The first eight bytes.
+        found: [u8; 8],
+    },
+    /// Written in a format (or with record layouts) this build does not read.
+    #[error("unsupported {what} version {found}; this build reads {supported}")]
+    UnsupportedVersion {
+        /// Which version: the snapshot format or the record format.
+        what: &'static str,
+        /// The version in the snapshot.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+    /// The bytes end before the snapshot does.
+    #[error("snapshot truncated at offset {offset}: {needed} more bytes needed")]
+    Truncated {
+        /// Where the missing field starts.
+        offset: usize,
+        /// Bytes missing (at least).
+        needed: usize,
+    },
+    /// A field holds a value no state machine can be in.
+    #[error("invalid {what} at offset {offset}")]
+    InvalidValue {
+        /// Where the item or field starts.
+        offset: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// Bytes follow the last section.
+    #[error("{count} trailing bytes at offset {offset}")]
+    TrailingBytes {
+        /// Where the last section ended.
+        offset: usize,
+        /// Bytes after it.
+        count: usize,
+    },
+}
+
+fn invalid(offset: usize, what: &'static str) -> SnapshotError {
+    SnapshotError::InvalidValue { offset, what }
+}
+
+impl StateMachine {
+    /// The whole logical state as bytes: deterministic (equal states give equal bytes),
+    /// versioned and little-endian; see the module documentation for the layout.
+    /// Walks every map: meant for checkpoints, not the hot path.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let size_bytes = self.snapshot_size_bytes();
+        let mut out = Vec::with_capacity(size_bytes);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&RECORD_FORMAT_VERSION.to_le_bytes());
+        for capacity in [
+            self.config.accounts_capacity,
+            self.config.transfers_capacity,
+            self.config.orders_capacity,
+        ] {
+            put_u64(&mut out, capacity as u64);
+        }
+        put_u64(&mut out, self.config.dispatch_redelivery_ns);
+        put_u64(&mut out, self.timestamp_last);
+        put_u64(&mut out, self.dispatch_sequence_next);
+        put_u128(&mut out, self.transfers_digest);
+        put_u64(&mut out, self.transfer_records_base);
+        put_u64(&mut out, self.transfers_evicted);
+        put_u128(&mut out, self.transfers_evicted_digest);
+        assert_eq!(out.len(), HEADER_SIZE_BYTES);
+
+        put_section(&mut out, self.accounts_sorted(), |out, account| {
+            out.extend_from_slice(bytemuck::bytes_of(account));
+        });
+        put_section(&mut out, self.transfer_records.iter(), |out, record| {
+            out.extend_from_slice(bytemuck::bytes_of(*record));
+        });
+        put_section(
+            &mut out,
+            self.transfer_records_kept.iter(),
+            |out, (sequence, record)| {
+                put_u64(out, **sequence);
+                out.extend_from_slice(bytemuck::bytes_of(*record));
+            },
+        );
+        put_section(&mut out, sorted_by_key(self.transfers.map.iter()), put_slot);
+        let pendings = sorted_pairs(self.pendings.map.iter());
+        put_section(&mut out, pendings, |out, (id, state)| {
+            put_pending(out, id, state)
+        });
+        put_section(&mut out, self.skus_sorted(), |out, sku| {
+            out.extend_from_slice(bytemuck::bytes_of(sku));
+        });
+        let reservations = sorted_by_key(self.reservations.map.iter());
+        put_section(&mut out, reservations, put_reservation);
+        put_section(
+            &mut out,
+            sorted_by_key(self.buyer_units.map.iter()),
+            put_buyer_units,
+        );
+        put_section(&mut out, self.orders.entries_sorted(), put_order);
+        put_section(
+            &mut out,
+            self.orders.failures_sorted(),
+            |out, (id, code)| {
+                put_u128(out, id.0);
+                put_u32(out, code.as_u32());
+            },
+        );
+        put_section(
+            &mut out,
+            self.orders.dispatches_sorted(),
+            |out, (id, entry)| put_dispatch(out, id, entry),
+        );
+        // A BTreeMap walks in key order already.
+        put_section(
+            &mut out,
+            self.dispatch_feed.map.iter(),
+            |out, (sequence, id)| {
+                put_u64(out, **sequence);
+                put_u128(out, id.0);
+            },
+        );
+        put_section(&mut out, self.evicted_filter.layers.iter(), |out, layer| {
+            out.extend_from_slice(&layer.to_bytes());
+        });
+        put_section(&mut out, self.cross_shard.outbox.values(), |out, leg| {
+            out.extend_from_slice(bytemuck::bytes_of(*leg));
+        });
+        put_section(
+            &mut out,
+            self.cross_shard.compensated.iter(),
+            |out, (id, compensated)| {
+                put_u128(out, id.0);
+                put_u32(out, compensated.code.as_u32());
+                out.extend_from_slice(bytemuck::bytes_of(&compensated.transfer));
+            },
+        );
+        assert!(
+            self.cross_shard.staged.is_empty(),
+            "snapshots are taken between batches"
+        );
+        put_section(&mut out, self.cross_shard.pendings.values(), |out, leg| {
+            out.extend_from_slice(bytemuck::bytes_of(*leg));
+        });
+        put_section(
+            &mut out,
+            self.order_saga.spans_sorted(),
+            |out, (id, span)| {
+                put_u128(out, id.0);
+                put_u32(out, span.buyer_shard);
+                put_u32(out, span.merchant_shard);
+                put_u128(out, span.in_flight.0);
+            },
+        );
+        put_section(&mut out, self.order_saga.outbox.values(), |out, message| {
+            out.extend_from_slice(bytemuck::bytes_of(*message));
+        });
+        assert_eq!(out.len(), size_bytes);
+        out
+    }
+
+    /// Exact size of [`StateMachine::snapshot`]'s output.
+    fn snapshot_size_bytes(&self) -> usize {
+        HEADER_SIZE_BYTES
+            + SECTIONS_COUNT * COUNT_SIZE_BYTES
+            + self.accounts.map.len() * ACCOUNT_SIZE_BYTES
+            + self.transfer_records.len() * TRANSFER_SIZE_BYTES
+            + self.transfer_records_kept.len() * KEPT_RECORD_SIZE_BYTES
+            + self.transfers.map.len() * SLOT_SIZE_BYTES
+            + self.pendings.map.len() * PENDING_SIZE_BYTES
+            + self.skus.map.len() * SKU_SIZE_BYTES
+            + self.reservations.map.len() * RESERVATION_SIZE_BYTES
+            + self.buyer_units.map.len() * BUYER_UNITS_SIZE_BYTES
+            + self.orders.len() * ORDER_SIZE_BYTES
+            + self.orders.failed_len() * ORDER_FAILED_SIZE_BYTES
+            + self.orders.dispatches_len() * DISPATCH_SIZE_BYTES
+            + self.dispatch_feed.map.len() * FEED_SIZE_BYTES
+            + self.evicted_filter.layers.len() * FILTER_LAYER_HEADER_SIZE_BYTES
+            + self.evicted_filter.size_bytes()
+            + self.cross_shard.outbox.len() * SHARD_LEG_SIZE_BYTES
+            + self.cross_shard.compensated.len() * COMPENSATED_SIZE_BYTES
+            + self.cross_shard.pendings.len() * SHARD_LEG_SIZE_BYTES
+            + self.order_saga.spans.len() * ORDER_SPAN_SIZE_BYTES
+            + self.order_saga.outbox.len() * ORDER_MESSAGE_SIZE_BYTES
+    }
+
+    /// A state machine from [`StateMachine::snapshot`] bytes. Never panics: malformed or
+    /// truncated bytes give a [`SnapshotError`]. Tables are sized from the snapshot's config
+    /// capacities or its counts, whichever is larger; expiry heaps are rebuilt from the live
+    /// holds, reservations, unpaid orders and pending dispatch requests. The capacities
+    /// (at most 2^32 each) are allocated as given, so restore only checksummed bytes.
+    pub fn restore(bytes: &[u8]) -> Result<StateMachine, SnapshotError> {
+        let decoded = Decoded::read(&mut Reader { bytes, offset: 0 })?;
+        Ok(decoded.build())
+    }
+}
+
+// --- Writing. ---
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u128(out: &mut Vec<u8>, value: u128) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_section<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>,
+    mut put: impl FnMut(&mut Vec<u8>, &T),
+) {
+    let items = items.into_iter();
+    put_u64(out, items.len() as u64);
+    for item in items {
+        put(out, &item);
+    }
+}
+
+/// Table entries in key order.
+fn sorted_by_key<'a, E: TableEntry + 'a>(entries: impl Iterator<Item = &'a E>) -> Vec<E>
+where
+    E::Key: Ord,
+{
+    let mut entries: Vec<E> = entries.copied().collect();
+    entries.sort_unstable_by_key(|entry| entry.key());
+    entries
+}
+
+/// Map entries in key order.
+fn sorted_pairs<'a, K: Ord + Copy + 'a, V: Copy + 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+) -> Vec<(K, V)> {
+    let mut entries: Vec<(K, V)> = entries.map(|(key, value)| (*key, *value)).collect();
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    entries
+}
+
+fn put_slot(out: &mut Vec<u8>, slot: &TransferSlot) {
+    put_u128(out, slot.id.0);
+    put_u64(out, slot.index);
+    put_u64(out, slot.fingerprint);
+}
+
+fn put_pending(out: &mut Vec<u8>, id: &TransferId, state: &PendingState) {
+    put_u128(out, id.0);
+    put_u64(out, state.expires_at);
+    put_u128(out, state.order_id.0);
+    out.push(state.status as u8);
+}
+
+fn put_reservation(out: &mut Vec<u8>, stored: &StoredReservation) {
+    out.extend_from_slice(bytemuck::bytes_of(&stored.reservation));
+    put_u64(out, stored.fingerprint);
+    put_u32(out, stored.failure);
+}
+
+fn put_buyer_units(out: &mut Vec<u8>, held: &BuyerUnits) {
+    let (sku_id, buyer_id) = held.key();
+    put_u64(out, sku_id.0);
+    put_u128(out, buyer_id.0);
+    put_u64(out, held.units);
+}
+
+fn put_order(out: &mut Vec<u8>, entry: &OrderEntry) {
+    out.extend_from_slice(bytemuck::bytes_of(&entry.order));
+    put_u64(out, entry.fingerprint);
+    put_u64(out, entry.expires_at);
+    put_u128(out, entry.payment_transfer_id.0);
+    put_u128(out, entry.closing_transfer_id.0);
+}
+
+fn put_dispatch(out: &mut Vec<u8>, id: &DispatchId, entry: &DispatchEntry) {
+    put_u128(out, id.0);
+    put_u128(out, entry.order_id.0);
+    put_u64(out, entry.sequence);
+    put_u64(out, entry.created_at);
+    put_u64(out, entry.redeliver_at);
+    put_u32(out, entry.attempts);
+    out.push(entry.status as u8);
+}

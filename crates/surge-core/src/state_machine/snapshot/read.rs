@@ -1,0 +1,839 @@
+//! Reading a snapshot back: a bounds-checked cursor over untrusted bytes, each section
+//! decoded and validated (counts against the bytes left, keys sorted and unique,
+//! cross-references checked), then the state machine built from it.
+
+use super::*;
+
+/// A cursor over untrusted bytes: every read is bounds-checked and returns an error.
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.offset)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], SnapshotError> {
+        let taken = self
+            .offset
+            .checked_add(len)
+            .and_then(|end| self.bytes.get(self.offset..end));
+        match taken {
+            Some(taken) => {
+                self.offset += len;
+                Ok(taken)
+            }
+            None => Err(SnapshotError::Truncated {
+                offset: self.offset,
+                needed: len.saturating_sub(self.remaining()),
+            }),
+        }
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    fn u128(&mut self) -> Result<u128, SnapshotError> {
+        self.array().map(u128::from_le_bytes)
+    }
+
+    fn record<T: Pod>(&mut self) -> Result<T, SnapshotError> {
+        self.take(size_of::<T>()).map(bytemuck::pod_read_unaligned)
+    }
+
+    /// A section's item count, checked to fit in the bytes left, so nothing is allocated
+    /// for items that are not there.
+    fn count(&mut self, item_size_bytes: usize) -> Result<usize, SnapshotError> {
+        let offset = self.offset;
+        let count = self.u64()?;
+        let size_bytes = usize::try_from(count)
+            .ok()
+            .and_then(|count| count.checked_mul(item_size_bytes))
+            .ok_or_else(|| invalid(offset, "section count"))?;
+        if size_bytes > self.remaining() {
+            return Err(SnapshotError::Truncated {
+                offset: self.offset,
+                needed: size_bytes - self.remaining(),
+            });
+        }
+        Ok(size_bytes / item_size_bytes)
+    }
+
+    /// A section whose items must come in strictly increasing key order.
+    fn sorted_section<T, K: Ord>(
+        &mut self,
+        item_size_bytes: usize,
+        what: &'static str,
+        mut read: impl FnMut(&mut Self) -> Result<T, SnapshotError>,
+        key: impl Fn(&T) -> K,
+    ) -> Result<Vec<T>, SnapshotError> {
+        let count = self.count(item_size_bytes)?;
+        let mut items: Vec<T> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let offset = self.offset;
+            let item = read(self)?;
+            if let Some(previous) = items.last() {
+                if key(previous) >= key(&item) {
+                    return Err(invalid(offset, what));
+                }
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// A snapshot read and validated, before any table is allocated.
+pub(super) struct Decoded {
+    config: Config,
+    timestamp_last: u64,
+    dispatch_sequence_next: u64,
+    transfers_digest: u128,
+    transfer_records_base: u64,
+    transfers_evicted: u64,
+    transfers_evicted_digest: u128,
+    accounts: Vec<Account>,
+    transfer_records: Vec<Transfer>,
+    transfer_records_kept: Vec<(u64, Transfer)>,
+    transfer_slots: Vec<TransferSlot>,
+    pendings: Vec<(TransferId, PendingState)>,
+    skus: Vec<Sku>,
+    reservations: Vec<StoredReservation>,
+    buyer_units: Vec<BuyerUnits>,
+    orders: Vec<OrderEntry>,
+    orders_failed: Vec<(OrderId, ResultCode)>,
+    dispatches: Vec<(DispatchId, DispatchEntry)>,
+    dispatch_feed: Vec<(u64, DispatchId)>,
+    filter_layers: Vec<IdFilter>,
+    shard_outbox: Vec<ShardLeg>,
+    shard_pendings: Vec<ShardLeg>,
+    compensated: Vec<(TransferId, Compensated)>,
+    order_spans: Vec<(OrderId, OrderSpan)>,
+    order_outbox: Vec<OrderMessage>,
+}
+
+impl Decoded {
+    pub(super) fn read(reader: &mut Reader<'_>) -> Result<Self, SnapshotError> {
+        let magic: [u8; 8] = reader.array()?;
+        if magic != MAGIC {
+            return Err(SnapshotError::BadMagic { found: magic });
+        }
+        // Version 3 (before cross-shard pending transfers) lacks only the last section.
+        let version = reader.u16()?;
+        let known = [
+            SNAPSHOT_FORMAT_VERSION,
+            SNAPSHOT_FORMAT_VERSION_4,
+            SNAPSHOT_FORMAT_VERSION_PREVIOUS,
+        ];
+        if !known.contains(&version) {
+            return Err(SnapshotError::UnsupportedVersion {
+                what: "snapshot format",
+                found: version,
+                supported: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
+        check_version(reader, "record format", RECORD_FORMAT_VERSION)?;
+        let config = Config {
+            accounts_capacity: read_capacity(reader)?,
+            transfers_capacity: read_capacity(reader)?,
+            orders_capacity: read_capacity(reader)?,
+            dispatch_redelivery_ns: reader.u64()?,
+        };
+        let timestamp_last = reader.u64()?;
+        let offset = reader.offset;
+        let dispatch_sequence_next = reader.u64()?;
+        if dispatch_sequence_next == 0 {
+            return Err(invalid(offset, "dispatch_sequence_next"));
+        }
+        let transfers_digest = reader.u128()?;
+        let digest_offset = reader.offset - 16;
+        let offset = reader.offset;
+        let transfer_records_base = reader.u64()?;
+        if transfer_records_base >= TransferSlot::FAILED_BIT {
+            return Err(invalid(offset, "transfer_records_base"));
+        }
+        let transfers_evicted = reader.u64()?;
+        let transfers_evicted_digest = reader.u128()?;
+
+        let accounts =
+            reader.sorted_section(ACCOUNT_SIZE_BYTES, "account order", read_account, |a| a.id)?;
+        let count = reader.count(TRANSFER_SIZE_BYTES)?;
+        let mut transfer_records: Vec<Transfer> = Vec::with_capacity(count);
+        for _ in 0..count {
+            transfer_records.push(reader.record()?);
+        }
+        let transfer_records_kept = reader.sorted_section(
+            KEPT_RECORD_SIZE_BYTES,
+            "kept record order",
+            |reader| {
+                let offset = reader.offset;
+                let sequence = reader.u64()?;
+                if sequence >= transfer_records_base {
+                    return Err(invalid(offset, "kept record sequence"));
+                }
+                Ok((sequence, reader.record::<Transfer>()?))
+            },
+            |(sequence, _)| *sequence,
+        )?;
+        let records = Records {
+            base: transfer_records_base,
+            window: &transfer_records,
+            kept: &transfer_records_kept,
+        };
+        let transfer_slots = reader.sorted_section(
+            SLOT_SIZE_BYTES,
+            "transfer slot order",
+            |reader| read_slot(reader, &records),
+            |slot| slot.id,
+        )?;
+        let pendings = reader.sorted_section(
+            PENDING_SIZE_BYTES,
+            "pending order",
+            |reader| read_pending(reader, &transfer_slots),
+            |(id, _)| *id,
+        )?;
+        // The digest covers resident slots, resolved holds and what left memory.
+        let slots_digest = transfer_slots.iter().fold(0u128, |sum, slot| {
+            let timestamp = match slot.failure() {
+                Some(_) => 0,
+                None => records
+                    .get(slot.sequence())
+                    .map_or(0, |record| record.timestamp),
+            };
+            sum.wrapping_add(slot_digest(*slot, timestamp))
+        });
+        let digest = pendings
+            .iter()
+            .filter(|(_, state)| state.status != PendingStatus::Pending)
+            .fold(slots_digest, |sum, (id, state)| {
+                sum.wrapping_add(resolution_digest(*id, state.status))
+            })
+            .wrapping_add(transfers_evicted_digest);
+        if digest != transfers_digest {
+            return Err(invalid(digest_offset, "transfers digest"));
+        }
+        let skus = reader.sorted_section(SKU_SIZE_BYTES, "sku order", read_sku, |s| s.id)?;
+        let reservations = reader.sorted_section(
+            RESERVATION_SIZE_BYTES,
+            "reservation order",
+            read_reservation,
+            |stored| stored.key(),
+        )?;
+        let buyer_units = reader.sorted_section(
+            BUYER_UNITS_SIZE_BYTES,
+            "buyer units order",
+            read_buyer_units,
+            |held| held.key(),
+        )?;
+        let orders =
+            reader.sorted_section(ORDER_SIZE_BYTES, "order order", read_order, |e| e.order.id)?;
+        let orders_failed = reader.sorted_section(
+            ORDER_FAILED_SIZE_BYTES,
+            "failed order order",
+            |reader| read_order_failed(reader, &orders),
+            |(id, _)| *id,
+        )?;
+        let dispatches = reader.sorted_section(
+            DISPATCH_SIZE_BYTES,
+            "dispatch order",
+            |reader| read_dispatch(reader, &orders, dispatch_sequence_next),
+            |(id, _)| *id,
+        )?;
+        let dispatch_feed = reader.sorted_section(
+            FEED_SIZE_BYTES,
+            "dispatch feed order",
+            |reader| read_feed(reader, &dispatches),
+            |(sequence, _)| *sequence,
+        )?;
+        let count = reader.count(FILTER_LAYER_HEADER_SIZE_BYTES)?;
+        let mut filter_layers = Vec::with_capacity(count);
+        for _ in 0..count {
+            filter_layers.push(read_filter_layer(reader)?);
+        }
+        let filtered: u64 = filter_layers.iter().map(|layer| layer.count).sum();
+        if filtered != transfers_evicted {
+            return Err(invalid(reader.offset, "filter count"));
+        }
+        let shard_outbox = reader.sorted_section(
+            SHARD_LEG_SIZE_BYTES,
+            "shard outbox order",
+            |reader| reader.record::<ShardLeg>(),
+            |leg| leg.transfer.id,
+        )?;
+        let compensated = reader.sorted_section(
+            COMPENSATED_SIZE_BYTES,
+            "compensated order",
+            |reader| {
+                let id = TransferId(reader.u128()?);
+                let code = read_failure(reader)?;
+                let transfer: Transfer = reader.record()?;
+                Ok((id, Compensated { code, transfer }))
+            },
+            |(id, _)| *id,
+        )?;
+        let shard_pendings = if version == SNAPSHOT_FORMAT_VERSION_PREVIOUS {
+            Vec::new()
+        } else {
+            reader.sorted_section(
+                SHARD_LEG_SIZE_BYTES,
+                "shard pendings order",
+                |reader| reader.record::<ShardLeg>(),
+                |leg| leg.transfer.id,
+            )?
+        };
+        let (order_spans, order_outbox) = if version == SNAPSHOT_FORMAT_VERSION {
+            read_order_saga(reader, &orders)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if reader.remaining() != 0 {
+            return Err(SnapshotError::TrailingBytes {
+                offset: reader.offset,
+                count: reader.remaining(),
+            });
+        }
+        Ok(Self {
+            config,
+            timestamp_last,
+            dispatch_sequence_next,
+            transfers_digest,
+            transfer_records_base,
+            transfers_evicted,
+            transfers_evicted_digest,
+            accounts,
+            transfer_records,
+            transfer_records_kept,
+            transfer_slots,
+            pendings,
+            skus,
+            reservations,
+            buyer_units,
+            orders,
+            orders_failed,
+            dispatches,
+            dispatch_feed,
+            filter_layers,
+            shard_outbox,
+            compensated,
+            shard_pendings,
+            order_spans,
+            order_outbox,
+        })
+    }
+
+    /// The state machine, tables sized from the config or the counts, heaps rebuilt.
+    pub(super) fn build(self) -> StateMachine {
+        let orders_count = [
+            self.pendings.len(),
+            self.reservations.len(),
+            self.buyer_units.len(),
+            self.orders.len(),
+            self.dispatches.len(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let config = self.config;
+        let sizing = Config {
+            accounts_capacity: config.accounts_capacity.max(self.accounts.len()),
+            transfers_capacity: config
+                .transfers_capacity
+                .max(self.transfer_slots.len())
+                .max(self.transfer_records.len()),
+            orders_capacity: config.orders_capacity.max(orders_count),
+            ..config
+        };
+        let mut sm = StateMachine::new(sizing);
+        sm.config = config;
+        sm.timestamp_last = self.timestamp_last;
+        sm.dispatch_sequence_next = self.dispatch_sequence_next;
+        sm.transfers_digest = self.transfers_digest;
+        sm.transfer_records_base = self.transfer_records_base;
+        sm.transfers_evicted = self.transfers_evicted;
+        sm.transfers_evicted_digest = self.transfers_evicted_digest;
+        sm.transfer_records_kept = self.transfer_records_kept.into_iter().collect();
+        sm.evicted_filter = EvictedFilter {
+            layers: self.filter_layers,
+        };
+        sm.skus = Journaled::new(Table::with_capacity(
+            self.skus.len().max(SMALL_MAPS_CAPACITY_MIN),
+        ));
+        // Keys were checked unique and non-zero, so every insert adds an entry.
+        for account in self.accounts {
+            assert!(sm.accounts.map.insert(account).is_none());
+        }
+        sm.transfer_records
+            .extend(self.transfer_records.iter().copied());
+        for slot in self.transfer_slots {
+            assert!(sm.transfers.map.insert(slot).is_none());
+        }
+        for (id, state) in self.pendings {
+            let live = state.status == PendingStatus::Pending && state.expires_at != 0;
+            if live && state.order_id.is_zero() {
+                sm.pending_expiry.push(Reverse((state.expires_at, id)));
+            }
+            assert!(sm.pendings.map.insert(id, state).is_none());
+        }
+        for sku in self.skus {
+            assert!(sm.skus.map.insert(sku).is_none());
+        }
+        for stored in self.reservations {
+            let reserved = ReservationStatus::Reserved as u16;
+            if stored.failure == 0 && stored.reservation.status == reserved {
+                let (order_id, sku_id) = stored.key();
+                let due = stored.expires_at();
+                sm.reservation_expiry.push(Reverse((due, order_id, sku_id)));
+            }
+            assert!(sm.reservations.map.insert(stored).is_none());
+        }
+        for held in self.buyer_units {
+            assert!(sm.buyer_units.map.insert(held).is_none());
+        }
+        for entry in &self.orders {
+            if entry.order.status == OrderStatus::Reserved as u16 {
+                sm.order_expiry
+                    .push(Reverse((entry.expires_at, entry.order.id)));
+            }
+            sm.orders.restore(entry);
+        }
+        for (id, code) in self.orders_failed {
+            sm.orders.record_failure(id, code);
+        }
+        for (id, entry) in self.dispatches {
+            if entry.status == DispatchStatus::Pending {
+                sm.dispatch_redelivery
+                    .push(Reverse((entry.redeliver_at, id)));
+            }
+            sm.orders.restore_dispatch(&entry);
+        }
+        for (sequence, id) in self.dispatch_feed {
+            assert!(sm.dispatch_feed.map.insert(sequence, id).is_none());
+        }
+        sm.cross_shard.outbox = self
+            .shard_outbox
+            .into_iter()
+            .map(|leg| (leg.transfer.id, leg))
+            .collect();
+        sm.cross_shard.compensated = self.compensated.into_iter().collect();
+        sm.cross_shard.pendings = self
+            .shard_pendings
+            .into_iter()
+            .map(|leg| (leg.transfer.id, leg))
+            .collect();
+        for (id, _) in &self.order_spans {
+            let order = sm
+                .orders
+                .get(*id)
+                .expect("a span's order is checked placed");
+            sm.order_saga
+                .authorizations
+                .insert(order.order.transfer_id, *id);
+        }
+        sm.order_saga.spans = self.order_spans.into_iter().collect();
+        sm.order_saga.outbox = self
+            .order_outbox
+            .into_iter()
+            .map(|message| (message.leg.transfer.id, message))
+            .collect();
+        sm
+    }
+}
+
+/// The order spans and the order outbox, as read.
+type OrderSagaSections = (Vec<(OrderId, OrderSpan)>, Vec<OrderMessage>);
+
+/// The order spans and order outbox sections, checked against each other and the placed
+/// `orders`: every span names a placed order, every step in flight is in the outbox and
+/// names its span's order, every message's kind is known.
+fn read_order_saga(
+    reader: &mut Reader<'_>,
+    orders: &[OrderEntry],
+) -> Result<OrderSagaSections, SnapshotError> {
+    let placed = |id: OrderId| {
+        orders
+            .binary_search_by_key(&id, |entry| entry.order.id)
+            .is_ok()
+    };
+    let spans = reader.sorted_section(
+        ORDER_SPAN_SIZE_BYTES,
+        "order span order",
+        |reader| {
+            let id = OrderId(reader.u128()?);
+            let buyer_shard = reader.u32()?;
+            let merchant_shard = reader.u32()?;
+            let in_flight = TransferId(reader.u128()?);
+            if !placed(id) {
+                return Err(invalid(reader.offset, "order span of no placed order"));
+            }
+            let span = OrderSpan {
+                buyer_shard,
+                merchant_shard,
+                in_flight,
+            };
+            Ok((id, span))
+        },
+        |(id, _)| *id,
+    )?;
+    let outbox = reader.sorted_section(
+        ORDER_MESSAGE_SIZE_BYTES,
+        "order outbox order",
+        |reader| {
+            let message: OrderMessage = reader.record()?;
+            let known = (order_message_kind::AUTHORIZE..=order_message_kind::REFUND)
+                .contains(&message.kind);
+            let span = spans
+                .binary_search_by_key(&message.order_id, |(id, _)| *id)
+                .ok()
+                .map(|index| spans[index].1);
+            let in_flight = span.is_some_and(|span| span.in_flight == message.leg.transfer.id);
+            let expiry = message.kind == order_message_kind::EXPIRE;
+            if !known || (!expiry && !in_flight) {
+                return Err(invalid(reader.offset, "order step"));
+            }
+            Ok(message)
+        },
+        |message| message.leg.transfer.id,
+    )?;
+    for (_, span) in &spans {
+        let sent = span.in_flight.is_zero()
+            || outbox
+                .binary_search_by_key(&span.in_flight, |message| message.leg.transfer.id)
+                .is_ok();
+        if !sent {
+            return Err(invalid(reader.offset, "order step in flight"));
+        }
+    }
+    Ok((spans, outbox))
+}
+
+fn check_version(
+    reader: &mut Reader<'_>,
+    what: &'static str,
+    supported: u16,
+) -> Result<(), SnapshotError> {
+    let found = reader.u16()?;
+    if found != supported {
+        return Err(SnapshotError::UnsupportedVersion {
+            what,
+            found,
+            supported,
+        });
+    }
+    Ok(())
+}
+
+fn read_capacity(reader: &mut Reader<'_>) -> Result<usize, SnapshotError> {
+    let offset = reader.offset;
+    let capacity = reader.u64()?;
+    if capacity > CONFIG_CAPACITY_MAX {
+        return Err(invalid(offset, "config capacity"));
+    }
+    usize::try_from(capacity).map_err(|_| invalid(offset, "config capacity"))
+}
+
+/// A failure code: a known code that is not a success.
+fn read_failure(reader: &mut Reader<'_>) -> Result<ResultCode, SnapshotError> {
+    let offset = reader.offset;
+    match ResultCode::from_u32(reader.u32()?) {
+        Some(code) if !code.is_success() => Ok(code),
+        _ => Err(invalid(offset, "failure code")),
+    }
+}
+
+fn read_account(reader: &mut Reader<'_>) -> Result<Account, SnapshotError> {
+    let offset = reader.offset;
+    let account: Account = reader.record()?;
+    if account.id.is_zero() {
+        return Err(invalid(offset, "account id"));
+    }
+    Ok(account)
+}
+
+/// The resident records of a snapshot, by sequence number.
+struct Records<'a> {
+    base: u64,
+    window: &'a [Transfer],
+    kept: &'a [(u64, Transfer)],
+}
+
+impl Records<'_> {
+    fn get(&self, sequence: u64) -> Option<&Transfer> {
+        match sequence.checked_sub(self.base) {
+            Some(offset) => usize::try_from(offset)
+                .ok()
+                .and_then(|offset| self.window.get(offset)),
+            None => self
+                .kept
+                .binary_search_by_key(&sequence, |(kept, _)| *kept)
+                .ok()
+                .map(|index| &self.kept[index].1),
+        }
+    }
+}
+
+fn read_filter_layer(reader: &mut Reader<'_>) -> Result<IdFilter, SnapshotError> {
+    let offset = reader.offset;
+    let capacity = reader.u64()?;
+    reader.offset = offset;
+    let size = IdFilter::size_bytes_for(capacity)
+        .ok_or_else(|| invalid(offset, "filter layer capacity"))?;
+    IdFilter::from_bytes(reader.take(size)?)
+        .filter(EvictedFilter::is_layer)
+        .ok_or_else(|| invalid(offset, "filter layer"))
+}
+
+fn read_slot(
+    reader: &mut Reader<'_>,
+    records: &Records<'_>,
+) -> Result<TransferSlot, SnapshotError> {
+    let offset = reader.offset;
+    let slot = TransferSlot {
+        id: TransferId(reader.u128()?),
+        index: reader.u64()?,
+        fingerprint: reader.u64()?,
+    };
+    if slot.id.is_zero() {
+        return Err(invalid(offset, "transfer id"));
+    }
+    if slot.index & TransferSlot::FAILED_BIT != 0 {
+        let code = u32::try_from(slot.fingerprint)
+            .ok()
+            .and_then(ResultCode::from_u32);
+        if code.is_none_or(|code| code.is_success()) {
+            return Err(invalid(offset, "transfer failure code"));
+        }
+        return Ok(slot);
+    }
+    match records.get(slot.sequence()) {
+        Some(record) if record.id == slot.id && flags_match(&slot, record) => Ok(slot),
+        Some(record) if record.id == slot.id => Err(invalid(offset, "transfer slot flags")),
+        Some(_) => Err(invalid(offset, "transfer record of another id")),
+        None => Err(invalid(offset, "transfer record index")),
+    }
+}
+
+/// Whether a committed slot's flag bits say what its record says.
+fn flags_match(slot: &TransferSlot, record: &Transfer) -> bool {
+    let code = record.code >= crate::constants::TRANSFER_CODE_SURGE_MIN;
+    let pending = record.flags & crate::records::transfer_flags::PENDING != 0;
+    slot.is_order_transfer() == code && slot.is_pending() == pending
+}
+
+fn read_pending(
+    reader: &mut Reader<'_>,
+    slots: &[TransferSlot],
+) -> Result<(TransferId, PendingState), SnapshotError> {
+    let offset = reader.offset;
+    let id = TransferId(reader.u128()?);
+    let expires_at = reader.u64()?;
+    let order_id = OrderId(reader.u128()?);
+    let status = match reader.u8()? {
+        1 => PendingStatus::Pending,
+        2 => PendingStatus::Posted,
+        3 => PendingStatus::Voided,
+        4 => PendingStatus::Expired,
+        _ => return Err(invalid(offset, "pending status")),
+    };
+    // A pending state belongs to a committed transfer (its record is read on resolve).
+    let committed = slots
+        .binary_search_by_key(&id, |slot| slot.id)
+        .ok()
+        .and_then(|index| slots.get(index))
+        .is_some_and(|slot| slot.failure().is_none() && slot.is_pending());
+    if !committed {
+        return Err(invalid(offset, "pending state of no committed transfer"));
+    }
+    let state = PendingState {
+        expires_at,
+        order_id,
+        status,
+    };
+    Ok((id, state))
+}
+
+fn read_sku(reader: &mut Reader<'_>) -> Result<Sku, SnapshotError> {
+    let offset = reader.offset;
+    let sku: Sku = reader.record()?;
+    if sku.id.is_zero() {
+        return Err(invalid(offset, "sku id"));
+    }
+    Ok(sku)
+}
+
+fn read_reservation(reader: &mut Reader<'_>) -> Result<StoredReservation, SnapshotError> {
+    let offset = reader.offset;
+    let reservation: Reservation = reader.record()?;
+    let fingerprint = reader.u64()?;
+    let failure_offset = reader.offset;
+    let failure = reader.u32()?;
+    if reservation.order_id.is_zero() || reservation.sku_id.is_zero() {
+        return Err(invalid(offset, "reservation key"));
+    }
+    if failure == 0 {
+        if ReservationStatus::from_u16(reservation.status).is_none() {
+            return Err(invalid(offset, "reservation status"));
+        }
+        // The expiry is computed as `timestamp + timeout_ns` and must not overflow.
+        if reservation
+            .timestamp
+            .checked_add(reservation.timeout_ns)
+            .is_none()
+        {
+            return Err(invalid(offset, "reservation timeout"));
+        }
+    } else {
+        let code = ResultCode::from_u32(failure);
+        if code.is_none_or(|code| code.is_success()) {
+            return Err(invalid(failure_offset, "reservation failure code"));
+        }
+    }
+    Ok(StoredReservation {
+        reservation,
+        fingerprint,
+        failure,
+    })
+}
+
+fn read_buyer_units(reader: &mut Reader<'_>) -> Result<BuyerUnits, SnapshotError> {
+    let offset = reader.offset;
+    let sku_id = SkuId(reader.u64()?);
+    let buyer_id = AccountId(reader.u128()?);
+    let units = reader.u64()?;
+    if sku_id.is_zero() || buyer_id.is_zero() {
+        return Err(invalid(offset, "buyer units key"));
+    }
+    // A count is removed when it drops to zero.
+    if units == 0 {
+        return Err(invalid(offset, "buyer units"));
+    }
+    Ok(BuyerUnits::new(sku_id, buyer_id, units))
+}
+
+fn read_order(reader: &mut Reader<'_>) -> Result<OrderEntry, SnapshotError> {
+    let offset = reader.offset;
+    let order: Order = reader.record()?;
+    let entry = OrderEntry {
+        order,
+        fingerprint: reader.u64()?,
+        expires_at: reader.u64()?,
+        payment_transfer_id: TransferId(reader.u128()?),
+        closing_transfer_id: TransferId(reader.u128()?),
+    };
+    if order.id.is_zero() {
+        return Err(invalid(offset, "order id"));
+    }
+    // Stored once, as the order's timestamp and timeout.
+    if order.timestamp.checked_add(order.timeout_ns) != Some(entry.expires_at) {
+        return Err(invalid(offset, "order expiry"));
+    }
+    if OrderStatus::from_u16(order.status).is_none() {
+        return Err(invalid(offset, "order status"));
+    }
+    if usize::from(order.line_count) > ORDER_LINES_MAX {
+        return Err(invalid(offset, "order line count"));
+    }
+    Ok(entry)
+}
+
+fn read_order_failed(
+    reader: &mut Reader<'_>,
+    orders: &[OrderEntry],
+) -> Result<(OrderId, ResultCode), SnapshotError> {
+    let offset = reader.offset;
+    let id = OrderId(reader.u128()?);
+    let code = read_failure(reader)?;
+    if id.is_zero() {
+        return Err(invalid(offset, "failed order id"));
+    }
+    if orders
+        .binary_search_by_key(&id, |entry| entry.order.id)
+        .is_ok()
+    {
+        return Err(invalid(offset, "order both placed and failed"));
+    }
+    Ok((id, code))
+}
+
+fn read_dispatch(
+    reader: &mut Reader<'_>,
+    orders: &[OrderEntry],
+    sequence_next: u64,
+) -> Result<(DispatchId, DispatchEntry), SnapshotError> {
+    let offset = reader.offset;
+    let id = DispatchId(reader.u128()?);
+    let order_id = OrderId(reader.u128()?);
+    let sequence = reader.u64()?;
+    let created_at = reader.u64()?;
+    let redeliver_at = reader.u64()?;
+    let attempts = reader.u32()?;
+    let status = match reader.u8()? {
+        1 => DispatchStatus::Pending,
+        2 => DispatchStatus::Acknowledged,
+        3 => DispatchStatus::Cancelled,
+        _ => return Err(invalid(offset, "dispatch status")),
+    };
+    if id.is_zero() || id != DispatchId::from(order_id) {
+        return Err(invalid(offset, "dispatch id"));
+    }
+    // Queries of a request read its order.
+    if orders
+        .binary_search_by_key(&order_id, |entry| entry.order.id)
+        .is_err()
+    {
+        return Err(invalid(offset, "dispatch request of no order"));
+    }
+    if sequence >= sequence_next {
+        return Err(invalid(offset, "dispatch sequence"));
+    }
+    let entry = DispatchEntry {
+        order_id,
+        sequence,
+        created_at,
+        redeliver_at,
+        attempts,
+        status,
+    };
+    Ok((id, entry))
+}
+
+fn read_feed(
+    reader: &mut Reader<'_>,
+    dispatches: &[(DispatchId, DispatchEntry)],
+) -> Result<(u64, DispatchId), SnapshotError> {
+    let offset = reader.offset;
+    let sequence = reader.u64()?;
+    let id = DispatchId(reader.u128()?);
+    // The feed names pending requests under their current sequence.
+    let listed = dispatches
+        .binary_search_by_key(&id, |(id, _)| *id)
+        .ok()
+        .and_then(|index| dispatches.get(index))
+        .is_some_and(|(_, entry)| {
+            entry.status == DispatchStatus::Pending && entry.sequence == sequence
+        });
+    if !listed {
+        return Err(invalid(offset, "dispatch feed entry"));
+    }
+    Ok((sequence, id))
+}

@@ -1,0 +1,768 @@
+//! Snapshot tests: round trips, equal states giving equal bytes, restored machines
+//! continuing like the original, older versions still read, every kind of damage refused.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::batch::BatchBuf;
+use crate::records::{
+    account_flags, order_action_flags, transfer_flags, DispatchAck, OrderAction, OrderLine,
+    ReservationKey,
+};
+use crate::state_machine::{OrderLookup, ReservationLookup, TransferLookup};
+
+const LEDGER: u32 = 1;
+const REDELIVERY_NS: u64 = 50_000;
+/// Gap between the end of one batch and the start of the next.
+const STEP_NS: u64 = 1_000;
+const LONG_NS: u64 = 1_000_000_000;
+const BANK: u128 = 1;
+const BUYER: u128 = 2;
+const BUYER_2: u128 = 3;
+const MERCHANT: u128 = 4;
+const CAPPED: u128 = 5;
+
+fn config() -> Config {
+    Config {
+        accounts_capacity: 16,
+        transfers_capacity: 16,
+        orders_capacity: 16,
+        dispatch_redelivery_ns: REDELIVERY_NS,
+    }
+}
+
+fn account(id: u128, flags: u16) -> Account {
+    Account {
+        id: AccountId(id),
+        ledger: LEDGER,
+        code: 10,
+        flags,
+        ..Account::default()
+    }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128, amount: u64) -> Transfer {
+    Transfer {
+        id: TransferId(id),
+        debit_account_id: AccountId(debit),
+        credit_account_id: AccountId(credit),
+        amount,
+        ledger: LEDGER,
+        code: 20,
+        ..Transfer::default()
+    }
+}
+
+fn pending(id: u128, debit: u128, credit: u128, amount: u64, timeout_ns: u64) -> Transfer {
+    Transfer {
+        flags: transfer_flags::PENDING,
+        timeout_ns,
+        ..transfer(id, debit, credit, amount)
+    }
+}
+
+fn resolve(id: u128, pending_id: u128, amount: u64, flags: u16) -> Transfer {
+    Transfer {
+        id: TransferId(id),
+        pending_id: TransferId(pending_id),
+        amount,
+        flags,
+        ..Transfer::default()
+    }
+}
+
+fn sku(id: u64, stocked: u64, limit_per_buyer: u32) -> Sku {
+    Sku {
+        id: SkuId(id),
+        units_stocked: stocked,
+        limit_per_buyer,
+        ..Sku::default()
+    }
+}
+
+fn reserve(order: u128, buyer: u128, sku: u64, quantity: u32, timeout: u64) -> Reservation {
+    Reservation {
+        order_id: OrderId(order),
+        buyer_id: AccountId(buyer),
+        sku_id: SkuId(sku),
+        quantity,
+        timeout_ns: timeout,
+        ..Reservation::default()
+    }
+}
+
+fn key(order: u128, sku: u64) -> ReservationKey {
+    ReservationKey {
+        order_id: OrderId(order),
+        sku_id: SkuId(sku),
+        ..ReservationKey::default()
+    }
+}
+
+fn order(id: u128, transfer: u128, timeout_ns: u64, lines: &[(u64, u32)]) -> Order {
+    let mut order_lines = [OrderLine::default(); ORDER_LINES_MAX];
+    for (slot, &(sku_id, quantity)) in order_lines.iter_mut().zip(lines) {
+        slot.sku_id = SkuId(sku_id);
+        slot.quantity = quantity;
+    }
+    Order {
+        id: OrderId(id),
+        buyer_id: AccountId(BUYER),
+        merchant_id: AccountId(MERCHANT),
+        transfer_id: TransferId(transfer),
+        amount: 10,
+        timeout_ns,
+        ledger: LEDGER,
+        line_count: u16::try_from(lines.len()).expect("at most eight lines"),
+        lines: order_lines,
+        ..Order::default()
+    }
+}
+
+fn action(order: u128, transfer: u128, flags: u32) -> OrderAction {
+    OrderAction {
+        order_id: OrderId(order),
+        transfer_id: TransferId(transfer),
+        flags,
+        ..OrderAction::default()
+    }
+}
+
+fn ack(order: u128) -> DispatchAck {
+    DispatchAck {
+        dispatch_id: DispatchId(order),
+        ..DispatchAck::default()
+    }
+}
+
+/// Log time shared by the machines a test compares.
+struct Clock {
+    next_ns: u64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self { next_ns: 1_000_000 }
+    }
+
+    /// The timestamp of `batch`, `advance_ns` past the earliest allowed one.
+    fn take(&mut self, batch: &BatchBuf, advance_ns: u64) -> u64 {
+        let timestamp = self.next_ns + advance_ns;
+        let occupied = batch.as_batch().len().max(1) as u64;
+        self.next_ns = timestamp + occupied + STEP_NS;
+        timestamp
+    }
+}
+
+fn apply(sm: &mut StateMachine, timestamp: u64, batch: &BatchBuf) -> Vec<ResultCode> {
+    let mut results = Vec::new();
+    sm.apply(timestamp, batch.as_batch(), &mut results);
+    results
+}
+
+/// Applies `batch` and checks its codes.
+fn run(sm: &mut StateMachine, clock: &mut Clock, batch: BatchBuf, expected: &[ResultCode]) {
+    let timestamp = clock.take(&batch, 0);
+    assert_eq!(apply(sm, timestamp, &batch), expected, "{batch:?}");
+}
+
+fn pulse(sm: &mut StateMachine, clock: &mut Clock, advance_ns: u64) {
+    let timestamp = clock.take(&BatchBuf::Pulse, advance_ns);
+    assert!(apply(sm, timestamp, &BatchBuf::Pulse).is_empty());
+}
+
+/// A state with an item in every status the state machine knows.
+fn rich_state() -> (StateMachine, Clock) {
+    use ResultCode::{ExceedsCredits, ExceedsDebits, Ok, SoldOut};
+    let mut sm = StateMachine::new(config());
+    let clock = &mut Clock::new();
+    let sm_ = &mut sm;
+    let wallet = account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let capped = account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+    let accounts = vec![
+        account(BANK, 0),
+        account(BUYER, wallet),
+        account(BUYER_2, wallet),
+        account(MERCHANT, 0),
+        account(CAPPED, capped),
+    ];
+    run(sm_, clock, BatchBuf::CreateAccounts(accounts), &[Ok; 5]);
+    let transfers = vec![
+        transfer(1, BANK, BUYER, 10_000),
+        transfer(2, BANK, BUYER_2, 10_000),
+        pending(3, BUYER, MERCHANT, 100, 0),
+        pending(4, BUYER, MERCHANT, 50, LONG_NS),
+        pending(5, BUYER, MERCHANT, 10, 5),
+        pending(6, BUYER, MERCHANT, 20, 0),
+        pending(7, BUYER, MERCHANT, 30, 0),
+    ];
+    run(sm_, clock, BatchBuf::CreateTransfers(transfers), &[Ok; 7]);
+    let transfers = vec![
+        resolve(8, 6, 15, transfer_flags::POST_PENDING),
+        resolve(9, 7, 0, transfer_flags::VOID_PENDING),
+        transfer(10, BUYER_2, MERCHANT, 1_000_000),
+        transfer(11, BANK, CAPPED, 1),
+    ];
+    let codes = [Ok, Ok, ExceedsCredits, ExceedsDebits];
+    run(sm_, clock, BatchBuf::CreateTransfers(transfers), &codes);
+    let skus = vec![sku(1, 100, 0), sku(2, 10, 3), sku(3, 1, 0)];
+    run(sm_, clock, BatchBuf::CreateSkus(skus), &[Ok; 3]);
+    let reservations = vec![
+        reserve(100, BUYER, 1, 2, LONG_NS),
+        reserve(101, BUYER, 1, 1, LONG_NS),
+        reserve(102, BUYER, 2, 1, LONG_NS),
+        reserve(103, BUYER_2, 2, 2, 5),
+        reserve(104, BUYER, 3, 5, LONG_NS),
+    ];
+    let codes = [Ok, Ok, Ok, Ok, SoldOut];
+    run(sm_, clock, BatchBuf::Reserve(reservations), &codes);
+    run(
+        sm_,
+        clock,
+        BatchBuf::ConfirmReservations(vec![key(101, 1)]),
+        &[Ok],
+    );
+    run(
+        sm_,
+        clock,
+        BatchBuf::ReleaseReservations(vec![key(102, 2)]),
+        &[Ok],
+    );
+    let orders = vec![
+        order(1, 20, LONG_NS, &[(1, 1), (2, 1)]),
+        order(2, 21, LONG_NS, &[(1, 1)]),
+        order(3, 22, LONG_NS, &[(1, 2)]),
+        order(4, 23, LONG_NS, &[(2, 1)]),
+        order(5, 24, LONG_NS, &[(1, 1)]),
+        order(6, 25, 5, &[(1, 1)]),
+        order(7, 26, LONG_NS, &[(3, 2)]),
+        order(8, 27, LONG_NS, &[(1, 1)]),
+    ];
+    let codes = [Ok, Ok, Ok, Ok, Ok, Ok, SoldOut, Ok];
+    run(sm_, clock, BatchBuf::PlaceOrders(orders), &codes);
+    run(
+        sm_,
+        clock,
+        BatchBuf::PayOrders(vec![action(8, 38, 0)]),
+        &[Ok],
+    );
+    pulse(sm_, clock, 2 * REDELIVERY_NS);
+    let pays = vec![action(2, 31, 0), action(3, 32, 0), action(4, 33, 0)];
+    run(sm_, clock, BatchBuf::PayOrders(pays), &[Ok; 3]);
+    run(sm_, clock, BatchBuf::AckDispatch(vec![ack(3)]), &[Ok]);
+    let refund = action(4, 43, order_action_flags::RESTOCK);
+    run(sm_, clock, BatchBuf::RefundOrders(vec![refund]), &[Ok]);
+    run(
+        sm_,
+        clock,
+        BatchBuf::CancelOrders(vec![action(5, 45, 0)]),
+        &[Ok],
+    );
+
+    // The state really holds every status.
+    let status = |sm: &StateMachine, id: u128| match sm.order(OrderId(id)) {
+        Some(OrderLookup::Placed(view)) => OrderStatus::from_u16(view.order.status),
+        _ => None,
+    };
+    let statuses: Vec<_> = (1..=8).map(|id| status(&sm, id)).collect();
+    let expected = [
+        Some(OrderStatus::Reserved),
+        Some(OrderStatus::Paid),
+        Some(OrderStatus::Dispatched),
+        Some(OrderStatus::Refunded),
+        Some(OrderStatus::Cancelled),
+        Some(OrderStatus::Expired),
+        None,
+        Some(OrderStatus::Paid),
+    ];
+    assert_eq!(statuses, expected);
+    let redelivered = sm.dispatch(DispatchId(8)).expect("order 8 was paid");
+    assert_eq!(redelivered.attempts, 2);
+    assert_eq!(sm.dispatch_feed(0, 10).len(), 2);
+    let expired = sm.reservation(OrderId(103), SkuId(2));
+    assert!(matches!(expired, Some(ReservationLookup::Held(r))
+        if r.status == ReservationStatus::Expired as u16));
+    let pending_status = |id: u128| match sm.transfer(TransferId(id)) {
+        Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
+        _ => None,
+    };
+    assert_eq!(pending_status(3), Some(PendingStatus::Pending));
+    assert_eq!(pending_status(5), Some(PendingStatus::Expired));
+    assert_eq!(pending_status(6), Some(PendingStatus::Posted));
+    assert_eq!(pending_status(7), Some(PendingStatus::Voided));
+    (sm, std::mem::replace(clock, Clock::new()))
+}
+
+/// Snapshots `sm`, restores it and checks the copy is the same state.
+fn round_trip(sm: &StateMachine) -> (Vec<u8>, StateMachine) {
+    let bytes = sm.snapshot();
+    let restored = StateMachine::restore(&bytes).expect("a snapshot restores");
+    assert_eq!(restored.state_hash(), sm.state_hash());
+    assert!(
+        restored.snapshot() == bytes,
+        "a restored machine snapshots the same"
+    );
+    assert_eq!(restored.config(), sm.config());
+    (bytes, restored)
+}
+
+/// Applies `batch` to both machines: the same codes, the same state.
+fn apply_both(
+    original: &mut StateMachine,
+    restored: &mut StateMachine,
+    timestamp: u64,
+    batch: &BatchBuf,
+) -> Vec<ResultCode> {
+    let codes = apply(original, timestamp, batch);
+    assert_eq!(apply(restored, timestamp, batch), codes, "{batch:?}");
+    assert_eq!(restored.state_hash(), original.state_hash(), "{batch:?}");
+    codes
+}
+
+#[test]
+fn round_trip_keeps_the_whole_state() {
+    let (sm, _) = rich_state();
+    let (bytes, restored) = round_trip(&sm);
+    assert_eq!(restored.memory_counts(), sm.memory_counts());
+    assert_eq!(restored.accounts_sorted(), sm.accounts_sorted());
+    assert_eq!(restored.orders_sorted(), sm.orders_sorted());
+    assert_eq!(restored.dispatches_sorted(), sm.dispatches_sorted());
+    assert_eq!(restored.dispatch_feed(0, 100), sm.dispatch_feed(0, 100));
+    assert_eq!(restored.timestamp_last(), sm.timestamp_last());
+    // Equal states give equal bytes, whatever their tables' slot order.
+    let (sm_again, _) = rich_state();
+    assert!(sm_again.snapshot() == bytes);
+}
+
+#[test]
+fn an_empty_machine_round_trips() {
+    let sm = StateMachine::new(Config::default());
+    let (bytes, _) = round_trip(&sm);
+    assert_eq!(
+        bytes.len(),
+        HEADER_SIZE_BYTES + SECTIONS_COUNT * COUNT_SIZE_BYTES
+    );
+}
+
+#[test]
+fn restored_machine_continues_like_the_original() {
+    use ResultCode::{
+        Exists, IdAlreadyFailed, Ok, OrderExpired, PendingTransferExpired, ReservationExpired,
+    };
+    let (mut original, mut clock) = rich_state();
+    let (_, mut restored) = round_trip(&original);
+    let batches = [
+        (
+            0,
+            BatchBuf::CreateTransfers(vec![
+                transfer(1, BANK, BUYER, 10_000),
+                transfer(10, BUYER_2, MERCHANT, 1_000_000),
+                transfer(50, BANK, BUYER, 5),
+                resolve(51, 3, 0, transfer_flags::POST_PENDING),
+            ]),
+        ),
+        (
+            0,
+            BatchBuf::PlaceOrders(vec![
+                order(1, 20, LONG_NS, &[(1, 1), (2, 1)]),
+                order(7, 26, LONG_NS, &[(3, 2)]),
+                order(9, 29, 100, &[(1, 1)]),
+            ]),
+        ),
+        (
+            0,
+            BatchBuf::Reserve(vec![
+                reserve(100, BUYER, 1, 2, LONG_NS),
+                reserve(104, BUYER, 3, 5, LONG_NS),
+            ]),
+        ),
+        (0, BatchBuf::PayOrders(vec![action(2, 31, 0)])),
+        (0, BatchBuf::AckDispatch(vec![ack(8)])),
+        (2 * LONG_NS, BatchBuf::Pulse),
+        (
+            0,
+            BatchBuf::CreateTransfers(vec![resolve(52, 4, 0, transfer_flags::POST_PENDING)]),
+        ),
+        (0, BatchBuf::PayOrders(vec![action(1, 53, 0)])),
+        (0, BatchBuf::ConfirmReservations(vec![key(100, 1)])),
+        (3 * REDELIVERY_NS, BatchBuf::Pulse),
+        (3 * REDELIVERY_NS, BatchBuf::Pulse),
+    ];
+    let expected: [&[ResultCode]; 11] = [
+        &[Exists, IdAlreadyFailed, Ok, Ok],
+        &[Exists, IdAlreadyFailed, Ok],
+        &[Exists, IdAlreadyFailed],
+        &[Exists],
+        &[Ok],
+        &[],
+        &[PendingTransferExpired],
+        &[OrderExpired],
+        &[ReservationExpired],
+        &[],
+        &[],
+    ];
+    for ((advance_ns, batch), expected) in batches.iter().zip(expected) {
+        let timestamp = clock.take(batch, *advance_ns);
+        assert_eq!(
+            apply_both(&mut original, &mut restored, timestamp, batch),
+            expected
+        );
+        if let Some(restored_next) = restored.expiry_next() {
+            let original_next = original.expiry_next().expect("the original has hints");
+            assert!(original_next <= restored_next);
+        }
+    }
+    let redelivered = original.dispatch(DispatchId(2)).expect("order 2 was paid");
+    assert!(redelivered.attempts >= 3, "{redelivered:?}");
+    assert!(original.snapshot() == restored.snapshot());
+}
+
+#[test]
+fn versions_3_and_4_snapshots_are_still_read() {
+    // Version 4 is version 5 without the last two sections (the order saga's).
+    let (sm, _) = rich_state();
+    let bytes = sm.snapshot();
+    let mut v4 = bytes[..bytes.len() - 2 * COUNT_SIZE_BYTES].to_vec();
+    assert_eq!(bytes[bytes.len() - 2 * COUNT_SIZE_BYTES..], [0; 16]);
+    v4[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_4.to_le_bytes());
+    let restored = StateMachine::restore(&v4).expect("version 4");
+    assert_eq!(restored.state_hash(), sm.state_hash());
+    // Version 3 is version 4 without its last section (shard pendings).
+    let mut old = bytes[..bytes.len() - 3 * COUNT_SIZE_BYTES].to_vec();
+    old[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_PREVIOUS.to_le_bytes());
+    let restored = StateMachine::restore(&old).expect("version 3");
+    assert_eq!(restored.state_hash(), sm.state_hash());
+    // A version 3 snapshot with anything after its last section is refused.
+    let mut trailing = old.clone();
+    trailing.extend_from_slice(&[0; 8]);
+    assert!(matches!(
+        StateMachine::restore(&trailing),
+        Err(SnapshotError::TrailingBytes { .. })
+    ));
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let (sm, _) = rich_state();
+    let bytes = sm.snapshot();
+    let mut bad = bytes.clone();
+    bad[0] ^= 1;
+    assert!(matches!(
+        StateMachine::restore(&bad),
+        Err(SnapshotError::BadMagic { .. })
+    ));
+    let mut bad = bytes.clone();
+    bad[8] = 1;
+    assert!(matches!(
+        StateMachine::restore(&bad),
+        Err(SnapshotError::UnsupportedVersion { found: 1, .. })
+    ));
+    let mut bad = bytes.clone();
+    bad.push(0);
+    assert_eq!(
+        StateMachine::restore(&bad).err(),
+        Some(SnapshotError::TrailingBytes {
+            offset: bytes.len(),
+            count: 1
+        })
+    );
+    // The first account's id, zeroed.
+    let first_item = HEADER_SIZE_BYTES + COUNT_SIZE_BYTES;
+    let mut bad = bytes.clone();
+    bad[first_item..first_item + 16].fill(0);
+    assert_eq!(
+        StateMachine::restore(&bad).err(),
+        Some(SnapshotError::InvalidValue {
+            offset: first_item,
+            what: "account id"
+        })
+    );
+    // A count far past the end.
+    let mut bad = bytes.clone();
+    bad[HEADER_SIZE_BYTES..first_item].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(StateMachine::restore(&bad).is_err());
+    assert!(matches!(
+        StateMachine::restore(&bytes[..5]),
+        Err(SnapshotError::Truncated { offset: 0, .. })
+    ));
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let (sm, _) = rich_state();
+    let bytes = sm.snapshot();
+    for cut in 0..bytes.len() {
+        assert!(
+            StateMachine::restore(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+}
+
+/// A small deterministic generator for the garbage tests.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    super::super::table::mix64(*state)
+}
+
+/// Restores `bytes`; whatever is accepted must be a machine that works and
+/// snapshots back to the same bytes (the encoding is canonical).
+fn restore_checked(bytes: &[u8]) {
+    if let Result::Ok(sm) = StateMachine::restore(bytes) {
+        let _ = sm.state_hash();
+        assert!(sm.snapshot() == bytes, "an accepted snapshot is canonical");
+    }
+}
+
+#[test]
+fn flipped_bytes_never_panic() {
+    let (sm, _) = rich_state();
+    let bytes = sm.snapshot();
+    // The capacities are allocation hints: a flipped one is a valid config asking for
+    // gigabytes, which the checksummed file around a snapshot is there to catch.
+    let capacities = 12..36;
+    let mut state = 7;
+    let mut rejected = 0;
+    for _ in 0..3_000 {
+        let mut bad = bytes.clone();
+        let flips = 1 + next_random(&mut state) % 3;
+        for _ in 0..flips {
+            let mut at = (next_random(&mut state) % bytes.len() as u64) as usize;
+            while capacities.contains(&at) {
+                at = (next_random(&mut state) % bytes.len() as u64) as usize;
+            }
+            let bit = 1u8 << (next_random(&mut state) % 8);
+            bad[at] ^= bit;
+        }
+        if StateMachine::restore(&bad).is_err() {
+            rejected += 1;
+        }
+        restore_checked(&bad);
+    }
+    // Most flips land in fields every value of which is valid (balances, user data),
+    // but the validation catches a fair share.
+    assert!(rejected > 100, "{rejected}");
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let (sm, _) = rich_state();
+    let valid = sm.snapshot();
+    let mut state = 11;
+    for round in 0..2_000 {
+        let len = (next_random(&mut state) % 600) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next_random(&mut state) as u8).collect();
+        // Half keep a valid header (with small capacities), so the sections are reached.
+        if round % 2 == 0 {
+            let header = valid.len().min(HEADER_SIZE_BYTES);
+            bytes.splice(0..0, valid[..header].iter().copied());
+        }
+        restore_checked(&bytes);
+    }
+}
+
+// --- Random command streams. ---
+
+/// One batch of a random stream. Ids come from small pools so retries, conflicts and
+/// unknown ids are common; timeouts and pulses span "next command" to "most streams".
+#[derive(Clone, Debug)]
+enum Step {
+    Single(u8, u8, u8, u64),
+    /// Linked pending transfers (id, debit, credit, amount, timeout): a failing member
+    /// rolls back the others and leaves stale expiry hints behind.
+    Holds(Vec<(u8, u8, u8, u64, u64)>),
+    Resolve(u8, u8, u64, bool),
+    Reserve(u8, u8, u8, u32, u64),
+    Confirm(u8, u8),
+    Release(u8, u8),
+    Place(u8, u8, u64, u8, u32),
+    Pay(u8, u8),
+    Cancel(u8, u8),
+    Refund(u8, u8, bool),
+    Ack(u8),
+    Pulse(u64),
+}
+
+const TIMEOUTS_NS: [u64; 5] = [1, 5, 2_000, 60_000, 5_000_000];
+const PULSES_NS: [u64; 4] = [1, 3_000, 60_000, 6_000_000];
+
+fn timeout() -> impl Strategy<Value = u64> {
+    prop::sample::select(&TIMEOUTS_NS[..])
+}
+
+/// Mostly accounts 1..=4 (created), now and then 5 (capped) or 6 (never created).
+fn account_index() -> impl Strategy<Value = u8> {
+    prop_oneof![8 => 1..=4u8, 1 => 5..=6u8]
+}
+
+/// Each role draws its transfer ids from its own range, and now and then from all of
+/// them, so ids collide across roles.
+fn transfer_id(home: std::ops::RangeInclusive<u8>) -> impl Strategy<Value = u8> {
+    prop_oneof![8 => home, 1 => 1..=44u8]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let amount = 1..=400u64;
+    let order = 1..=4u8;
+    let sku = prop_oneof![8 => 1..=2u8, 1 => Just(3u8)];
+    let hold = (
+        transfer_id(1..=8),
+        account_index(),
+        account_index(),
+        amount.clone(),
+        timeout(),
+    );
+    prop_oneof![
+        2 => (transfer_id(9..=14), account_index(), account_index(), amount)
+            .prop_map(|(i, d, c, a)| Step::Single(i, d, c, a)),
+        3 => prop::collection::vec(hold, 1..=3).prop_map(Step::Holds),
+        2 => (transfer_id(15..=20), 1..=8u8, 0..=300u64, any::<bool>())
+            .prop_map(|(i, p, a, post)| Step::Resolve(i, p, a, post)),
+        3 => (1..=3u8, sku.clone(), 2..=3u8, 1..=3u32, timeout())
+            .prop_map(|(o, s, b, q, t)| Step::Reserve(o, s, b, q, t)),
+        1 => (1..=3u8, sku.clone()).prop_map(|(o, s)| Step::Confirm(o, s)),
+        1 => (1..=3u8, sku.clone()).prop_map(|(o, s)| Step::Release(o, s)),
+        4 => (order.clone(), transfer_id(21..=30), timeout(), sku, 1..=2u32)
+            .prop_map(|(o, t, timeout, s, q)| Step::Place(o, t, timeout, s, q)),
+        3 => (order.clone(), transfer_id(31..=44)).prop_map(|(o, t)| Step::Pay(o, t)),
+        1 => (order.clone(), transfer_id(31..=44)).prop_map(|(o, t)| Step::Cancel(o, t)),
+        1 => (order.clone(), transfer_id(31..=44), any::<bool>())
+            .prop_map(|(o, t, restock)| Step::Refund(o, t, restock)),
+        2 => order.prop_map(Step::Ack),
+        2 => prop::sample::select(&PULSES_NS[..]).prop_map(Step::Pulse),
+    ]
+}
+
+impl Step {
+    /// The batch and how far past the earliest allowed time it is logged.
+    fn batch(&self) -> (BatchBuf, u64) {
+        let id = u128::from;
+        let batch = match *self {
+            Step::Single(i, d, c, a) => {
+                BatchBuf::CreateTransfers(vec![transfer(id(i), id(d), id(c), a)])
+            }
+            Step::Holds(ref holds) => {
+                let last = holds.len() - 1;
+                let transfers = holds.iter().enumerate().map(|(index, &(i, d, c, a, t))| {
+                    let hold = pending(id(i), id(d), id(c), a, t);
+                    let linked = if index < last {
+                        transfer_flags::LINKED
+                    } else {
+                        0
+                    };
+                    Transfer {
+                        flags: hold.flags | linked,
+                        ..hold
+                    }
+                });
+                BatchBuf::CreateTransfers(transfers.collect())
+            }
+            Step::Resolve(i, p, a, post) => {
+                let (flags, amount) = if post {
+                    (transfer_flags::POST_PENDING, a)
+                } else {
+                    (transfer_flags::VOID_PENDING, 0)
+                };
+                BatchBuf::CreateTransfers(vec![resolve(id(i), id(p), amount, flags)])
+            }
+            Step::Reserve(o, s, b, q, t) => {
+                BatchBuf::Reserve(vec![reserve(id(o), id(b), u64::from(s), q, t)])
+            }
+            Step::Confirm(o, s) => BatchBuf::ConfirmReservations(vec![key(id(o), u64::from(s))]),
+            Step::Release(o, s) => BatchBuf::ReleaseReservations(vec![key(id(o), u64::from(s))]),
+            Step::Place(o, t, timeout, s, q) => {
+                BatchBuf::PlaceOrders(vec![order(id(o), id(t), timeout, &[(u64::from(s), q)])])
+            }
+            Step::Pay(o, t) => BatchBuf::PayOrders(vec![action(id(o), id(t), 0)]),
+            Step::Cancel(o, t) => BatchBuf::CancelOrders(vec![action(id(o), id(t), 0)]),
+            Step::Refund(o, t, restock) => {
+                let flags = if restock {
+                    order_action_flags::RESTOCK
+                } else {
+                    0
+                };
+                BatchBuf::RefundOrders(vec![action(id(o), id(t), flags)])
+            }
+            Step::Ack(o) => BatchBuf::AckDispatch(vec![ack(id(o))]),
+            Step::Pulse(advance_ns) => return (BatchBuf::Pulse, advance_ns),
+        };
+        (batch, 0)
+    }
+}
+
+/// Accounts 1 (bank), 2 and 3 (funded wallets), 4 (merchant), 5 (capped); 6 is never
+/// created. SKUs 1 (plenty) and 2 (scarce, two per buyer); 3 is never created.
+fn stream_setup() -> (StateMachine, Clock) {
+    let mut sm = StateMachine::new(config());
+    let mut clock = Clock::new();
+    let wallet = account_flags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let accounts = vec![
+        account(BANK, 0),
+        account(BUYER, wallet),
+        account(BUYER_2, wallet),
+        account(MERCHANT, 0),
+        account(CAPPED, account_flags::CREDITS_MUST_NOT_EXCEED_DEBITS),
+    ];
+    run(
+        &mut sm,
+        &mut clock,
+        BatchBuf::CreateAccounts(accounts),
+        &[ResultCode::Ok; 5],
+    );
+    let funding = vec![
+        transfer(1_001, BANK, BUYER, 1_000),
+        transfer(1_002, BANK, BUYER_2, 1_000),
+    ];
+    run(
+        &mut sm,
+        &mut clock,
+        BatchBuf::CreateTransfers(funding),
+        &[ResultCode::Ok; 2],
+    );
+    let skus = vec![sku(1, 20, 0), sku(2, 4, 2)];
+    run(
+        &mut sm,
+        &mut clock,
+        BatchBuf::CreateSkus(skus),
+        &[ResultCode::Ok; 2],
+    );
+    (sm, clock)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn snapshot_anywhere_then_continue_identically(
+        steps in prop::collection::vec(step(), 1..60),
+        snap_at in 0..60usize,
+    ) {
+        let snap_at = snap_at % (steps.len() + 1);
+        let (mut original, mut clock) = stream_setup();
+        for step in &steps[..snap_at] {
+            let (batch, advance_ns) = step.batch();
+            let timestamp = clock.take(&batch, advance_ns);
+            apply(&mut original, timestamp, &batch);
+        }
+        let bytes = original.snapshot();
+        let mut restored = StateMachine::restore(&bytes).expect("a snapshot restores");
+        prop_assert_eq!(restored.state_hash(), original.state_hash());
+        prop_assert!(restored.snapshot() == bytes);
+        for step in &steps[snap_at..] {
+            let (batch, advance_ns) = step.batch();
+            let timestamp = clock.take(&batch, advance_ns);
+            let codes = apply(&mut original, timestamp, &batch);
+            prop_assert_eq!(apply(&mut restored, timestamp, &batch), codes, "{:?}", step);
+            prop_assert_eq!(restored.state_hash(), original.state_hash(), "{:?}", step);
+            if let Some(restored_next) = restored.expiry_next() {
+                let original_next = original.expiry_next();
+                prop_assert!(original_next.is_some_and(|next| next <= restored_next));
+            }
+        }
+        prop_assert!(original.snapshot() == restored.snapshot());
+    }
+}
