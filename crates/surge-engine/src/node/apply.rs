@@ -1,0 +1,152 @@
+//! The apply thread: applies durable records in log order, derives history entries,
+//! keeps codes for their submitters, checkpoints, evicts and applies log retention.
+
+use super::*;
+
+pub(super) struct Applier {
+    pub(super) shared: Arc<Shared>,
+    /// To stop the log when applying cannot go on (weak: the node owns the log).
+    pub(super) group_commit: std::sync::Weak<GroupCommit>,
+    pub(super) history: Option<SledHistory>,
+    pub(super) checkpoints: Box<dyn Storage>,
+    pub(super) checkpoint_interval_records: u64,
+    pub(super) checkpoints_kept: usize,
+    pub(super) results_uncollected_max: usize,
+    /// Finished transfers leaving memory.
+    pub(super) eviction: Eviction,
+    /// A second handle on the log directory and what to do with old segments; `None` to
+    /// keep them all.
+    pub(super) log_retention: Option<RetentionHandle>,
+}
+
+/// The apply thread's own handle on the log directory, and what retention does.
+pub(super) type RetentionHandle = (Box<dyn Storage>, LogRetention);
+
+impl Applier {
+    pub(super) fn run(&mut self, durable: crossbeam_channel::Receiver<Arc<Record>>) {
+        let mut results = Vec::new();
+        let outcome = durable.iter().try_for_each(|record| {
+            let started = std::time::Instant::now();
+            self.step(&record, &mut results)?;
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            let mut counters = self.shared.apply_counters.lock();
+            counters.records += 1;
+            counters.commands += u64::from(record.header.count);
+            counters
+                .latency_us
+                .saturating_record(elapsed_us.clamp(1, APPLY_LATENCY_US_MAX));
+            Ok::<(), EngineError>(())
+        });
+        let reason = match outcome {
+            Ok(()) => "shut down".to_string(),
+            Err(error) => {
+                // Fail-stop: nothing more may be logged that cannot be applied and answered.
+                let reason = format!("the apply stage failed: {error}");
+                if let Some(group_commit) = self.group_commit.upgrade() {
+                    group_commit.halt(reason.clone());
+                }
+                reason
+            }
+        };
+        self.shared.results.lock().stopped = Some(reason);
+        self.shared.applied.notify_all();
+    }
+
+    pub(super) fn step(
+        &mut self,
+        record: &Record,
+        results: &mut Vec<ResultCode>,
+    ) -> Result<(), EngineError> {
+        let record_index = record.header.record_index;
+        // The commands straight from the record's body (no copy when it is aligned).
+        let commands = Commands::of(record)?;
+        let batch = commands.batch();
+        // Ids the batch names that left memory: looked up without holding the state lock
+        // (only this thread writes the state, so the answer cannot go stale).
+        let found = match &self.history {
+            Some(index) => recall_lookups(&self.shared.state.read(), index, batch)?,
+            None => Vec::new(),
+        };
+        let (entries, released, released_orders) = {
+            let mut state = self.shared.state.write();
+            state.recall(&found);
+            state.apply(record.header.timestamp_ns, batch, results);
+            // Derived from the state right after this record (in memory, under the lock);
+            // written to sled after the lock is released, so reads never wait on its I/O.
+            let entries = self
+                .history
+                .is_some()
+                .then(|| derive_entries(&state, record_index, batch, results));
+            let released_orders = state.take_released_order_messages();
+            (entries, state.take_released_legs(), released_orders)
+        };
+        if !released.is_empty() {
+            let deliver = self.shared.released.lock().clone();
+            if let Some(deliver) = deliver {
+                deliver(released);
+            }
+        }
+        if !released_orders.is_empty() {
+            let deliver = self.shared.released_orders.lock().clone();
+            if let Some(deliver) = deliver {
+                deliver(released_orders);
+            }
+        }
+        if let (Some(index), Some(entries)) = (self.history.as_mut(), entries) {
+            index.apply(record_index, &entries)?;
+        }
+        if record.header.count > 0 {
+            let mut uncollected = self.shared.results.lock();
+            uncollected.by_record.insert(record_index, results.clone());
+            while uncollected.by_record.len() > self.results_uncollected_max {
+                let (oldest, _) = uncollected.by_record.pop_first().expect("over the limit");
+                uncollected.dropped_below = oldest + 1;
+            }
+            drop(uncollected);
+            self.shared.applied.notify_all();
+        }
+        self.eviction
+            .step(&self.shared.state, record.header.count as usize)?;
+        let interval = self.checkpoint_interval_records;
+        if interval > 0 && (record_index + 1) % interval == 0 {
+            self.flush_history_before_retention()?;
+            let snapshot = self.shared.state.read().snapshot();
+            let found = Checkpoint {
+                record_index: Some(record_index),
+                record_checksum: record.header.checksum_header,
+                snapshot,
+            };
+            checkpoint::write(&mut *self.checkpoints, &found)?;
+            checkpoint::retain(&mut *self.checkpoints, self.checkpoints_kept)?;
+            self.retain_log()?;
+        }
+        Ok(())
+    }
+
+    /// With log retention on, makes the history index durable up to this record before a
+    /// checkpoint after it is written: otherwise a crash could leave the index behind the
+    /// newest checkpoint, which forces a rebuild from record 0, impossible once old
+    /// segments are deleted.
+    fn flush_history_before_retention(&self) -> Result<(), EngineError> {
+        if let (Some(_), Some(index)) = (&self.log_retention, &self.history) {
+            index.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Archives or deletes the log segments entirely below the oldest kept checkpoint's
+    /// record (which recovery may fall back to, and checks against the log).
+    fn retain_log(&mut self) -> Result<(), EngineError> {
+        let Some((log, retention)) = self.log_retention.as_mut() else {
+            return Ok(());
+        };
+        let oldest = checkpoint::list(&mut *self.checkpoints)?
+            .first()
+            .and_then(|name| checkpoint::record_index_of(name));
+        // A checkpoint of the empty state needs the log from record 0: keep it all.
+        if let Some(Some(record_index)) = oldest {
+            retain_segments(&mut **log, record_index, *retention)?;
+        }
+        Ok(())
+    }
+}
