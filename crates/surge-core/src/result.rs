@@ -331,6 +331,16 @@ impl ResultCode {
         matches!(self, ResultCode::Ok | ResultCode::Exists)
     }
 
+    /// Whether the same command may succeed later: nothing was stored, the id stays free,
+    /// and the cause passes (a full queue, an earlier step still travelling between
+    /// shards). An answer with such a code is not an idempotent request's final answer.
+    pub const fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ResultCode::Busy | ResultCode::PendingTransferInFlight | ResultCode::OrderInFlight
+        )
+    }
+
     /// The snake_case name, as in JSON (`exceeds_credits`).
     pub fn name(self) -> String {
         let debug = format!("{self:?}");

@@ -135,6 +135,8 @@ pub fn result_code_status(code: ResultCode) -> u16 {
         | C::OrderLinesInvalid
         | C::DuplicateSkuInOrder
         | C::BuyerMustNotBeMerchant => 422,
+        // A shard's queue was full for this command: overload, as the edge's `busy`.
+        C::Busy => 429,
         _ => 409,
     }
 }

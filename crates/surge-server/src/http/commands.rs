@@ -7,7 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_core::{BatchBuf, OrderId, ResultCode, TransferId};
@@ -178,14 +178,30 @@ async fn execute(state: &AppState, route: CommandRoute, body: &[u8]) -> Response
             .collect();
         json(StatusCode::OK, &BatchResults { results })
     };
-    response.extensions_mut().insert(EngineDecided);
+    if is_final(&codes) {
+        response.extensions_mut().insert(EngineDecided);
+    }
     response
+}
+
+/// Whether an answer with `codes` is final, so that its `Idempotency-Key` remembers it:
+/// not if any command may succeed when retried (`busy`, a step still travelling between
+/// shards), or a retry with the same key would get the stale refusal back.
+fn is_final(codes: &[ResultCode]) -> bool {
+    !codes.iter().any(|code| code.is_transient())
 }
 
 fn single_response(code: ResultCode, id: String) -> Response {
     let status = match code {
         ResultCode::Ok => StatusCode::CREATED,
         ResultCode::Exists => StatusCode::OK,
+        _ if code.is_transient() => {
+            let mut response = Problem::result(code, Some(id)).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
         _ => return Problem::result(code, Some(id)).into_response(),
     };
     let result = CommandResult {
@@ -270,5 +286,35 @@ fn item_ids(batch: &BatchBuf) -> Vec<String> {
         BatchBuf::AckDispatch(r) => r.iter().map(|a| a.dispatch_id.to_string()).collect(),
         // The engine's own operations (pulses, cross-shard legs) never come from a request.
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_refusals_are_not_remembered_under_an_idempotency_key() {
+        assert!(is_final(&[ResultCode::Ok, ResultCode::ExceedsCredits]));
+        assert!(is_final(&[ResultCode::IdAlreadyFailed]));
+        for transient in [
+            ResultCode::Busy,
+            ResultCode::PendingTransferInFlight,
+            ResultCode::OrderInFlight,
+        ] {
+            assert!(!is_final(&[ResultCode::Ok, transient]));
+            let response = single_response(transient, "7".to_string());
+            let overload = transient == ResultCode::Busy;
+            let status = if overload {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::CONFLICT
+            };
+            assert_eq!(response.status(), status);
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER),
+                Some(&HeaderValue::from_static("1"))
+            );
+        }
     }
 }
