@@ -24,6 +24,9 @@ pub(crate) struct Call {
     /// the chain would run into another caller's commands.
     pub chain_open: bool,
     pub caller: Caller<Vec<ResultCode>>,
+    /// The codes of an earlier attempt some of whose commands got a transient code (the
+    /// call is being sent again): what a retry's `exists` or `id_already_failed` stands for.
+    pub earlier: Option<Vec<ResultCode>>,
 }
 
 /// What a caller hands the driver.
@@ -153,6 +156,7 @@ mod tests {
             body: vec![0; count as usize * operation.record_size_bytes()],
             chain_open,
             caller: Caller::new(Instant::now() + std::time::Duration::from_secs(60), None),
+            earlier: None,
         }
     }
 

@@ -90,6 +90,7 @@ impl Client {
             body: batch.body().to_vec(),
             chain_open: chain_open(&batch),
             caller: Caller::new(deadline, Some(reply)),
+            earlier: None,
         };
         self.calls
             .send(Submission::Commands(call))

@@ -19,6 +19,11 @@ pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 4;
 /// First wait after a `busy` reply; doubled per busy reply in a row.
 pub const BUSY_BACKOFF_MIN: Duration = Duration::from_millis(1);
 
+/// Pause before sending again a call some of whose commands got a transient code (`busy`
+/// for their shard, or an earlier step still travelling between shards, which settles in a
+/// few log syncs).
+pub const TRANSIENT_RETRY_INTERVAL: Duration = Duration::from_millis(2);
+
 /// Longest wait after `busy` replies.
 pub const BUSY_BACKOFF_MAX: Duration = Duration::from_millis(100);
 

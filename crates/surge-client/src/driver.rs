@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::batcher::{Call, Queues, Submission};
 use crate::config::ClientConfig;
 use crate::connection::{self, ConnectError, Connection, Incoming, Outcome};
+use crate::constants::TRANSIENT_RETRY_INTERVAL;
 use crate::constants::{BUSY_BACKOFF_MAX, BUSY_BACKOFF_MIN, DEADLINE_CHECK_INTERVAL};
 use crate::constants::{RECONNECT_BACKOFF_MAX, RECONNECT_BACKOFF_MIN};
 use crate::error::ClientError;
@@ -390,9 +391,14 @@ impl Driver {
             (mut request, Outcome::Rejected(code)) => {
                 request.fail(&ClientError::Rejected(code));
             }
-            (InFlight::Commands(mut calls), Outcome::Codes(Ok(codes))) => {
+            (InFlight::Commands(calls), Outcome::Codes(Ok(codes))) => {
                 self.answered();
-                split(&mut calls, &codes);
+                let again = split(calls, &codes, Instant::now());
+                if !again.is_empty() {
+                    // Commands that may succeed a moment later: the same calls again.
+                    self.hold_until = Instant::now() + TRANSIENT_RETRY_INTERVAL;
+                    self.requeue(InFlight::Commands(again));
+                }
             }
             (
                 InFlight::Lookup(mut call),
@@ -453,24 +459,100 @@ impl Driver {
     }
 }
 
-/// Gives each call its slice of the codes, in order.
-fn split(calls: &mut [Call], codes: &[ResultCode]) {
+/// Gives each call its slice of the codes, in order; returns the calls to send again: those
+/// with a command answered with a transient code (`busy`, or a step still travelling
+/// between shards: nothing was stored), before their deadline. A call sent again answers
+/// with its last attempt's codes, where `exists` and `id_already_failed` stand for an earlier
+/// attempt's own `ok` or failure.
+fn split(calls: Vec<Call>, codes: &[ResultCode], now: Instant) -> Vec<Call> {
     let expected: usize = calls.iter().map(|call| call.count as usize).sum();
     if codes.len() != expected {
         let error = ClientError::Protocol(format!(
             "{} result codes for {expected} commands",
             codes.len()
         ));
-        for call in calls {
+        for mut call in calls {
             call.caller.finish(Err(error.clone()));
         }
-        return;
+        return Vec::new();
     }
+    let mut again = Vec::new();
     let mut offset = 0;
-    for call in calls {
+    for mut call in calls {
         let count = call.count as usize;
-        call.caller
-            .finish(Ok(codes[offset..offset + count].to_vec()));
+        let mut answered = codes[offset..offset + count].to_vec();
         offset += count;
+        if let Some(earlier) = call.earlier.take() {
+            for (code, first) in answered.iter_mut().zip(earlier) {
+                let stored_failure = !first.is_success()
+                    && !first.is_transient()
+                    && first != ResultCode::IdAlreadyFailed;
+                match (*code, first) {
+                    (ResultCode::Exists, ResultCode::Ok) => *code = ResultCode::Ok,
+                    (ResultCode::IdAlreadyFailed, first) if stored_failure => *code = first,
+                    _ => {}
+                }
+            }
+        }
+        let transient = answered.iter().any(|code| code.is_transient());
+        if transient && now < call.caller.deadline && !call.caller.abandoned() {
+            call.earlier = Some(answered);
+            again.push(call);
+        } else {
+            call.caller.finish(Ok(answered));
+        }
+    }
+    again
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surge_core::Operation;
+    use tokio::sync::oneshot;
+
+    fn call(count: u32, deadline: Instant) -> (Call, oneshot::Receiver<CallResult>) {
+        let (reply, answer) = oneshot::channel();
+        let call = Call {
+            operation: Operation::PayOrders,
+            count,
+            body: vec![0; count as usize * Operation::PayOrders.record_size_bytes()],
+            chain_open: false,
+            caller: crate::caller::Caller::new(deadline, Some(reply)),
+            earlier: None,
+        };
+        (call, answer)
+    }
+
+    type CallResult = Result<Vec<ResultCode>, ClientError>;
+
+    #[test]
+    fn transient_codes_send_the_call_again_and_the_answers_merge() {
+        use ResultCode::{ExceedsCredits, Exists, IdAlreadyFailed, Ok, OrderInFlight};
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let (settled, mut settled_answer) = call(1, later);
+        let (waiting, mut waiting_answer) = call(3, later);
+        // The first call is done; the second has a command whose order's step travels.
+        let again = split(
+            vec![settled, waiting],
+            &[Ok, Ok, OrderInFlight, ExceedsCredits],
+            now,
+        );
+        assert_eq!(settled_answer.try_recv().unwrap().unwrap(), [Ok]);
+        assert!(waiting_answer.try_recv().is_err(), "not answered yet");
+        assert_eq!(again.len(), 1);
+        // Sent again: the first attempt's ok and failure come back as exists and
+        // id_already_failed, and stand for themselves.
+        let done = split(again, &[Exists, Ok, IdAlreadyFailed], now);
+        assert!(done.is_empty());
+        assert_eq!(
+            waiting_answer.try_recv().unwrap().unwrap(),
+            [Ok, Ok, ExceedsCredits]
+        );
+        // Past its deadline a call answers with what it has.
+        let (late, mut late_answer) = call(1, now);
+        assert!(split(vec![late], &[OrderInFlight], now).is_empty());
+        assert_eq!(late_answer.try_recv().unwrap().unwrap(), [OrderInFlight]);
     }
 }

@@ -38,11 +38,14 @@
 //! keys, so a command that already took effect answers `exists` (or
 //! `id_already_failed` if it failed) instead of taking effect twice. That is also why
 //! `Timeout` is not "it did not happen": call again with the same records to find out.
-//! Within an answered call, a command whose code
+//! A call one of whose commands is answered with a code that
 //! [`is_transient`](surge_core::ResultCode::is_transient) (`busy`: its shard's queue was
 //! full while the request's other shards took theirs; `pending_transfer_in_flight`,
-//! `order_in_flight`: an earlier step is still travelling between shards) took no effect:
-//! submit it again, with the same id, a moment later.
+//! `order_in_flight`: an earlier step is still travelling between shards; nothing was
+//! stored) is sent again, whole, every 2 ms until no code is transient or its deadline
+//! passes (then it answers with those codes). Its answer is the last attempt's codes,
+//! where a retry's `exists` or `id_already_failed` stands for the first attempt's own
+//! `ok` or failure, so each command reports what happened to it.
 //!
 //! **Lookups.** `lookup_accounts`, `lookup_transfers`, `lookup_skus` and `lookup_orders`
 //! (scope `read`) read up to 4,096 records by id in one `Lookup` frame and return one
