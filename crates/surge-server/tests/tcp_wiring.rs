@@ -1,5 +1,7 @@
 //! The TCP protocol served by `surge serve`: a client with a first-start token pays over
-//! TCP, and HTTP sees the payment; a wrong token is refused at the handshake.
+//! TCP, and HTTP sees the payment; a wrong token is refused at the handshake; with two
+//! shards, a pay that meets its order's authorization still travelling is retried by the
+//! client until it goes through.
 
 mod common;
 
