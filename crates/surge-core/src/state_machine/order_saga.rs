@@ -509,6 +509,11 @@ impl StateMachine {
                 || self.order_saga.outbox.contains_key(&id))
     }
 
+    /// Whether order `id` (placed on this shard) has its buyer or merchant on another.
+    pub fn order_spans_shards(&self, id: OrderId) -> bool {
+        self.order_span(id).is_some()
+    }
+
     /// Orders of this shard whose buyer or merchant lives on another shard.
     pub fn spanning_orders(&self) -> usize {
         self.order_saga.spans.len()

@@ -241,26 +241,38 @@ impl Part {
     fn complete(self, result: Result<Vec<ResultCode>, EngineError>) {
         if let (Ok(codes), Some(steps), Some(indexes)) = (&result, &self.order_steps, &self.indexes)
         {
-            let codes = codes.clone();
-            let mut waits = Vec::new();
-            for (position, &code) in codes.iter().enumerate() {
-                if !code.is_success() {
-                    continue;
-                }
-                // Counted before this part's codes go in, as for debit legs.
+            // One look at the order's shard settles every command whose step is done (most
+            // of them: an order on one shard sends none); only those still in flight wait.
+            let mut codes = codes.clone();
+            let in_flight = steps.saga.settle(
+                steps.home,
+                &steps.keys,
+                &steps.orders,
+                steps.placing,
+                &mut codes,
+            );
+            // Counted before this part's codes go in, as for debit legs.
+            for _ in &in_flight {
                 self.join.expect_one();
-                let join = self.join.clone();
-                let index = indexes[position];
-                waits.push(OrderWait {
-                    key: steps.keys[position],
-                    order: steps.orders[position],
-                    placing: steps.placing,
-                    code,
-                    answer: Box::new(move |code| join.resolve_one(index, code)),
-                });
             }
-            self.join.part_done(Some(indexes), result);
-            steps.saga.watch(steps.home, waits);
+            let waits: Vec<OrderWait> = in_flight
+                .into_iter()
+                .map(|position| {
+                    let join = self.join.clone();
+                    let index = indexes[position];
+                    OrderWait {
+                        key: steps.keys[position],
+                        order: steps.orders[position],
+                        placing: steps.placing,
+                        code: codes[position],
+                        answer: Box::new(move |code| join.resolve_one(index, code)),
+                    }
+                })
+                .collect();
+            self.join.part_done(Some(indexes), Ok(codes));
+            if !waits.is_empty() {
+                steps.saga.watch(steps.home, waits);
+            }
             return;
         }
         if let (Ok(codes), Some(resolutions), Some(indexes)) =

@@ -29,15 +29,8 @@ use surge_core::{
     ResultCode, StateMachine, TransferId, TransferLookup,
 };
 
-use super::saga::{SagaHandle, Settled};
+use super::saga::{submit_records, SagaHandle, Settled, IDLE_WAIT};
 use crate::node::{EngineError, Node, Pending};
-
-/// Wait before submitting again to a shard whose log queue is full.
-const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(1);
-
-/// How long the driver sleeps when there is nothing to deliver (it is woken on new steps),
-/// and how often it looks at the stop flag while waiting for cross-shard legs.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// Rounds in flight at once, each finished by its own worker thread.
 const ROUND_WORKERS: usize = 4;
@@ -67,29 +60,48 @@ pub(crate) struct OrderWait {
 }
 
 impl OrderWait {
-    /// The final code, from the order's shard's state once the step settled: a failure
-    /// recorded there, as a first attempt or a retry sees it, else the command's code.
     fn final_code(&self, state: &StateMachine) -> ResultCode {
-        let order = state.order(self.order);
-        let failed = match (&order, self.placing) {
-            (Some(OrderLookup::Failed(code)), true) => Some(*code),
-            (_, true) => None,
+        final_code(state, self.key, self.order, self.placing, self.code)
+    }
+}
+
+/// The final code of an order command whose own code was `code` (`ok`, or `exists` for a
+/// retry), from the order's shard's state once its step (if it sent one) settled: a failure
+/// recorded there, as a first attempt or a retry sees it, else `code`. `key`: the step's
+/// key; `placing`: the command placed `order` (else it acted on it).
+fn final_code(
+    state: &StateMachine,
+    key: TransferId,
+    order: OrderId,
+    placing: bool,
+    code: ResultCode,
+) -> ResultCode {
+    if !placing && !state.order_spans_shards(order) {
+        return code; // An order on one shard: its actions' codes are final when applied.
+    }
+    let failed = if placing {
+        match state.order(order) {
+            Some(OrderLookup::Failed(failure)) => Some(failure),
+            _ => None,
+        }
+    } else {
+        match state.order(order) {
             // The order settled the action under this id.
-            (Some(OrderLookup::Placed(view)), false)
-                if view.payment_transfer_id == self.key || view.closing_transfer_id == self.key =>
+            Some(OrderLookup::Placed(view))
+                if view.payment_transfer_id == key || view.closing_transfer_id == key =>
             {
                 None
             }
-            (_, false) => match state.transfer(self.key) {
-                Some(TransferLookup::Failed(code)) => Some(code),
+            _ => match state.transfer(key) {
+                Some(TransferLookup::Failed(failure)) => Some(failure),
                 _ => None,
             },
-        };
-        match (failed, self.code) {
-            (Some(code), ResultCode::Ok) => code,
-            (Some(_), _) => ResultCode::IdAlreadyFailed,
-            (None, code) => code,
         }
+    };
+    match (failed, code) {
+        (Some(failure), ResultCode::Ok) => failure,
+        (Some(_), _) => ResultCode::IdAlreadyFailed,
+        (None, code) => code,
     }
 }
 
@@ -228,37 +240,47 @@ pub(crate) struct OrderSagaHandle {
 }
 
 impl OrderSagaHandle {
-    /// Answers each wait once its step is settled on shard `home` (at once for those not
-    /// in flight there).
-    pub(crate) fn watch(&self, home: u32, waits: Vec<OrderWait>) {
-        let node = &self.shared.nodes[home as usize];
-        let in_flight: Vec<bool> = node.read(|state| {
-            waits
-                .iter()
-                .map(|wait| state.order_step_in_flight(wait.key))
-                .collect()
-        });
-        let mut later = Vec::new();
-        let mut now = Vec::new();
-        for (wait, in_flight) in waits.into_iter().zip(in_flight) {
-            if in_flight {
-                later.push(wait);
-            } else {
-                now.push(wait);
+    /// Settles, with one look at shard `home`, the commands of a part (their step keys,
+    /// orders, whether they place them, their codes) whose step is not in flight there:
+    /// each successful one's code becomes its final code. Returns the positions still in
+    /// flight, to [`OrderSagaHandle::watch`].
+    pub(crate) fn settle(
+        &self,
+        home: u32,
+        keys: &[TransferId],
+        orders: &[OrderId],
+        placing: bool,
+        codes: &mut [ResultCode],
+    ) -> Vec<usize> {
+        self.shared.nodes[home as usize].read(|state| {
+            let mut in_flight = Vec::new();
+            for (position, code) in codes.iter_mut().enumerate() {
+                if !code.is_success() {
+                    continue;
+                }
+                let (key, order) = (keys[position], orders[position]);
+                if state.order_step_in_flight(key) {
+                    in_flight.push(position);
+                } else {
+                    *code = final_code(state, key, order, placing, *code);
+                }
             }
-        }
-        self.shared.answer(home, now);
-        if later.is_empty() {
-            return;
-        }
-        let keys: Vec<TransferId> = later.iter().map(|wait| wait.key).collect();
+            in_flight
+        })
+    }
+
+    /// Answers each wait (a command whose step was in flight on shard `home`) once its
+    /// step is settled there.
+    pub(crate) fn watch(&self, home: u32, waits: Vec<OrderWait>) {
+        let keys: Vec<TransferId> = waits.iter().map(|wait| wait.key).collect();
         {
             // Registered before looking again, so a settle in between cannot be missed.
             let mut watchers = self.shared.watchers.lock();
-            for wait in later {
+            for wait in waits {
                 watchers.entry((home, wait.key)).or_default().push(wait);
             }
         }
+        let node = &self.shared.nodes[home as usize];
         let settled: Vec<TransferId> = node.read(|state| {
             keys.into_iter()
                 .filter(|key| !state.order_step_in_flight(*key))
@@ -408,18 +430,15 @@ impl OrderShared {
         let mut submitted = Vec::new();
         for ((target, is_leg), indexes) in &by_target {
             for chunk in indexes.chunks(BATCH_EVENTS_MAX) {
-                let (operation, body) = if *is_leg {
+                let node = &self.nodes[*target as usize];
+                let pending = if *is_leg {
                     let legs: Vec<_> = chunk.iter().map(|&i| steps[i].1.leg).collect();
-                    (Operation::OrderLegs, bytemuck::cast_slice(&legs).to_vec())
+                    submit_records(node, Operation::OrderLegs, &legs)?
                 } else {
                     let transfers: Vec<_> =
                         chunk.iter().map(|&i| steps[i].1.leg.transfer).collect();
-                    (
-                        Operation::OrderResolve,
-                        bytemuck::cast_slice(&transfers).to_vec(),
-                    )
+                    submit_records(node, Operation::OrderResolve, &transfers)?
                 };
-                let pending = self.submit(*target, operation, body, chunk.len())?;
                 submitted.push((chunk.to_vec(), pending));
             }
         }
@@ -445,9 +464,8 @@ impl OrderShared {
         let mut confirming = Vec::new();
         for (home, outcomes) in &by_home {
             for chunk in outcomes.chunks(BATCH_EVENTS_MAX) {
-                let body = bytemuck::cast_slice(chunk).to_vec();
-                let pending = self.submit(*home, Operation::OrderConfirm, body, chunk.len())?;
-                confirming.push(pending);
+                let node = &self.nodes[*home as usize];
+                confirming.push(submit_records(node, Operation::OrderConfirm, chunk)?);
             }
         }
         for pending in confirming {
@@ -465,21 +483,6 @@ impl OrderShared {
             Some(TransferLookup::Failed(code)) => code,
             _ => ResultCode::IdAlreadyFailed,
         })
-    }
-
-    fn submit(
-        &self,
-        shard: u32,
-        operation: Operation,
-        body: Vec<u8>,
-        count: usize,
-    ) -> Result<Pending, EngineError> {
-        loop {
-            match self.nodes[shard as usize].submit_bytes(operation, body.clone(), count as u32) {
-                Err(error) if error.is_busy() => std::thread::sleep(BUSY_RETRY_INTERVAL),
-                submitted => return submitted,
-            }
-        }
     }
 
     /// Answers whoever waits for the steps `keys` of shard `home` (one look at its state).

@@ -38,8 +38,26 @@ use surge_core::transfer_flags;
 /// Wait before submitting again to a shard whose log queue is full.
 const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(1);
 
-/// How long the driver sleeps when there is nothing to deliver (it is woken on new legs).
-const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How long a driver sleeps when there is nothing to deliver (it is woken on new work),
+/// and how often one waiting for legs looks at its stop flag.
+pub(super) const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Logs `records` (the engine's own messages) as one record of `operation` on `node`,
+/// again after a short wait while its log queue is full. The body is made from the
+/// records for each attempt, so the common first attempt copies them once.
+pub(super) fn submit_records<T: bytemuck::Pod>(
+    node: &Node,
+    operation: Operation,
+    records: &[T],
+) -> Result<Pending, EngineError> {
+    loop {
+        let body = bytemuck::cast_slice(records).to_vec();
+        match node.submit_bytes(operation, body, records.len() as u32) {
+            Err(error) if error.is_busy() => std::thread::sleep(BUSY_RETRY_INTERVAL),
+            submitted => return submitted,
+        }
+    }
+}
 
 /// How a cross-shard transfer ended, for the clients waiting on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,9 +335,8 @@ impl SagaShared {
         for (destination, (legs, waiters)) in &mut by_destination {
             let mut waiters = waiters.drain(..);
             for chunk in legs.chunks(BATCH_EVENTS_MAX) {
-                let body = bytemuck::cast_slice(chunk).to_vec();
-                let pending =
-                    self.submit(*destination, Operation::ShardCredit, body, chunk.len())?;
+                let node = &self.nodes[*destination as usize];
+                let pending = submit_records(node, Operation::ShardCredit, chunk)?;
                 let chunk_waiters: Vec<Option<Waiter>> =
                     waiters.by_ref().take(chunk.len()).collect();
                 credits.push((*destination, chunk, chunk_waiters, pending));
@@ -358,8 +375,8 @@ impl SagaShared {
         let mut resolves = Vec::new();
         for (source, outcomes) in &outcomes {
             for chunk in outcomes.chunks(BATCH_EVENTS_MAX) {
-                let body = bytemuck::cast_slice(chunk).to_vec();
-                resolves.push(self.submit(*source, Operation::ShardResolve, body, chunk.len())?);
+                let node = &self.nodes[*source as usize];
+                resolves.push(submit_records(node, Operation::ShardResolve, chunk)?);
             }
         }
         let mut early = Vec::new();
@@ -392,21 +409,6 @@ impl SagaShared {
             Some(TransferLookup::Failed(original)) => original,
             _ => code,
         })
-    }
-
-    fn submit(
-        &self,
-        shard: u32,
-        operation: Operation,
-        body: Vec<u8>,
-        count: usize,
-    ) -> Result<Pending, EngineError> {
-        loop {
-            match self.nodes[shard as usize].submit_bytes(operation, body.clone(), count as u32) {
-                Err(error) if error.is_busy() => std::thread::sleep(BUSY_RETRY_INTERVAL),
-                submitted => return submitted,
-            }
-        }
     }
 
     /// Calls the watchers of every resolved transfer (one lock for them all).
