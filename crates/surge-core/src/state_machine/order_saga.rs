@@ -184,16 +184,13 @@ impl StateMachine {
     /// The answer to an action on an order spanning shards that this shard's transfer ids
     /// cannot give (the action's transfer lives on another shard): a retry of the step in
     /// flight or of a settled one, another action while one is in flight, or an id this
-    /// shard's outbox uses. `None`: go on.
+    /// shard's outbox uses. `None`: go on. Only called when some order here spans shards.
     pub(crate) fn spanning_action_answer(
         &self,
         stored: &StoredOrder,
         action: &OrderAction,
         operation: Operation,
     ) -> Option<Outcome> {
-        if self.order_saga.spans.is_empty() {
-            return None; // The hot path: no order spans shards.
-        }
         let id = action.transfer_id;
         let Some(span) = self.order_span(stored.order.id) else {
             // A local order's action may not take the id of a step of an order spanning
