@@ -31,22 +31,12 @@ impl Engine {
                 }
             })
             .collect();
-        // The merchants' ledgers, one look at each merchant shard for the whole part
-        // (accounts never change ledger and are never deleted).
-        let mut shards: Vec<u32> = spanning.iter().map(|s| s.merchant_shard).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        for merchant_shard in shards {
-            self.node(merchant_shard as usize).read(|state| {
-                for order in spanning
-                    .iter_mut()
-                    .filter(|s| s.merchant_shard == merchant_shard)
-                {
-                    order.merchant_ledger = state
-                        .account(order.order.merchant_id)
-                        .map_or(0, |account| account.ledger);
-                }
-            });
+        let merchants: Vec<(u32, AccountId)> = spanning
+            .iter()
+            .map(|s| (s.merchant_shard, s.order.merchant_id))
+            .collect();
+        for (order, ledger) in spanning.iter_mut().zip(self.account_ledgers(&merchants)) {
+            order.merchant_ledger = ledger;
         }
         let steps = OrderSteps {
             saga: self.order_saga.as_ref().expect("running").handle(),
@@ -186,7 +176,13 @@ impl Engine {
                 }
             })
             .collect();
-        self.note_credit_ledgers(&mut legs);
+        let credit_accounts: Vec<(u32, AccountId)> = legs
+            .iter()
+            .map(|leg| (leg.destination_shard, leg.transfer.credit_account_id))
+            .collect();
+        for (leg, ledger) in legs.iter_mut().zip(self.account_ledgers(&credit_accounts)) {
+            leg.credit_account_ledger = ledger;
+        }
         let body = bytemuck::cast_slice(&legs).to_vec();
         let count = legs.len() as u32;
         let submitted = self
@@ -202,23 +198,25 @@ impl Engine {
         self.enqueue(shard, submitted, part);
     }
 
-    /// Fills in each leg's credit account ledger as its shard holds it now (one read per
-    /// destination shard), so the debit leg fails as one shard would.
-    pub(super) fn note_credit_ledgers(&self, legs: &mut [ShardLeg]) {
-        let mut destinations: Vec<u32> = legs.iter().map(|leg| leg.destination_shard).collect();
-        destinations.sort_unstable();
-        destinations.dedup();
-        for destination in destinations {
-            self.node(destination as usize).read(|state| {
-                for leg in legs
+    /// Each (shard, account)'s ledger as that shard holds it now (0: no such account), one
+    /// read per shard named. Accounts never change ledger and are never deleted, so a
+    /// command routed with it fails as one shard would fail it.
+    fn account_ledgers(&self, accounts: &[(u32, AccountId)]) -> Vec<u32> {
+        let mut ledgers = vec![0; accounts.len()];
+        let mut shards: Vec<u32> = accounts.iter().map(|(shard, _)| *shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            self.node(shard as usize).read(|state| {
+                for (ledger, (_, id)) in ledgers
                     .iter_mut()
-                    .filter(|leg| leg.destination_shard == destination)
+                    .zip(accounts)
+                    .filter(|(_, (owner, _))| *owner == shard)
                 {
-                    leg.credit_account_ledger = state
-                        .account(leg.transfer.credit_account_id)
-                        .map_or(0, |account| account.ledger);
+                    *ledger = state.account(*id).map_or(0, |account| account.ledger);
                 }
             });
         }
+        ledgers
     }
 }
