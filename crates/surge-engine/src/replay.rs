@@ -266,6 +266,9 @@ fn view(operation: Operation, body: &[u8]) -> Option<Batch<'_>> {
         Operation::OrderLegs => Batch::OrderLegs(bytemuck::try_cast_slice(body).ok()?),
         Operation::OrderResolve => Batch::OrderResolve(bytemuck::try_cast_slice(body).ok()?),
         Operation::OrderConfirm => Batch::OrderConfirm(bytemuck::try_cast_slice(body).ok()?),
+        Operation::PlaceOrdersCompact => {
+            Batch::PlaceOrdersCompact(bytemuck::try_cast_slice(body).ok()?)
+        }
     })
 }
 

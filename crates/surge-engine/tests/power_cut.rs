@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use common::{account, action, linked, order, pending, post, sku, transfer, void};
 use surge_core::{
-    AccountId, BatchBuf, OrderId, OrderLookup, ResultCode, StateMachine, TransferId, TransferLookup,
+    log_form, AccountId, BatchBuf, OrderId, OrderLookup, ResultCode, StateMachine, TransferId,
+    TransferLookup,
 };
 use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
 use surge_wal::storage::split_mix;
@@ -709,9 +710,11 @@ fn run_seed(seed: u64, coverage: &mut Coverage, process_restarts: bool) -> u64 {
         arm(&mut rng, &machine, steps, checkpointing);
         for _ in 0..steps {
             let batch = workload.next_batch();
+            // As the node logs it (one-line orders compact).
+            let (operation, body) = log_form(batch.as_batch().operation(), batch.as_batch().body());
             submitted.push(Submitted {
-                operation: batch.as_batch().operation() as u8,
-                body: batch.as_batch().body().to_vec(),
+                operation: operation as u8,
+                body,
                 hash_after: None,
             });
             let answer = node
@@ -963,10 +966,8 @@ impl Submitter {
     fn run(&mut self, seed: u64, node: &Node, steps: u64) {
         for _ in 0..steps {
             let batch = self.workload.next_batch();
-            let key = (
-                batch.as_batch().operation() as u8,
-                batch.as_batch().body().to_vec(),
-            );
+            let (operation, body) = log_form(batch.as_batch().operation(), batch.as_batch().body());
+            let key = (operation as u8, body);
             match node
                 .submit(batch.as_batch())
                 .and_then(|pending| pending.wait())

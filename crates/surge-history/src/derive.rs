@@ -84,11 +84,19 @@ pub fn derive_entries(
         let order_event = |order_id: OrderId| IndexEntry::OrderEvent {
             order_id,
             position,
-            operation: batch.operation(),
+            // A place is a place, whichever form the engine logged it in.
+            operation: match batch.operation() {
+                Operation::PlaceOrdersCompact => Operation::PlaceOrders,
+                operation => operation,
+            },
         };
         match batch {
             Batch::CreateTransfers(records) => created.push((position, records[index].id)),
             Batch::PlaceOrders(records) => {
+                created.push((position, records[index].transfer_id));
+                entries.push(order_event(records[index].id));
+            }
+            Batch::PlaceOrdersCompact(records) => {
                 created.push((position, records[index].transfer_id));
                 entries.push(order_event(records[index].id));
             }

@@ -56,7 +56,8 @@ impl Scopes {
             | Operation::ReserveOrders
             | Operation::OrderLegs
             | Operation::OrderResolve
-            | Operation::OrderConfirm => None,
+            | Operation::OrderConfirm
+            | Operation::PlaceOrdersCompact => None,
             Operation::AckDispatch => Some(Self::DISPATCH),
             Operation::CreateAccounts
             | Operation::CreateTransfers

@@ -241,11 +241,11 @@ fn bad_requests_are_refused_one_by_one() {
         other => panic!("{other}"),
     };
     assert_eq!(
-        reason(request_error(19, 1, &[0; 128])),
-        RequestError::UnknownOperation { operation: 19 }
+        reason(request_error(20, 1, &[0; 128])),
+        RequestError::UnknownOperation { operation: 20 }
     );
-    // The engine's own messages between shards.
-    for operation in [12, 13, 14, 15, 16, 17, 18] {
+    // The engine's own messages between shards, and one-line orders as logged.
+    for operation in [12, 13, 14, 15, 16, 17, 18, 19] {
         assert_eq!(
             reason(request_error(operation, 1, &[0; 128])),
             RequestError::OperationNotAllowed { operation }

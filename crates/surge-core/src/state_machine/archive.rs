@@ -375,6 +375,9 @@ impl StateMachine {
             Batch::PlaceOrders(orders) => orders.iter().for_each(|order| {
                 consider(order.transfer_id);
             }),
+            Batch::PlaceOrdersCompact(orders) => orders.iter().for_each(|order| {
+                consider(order.transfer_id);
+            }),
             Batch::PayOrders(actions)
             | Batch::CancelOrders(actions)
             | Batch::RefundOrders(actions) => actions.iter().for_each(|action| {

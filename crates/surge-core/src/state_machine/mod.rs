@@ -684,6 +684,21 @@ impl StateMachine {
                 Self::place_order,
                 |sm, order, code| sm.record_order_failure(order.id, code),
             ),
+            Batch::PlaceOrdersCompact(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                |sm, compact| sm.prefetch_order(&compact.order()),
+                |sm, compact, timestamp| {
+                    if compact.reserved != [0; 14] {
+                        return Outcome::Rejected(ResultCode::ReservedFieldNotZero);
+                    }
+                    sm.place_order(&compact.order(), timestamp)
+                },
+                |sm, order, code| sm.record_order_failure(order.id, code),
+            ),
             Batch::PayOrders(records) => self.apply_events(
                 timestamp_ns,
                 records,

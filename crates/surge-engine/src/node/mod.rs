@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
-    ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage, ResultCode,
-    ShardLeg, StateMachine, TransferId, TransferLookup,
+    log_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
+    ResultCode, ShardLeg, StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -477,8 +477,8 @@ impl Node {
             return Err(EngineError::EmptyBatch);
         }
         let group_commit = self.group_commit.as_ref().expect("running");
-        let ticket =
-            group_commit.submit(batch.operation(), batch.body().to_vec(), batch.len() as u32)?;
+        let (operation, body) = log_form(batch.operation(), batch.body());
+        let ticket = group_commit.submit(operation, body, batch.len() as u32)?;
         Ok(Pending {
             ticket,
             shared: self.shared.clone(),
@@ -505,7 +505,13 @@ impl Node {
             return Err(EngineError::EmptyBatch);
         }
         let group_commit = self.group_commit.as_ref().expect("running");
-        let ticket = group_commit.submit(operation, body, count)?;
+        let ticket = match operation {
+            Operation::PlaceOrders => {
+                let (operation, body) = log_form(operation, &body);
+                group_commit.submit(operation, body, count)?
+            }
+            _ => group_commit.submit(operation, body, count)?,
+        };
         Ok(Pending {
             ticket,
             shared: self.shared.clone(),

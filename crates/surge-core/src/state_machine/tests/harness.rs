@@ -283,6 +283,12 @@ impl Seen {
                     }
                 }
             }
+            Batch::PlaceOrdersCompact(orders) => {
+                for order in orders {
+                    self.transfers.insert(order.transfer_id);
+                    self.buyers.insert((order.sku_id, order.buyer_id));
+                }
+            }
             Batch::ReserveOrders(orders) => {
                 for spanning in orders {
                     let order = &spanning.order;
