@@ -41,11 +41,15 @@ use server::BenchServer;
 /// are timed, not cut short, and no table grows mid-run.
 const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
 
-/// The same for the place-order stampede: above what it reaches over TCP (~1.1 M/s
-/// measured 2026-12-06), but not 4 M/s, because the state machine touches every order's
-/// memory when it is sized (0.6 – 0.9 KB per order of capacity, docs/MEMORY.md): 1.25 M/s
-/// is ~5.7 GB for a 5 s run.
-const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 1_250_000.0;
+/// The same for the place-order stampede: above what it reaches over TCP with one shard
+/// (~1.8 M/s measured 2026-12-06, once one-line orders were logged compact), but not
+/// 4 M/s, because the state machine touches every order's memory when it is sized (~1 KB
+/// per order of capacity, docs/MEMORY.md): 2 M/s is ~10 GB for a 5 s run.
+const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 2_000_000.0;
+
+/// The same with more than one shard, where every shard's tables are sized for the whole
+/// run and most orders span shards (~0.25 M/s measured with 2 shards).
+const CAPACITY_ORDERS_SPANNING_PER_SECOND_DEFAULT: f64 = 1_000_000.0;
 
 /// Unexpected codes a run may have, as a fraction of its commands; past it the run fails.
 const NOT_OK_FRACTION_MAX: f64 = 0.01;
@@ -150,8 +154,8 @@ pub struct TcpBenchArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub engine_peer: bool,
     /// Commands a run may send, and the engine's tables are sized for up front; a run
-    /// that reaches it stops early (default: 4 M per second of run; 1.25 M for
-    /// place-order).
+    /// that reaches it stops early (default: 4 M per second of run; 2 M for place-order,
+    /// 1 M with more than one shard).
     #[arg(long)]
     pub capacity: Option<u64>,
     /// Per-buyer limit on the hot SKU (0 = none).
@@ -272,7 +276,9 @@ fn shape_and_state(
 ) -> (WorkloadShape, surge_core::Config, u64) {
     let place_orders =
         (workload, args.hot_sku_command) == (TcpWorkload::HotSku, HotSkuCommand::PlaceOrder);
-    let rate = if place_orders {
+    let rate = if place_orders && args.shards > 1 {
+        CAPACITY_ORDERS_SPANNING_PER_SECOND_DEFAULT
+    } else if place_orders {
         CAPACITY_ORDERS_PER_SECOND_DEFAULT
     } else {
         CAPACITY_COMMANDS_PER_SECOND_DEFAULT

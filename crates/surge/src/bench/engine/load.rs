@@ -505,7 +505,7 @@ pub(super) fn summarize(
         offered_per_sec: chosen.offered_per_sec,
         achieved_per_sec: open_loop.then(|| chosen.ops_per_sec()),
         rejected: open_loop.then_some(chosen.rejected),
-        capacity: plan(args, workload, 0).capacity,
+        capacity: plan(args, workload, shards, 0).capacity,
         capacity_reached: chosen.capacity_reached,
         orders_abandoned: chosen.orders_abandoned,
         syncs_per_sec: chosen.syncs as f64 / seconds,
