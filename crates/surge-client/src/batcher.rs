@@ -11,8 +11,8 @@ use crate::caller::Caller;
 use crate::error::ClientError;
 use crate::lookup::LookupCall;
 
-/// Queues: one per operation byte (0..=11).
-const OPERATIONS: usize = 12;
+/// Queues: one per operation byte (every operation has one; clients send 1..=11 and 19).
+const OPERATIONS: usize = Operation::ALL.len();
 
 /// One caller's batch of commands and where its answer goes.
 #[derive(Debug)]

@@ -59,8 +59,9 @@ pub enum Operation {
     /// [`OrderOutcome`] records: the outcomes of an order's steps, back on the order's
     /// shard (the engine's own).
     OrderConfirm = 18,
-    /// [`CompactOrder`] records: a client's `PlaceOrders` batch of one-line orders, as the
-    /// engine logs it in half the bytes (the engine's own; applied exactly as the orders).
+    /// [`CompactOrder`] records: one-line orders in half the bytes, applied exactly as
+    /// `PlaceOrders` of the same orders. Clients may send it, and the engine logs a
+    /// `PlaceOrders` batch of one-line orders this way ([`log_form`]).
     PlaceOrdersCompact = 19,
 }
 
@@ -134,7 +135,6 @@ impl Operation {
                 | Operation::OrderLegs
                 | Operation::OrderResolve
                 | Operation::OrderConfirm
-                | Operation::PlaceOrdersCompact
         )
     }
 }
@@ -180,7 +180,7 @@ pub enum Batch<'a> {
     OrderResolve(&'a [Transfer]),
     /// Outcomes of orders' steps.
     OrderConfirm(&'a [OrderOutcome]),
-    /// Place one-line orders (a `PlaceOrders` batch as logged; see [`log_form`]).
+    /// Place one-line orders, in their compact form (see [`log_form`]).
     PlaceOrdersCompact(&'a [CompactOrder]),
 }
 

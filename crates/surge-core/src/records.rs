@@ -271,8 +271,8 @@ pub struct Order {
     pub lines: [OrderLine; ORDER_LINES_MAX],
 }
 
-/// An order of one line in half the bytes, as the engine logs a batch of such orders
-/// (never sent by clients): [`CompactOrder::of`] packs an [`Order`] only when
+/// An order of one line in half the bytes, as clients may send it and as the engine logs a
+/// batch of such orders: [`CompactOrder::of`] packs an [`Order`] only when
 /// [`CompactOrder::order`] gives back the very same bytes, so applying either form is the
 /// same command (same checks, same fingerprint). 128 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]

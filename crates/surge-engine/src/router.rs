@@ -106,10 +106,9 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
         | Batch::ReserveOrders(_)
         | Batch::OrderLegs(_)
         | Batch::OrderResolve(_)
-        | Batch::OrderConfirm(_)
-        | Batch::PlaceOrdersCompact(_) => {
-            vec![Route::Refused(ResultCode::ReservedFlag); batch.len()]
-        }
+        | Batch::OrderConfirm(_) => vec![Route::Refused(ResultCode::ReservedFlag); batch.len()],
+        // `Engine::submit` routes compact orders as the orders they stand for.
+        Batch::PlaceOrdersCompact(_) => unreachable!("expanded before routing"),
         Batch::AckDispatch(acks) => {
             order_homes(acks.iter().map(|ack| OrderId(ack.dispatch_id.0)).collect())
         }

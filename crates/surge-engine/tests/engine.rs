@@ -681,3 +681,61 @@ fn orders_spanning_shards_are_placed_paid_cancelled_expired_refunded_and_failed(
         .iter()
         .all(|(_, a)| a.debits_pending == 0 && a.credits_pending == 0));
 }
+
+#[test]
+fn compact_orders_place_as_the_orders_they_stand_for_on_two_shards() {
+    use surge_core::CompactOrder;
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let sku = on_shard(0, 2, 0) as u64;
+    let (bank_0, bank_1) = (on_shard(0, 2, 0), on_shard(1, 2, 0));
+    let (buyer_0, buyer_1, merchant_0) = (on_shard(0, 2, 1), on_shard(1, 2, 1), on_shard(0, 2, 2));
+    let accounts = [
+        account(bank_0, false),
+        account(bank_1, false),
+        account(buyer_0, true),
+        account(buyer_1, true),
+        account(merchant_0, false),
+    ];
+    let codes = engine.submit_wait(Batch::CreateAccounts(&accounts));
+    assert_eq!(codes.expect("accounts"), [ResultCode::Ok; 5]);
+    let funding = [
+        transfer(1, bank_0, buyer_0, 1_000),
+        transfer(2, bank_1, buyer_1, 1_000),
+    ];
+    let codes = engine.submit_wait(Batch::CreateTransfers(&funding));
+    assert_eq!(codes.expect("funding"), [ResultCode::Ok; 2]);
+    let codes = engine.submit_wait(Batch::CreateSkus(&[common::sku(sku, 10, 0)]));
+    assert_eq!(codes.expect("sku"), [ResultCode::Ok]);
+    let long = 60_000_000_000;
+    let orders = [
+        // All on the SKU's shard.
+        common::order(1, buyer_0, merchant_0, 101, 100, long, &[(sku, 2)]),
+        // The buyer elsewhere: reserved on shard 0, held on shard 1.
+        common::order(2, buyer_1, merchant_0, 102, 50, long, &[(sku, 1)]),
+        // More than the buyer holds.
+        common::order(3, buyer_1, merchant_0, 103, 5_000, long, &[(sku, 1)]),
+    ];
+    let compact: Vec<CompactOrder> = orders
+        .iter()
+        .map(|order| CompactOrder::of(order).expect("one line"))
+        .collect();
+    let codes = engine.submit_wait(Batch::PlaceOrdersCompact(&compact));
+    let placed = [ResultCode::Ok, ResultCode::Ok, ResultCode::ExceedsCredits];
+    assert_eq!(codes.expect("orders"), placed);
+    // The same orders in the full form are the same commands.
+    let codes = engine.submit_wait(Batch::PlaceOrders(&orders));
+    let retried = [
+        ResultCode::Exists,
+        ResultCode::Exists,
+        ResultCode::IdAlreadyFailed,
+    ];
+    assert_eq!(codes.expect("retries"), retried);
+    let codes = engine.submit_wait(Batch::PlaceOrdersCompact(&compact));
+    assert_eq!(codes.expect("compact retries"), retried);
+    let units = engine.sku(surge_core::SkuId(sku)).expect("sku");
+    assert_eq!((units.units_available, units.units_reserved), (7, 3));
+    let buyer = engine.account(AccountId(buyer_1)).expect("buyer");
+    assert_eq!(buyer.debits_pending, 50);
+    engine.shutdown();
+}

@@ -94,13 +94,12 @@ error_codes! {
     // `rejected`; the connection goes on) ---
     /// The operation byte names no operation.
     UnknownOperation = 30, "unknown_operation",
-        "The operation byte names no operation (client operations are 1..=11; lookup \
+        "The operation byte names no operation (client operations are 1..=11 and 19; lookup \
          operations 1..=4).";
     /// The operation exists but clients may not send it (the engine's own).
     OperationNotAllowed = 31, "operation_not_allowed",
         "The operation is the engine's own (0 `pulse`, 12..=14 the legs of cross-shard \
-         transfers, 15..=18 the steps of orders spanning shards, 19 one-line orders as \
-         logged); clients never send it.";
+         transfers, 15..=18 the steps of orders spanning shards); clients never send it.";
     /// The connection's scopes do not allow the operation.
     ScopeDenied = 32, "scope_denied",
         "The token's scopes do not allow this operation (see the scope table); lookups \

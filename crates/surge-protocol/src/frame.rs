@@ -53,7 +53,7 @@ pub struct Message<'a> {
 pub struct Request<'a> {
     /// Chosen by the client, unique among its requests in flight; the reply carries it.
     pub request_id: u64,
-    /// The operation of every command (1..=11).
+    /// The operation of every command (1..=11, 19).
     pub operation: Operation,
     /// Number of commands (1..=8,190).
     pub count: u32,

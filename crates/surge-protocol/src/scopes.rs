@@ -46,7 +46,7 @@ impl Scopes {
 
     /// The scope a client needs to send `operation`, or `None` if no client may send it:
     /// the engine's own operations (a pulse, the messages between shards). Only
-    /// operations 1..=11 are client operations.
+    /// operations 1..=11 and 19 are client operations.
     pub const fn required_for(operation: Operation) -> Option<Scopes> {
         match operation {
             Operation::Pulse
@@ -56,8 +56,7 @@ impl Scopes {
             | Operation::ReserveOrders
             | Operation::OrderLegs
             | Operation::OrderResolve
-            | Operation::OrderConfirm
-            | Operation::PlaceOrdersCompact => None,
+            | Operation::OrderConfirm => None,
             Operation::AckDispatch => Some(Self::DISPATCH),
             Operation::CreateAccounts
             | Operation::CreateTransfers
@@ -66,6 +65,7 @@ impl Scopes {
             | Operation::ConfirmReservations
             | Operation::ReleaseReservations
             | Operation::PlaceOrders
+            | Operation::PlaceOrdersCompact
             | Operation::PayOrders
             | Operation::CancelOrders
             | Operation::RefundOrders => Some(Self::PAYMENTS),
@@ -123,7 +123,7 @@ mod tests {
         assert!(Scopes::READ.allows_lookups());
         assert!(!Scopes::PAYMENTS.union(Scopes::DISPATCH).allows_lookups());
         for &operation in Operation::ALL {
-            let client = (1..=11).contains(&(operation as u8));
+            let client = matches!(operation as u8, 1..=11 | 19);
             assert_eq!(
                 Scopes::required_for(operation).is_some(),
                 client,

@@ -1,11 +1,11 @@
-//! Every client operation (1..=11) over a real socket against a real engine: the happy
+//! Every client operation (1..=11, 19) over a real socket against a real engine: the happy
 //! path of a flash sale, from accounts to the dispatch acknowledgement, pipelined.
 
 mod common;
 
 use common::{account, action, all_ok, dispatch_ack, order, reservation, reservation_key};
 use common::{sku, transfer, Got, TestServer, ALL_TOKEN, DISPATCH_TOKEN, PAYMENTS_TOKEN};
-use surge_core::{AccountId, Batch, OrderId, OrderLookup, OrderStatus, ResultCode};
+use surge_core::{AccountId, Batch, CompactOrder, OrderId, OrderLookup, OrderStatus, ResultCode};
 
 const BANK: u128 = 1;
 const BUYER: u128 = 2;
@@ -52,6 +52,21 @@ async fn every_operation_succeeds_over_tcp() {
         order(602, BUYER, MERCHANT, 702, 100, SKU),
     ];
     assert!(all_ok(&client.call(7, Batch::PlaceOrders(&orders)).await));
+    // One-line orders in their compact form: the same command, so a retry in either form
+    // of an order placed in the other answers `exists`.
+    let compact = [CompactOrder::of(&order(603, BUYER, MERCHANT, 703, 100, SKU)).unwrap()];
+    let compact_call = client.call(12, Batch::PlaceOrdersCompact(&compact)).await;
+    assert!(all_ok(&compact_call));
+    let again = [CompactOrder::of(&orders[0]).unwrap()];
+    let retries = [
+        client.call(13, Batch::PlaceOrdersCompact(&again)).await,
+        client
+            .call(14, Batch::PlaceOrders(&[compact[0].order()]))
+            .await,
+    ];
+    for codes in retries {
+        assert_eq!(codes, [ResultCode::Exists]);
+    }
     let pay = [action(600, 710), action(601, 711)];
     assert!(all_ok(&client.call(8, Batch::PayOrders(&pay)).await));
     let cancel = [action(602, 712)];
@@ -72,7 +87,7 @@ async fn every_operation_succeeds_over_tcp() {
     // Paid twice, refunded once (the refund is a transfer back).
     assert_eq!(merchant.credits_posted, 200);
     assert_eq!(merchant.debits_posted, 100);
-    assert_eq!(server.metric("surge_tcp_replies_ok_total"), 11);
+    assert_eq!(server.metric("surge_tcp_replies_ok_total"), 14);
     server.stop().await;
     // Admissions are released once their replies are written, at the latest at the end.
     assert_eq!(server.metric("surge_tcp_requests_in_flight"), 0);

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use surge_core::{
     is_reserved_account_id, shard_of, transfer_flags, transit_shards, Account, AccountId, Batch,
-    DispatchRequest, Operation, OrderId, OrderLookup, ResultCode, ShardLeg, Sku, SkuId,
-    SpanningOrder, StateMachine, TransferId, TransferLookup,
+    CompactOrder, DispatchRequest, Operation, Order, OrderId, OrderLookup, ResultCode, ShardLeg,
+    Sku, SkuId, SpanningOrder, StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{HistoryIndex, StatementCursor, StatementPage};
 use surge_wal::{Clock, FileStorage, SystemClock};
@@ -191,6 +191,12 @@ impl Engine {
         }
         if self.shard_count == 1 {
             return self.submit_whole(0, batch, done);
+        }
+        if let Batch::PlaceOrdersCompact(compact) = batch {
+            // Routed (and, spanning shards, reserved) as the orders they stand for; a
+            // shard's part of one-line orders is logged compact again.
+            let orders: Vec<Order> = compact.iter().map(CompactOrder::order).collect();
+            return self.submit(Batch::PlaceOrders(&orders), done);
         }
         let routes = router::routes(batch, self.shard_count, self);
         let mut codes = vec![ResultCode::Ok; batch.len()];
