@@ -7,7 +7,7 @@ use std::time::Duration;
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{account_flags, transfer_flags, Account, AccountId, Batch, DispatchAck};
 use surge_core::{
-    CompactOrder, Order, OrderAction, OrderId, OrderLookup, Reservation, ReservationKey,
+    compact_form, Order, OrderAction, OrderId, OrderLookup, Reservation, ReservationKey,
 };
 use surge_core::{ResultCode, Sku, SkuId, Transfer, TransferId, TransferLookup};
 use surge_protocol::constants::LOOKUP_IDS_MAX;
@@ -86,10 +86,12 @@ impl Client {
             });
         }
         let (reply, answer) = oneshot::channel();
+        // One-line orders travel compact: the same commands in half the bytes.
+        let (operation, body) = compact_form(operation, batch.body());
         let call = Call {
             operation,
             count: u32::try_from(batch.len()).expect("at most BATCH_EVENTS_MAX"),
-            body: batch.body().to_vec(),
+            body,
             chain_open: chain_open(&batch),
             caller: Caller::new(deadline, Some(reply)),
             earlier: None,
@@ -248,14 +250,10 @@ impl Client {
         self.submit(Batch::ReleaseReservations(keys)).await
     }
 
-    /// Places orders (operation 7; as operation 19, in half the bytes, when every order
-    /// has one line and the compact form holds it whole: the same command to the engine).
+    /// Places orders (operation 7; sent as operation 19, in half the bytes, when every
+    /// order has one line, as every `submit` of such a batch: the same commands).
     pub async fn place_orders(&self, orders: &[Order]) -> Result<Vec<ResultCode>, ClientError> {
-        let compact: Option<Vec<CompactOrder>> = orders.iter().map(CompactOrder::of).collect();
-        match compact {
-            Some(compact) => self.submit(Batch::PlaceOrdersCompact(&compact)).await,
-            None => self.submit(Batch::PlaceOrders(orders)).await,
-        }
+        self.submit(Batch::PlaceOrders(orders)).await
     }
 
     /// Pays orders (operation 8).

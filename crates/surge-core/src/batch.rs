@@ -61,7 +61,7 @@ pub enum Operation {
     OrderConfirm = 18,
     /// [`CompactOrder`] records: one-line orders in half the bytes, applied exactly as
     /// `PlaceOrders` of the same orders. Clients may send it, and the engine logs a
-    /// `PlaceOrders` batch of one-line orders this way ([`log_form`]).
+    /// `PlaceOrders` batch of one-line orders this way ([`compact_form`]).
     PlaceOrdersCompact = 19,
 }
 
@@ -180,7 +180,7 @@ pub enum Batch<'a> {
     OrderResolve(&'a [Transfer]),
     /// Outcomes of orders' steps.
     OrderConfirm(&'a [OrderOutcome]),
-    /// Place one-line orders, in their compact form (see [`log_form`]).
+    /// Place one-line orders, in their compact form (see [`compact_form`]).
     PlaceOrdersCompact(&'a [CompactOrder]),
 }
 
@@ -428,12 +428,13 @@ pub fn decode(operation: u8, body: &[u8]) -> Result<BatchBuf, DecodeError> {
     })
 }
 
-/// The operation and body the log holds for a batch of `operation` with `body` (whole
-/// records, as [`Batch::body`]): a `PlaceOrders` batch whose every order has the compact
-/// form ([`CompactOrder::of`]) is logged as `PlaceOrdersCompact` in half the bytes (the
-/// log's writer and its `fdatasync` are what a stampede of orders waits on); any other
-/// batch as it is.
-pub fn log_form(operation: Operation, body: &[u8]) -> (Operation, Vec<u8>) {
+/// The smallest form of a batch of `operation` with `body` (whole records, as
+/// [`Batch::body`]), the same commands: a `PlaceOrders` batch whose every order has the
+/// compact form ([`CompactOrder::of`]) becomes `PlaceOrdersCompact` in half the bytes; any
+/// other batch stays as it is. The engine logs batches in this form (the log's writer and
+/// its `fdatasync` are what a stampede of orders waits on), and the Rust client sends them
+/// in it (the socket and the frame checksums).
+pub fn compact_form(operation: Operation, body: &[u8]) -> (Operation, Vec<u8>) {
     if operation == Operation::PlaceOrders {
         let size = std::mem::size_of::<Order>();
         let mut compact = Vec::with_capacity(body.len() / 2);

@@ -16,7 +16,7 @@ pub mod result;
 pub mod shard;
 pub mod state_machine;
 
-pub use batch::{decode, log_form, Batch, BatchBuf, DecodeError, Operation};
+pub use batch::{compact_form, decode, Batch, BatchBuf, DecodeError, Operation};
 pub use ids::{AccountId, DispatchId, LogPosition, OrderId, SkuId, TransferId};
 pub use records::{
     account_flags, order_action_flags, order_message_kind, transfer_flags, Account, CompactOrder,

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{account, action, linked, order, pending, post, sku, transfer, void};
 use surge_core::{
-    log_form, AccountId, BatchBuf, OrderId, OrderLookup, ResultCode, StateMachine, TransferId,
+    compact_form, AccountId, BatchBuf, OrderId, OrderLookup, ResultCode, StateMachine, TransferId,
     TransferLookup,
 };
 use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
@@ -711,7 +711,8 @@ fn run_seed(seed: u64, coverage: &mut Coverage, process_restarts: bool) -> u64 {
         for _ in 0..steps {
             let batch = workload.next_batch();
             // As the node logs it (one-line orders compact).
-            let (operation, body) = log_form(batch.as_batch().operation(), batch.as_batch().body());
+            let (operation, body) =
+                compact_form(batch.as_batch().operation(), batch.as_batch().body());
             submitted.push(Submitted {
                 operation: operation as u8,
                 body,
@@ -966,7 +967,8 @@ impl Submitter {
     fn run(&mut self, seed: u64, node: &Node, steps: u64) {
         for _ in 0..steps {
             let batch = self.workload.next_batch();
-            let (operation, body) = log_form(batch.as_batch().operation(), batch.as_batch().body());
+            let (operation, body) =
+                compact_form(batch.as_batch().operation(), batch.as_batch().body());
             let key = (operation as u8, body);
             match node
                 .submit(batch.as_batch())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
-    log_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
+    compact_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
     ResultCode, ShardLeg, StateMachine, TransferId, TransferLookup,
 };
 use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
@@ -477,7 +477,7 @@ impl Node {
             return Err(EngineError::EmptyBatch);
         }
         let group_commit = self.group_commit.as_ref().expect("running");
-        let (operation, body) = log_form(batch.operation(), batch.body());
+        let (operation, body) = compact_form(batch.operation(), batch.body());
         let ticket = group_commit.submit(operation, body, batch.len() as u32)?;
         Ok(Pending {
             ticket,
@@ -507,7 +507,7 @@ impl Node {
         let group_commit = self.group_commit.as_ref().expect("running");
         let ticket = match operation {
             Operation::PlaceOrders => {
-                let (operation, body) = log_form(operation, &body);
+                let (operation, body) = compact_form(operation, &body);
                 group_commit.submit(operation, body, count)?
             }
             _ => group_commit.submit(operation, body, count)?,

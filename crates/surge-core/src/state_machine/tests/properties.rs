@@ -10,7 +10,7 @@ use proptest::test_runner::Config as ProptestConfig;
 
 use super::fixtures::*;
 use super::harness::Harness;
-use crate::batch::{decode, log_form, BatchBuf};
+use crate::batch::{compact_form, decode, BatchBuf};
 use crate::ids::{AccountId, SkuId};
 use crate::records::{
     order_action_flags, transfer_flags, Order, OrderAction, Reservation, ReservationKey, Transfer,
@@ -219,7 +219,7 @@ proptest! {
             .iter()
             .map(|(gap, batch)| {
                 let batch = batch.as_batch();
-                let (operation, body) = log_form(batch.operation(), batch.body());
+                let (operation, body) = compact_form(batch.operation(), batch.body());
                 (*gap, decode(operation as u8, &body).expect("the log form decodes"))
             })
             .collect();
