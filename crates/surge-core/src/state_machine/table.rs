@@ -7,6 +7,7 @@
 //! Ids are never zero, so a zero key marks a vacant slot. Capacity is a power of two and
 //! the table doubles before it is three-quarters full, so probe runs stay short.
 
+use super::memory::AlignedSlots;
 use crate::ids::{AccountId, OrderId, SkuId, TransferId};
 
 /// A key: a non-zero id (or tuple of ids) with a well-mixed 64-bit hash.
@@ -87,7 +88,7 @@ impl TableKey for (SkuId, AccountId) {
 
 /// See the module documentation.
 pub(crate) struct Table<E: TableEntry> {
-    slots: Vec<E>,
+    slots: AlignedSlots<E>,
     /// `64 - log2(slots.len())`: the shift that turns a hash into a slot index.
     shift: u32,
     len: usize,
@@ -103,7 +104,7 @@ impl<E: TableEntry> Table<E> {
             .next_power_of_two()
             .max(SLOTS_MIN);
         Self {
-            slots: super::memory::filled_vec(slots, E::vacant()),
+            slots: AlignedSlots::filled(slots, E::vacant()),
             shift: 64 - slots.trailing_zeros(),
             len: 0,
         }
@@ -275,12 +276,9 @@ impl<E: TableEntry> Table<E> {
 
     fn grow(&mut self) {
         let slots = self.slots.len() * 2;
-        let old = std::mem::replace(
-            &mut self.slots,
-            super::memory::filled_vec(slots, E::vacant()),
-        );
+        let old = std::mem::replace(&mut self.slots, AlignedSlots::filled(slots, E::vacant()));
         self.shift -= 1;
-        for entry in old {
+        for &entry in old.iter() {
             if entry.key() != E::Key::VACANT {
                 let (index, found) = self.find(&entry.key());
                 assert!(!found);
@@ -401,7 +399,8 @@ pub(crate) fn prefetch_value<T>(value: *const T) {
     }
 }
 
-/// A prefetch hint, one of the core's two `unsafe`s (with `memory.rs`'s `madvise`):
+/// A prefetch hint, one of the core's `unsafe`s (with `memory.rs`'s `madvise` and aligned
+/// slots):
 /// `_mm_prefetch` is marked unsafe only because it is a target-feature intrinsic; a
 /// prefetch reads nothing into the program, cannot fault on any address and has no effect
 /// on program state.
