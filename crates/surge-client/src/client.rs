@@ -87,7 +87,7 @@ impl Client {
         }
         let (reply, answer) = oneshot::channel();
         // One-line orders travel compact: the same commands in half the bytes.
-        let (operation, body) = compact_form(operation, batch.body());
+        let (operation, body) = compact_form(operation, batch.body().into());
         let call = Call {
             operation,
             count: u32::try_from(batch.len()).expect("at most BATCH_EVENTS_MAX"),

@@ -2,6 +2,8 @@
 //! as an operation byte plus a body of `count × record size` bytes; [`decode`] turns such
 //! bytes back into typed records, checking only sizes (field checks yield result codes).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -433,8 +435,9 @@ pub fn decode(operation: u8, body: &[u8]) -> Result<BatchBuf, DecodeError> {
 /// compact form ([`CompactOrder::of`]) becomes `PlaceOrdersCompact` in half the bytes; any
 /// other batch stays as it is. The engine logs batches in this form (the log's writer and
 /// its `fdatasync` are what a stampede of orders waits on), and the Rust client sends them
-/// in it (the socket and the frame checksums).
-pub fn compact_form(operation: Operation, body: &[u8]) -> (Operation, Vec<u8>) {
+/// in it (the socket and the frame checksums). An owned `body` that stays as it is is
+/// returned without a copy.
+pub fn compact_form(operation: Operation, body: Cow<'_, [u8]>) -> (Operation, Vec<u8>) {
     if operation == Operation::PlaceOrders {
         let size = std::mem::size_of::<Order>();
         let mut compact = Vec::with_capacity(body.len() / 2);
@@ -448,7 +451,7 @@ pub fn compact_form(operation: Operation, body: &[u8]) -> (Operation, Vec<u8>) {
             return (Operation::PlaceOrdersCompact, compact);
         }
     }
-    (operation, body.to_vec())
+    (operation, body.into_owned())
 }
 
 #[cfg(test)]

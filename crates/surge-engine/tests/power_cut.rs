@@ -712,7 +712,7 @@ fn run_seed(seed: u64, coverage: &mut Coverage, process_restarts: bool) -> u64 {
             let batch = workload.next_batch();
             // As the node logs it (one-line orders compact).
             let (operation, body) =
-                compact_form(batch.as_batch().operation(), batch.as_batch().body());
+                compact_form(batch.as_batch().operation(), batch.as_batch().body().into());
             submitted.push(Submitted {
                 operation: operation as u8,
                 body,
@@ -968,7 +968,7 @@ impl Submitter {
         for _ in 0..steps {
             let batch = self.workload.next_batch();
             let (operation, body) =
-                compact_form(batch.as_batch().operation(), batch.as_batch().body());
+                compact_form(batch.as_batch().operation(), batch.as_batch().body().into());
             let key = (operation as u8, body);
             match node
                 .submit(batch.as_batch())

@@ -477,7 +477,7 @@ impl Node {
             return Err(EngineError::EmptyBatch);
         }
         let group_commit = self.group_commit.as_ref().expect("running");
-        let (operation, body) = compact_form(batch.operation(), batch.body());
+        let (operation, body) = compact_form(batch.operation(), batch.body().into());
         let ticket = group_commit.submit(operation, body, batch.len() as u32)?;
         Ok(Pending {
             ticket,
@@ -505,13 +505,8 @@ impl Node {
             return Err(EngineError::EmptyBatch);
         }
         let group_commit = self.group_commit.as_ref().expect("running");
-        let ticket = match operation {
-            Operation::PlaceOrders => {
-                let (operation, body) = compact_form(operation, &body);
-                group_commit.submit(operation, body, count)?
-            }
-            _ => group_commit.submit(operation, body, count)?,
-        };
+        let (operation, body) = compact_form(operation, body.into());
+        let ticket = group_commit.submit(operation, body, count)?;
         Ok(Pending {
             ticket,
             shared: self.shared.clone(),

@@ -219,7 +219,7 @@ proptest! {
             .iter()
             .map(|(gap, batch)| {
                 let batch = batch.as_batch();
-                let (operation, body) = compact_form(batch.operation(), batch.body());
+                let (operation, body) = compact_form(batch.operation(), batch.body().into());
                 (*gap, decode(operation as u8, &body).expect("the log form decodes"))
             })
             .collect();
