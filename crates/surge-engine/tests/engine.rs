@@ -539,15 +539,18 @@ fn cross_shard_pending_transfers_post_void_expire_and_compensate() {
         .all(|(_, a)| a.debits_pending == 0 && a.credits_pending == 0));
 }
 
-#[test]
-fn orders_spanning_shards_are_placed_paid_cancelled_expired_refunded_and_failed() {
-    use surge_core::{
-        order_action_flags, OrderAction, OrderId, OrderLookup, OrderStatus, PendingStatus,
-        TransferId, TransferLookup,
-    };
-    let directory = tempfile::tempdir().expect("tempdir");
-    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
-    // The SKU on shard 0; buyers and merchants on both shards.
+/// The accounts and SKU of [`two_shard_shop`].
+struct TwoShardShop {
+    sku: u64,
+    buyer_0: u128,
+    buyer_1: u128,
+    merchant_0: u128,
+    merchant_1: u128,
+}
+
+/// On a 2-shard engine: a SKU of 10 units on shard 0, a funded buyer (1,000) and a
+/// merchant on each shard.
+fn two_shard_shop(engine: &Engine) -> TwoShardShop {
     let sku = on_shard(0, 2, 0) as u64;
     let (bank_0, bank_1) = (on_shard(0, 2, 0), on_shard(1, 2, 0));
     let (buyer_0, buyer_1) = (on_shard(0, 2, 1), on_shard(1, 2, 1));
@@ -571,6 +574,30 @@ fn orders_spanning_shards_are_placed_paid_cancelled_expired_refunded_and_failed(
     let skus = [common::sku(sku, 10, 0)];
     let codes = engine.submit_wait(Batch::CreateSkus(&skus));
     assert_eq!(codes.expect("sku"), [ResultCode::Ok]);
+    TwoShardShop {
+        sku,
+        buyer_0,
+        buyer_1,
+        merchant_0,
+        merchant_1,
+    }
+}
+
+#[test]
+fn orders_spanning_shards_are_placed_paid_cancelled_expired_refunded_and_failed() {
+    use surge_core::{
+        order_action_flags, OrderAction, OrderId, OrderLookup, OrderStatus, PendingStatus,
+        TransferId, TransferLookup,
+    };
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let TwoShardShop {
+        sku,
+        buyer_0,
+        buyer_1,
+        merchant_0,
+        merchant_1,
+    } = two_shard_shop(&engine);
     let long = 60_000_000_000;
     let orders = [
         // Buyer elsewhere, merchant with the SKU: a hold across shards.
@@ -687,26 +714,13 @@ fn compact_orders_place_as_the_orders_they_stand_for_on_two_shards() {
     use surge_core::CompactOrder;
     let directory = tempfile::tempdir().expect("tempdir");
     let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
-    let sku = on_shard(0, 2, 0) as u64;
-    let (bank_0, bank_1) = (on_shard(0, 2, 0), on_shard(1, 2, 0));
-    let (buyer_0, buyer_1, merchant_0) = (on_shard(0, 2, 1), on_shard(1, 2, 1), on_shard(0, 2, 2));
-    let accounts = [
-        account(bank_0, false),
-        account(bank_1, false),
-        account(buyer_0, true),
-        account(buyer_1, true),
-        account(merchant_0, false),
-    ];
-    let codes = engine.submit_wait(Batch::CreateAccounts(&accounts));
-    assert_eq!(codes.expect("accounts"), [ResultCode::Ok; 5]);
-    let funding = [
-        transfer(1, bank_0, buyer_0, 1_000),
-        transfer(2, bank_1, buyer_1, 1_000),
-    ];
-    let codes = engine.submit_wait(Batch::CreateTransfers(&funding));
-    assert_eq!(codes.expect("funding"), [ResultCode::Ok; 2]);
-    let codes = engine.submit_wait(Batch::CreateSkus(&[common::sku(sku, 10, 0)]));
-    assert_eq!(codes.expect("sku"), [ResultCode::Ok]);
+    let TwoShardShop {
+        sku,
+        buyer_0,
+        buyer_1,
+        merchant_0,
+        ..
+    } = two_shard_shop(&engine);
     let long = 60_000_000_000;
     let orders = [
         // All on the SKU's shard.
