@@ -27,7 +27,9 @@ use surge_core::constants::BATCH_EVENTS_MAX;
 use tokio::time::Instant;
 
 use super::engine::cpu::{load_average, threads_cpu, CpuTime};
-use super::engine::{EngineBenchArgs, EngineReport, EngineWorkload};
+use super::engine::{
+    orders_capacity_per_second_default, EngineBenchArgs, EngineReport, EngineWorkload,
+};
 use super::{commit, median};
 use crate::workload::{setup_batches, WorkloadKind, WorkloadShape};
 use load::{Budget, Caller, Commands, Tally, TaskPlan};
@@ -40,16 +42,6 @@ use server::BenchServer;
 /// `--capacity` is not given: above what the engine alone reaches here (~3.5 M/s), so runs
 /// are timed, not cut short, and no table grows mid-run.
 const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
-
-/// The same for the place-order stampede: above what it reaches over TCP with one shard
-/// (~1.8 M/s measured 2026-12-06, once one-line orders were logged compact), but not
-/// 4 M/s, because the state machine touches every order's memory when it is sized (~1 KB
-/// per order of capacity, docs/MEMORY.md): 2 M/s is ~10 GB for a 5 s run.
-const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 2_000_000.0;
-
-/// The same with more than one shard, where every shard's tables are sized for the whole
-/// run and most orders span shards (~0.25 M/s measured with 2 shards).
-const CAPACITY_ORDERS_SPANNING_PER_SECOND_DEFAULT: f64 = 1_000_000.0;
 
 /// Unexpected codes a run may have, as a fraction of its commands; past it the run fails.
 const NOT_OK_FRACTION_MAX: f64 = 0.01;
@@ -276,10 +268,10 @@ fn shape_and_state(
 ) -> (WorkloadShape, surge_core::Config, u64) {
     let place_orders =
         (workload, args.hot_sku_command) == (TcpWorkload::HotSku, HotSkuCommand::PlaceOrder);
-    let rate = if place_orders && args.shards > 1 {
-        CAPACITY_ORDERS_SPANNING_PER_SECOND_DEFAULT
-    } else if place_orders {
-        CAPACITY_ORDERS_PER_SECOND_DEFAULT
+    // The place-order stampede as in `bench engine` (over TCP it reaches ~1.8 M/s with one
+    // shard, ~0.25 M/s with two: below the engine's figures, which the defaults cover).
+    let rate = if place_orders {
+        orders_capacity_per_second_default(args.shards)
     } else {
         CAPACITY_COMMANDS_PER_SECOND_DEFAULT
     };

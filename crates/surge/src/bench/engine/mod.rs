@@ -61,6 +61,16 @@ const CAPACITY_ORDERS_PER_SECOND_DEFAULT: f64 = 2_000_000.0;
 /// run and most orders span shards (~0.3 M/s measured with 2 shards, 2026-12-06).
 const CAPACITY_ORDERS_SPANNING_PER_SECOND_DEFAULT: f64 = 1_000_000.0;
 
+/// Place-order commands a run may submit per second of it by default, with `shards`
+/// shards (`bench engine`'s hot-sku-orders, `bench tcp`'s hot-sku place-order).
+pub(crate) fn orders_capacity_per_second_default(shards: usize) -> f64 {
+    if shards == 1 {
+        CAPACITY_ORDERS_PER_SECOND_DEFAULT
+    } else {
+        CAPACITY_ORDERS_SPANNING_PER_SECOND_DEFAULT
+    }
+}
+
 /// Orders per mixed-workload command, at most: every order is placed by one command and
 /// then paid, cancelled or abandoned (~1.9 commands per order).
 const MIXED_ORDERS_PER_COMMAND_MAX: f64 = 0.55;
@@ -550,8 +560,7 @@ fn plan(
         let rate = match workload {
             EngineWorkload::OpenLoop => args.open_loop_rate as f64,
             EngineWorkload::Mixed => CAPACITY_MIXED_COMMANDS_PER_SECOND_DEFAULT,
-            EngineWorkload::HotSkuOrders if shards == 1 => CAPACITY_ORDERS_PER_SECOND_DEFAULT,
-            EngineWorkload::HotSkuOrders => CAPACITY_ORDERS_SPANNING_PER_SECOND_DEFAULT,
+            EngineWorkload::HotSkuOrders => orders_capacity_per_second_default(shards),
             _ => CAPACITY_COMMANDS_PER_SECOND_DEFAULT,
         };
         (rate * args.seconds).ceil() as u64
