@@ -26,6 +26,12 @@ pub const TRANSFER_CODE_SURGE_MIN: u16 = 0xFF00;
 /// of log time.
 pub const DISPATCH_REDELIVERY_NS_DEFAULT: u64 = 30 * 1_000_000_000;
 
+/// How long, in ns of the order's shard's log time, an order spanning shards waits for its
+/// authorization (the funds hold on the buyer's shard) before it fails with
+/// `order_authorization_timed_out` and releases its units. Part of the state machine's
+/// rules: the same on every replay.
+pub const ORDER_AUTHORIZE_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
+
 const _: () = assert!(std::mem::size_of::<Transfer>() <= RECORD_SIZE_BYTES_MAX);
 // One batch body must stay addressable by a u32 length field on the wire and in the log.
 const _: () = assert!(BATCH_BODY_SIZE_BYTES_MAX <= u32::MAX as usize);

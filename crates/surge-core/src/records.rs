@@ -447,6 +447,14 @@ pub mod order_message_kind {
     pub const REFUND: u32 = 5;
 }
 
+/// Flags of an [`OrderMessage`] set by the order's shard itself (never by a client).
+pub mod order_message_flags {
+    /// Authorize only: the step timed out on the order's shard (the order failed with
+    /// `order_authorization_timed_out` and its units are back). A successful outcome then
+    /// sends the void of the hold (an expiry step) instead of placing the order.
+    pub const TIMED_OUT: u32 = 1 << 31;
+}
+
 /// A step of an order whose buyer or merchant lives on another shard, kept in the
 /// order's shard's outbox until the target shard's outcome is logged there (the engine
 /// delivers it; the target dedupes by transfer id). 176 bytes.
@@ -462,7 +470,8 @@ pub struct OrderMessage {
     pub order_id: OrderId,
     /// [`order_message_kind`].
     pub kind: u32,
-    /// The action's flags (a refund's `RESTOCK`), applied when the outcome comes back.
+    /// The action's flags (a refund's `RESTOCK`), applied when the outcome comes back,
+    /// and [`order_message_flags`].
     pub flags: u32,
     /// Must be zero.
     pub reserved: [u8; 8],

@@ -278,6 +278,14 @@ result_codes! {
     /// The merchant and buyer are the same account.
     BuyerMustNotBeMerchant = 409,
         "The buyer and the merchant are the same account.", "Use two accounts.";
+    /// The order's buyer lives on another shard, and its funds hold was not confirmed
+    /// within the saga's authorization timeout.
+    OrderAuthorizationTimedOut = 410,
+        "The order's buyer (or merchant) lives on another shard, and the buyer's shard did \
+         not confirm the funds hold within the authorization timeout (30 s of log time): \
+         the units were released, the hold is voided if it was made, and the order id has \
+         failed.",
+        "Place the order again under a new order id and transfer id.";
 
     // --- 500..599: dispatch outbox ---
     /// No dispatch request has this id.

@@ -985,9 +985,9 @@ impl StateMachine {
         self.dispatch_feed.commit();
     }
 
-    /// Expires everything due at or before `now`, in a fixed order: orders, direct
-    /// reservations, direct pending transfers, then dispatch redeliveries; within each, by
-    /// due time, then id.
+    /// Expires everything due at or before `now`, in a fixed order: orders, authorizations
+    /// of orders spanning shards that timed out, direct reservations, direct pending
+    /// transfers, then dispatch redeliveries; within each, by due time, then id.
     fn expire_due(&mut self, now: u64) {
         while let Some(&Reverse((due, order_id))) = self.order_expiry.peek() {
             if due > now {
@@ -995,6 +995,13 @@ impl StateMachine {
             }
             self.order_expiry.pop();
             self.expire_order(order_id, due);
+        }
+        while let Some(&Reverse((due, order_id))) = self.order_saga.authorize_deadlines.peek() {
+            if due > now {
+                break;
+            }
+            self.order_saga.authorize_deadlines.pop();
+            self.time_out_authorization(order_id, due);
         }
         while let Some(&Reverse((due, order_id, sku_id))) = self.reservation_expiry.peek() {
             if due > now {
@@ -1026,6 +1033,10 @@ impl StateMachine {
     pub fn expiry_next(&self) -> Option<u64> {
         [
             self.order_expiry.peek().map(|Reverse((due, _))| *due),
+            self.order_saga
+                .authorize_deadlines
+                .peek()
+                .map(|Reverse((due, _))| *due),
             self.reservation_expiry
                 .peek()
                 .map(|Reverse((due, _, _))| *due),

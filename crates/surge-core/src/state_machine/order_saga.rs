@@ -13,7 +13,11 @@
 //!    cross-shard pending transfer (debit leg here; the engine waits until it settled).
 //! 3. **Confirm** ([`Operation::OrderConfirm`]): success places the order (the client's
 //!    answer); a failure releases the units and the order id fails with that code, as
-//!    placing it on one shard would have.
+//!    placing it on one shard would have. **Timeout**: if the outcome is not logged within
+//!    [`ORDER_AUTHORIZE_TIMEOUT_NS`] of this shard's log time, the order fails with
+//!    `order_authorization_timed_out` and its units are released at once; the step stays
+//!    in the outbox marked [`order_message_flags::TIMED_OUT`], and when its outcome comes
+//!    back a successful hold is voided (an expiry step), a failed one needs nothing.
 //! 4. **Pay / cancel** work the same way: the order's shard sends the post or void of the
 //!    authorization ([`Operation::OrderResolve`]) and changes the order only when the
 //!    outcome comes back (sell the units and create the dispatch request, or release
@@ -30,7 +34,8 @@
 //! message stays in the outbox until its outcome is logged, so a crash anywhere delivers
 //! it again and its target answers `exists`.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use super::journal::{map_with_capacity, Map};
 use super::ledger::Resolver;
@@ -38,11 +43,11 @@ use super::order_store::StoredOrder;
 use super::orders::{authorization, order_fingerprint, validate_order};
 use super::{fingerprint, Outcome, PendingStatus, StateMachine};
 use crate::batch::Operation;
-use crate::constants::TRANSFER_CODE_ORDER_REFUND;
+use crate::constants::{ORDER_AUTHORIZE_TIMEOUT_NS, TRANSFER_CODE_ORDER_REFUND};
 use crate::ids::{OrderId, TransferId};
 use crate::records::{
-    order_action_flags, order_message_kind as kind, transfer_flags, OrderAction, OrderMessage,
-    OrderOutcome, OrderStatus, ShardLeg, SpanningOrder, Transfer,
+    order_action_flags, order_message_flags, order_message_kind as kind, transfer_flags,
+    OrderAction, OrderMessage, OrderOutcome, OrderStatus, ShardLeg, SpanningOrder, Transfer,
 };
 use crate::result::ResultCode;
 use crate::shard::SHARDS_MAX;
@@ -71,6 +76,10 @@ pub(crate) struct OrderSaga {
     /// orders: rebuilt on restore, not in snapshots). That transfer lives on the buyer's
     /// shard, so this shard's transfer ids cannot tell that its id is taken.
     pub(crate) authorizations: Map<TransferId, OrderId>,
+    /// When each order whose authorization is in flight times out (derived from `spans`
+    /// and the orders: rebuilt on restore, not in snapshots). An entry whose order moved
+    /// on is skipped when it comes due.
+    pub(crate) authorize_deadlines: BinaryHeap<Reverse<(u64, OrderId)>>,
     /// Messages that joined the outbox since the engine last took them (not state: after
     /// a restart the engine delivers the whole outbox).
     pub(crate) released: Vec<OrderMessage>,
@@ -82,12 +91,19 @@ impl Default for OrderSaga {
             spans: map_with_capacity(0),
             outbox: BTreeMap::new(),
             authorizations: map_with_capacity(0),
+            authorize_deadlines: BinaryHeap::new(),
             released: Vec::new(),
         }
     }
 }
 
 impl OrderSaga {
+    /// Whether anything here concerns orders spanning shards (else a shard skips every
+    /// check of them: one shard, the hot path). A timed-out step may outlive its span.
+    pub(crate) fn is_active(&self) -> bool {
+        !self.spans.is_empty() || !self.outbox.is_empty()
+    }
+
     /// The spans in order id order (snapshots, the state hash).
     pub(crate) fn spans_sorted(&self) -> Vec<(OrderId, OrderSpan)> {
         let mut spans: Vec<(OrderId, OrderSpan)> =
@@ -149,6 +165,9 @@ impl StateMachine {
         self.order_saga
             .authorizations
             .insert(order.transfer_id, order.id);
+        self.order_saga
+            .authorize_deadlines
+            .push(Reverse((authorize_deadline(&placed), order.id)));
         let leg = ShardLeg {
             transfer: authorization(order),
             source_shard: spanning.buyer_shard,
@@ -310,6 +329,39 @@ impl StateMachine {
         self.send_order_message(stored.order.id, kind::EXPIRE, leg, 0);
     }
 
+    /// Fails an order whose authorization did not come back by `due` (sweep only; see the
+    /// module documentation): its units back, its id failed with
+    /// `order_authorization_timed_out`, its step marked timed out. Nothing if the
+    /// authorization came back meanwhile.
+    pub(crate) fn time_out_authorization(&mut self, order_id: OrderId, due: u64) {
+        let Some(index) = self.orders.locate(order_id) else {
+            return; // Failed already.
+        };
+        let stored = *self.orders.at(index);
+        let key = stored.order.transfer_id;
+        let waiting = self
+            .order_span(order_id)
+            .is_some_and(|span| span.in_flight == key);
+        if !waiting
+            || stored.status() != OrderStatus::Reserved
+            || authorize_deadline(&stored.order) != due
+        {
+            return;
+        }
+        self.release_order_lines(&stored);
+        self.orders
+            .fail_placed(order_id, ResultCode::OrderAuthorizationTimedOut);
+        self.order_saga.spans.remove(&order_id);
+        self.order_saga.authorizations.remove(&key);
+        let step = self
+            .order_saga
+            .outbox
+            .get_mut(&key)
+            .expect("the authorization in flight");
+        debug_assert_eq!(step.kind, kind::AUTHORIZE);
+        step.flags |= order_message_flags::TIMED_OUT;
+    }
+
     /// An order's authorization or refund on the shard of its debit account (see the
     /// module documentation): applied whole if the credit account lives here too, else as
     /// the debit leg of a cross-shard transfer.
@@ -412,6 +464,20 @@ impl StateMachine {
         if message.kind == kind::EXPIRE {
             return Outcome::Applied;
         }
+        if message.flags & order_message_flags::TIMED_OUT != 0 {
+            // The order failed while its hold travelled: a hold that was made is voided.
+            if code.is_success() {
+                let authorization = &message.leg.transfer;
+                let void = void_of_authorization(
+                    message.order_id,
+                    authorization.id,
+                    authorization.ledger,
+                    message.leg.source_shard,
+                );
+                self.send_order_message(message.order_id, kind::EXPIRE, void, 0);
+            }
+            return Outcome::Applied;
+        }
         let order_id = message.order_id;
         let span = self
             .order_saga
@@ -501,7 +567,7 @@ impl StateMachine {
     /// Whether `id` is taken by a step of an order spanning shards (its authorization, or
     /// a step in flight), whose transfer lives on another shard.
     pub(crate) fn order_step_id_taken(&self, id: TransferId) -> bool {
-        !self.order_saga.spans.is_empty()
+        self.order_saga.is_active()
             && (self.order_saga.authorizations.contains_key(&id)
                 || self.order_saga.outbox.contains_key(&id))
     }
@@ -517,6 +583,12 @@ impl StateMachine {
     }
 }
 
+/// When the authorization of an order spanning shards, reserved at `order.timestamp`,
+/// times out.
+pub(crate) fn authorize_deadline(order: &crate::records::Order) -> u64 {
+    order.timestamp.saturating_add(ORDER_AUTHORIZE_TIMEOUT_NS)
+}
+
 /// The post or void `id` of an order's authorization, sent to the buyer's shard.
 fn resolution_leg(
     order: &crate::records::Order,
@@ -524,17 +596,32 @@ fn resolution_leg(
     flags: u16,
     span: OrderSpan,
 ) -> ShardLeg {
+    let mut leg =
+        void_of_authorization(order.id, order.transfer_id, order.ledger, span.buyer_shard);
+    leg.transfer.id = id;
+    leg.transfer.flags = flags;
+    leg
+}
+
+/// The void of `order_id`'s authorization `authorization` (id = the authorization's own),
+/// on the buyer's shard.
+fn void_of_authorization(
+    order_id: OrderId,
+    authorization: TransferId,
+    ledger: u32,
+    buyer_shard: u32,
+) -> ShardLeg {
     ShardLeg {
         transfer: Transfer {
-            id,
-            pending_id: order.transfer_id,
-            flags,
-            user_data: order.id.0,
+            id: authorization,
+            pending_id: authorization,
+            flags: transfer_flags::VOID_PENDING,
+            user_data: order_id.0,
             ..Transfer::default()
         },
-        source_shard: span.buyer_shard,
-        destination_shard: span.buyer_shard,
-        credit_account_ledger: order.ledger,
+        source_shard: buyer_shard,
+        destination_shard: buyer_shard,
+        credit_account_ledger: ledger,
         reserved: [0; 4],
     }
 }

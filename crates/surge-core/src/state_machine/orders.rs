@@ -331,7 +331,7 @@ impl StateMachine {
         // An order spanning shards answers for its own steps first: their transfers live
         // on other shards, or here under another command's fingerprint. (With none on this
         // shard, the hot path, no extra probe.)
-        if !self.order_saga.spans.is_empty() {
+        if self.order_saga.is_active() {
             if let Some(stored) = self.orders.get(action.order_id) {
                 if let Some(answer) = self.spanning_action_answer(stored, action, operation) {
                     return Err(answer);

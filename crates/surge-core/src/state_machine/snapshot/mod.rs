@@ -75,7 +75,7 @@ use super::archive::{EvictedFilter, IdFilter};
 use super::cross_shard::Compensated;
 use super::journal::Journaled;
 use super::ledger::{resolution_digest, slot_digest};
-use super::order_saga::OrderSpan;
+use super::order_saga::{authorize_deadline, OrderSpan};
 use super::table::{Table, TableEntry};
 use super::{
     BuyerUnits, Config, DispatchEntry, DispatchStatus, OrderEntry, PendingState, PendingStatus,
@@ -83,8 +83,9 @@ use super::{
 };
 use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
 use crate::records::{
-    order_message_kind, Account, Order, OrderMessage, OrderStatus, Reservation, ReservationStatus,
-    ShardLeg, Sku, Transfer, ORDER_LINES_MAX, RECORD_FORMAT_VERSION,
+    order_message_flags, order_message_kind, Account, Order, OrderMessage, OrderStatus,
+    Reservation, ReservationStatus, ShardLeg, Sku, Transfer, ORDER_LINES_MAX,
+    RECORD_FORMAT_VERSION,
 };
 use crate::result::ResultCode;
 

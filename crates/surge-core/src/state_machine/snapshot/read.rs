@@ -441,14 +441,21 @@ impl Decoded {
             .into_iter()
             .map(|leg| (leg.transfer.id, leg))
             .collect();
-        for (id, _) in &self.order_spans {
+        for (id, span) in &self.order_spans {
             let order = sm
                 .orders
                 .get(*id)
-                .expect("a span's order is checked placed");
-            sm.order_saga
-                .authorizations
-                .insert(order.order.transfer_id, *id);
+                .expect("a span's order is checked placed")
+                .order;
+            sm.order_saga.authorizations.insert(order.transfer_id, *id);
+            let authorizing =
+                span.in_flight == order.transfer_id && order.status == OrderStatus::Reserved as u16;
+            if authorizing {
+                let deadline = authorize_deadline(&order);
+                sm.order_saga
+                    .authorize_deadlines
+                    .push(Reverse((deadline, *id)));
+            }
         }
         sm.order_saga.spans = self.order_spans.into_iter().collect();
         sm.order_saga.outbox = self
@@ -508,7 +515,11 @@ fn read_order_saga(
                 .map(|index| spans[index].1);
             let in_flight = span.is_some_and(|span| span.in_flight == message.leg.transfer.id);
             let expiry = message.kind == order_message_kind::EXPIRE;
-            if !known || (!expiry && !in_flight) {
+            // An authorization that timed out: its order failed, so it has no span.
+            let timed_out = message.kind == order_message_kind::AUTHORIZE
+                && message.flags == order_message_flags::TIMED_OUT
+                && span.is_none();
+            if !known || (!expiry && !in_flight && !timed_out) {
                 return Err(invalid(reader.offset, "order step"));
             }
             Ok(message)

@@ -6,9 +6,10 @@
 use super::fixtures::{account, action, order, pending, post, sku, transfer, wallet, LEDGER};
 use super::fixtures::{BANK, BUYER, MERCHANT, ORDER_TIMEOUT_NS, SKU_A, SKU_B};
 use super::harness::{Harness, BUYER_FUNDS};
+use crate::constants::ORDER_AUTHORIZE_TIMEOUT_NS;
 use crate::records::{
-    order_action_flags, order_message_kind, Order, OrderMessage, OrderOutcome, OrderStatus,
-    ShardOutcome, SpanningOrder,
+    order_action_flags, order_message_flags, order_message_kind, Order, OrderMessage, OrderOutcome,
+    OrderStatus, ShardOutcome, SpanningOrder,
 };
 use crate::state_machine::{transit_account_id, StateMachine};
 use crate::{
@@ -395,6 +396,107 @@ fn steps_in_flight_survive_a_snapshot() {
 }
 
 #[test]
+fn an_authorization_not_back_in_time_fails_the_order_and_a_late_hold_is_voided() {
+    let mut world = World::new();
+    let late = order(9, 109, 40, &[(SKU_A, 2)]);
+    let refused = order(10, 110, BUYER_FUNDS + 1, &[(SKU_B, 1)]);
+    assert_eq!(world.place(late), ResultCode::Ok);
+    assert_eq!(world.place(refused), ResultCode::Ok);
+    // Sent, and held up somewhere: their outcomes are not logged in time.
+    let sent = world.orders().sm.take_released_order_messages();
+    assert_eq!(sent.len(), 2);
+    let reserved_at = |world: &World, id: u128| world.shards[ORDERS].order(id).order.timestamp;
+    let first_due = reserved_at(&world, 9) + ORDER_AUTHORIZE_TIMEOUT_NS;
+    let last_due = reserved_at(&world, 10) + ORDER_AUTHORIZE_TIMEOUT_NS;
+    world.orders().pulse_at(first_due - 1);
+    assert_eq!(world.orders().order_status(9), OrderStatus::Reserved);
+    assert_eq!(world.orders().units(SKU_A), (8, 2, 0));
+    world.orders().pulse_at(last_due);
+    for id in [9, 10] {
+        assert_eq!(
+            world.orders().sm.order(OrderId(id)),
+            Some(OrderLookup::Failed(ResultCode::OrderAuthorizationTimedOut))
+        );
+    }
+    // Units back at once; the ids failed as any failed placement.
+    assert_eq!(world.orders().units(SKU_A), (10, 0, 0));
+    assert_eq!(world.orders().units(SKU_B), (3, 0, 0));
+    assert_eq!(world.place(late), ResultCode::IdAlreadyFailed);
+    assert_eq!(world.orders().sm.spanning_orders(), 0);
+    assert_eq!(
+        world.orders().pay(action(9, 209)),
+        ResultCode::OrderNotFound
+    );
+    // The steps wait for their outcomes, their ids still taken, across a snapshot.
+    assert!(world.orders().sm.order_step_in_flight(TransferId(109)));
+    assert_eq!(
+        world.place(order(11, 109, 1, &[(SKU_A, 1)])),
+        ResultCode::TransferIdInUse
+    );
+    assert_eq!(
+        world.orders().pay(action(11, 110)),
+        ResultCode::OrderNotFound
+    );
+    let bytes = world.orders().sm.snapshot();
+    let restored = StateMachine::restore(&bytes).expect("restores");
+    assert_eq!(restored.state_hash(), world.orders().sm.state_hash());
+    assert_eq!(restored.order_outbox(), world.orders().sm.order_outbox());
+    assert!(restored.order_outbox().iter().all(|step| {
+        step.kind == order_message_kind::AUTHORIZE && step.flags == order_message_flags::TIMED_OUT
+    }));
+    // The outcomes come back: the hold the buyer's shard made is voided (an expiry
+    // step); the refused one needs nothing.
+    for message in sent {
+        let code = world.deliver(&message);
+        let outcome = OrderOutcome {
+            transfer_id: message.leg.transfer.id,
+            code: code.as_u32(),
+            kind: message.kind,
+            reserved: [0; 8],
+        };
+        let confirmed = world.orders().apply(Batch::OrderConfirm(&[outcome]));
+        assert_eq!(confirmed, [ResultCode::Ok]);
+    }
+    let voids = world.settle();
+    assert_eq!(voids.len(), 1);
+    assert_eq!(voids[0].kind, order_message_kind::EXPIRE);
+    assert_eq!(voids[0].leg.transfer.pending_id, TransferId(109));
+    assert_eq!(
+        world.pending_status(BUYERS, 109),
+        Some(PendingStatus::Expired)
+    );
+    assert!(world.orders().sm.order_outbox().is_empty());
+    assert_eq!(
+        world.orders().sm.order(OrderId(9)),
+        Some(OrderLookup::Failed(ResultCode::OrderAuthorizationTimedOut))
+    );
+    assert_eq!(world.shards[BUYERS].balances(BUYER), (0, 0, 0, BUYER_FUNDS));
+    assert_eq!(world.shards[MERCHANTS].balances(MERCHANT), (0, 0, 0, 0));
+    world.assert_transit_nets_to_zero();
+}
+
+#[test]
+fn an_authorization_back_in_time_is_not_timed_out_later() {
+    let mut world = World::new();
+    assert_eq!(
+        world.place(order(12, 112, 40, &[(SKU_A, 1)])),
+        ResultCode::Ok
+    );
+    world.settle();
+    let reserved_at = world.orders().order(12).order.timestamp;
+    world
+        .orders()
+        .pulse_at(reserved_at + ORDER_AUTHORIZE_TIMEOUT_NS);
+    // Placed, then expired by its own (shorter) timeout, as before: never failed.
+    assert_eq!(world.orders().order_status(12), OrderStatus::Expired);
+    world.settle();
+    assert_eq!(
+        world.pending_status(BUYERS, 112),
+        Some(PendingStatus::Expired)
+    );
+}
+
+#[test]
 fn an_action_may_not_take_another_orders_authorization_id() {
     let mut world = World::new();
     assert_eq!(
@@ -482,6 +584,8 @@ fn any_move() -> impl Strategy<Value = Move> {
         4 => any::<usize>().prop_map(Move::Confirm),
         1 => any::<usize>().prop_map(Move::Redeliver),
         1 => (0..2 * ORDER_TIMEOUT_NS).prop_map(Move::Pulse),
+        // Past the authorization timeout: steps still travelling time out.
+        1 => Just(Move::Pulse(ORDER_AUTHORIZE_TIMEOUT_NS)),
     ]
 }
 
@@ -664,9 +768,20 @@ proptest! {
         // buyer's balances add up.
         let (mut held, mut captured, mut refunded) = (0u64, 0u64, 0u64);
         for (order_id, authorization, amount) in orders {
-            let Some(OrderLookup::Placed(view)) = world.orders().sm.order(OrderId(order_id))
-            else {
-                continue;
+            let view = match world.orders().sm.order(OrderId(order_id)) {
+                Some(OrderLookup::Placed(view)) => view,
+                failed => {
+                    // A failed order holds nothing, even if its hold was made late.
+                    let hold = match world.shards[BUYERS].sm.transfer(TransferId(authorization)) {
+                        Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
+                        _ => None,
+                    };
+                    prop_assert!(
+                        hold != Some(PendingStatus::Pending),
+                        "order {} is {:?}", order_id, failed
+                    );
+                    continue;
+                }
             };
             let status = OrderStatus::from_u16(view.order.status).expect("a status");
             let expected = match status {
