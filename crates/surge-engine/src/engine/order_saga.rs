@@ -92,10 +92,13 @@ fn final_code(
             {
                 None
             }
-            _ => match state.transfer(key) {
-                Some(TransferLookup::Failed(failure)) => Some(failure),
-                _ => None,
-            },
+            // Else the action failed: its failure as recorded here. A client that created
+            // another transfer under the very id here while the step travelled leaves no
+            // room to record it: the id is in use.
+            _ => Some(match state.transfer(key) {
+                Some(TransferLookup::Failed(failure)) => failure,
+                _ => ResultCode::TransferIdInUse,
+            }),
         }
     };
     match (failed, code) {
@@ -511,5 +514,133 @@ impl OrderShared {
         for (wait, code) in waits.into_iter().zip(codes) {
             (wait.answer)(code);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use surge_core::records::ORDER_LINES_MAX;
+    use surge_core::{
+        order_message_kind, Account, AccountId, Batch, Config, Order, OrderAction, OrderLine,
+        OrderOutcome, Sku, SkuId, SpanningOrder, Transfer,
+    };
+
+    use super::*;
+
+    /// One state machine standing for an order's shard (its buyer on shard 1).
+    struct Shard {
+        state: StateMachine,
+        now: u64,
+    }
+
+    impl Shard {
+        fn apply(&mut self, batch: Batch<'_>) -> Vec<ResultCode> {
+            let mut results = Vec::new();
+            self.now += 1_000;
+            self.state.apply(self.now, batch, &mut results);
+            results
+        }
+    }
+
+    #[test]
+    fn an_action_whose_id_was_taken_here_while_it_travelled_is_answered_as_failed() {
+        let mut shard = Shard {
+            state: StateMachine::new(Config::default()),
+            now: 1_000_000,
+        };
+        let accounts: Vec<Account> = [5, 6]
+            .map(|id| Account {
+                id: AccountId(id),
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            })
+            .to_vec();
+        let ok = |codes: Vec<ResultCode>| codes.iter().all(|code| *code == ResultCode::Ok);
+        assert!(ok(shard.apply(Batch::CreateAccounts(&accounts))));
+        let sku = Sku {
+            id: SkuId(9),
+            units_stocked: 5,
+            ..Sku::default()
+        };
+        assert!(ok(shard.apply(Batch::CreateSkus(&[sku]))));
+        let mut lines = [OrderLine::default(); ORDER_LINES_MAX];
+        lines[0] = OrderLine {
+            sku_id: SkuId(9),
+            quantity: 1,
+            reserved: 0,
+        };
+        let order = Order {
+            id: OrderId(1),
+            buyer_id: AccountId(100),
+            merchant_id: AccountId(5),
+            transfer_id: TransferId(11),
+            amount: 10,
+            timeout_ns: 60_000_000_000,
+            ledger: 1,
+            line_count: 1,
+            lines,
+            ..Order::default()
+        };
+        let spanning = SpanningOrder {
+            order,
+            buyer_shard: 1,
+            merchant_shard: 0,
+            merchant_ledger: 1,
+            reserved: [0; 4],
+        };
+        assert!(ok(shard.apply(Batch::ReserveOrders(&[spanning]))));
+        let outcome = |id: u128, kind: u32, code: ResultCode| OrderOutcome {
+            transfer_id: TransferId(id),
+            code: code.as_u32(),
+            kind,
+            reserved: [0; 8],
+        };
+        let authorized = outcome(11, order_message_kind::AUTHORIZE, ResultCode::Ok);
+        assert!(ok(shard.apply(Batch::OrderConfirm(&[authorized]))));
+        let pay = OrderAction {
+            order_id: OrderId(1),
+            transfer_id: TransferId(12),
+            ..OrderAction::default()
+        };
+        assert!(ok(shard.apply(Batch::PayOrders(&[pay]))));
+        // While the pay travels, a client creates another transfer under its id here; the
+        // buyer's shard refuses the pay (the id is in use there too).
+        let other = Transfer {
+            id: TransferId(12),
+            debit_account_id: AccountId(5),
+            credit_account_id: AccountId(6),
+            amount: 1,
+            ledger: 1,
+            code: 1,
+            ..Transfer::default()
+        };
+        assert!(ok(shard.apply(Batch::CreateTransfers(&[other]))));
+        let refused = outcome(
+            12,
+            order_message_kind::PAY,
+            ResultCode::ExistsWithDifferentFields,
+        );
+        assert!(ok(shard.apply(Batch::OrderConfirm(&[refused]))));
+        let key = TransferId(12);
+        assert!(!shard.state.order_step_in_flight(key));
+        let answer = final_code(&shard.state, key, OrderId(1), false, ResultCode::Ok);
+        assert_eq!(answer, ResultCode::TransferIdInUse);
+        // A pay that did go through is answered ok.
+        let pay = OrderAction {
+            transfer_id: TransferId(13),
+            ..pay
+        };
+        assert!(ok(shard.apply(Batch::PayOrders(&[pay]))));
+        let paid = outcome(13, order_message_kind::PAY, ResultCode::Ok);
+        assert!(ok(shard.apply(Batch::OrderConfirm(&[paid]))));
+        let answer = final_code(
+            &shard.state,
+            TransferId(13),
+            OrderId(1),
+            false,
+            ResultCode::Ok,
+        );
+        assert_eq!(answer, ResultCode::Ok);
     }
 }
