@@ -3,8 +3,8 @@
 //! log alone or from a checkpoint plus the log's tail), a damaged checkpoint and a torn log
 //! tail are skipped or cut back with warnings while a bad record before valid ones refuses
 //! the start, the sled history index answers after a restart and is caught up or rebuilt
-//! when it is behind, deleted or corrupt, pulses expire orders without traffic, and an
-//! empty batch is refused.
+//! when it is behind, deleted or corrupt, pulses expire orders and time out an order
+//! saga's authorization without traffic, and an empty batch is refused.
 
 mod common;
 
@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{account, action, order, pending, sku, transfer, wait_for_history_unlock, SimDisks};
+use surge_core::constants::ORDER_AUTHORIZE_TIMEOUT_NS;
 use surge_core::{
-    AccountId, Batch, OrderId, OrderLookup, OrderStatus, ResultCode, SkuId, StateMachine,
-    TransferId, TransferLookup,
+    order_message_kind, AccountId, Batch, OrderId, OrderLookup, OrderOutcome, OrderStatus,
+    ResultCode, SkuId, SpanningOrder, StateMachine, TransferId, TransferLookup,
 };
 use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
 use surge_history::{HistoryIndex, SledHistory};
@@ -426,6 +427,79 @@ fn pulses_expire_an_unpaid_order_without_traffic() {
     // The pulse is in the log: a restart reaches the same state.
     let (node, _) = disks.open(&small_config(), &clock);
     assert_eq!(hash(&node), after);
+    node.shutdown();
+}
+
+#[test]
+fn pulses_time_out_an_authorization_that_does_not_come_back() {
+    let disks = SimDisks::default();
+    let clock = ManualClock::new(CLOCK_START_NS);
+    let (node, _) = disks.open(&small_config(), &clock);
+    assert_eq!(
+        submit(&node, Batch::CreateAccounts(&[account(MERCHANT, false)])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(
+        submit(&node, Batch::CreateSkus(&[sku(SKU, 5, 0)])),
+        [ResultCode::Ok]
+    );
+    // This node is the order's shard; the buyer lives on shard 1, which never answers.
+    let long = 3_600_000_000_000;
+    let spanning = SpanningOrder {
+        order: order(20, BUYER, MERCHANT, 21, 300, long, &[(SKU, 2)]),
+        buyer_shard: 1,
+        merchant_shard: 0,
+        merchant_ledger: common::LEDGER,
+        reserved: [0; 4],
+    };
+    assert_eq!(
+        submit(&node, Batch::ReserveOrders(&[spanning])),
+        [ResultCode::Ok]
+    );
+    assert_eq!(node.read(StateMachine::order_outbox).len(), 1);
+    let units = |node: &Node| {
+        node.read(|state| {
+            let stock = state.sku(SkuId(SKU)).expect("sku");
+            (stock.units_available, stock.units_reserved)
+        })
+    };
+    assert_eq!(units(&node), (3, 2));
+    clock.advance_ns(ORDER_AUTHORIZE_TIMEOUT_NS + 1_000_000);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let timed_out = |state: &StateMachine| {
+        state.order(OrderId(20))
+            == Some(OrderLookup::Failed(ResultCode::OrderAuthorizationTimedOut))
+    };
+    while !node.read(timed_out) {
+        assert!(
+            Instant::now() < deadline,
+            "the authorization did not time out within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(units(&node), (5, 0));
+    // The hold was made after all: its outcome sends the void.
+    let outcome = OrderOutcome {
+        transfer_id: TransferId(21),
+        code: ResultCode::Ok.as_u32(),
+        kind: order_message_kind::AUTHORIZE,
+        reserved: [0; 8],
+    };
+    assert_eq!(
+        submit(&node, Batch::OrderConfirm(&[outcome])),
+        [ResultCode::Ok]
+    );
+    let outbox = node.read(StateMachine::order_outbox);
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].kind, order_message_kind::EXPIRE);
+    node.read(|state| common::check_invariants(state).expect("invariants"));
+    let after = hash(&node);
+    node.shutdown();
+    // The timeout's pulse is in the log: a restart reaches the same state.
+    let (node, _) = disks.open(&small_config(), &clock);
+    assert_eq!(hash(&node), after);
+    assert!(node.read(timed_out));
+    assert_eq!(node.read(StateMachine::order_outbox), outbox);
     node.shutdown();
 }
 
