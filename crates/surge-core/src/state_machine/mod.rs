@@ -996,11 +996,11 @@ impl StateMachine {
             self.order_expiry.pop();
             self.expire_order(order_id, due);
         }
-        while let Some(&Reverse((due, order_id))) = self.order_saga.authorize_deadlines.peek() {
+        while let Some(&(due, order_id)) = self.order_saga.authorize_deadlines.front() {
             if due > now {
                 break;
             }
-            self.order_saga.authorize_deadlines.pop();
+            self.order_saga.authorize_deadlines.pop_front();
             self.time_out_authorization(order_id, due);
         }
         while let Some(&Reverse((due, order_id, sku_id))) = self.reservation_expiry.peek() {
@@ -1035,8 +1035,8 @@ impl StateMachine {
             self.order_expiry.peek().map(|Reverse((due, _))| *due),
             self.order_saga
                 .authorize_deadlines
-                .peek()
-                .map(|Reverse((due, _))| *due),
+                .front()
+                .map(|(due, _)| *due),
             self.reservation_expiry
                 .peek()
                 .map(|Reverse((due, _, _))| *due),

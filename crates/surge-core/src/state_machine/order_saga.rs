@@ -34,8 +34,7 @@
 //! message stays in the outbox until its outcome is logged, so a crash anywhere delivers
 //! it again and its target answers `exists`.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::journal::{map_with_capacity, Map};
 use super::ledger::Resolver;
@@ -76,10 +75,12 @@ pub(crate) struct OrderSaga {
     /// orders: rebuilt on restore, not in snapshots). That transfer lives on the buyer's
     /// shard, so this shard's transfer ids cannot tell that its id is taken.
     pub(crate) authorizations: Map<TransferId, OrderId>,
-    /// When each order whose authorization is in flight times out (derived from `spans`
-    /// and the orders: rebuilt on restore, not in snapshots). An entry whose order moved
-    /// on is skipped when it comes due.
-    pub(crate) authorize_deadlines: BinaryHeap<Reverse<(u64, OrderId)>>,
+    /// When each order whose authorization is in flight times out, earliest first
+    /// (derived from `spans` and the orders: rebuilt on restore, not in snapshots). Log
+    /// time only moves forward and every order's timeout is the same, so a reservation's
+    /// deadline is never before an earlier one's: a queue, pushed at the back and due at
+    /// the front, each in O(1). An entry whose order moved on is skipped when it comes due.
+    pub(crate) authorize_deadlines: VecDeque<(u64, OrderId)>,
     /// Messages that joined the outbox since the engine last took them (not state: after
     /// a restart the engine delivers the whole outbox).
     pub(crate) released: Vec<OrderMessage>,
@@ -91,7 +92,7 @@ impl Default for OrderSaga {
             spans: map_with_capacity(0),
             outbox: BTreeMap::new(),
             authorizations: map_with_capacity(0),
-            authorize_deadlines: BinaryHeap::new(),
+            authorize_deadlines: VecDeque::new(),
             released: Vec::new(),
         }
     }
@@ -165,9 +166,10 @@ impl StateMachine {
         self.order_saga
             .authorizations
             .insert(order.transfer_id, order.id);
-        self.order_saga
-            .authorize_deadlines
-            .push(Reverse((authorize_deadline(&placed), order.id)));
+        let deadline = authorize_deadline(&placed);
+        let deadlines = &mut self.order_saga.authorize_deadlines;
+        debug_assert!(deadlines.back().is_none_or(|(last, _)| *last <= deadline));
+        deadlines.push_back((deadline, order.id));
         let leg = ShardLeg {
             transfer: authorization(order),
             source_shard: spanning.buyer_shard,

@@ -441,6 +441,7 @@ impl Decoded {
             .into_iter()
             .map(|leg| (leg.transfer.id, leg))
             .collect();
+        let mut deadlines = Vec::new();
         for (id, span) in &self.order_spans {
             let order = sm
                 .orders
@@ -451,12 +452,11 @@ impl Decoded {
             let authorizing =
                 span.in_flight == order.transfer_id && order.status == OrderStatus::Reserved as u16;
             if authorizing {
-                let deadline = authorize_deadline(&order);
-                sm.order_saga
-                    .authorize_deadlines
-                    .push(Reverse((deadline, *id)));
+                deadlines.push((authorize_deadline(&order), *id));
             }
         }
+        deadlines.sort_unstable();
+        sm.order_saga.authorize_deadlines = deadlines.into();
         sm.order_saga.spans = self.order_spans.into_iter().collect();
         sm.order_saga.outbox = self
             .order_outbox
@@ -513,7 +513,8 @@ fn read_order_saga(
                 .binary_search_by_key(&message.order_id, |(id, _)| *id)
                 .ok()
                 .map(|index| spans[index].1);
-            let in_flight = span.is_some_and(|span| span.in_flight == message.leg.transfer.id);
+            let in_flight = span.is_some_and(|span| span.in_flight == message.leg.transfer.id)
+                && message.flags & order_message_flags::TIMED_OUT == 0;
             let expiry = message.kind == order_message_kind::EXPIRE;
             // An authorization that timed out: its order failed, so it has no span.
             let timed_out = message.kind == order_message_kind::AUTHORIZE

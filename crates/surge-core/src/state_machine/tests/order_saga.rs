@@ -393,6 +393,14 @@ fn steps_in_flight_survive_a_snapshot() {
     let kind_offset = bytes.len() - outbox.len() * 176 + 160;
     corrupt[kind_offset] = 9;
     assert!(StateMachine::restore(&corrupt).is_err());
+    // The restored shard times the two authorizations out as the original does.
+    let mut restored = restored;
+    let due = world.orders().now() + ORDER_AUTHORIZE_TIMEOUT_NS;
+    restored.apply(due, Batch::Pulse, &mut Vec::new());
+    world.orders().pulse_at(due);
+    assert_eq!(world.orders().sm.spanning_orders(), 0);
+    assert_eq!(restored.spanning_orders(), 0);
+    assert_eq!(restored.state_hash(), world.orders().sm.state_hash());
 }
 
 #[test]
