@@ -22,7 +22,6 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{BatchBuf, ResultCode};
-use surge_engine::{Engine, EngineConfig, EngineError, NodeConfig};
 use surge_wal::bench::{run_wal_bench, BenchOptions};
 use surge_wal::CommitStats;
 
@@ -40,9 +39,12 @@ use crate::workload::{
 /// thread: the 1.7 GB transfer record buffer is reallocated and copied at 13 M transfers).
 pub(crate) mod cpu;
 mod load;
+mod target;
 
 use cpu::*;
 use load::*;
+pub(crate) use target::open_bench_engine;
+use target::*;
 
 const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
 
@@ -638,128 +640,6 @@ fn run_on_node(
     node.engine.shutdown();
     check_codes(plan.workload, &result)?;
     Ok(result)
-}
-
-fn open_engine(
-    directory: &Path,
-    history: bool,
-    shards: usize,
-    state: surge_core::Config,
-) -> anyhow::Result<Target> {
-    let engine = open_bench_engine(directory, history, shards, state)?;
-    Ok(Target { engine })
-}
-
-/// A fresh engine in `directory` for a benchmark run (`bench engine`, `bench tcp`). Each
-/// shard is sized for the whole run: ids are spread by hash, and a hot workload puts most
-/// of its traffic on one shard.
-pub(crate) fn open_bench_engine(
-    directory: &Path,
-    history: bool,
-    shards: usize,
-    state: surge_core::Config,
-) -> anyhow::Result<Engine> {
-    let config = EngineConfig {
-        shards,
-        node: NodeConfig {
-            state,
-            ..NodeConfig::default()
-        },
-        history,
-        ..EngineConfig::new(directory)
-    };
-    let (engine, _) = Engine::open(config)
-        .with_context(|| format!("opening an engine in {}", directory.display()))?;
-    Ok(engine)
-}
-
-/// The engine under test, with the submit-and-wait interface the load loops use.
-pub(super) struct Target {
-    pub(super) engine: Engine,
-}
-
-/// A submitted batch: its codes arrive from the engine's completion.
-pub(super) struct Pending(mpsc::Receiver<Result<Vec<ResultCode>, EngineError>>);
-
-impl Pending {
-    pub(super) fn wait(self) -> Result<Vec<ResultCode>, EngineError> {
-        self.0.recv().unwrap_or_else(|_| {
-            Err(EngineError::Stopped(
-                "the completion was dropped".to_string(),
-            ))
-        })
-    }
-}
-
-impl Target {
-    pub(super) fn submit(&self, batch: surge_core::Batch<'_>) -> Result<Pending, EngineError> {
-        let (sender, receiver) = mpsc::sync_channel(1);
-        self.engine.submit(
-            batch,
-            Box::new(move |result| {
-                let _ = sender.send(result);
-            }),
-        )?;
-        Ok(Pending(receiver))
-    }
-
-    /// Every shard's group-commit counters added up (latencies: the worst shard's).
-    pub(super) fn commit_stats(&self) -> CommitStats {
-        let mut total = CommitStats::default();
-        for shard in self.engine.stats().shards {
-            let stats = shard.commit;
-            total.syncs += stats.syncs;
-            total.bytes += stats.bytes;
-            total.records += stats.records;
-            total.commands += stats.commands;
-            total.sync_latency_us_p50 = total.sync_latency_us_p50.max(stats.sync_latency_us_p50);
-            total.sync_latency_us_p99 = total.sync_latency_us_p99.max(stats.sync_latency_us_p99);
-            total.sync_latency_us_p999 = total.sync_latency_us_p999.max(stats.sync_latency_us_p999);
-            total.sync_latency_us_max = total.sync_latency_us_max.max(stats.sync_latency_us_max);
-        }
-        total.commands_per_sync = total.commands as f64 / total.syncs.max(1) as f64;
-        total
-    }
-}
-
-/// Logs the setup batches (not timed; batches of one operation pipelined, the next
-/// operation's only once they are done: with several shards, a funding transfer must not
-/// reach an account's shard before the account); every command must succeed.
-fn set_up(node: &Target, batches: &[BatchBuf]) -> anyhow::Result<()> {
-    let mut in_flight: VecDeque<Pending> = VecDeque::new();
-    let check = |pending: Pending| -> anyhow::Result<()> {
-        let codes = pending.wait().context("workload setup")?;
-        if let Some(code) = codes.iter().find(|code| **code != ResultCode::Ok) {
-            bail!("workload setup failed: a command answered {}", code.name());
-        }
-        Ok(())
-    };
-    let mut operation = None;
-    for batch in batches {
-        let next = batch.as_batch().operation();
-        if operation.replace(next) != Some(next) {
-            in_flight.drain(..).try_for_each(check)?;
-        }
-        if in_flight.len() >= SETUP_IN_FLIGHT_MAX {
-            check(in_flight.pop_front().expect("in flight"))?;
-        }
-        let mut busy = 0;
-        in_flight.push_back(submit_retrying(node, batch, &mut busy)?);
-    }
-    in_flight.into_iter().try_for_each(check)
-}
-
-/// Submits `batch`, again after a short wait while the log answers `Busy` (counted).
-fn submit_retrying(node: &Target, batch: &BatchBuf, busy: &mut u64) -> anyhow::Result<Pending> {
-    loop {
-        match node.submit(batch.as_batch()) {
-            Err(error) if error.is_busy() => {
-                *busy += 1;
-                std::thread::sleep(BUSY_RETRY_INTERVAL);
-            }
-            other => return other.context("submitting a batch"),
-        }
-    }
 }
 
 /// Fails the run if more than 1 % of its commands answered an unexpected code: the figure
