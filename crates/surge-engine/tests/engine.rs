@@ -753,3 +753,59 @@ fn compact_orders_place_as_the_orders_they_stand_for_on_two_shards() {
     assert_eq!(buyer.debits_pending, 50);
     engine.shutdown();
 }
+
+#[test]
+fn lookups_of_many_ids_answer_as_lookups_of_one_do() {
+    use surge_core::{OrderId, OrderLookup, SkuId};
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let TwoShardShop {
+        sku,
+        buyer_0,
+        buyer_1,
+        merchant_0,
+        merchant_1,
+    } = two_shard_shop(&engine);
+    let other_sku = on_shard(1, 2, 7) as u64;
+    let codes = engine.submit_wait(Batch::CreateSkus(&[common::sku(other_sku, 4, 0)]));
+    assert_eq!(codes.expect("sku"), [ResultCode::Ok]);
+    let long = 60_000_000_000;
+    let orders = [
+        // On shard 0, on shard 0 spanning to shard 1, on shard 1, and refused.
+        common::order(1, buyer_0, merchant_0, 101, 100, long, &[(sku, 2)]),
+        common::order(2, buyer_1, merchant_0, 102, 50, long, &[(sku, 1)]),
+        common::order(3, buyer_1, merchant_1, 103, 10, long, &[(other_sku, 1)]),
+        common::order(4, buyer_0, merchant_0, 104, 5_000, long, &[(sku, 1)]),
+    ];
+    let codes = engine.submit_wait(Batch::PlaceOrders(&orders));
+    let placed = [
+        ResultCode::Ok,
+        ResultCode::Ok,
+        ResultCode::Ok,
+        ResultCode::ExceedsCredits,
+    ];
+    assert_eq!(codes.expect("orders"), placed);
+    // Ids on both shards, unknown ones, and one twice.
+    let accounts: Vec<AccountId> = [buyer_1, 999_999, buyer_0, merchant_1, merchant_0, buyer_1]
+        .into_iter()
+        .map(AccountId)
+        .collect();
+    let one_by_one: Vec<_> = accounts.iter().map(|id| engine.account(*id)).collect();
+    assert_eq!(engine.accounts(&accounts), one_by_one);
+    assert_eq!(one_by_one.iter().filter(|found| found.is_none()).count(), 1);
+    let skus = [SkuId(other_sku), SkuId(sku), SkuId(5_555), SkuId(other_sku)];
+    let one_by_one: Vec<_> = skus.iter().map(|id| engine.sku(*id)).collect();
+    assert_eq!(engine.skus(&skus), one_by_one);
+    assert_eq!(one_by_one.iter().filter(|found| found.is_some()).count(), 3);
+    let ids = [3, 7, 1, 4, 2, 3].map(OrderId);
+    let one_by_one: Vec<_> = ids.iter().map(|id| engine.order(*id)).collect();
+    assert_eq!(engine.orders(&ids), one_by_one);
+    assert!(matches!(one_by_one[0], Some(OrderLookup::Placed(_))));
+    assert_eq!(one_by_one[1], None);
+    assert_eq!(
+        one_by_one[3],
+        Some(OrderLookup::Failed(ResultCode::ExceedsCredits))
+    );
+    assert!(engine.accounts(&[]).is_empty() && engine.orders(&[]).is_empty());
+    engine.shutdown();
+}

@@ -1,8 +1,10 @@
-//! Serving a `Lookup`: each id is read through the engine's read API (the same calls the
-//! HTTP `GET` routes make: one shard read lock per id, between two applied batches, so
-//! writes go on), and every id found becomes one entry of the reply, in the order of the
-//! ids. Runs on tokio's blocking pool: a read lock may wait for a batch being applied, and a
-//! transfer lookup may read the history index's archive from disk.
+//! Serving a `Lookup`: the ids are read through the engine's read API (the same reads as
+//! the HTTP `GET` routes). Accounts, SKUs and orders are read in one look at each shard
+//! holding some of them (one read lock per shard, between two applied batches, so writes
+//! go on, and the ids of one shard answered from one state); transfers one by one, as a
+//! transfer may be read from the history index's archive on disk, which must not happen
+//! under a lock. Every id found becomes one entry of the reply, in the order of the ids.
+//! Runs on tokio's blocking pool: a read lock may wait for a batch being applied.
 
 use surge_core::{AccountId, OrderId, SkuId, TransferId};
 use surge_engine::{Engine, EngineError};
@@ -14,31 +16,44 @@ pub(crate) fn read(
     operation: LookupOperation,
     ids: impl Iterator<Item = u128>,
 ) -> Result<Vec<u8>, EngineError> {
-    let mut entries = Vec::new();
-    for id in ids {
-        let found = match operation {
-            LookupOperation::Accounts => engine.account(AccountId(id)).map(LookupEntry::Account),
-            LookupOperation::Skus => {
-                // The decoder read 8 bytes per SKU id: it fits.
-                let id = SkuId(u64::try_from(id).expect("SKU ids are 8 bytes on the wire"));
-                engine.sku(id).map(LookupEntry::Sku)
-            }
-            LookupOperation::Transfers => {
-                let id = TransferId(id);
-                engine
-                    .transfer(id)?
-                    .map(|lookup| LookupEntry::Transfer { id, lookup })
-            }
-            LookupOperation::Orders => {
-                let id = OrderId(id);
-                engine
-                    .order(id)
-                    .map(|lookup| LookupEntry::Order { id, lookup })
-            }
-        };
-        if let Some(entry) = found {
-            entry.encode(&mut entries);
+    let found: Vec<Option<LookupEntry>> = match operation {
+        LookupOperation::Accounts => {
+            let ids: Vec<AccountId> = ids.map(AccountId).collect();
+            let accounts = engine.accounts(&ids);
+            accounts
+                .into_iter()
+                .map(|found| found.map(LookupEntry::Account))
+                .collect()
         }
+        LookupOperation::Skus => {
+            // The decoder read 8 bytes per SKU id: it fits.
+            let ids: Vec<SkuId> = ids
+                .map(|id| SkuId(u64::try_from(id).expect("SKU ids are 8 bytes on the wire")))
+                .collect();
+            let skus = engine.skus(&ids);
+            skus.into_iter()
+                .map(|found| found.map(LookupEntry::Sku))
+                .collect()
+        }
+        LookupOperation::Transfers => ids
+            .map(|id| {
+                let id = TransferId(id);
+                let found = engine.transfer(id)?;
+                Ok(found.map(|lookup| LookupEntry::Transfer { id, lookup }))
+            })
+            .collect::<Result<_, EngineError>>()?,
+        LookupOperation::Orders => {
+            let ids: Vec<OrderId> = ids.map(OrderId).collect();
+            let orders = engine.orders(&ids);
+            ids.into_iter()
+                .zip(orders)
+                .map(|(id, found)| found.map(|lookup| LookupEntry::Order { id, lookup }))
+                .collect()
+        }
+    };
+    let mut entries = Vec::new();
+    for entry in found.into_iter().flatten() {
+        entry.encode(&mut entries);
     }
     Ok(entries)
 }

@@ -7,6 +7,7 @@
 
 mod completion;
 mod layout;
+mod lookups;
 mod order_saga;
 mod parts;
 mod saga;
