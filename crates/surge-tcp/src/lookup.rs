@@ -16,44 +16,44 @@ pub(crate) fn read(
     operation: LookupOperation,
     ids: impl Iterator<Item = u128>,
 ) -> Result<Vec<u8>, EngineError> {
-    let found: Vec<Option<LookupEntry>> = match operation {
+    let mut entries = Vec::new();
+    let mut put = |entry: LookupEntry| entry.encode(&mut entries);
+    match operation {
         LookupOperation::Accounts => {
             let ids: Vec<AccountId> = ids.map(AccountId).collect();
-            let accounts = engine.accounts(&ids);
-            accounts
+            engine
+                .accounts(&ids)
                 .into_iter()
-                .map(|found| found.map(LookupEntry::Account))
-                .collect()
+                .flatten()
+                .for_each(|account| put(LookupEntry::Account(account)));
         }
         LookupOperation::Skus => {
             // The decoder read 8 bytes per SKU id: it fits.
             let ids: Vec<SkuId> = ids
                 .map(|id| SkuId(u64::try_from(id).expect("SKU ids are 8 bytes on the wire")))
                 .collect();
-            let skus = engine.skus(&ids);
-            skus.into_iter()
-                .map(|found| found.map(LookupEntry::Sku))
-                .collect()
+            engine
+                .skus(&ids)
+                .into_iter()
+                .flatten()
+                .for_each(|sku| put(LookupEntry::Sku(sku)));
         }
-        LookupOperation::Transfers => ids
-            .map(|id| {
-                let id = TransferId(id);
-                let found = engine.transfer(id)?;
-                Ok(found.map(|lookup| LookupEntry::Transfer { id, lookup }))
-            })
-            .collect::<Result<_, EngineError>>()?,
+        LookupOperation::Transfers => {
+            for id in ids.map(TransferId) {
+                if let Some(lookup) = engine.transfer(id)? {
+                    put(LookupEntry::Transfer { id, lookup });
+                }
+            }
+        }
         LookupOperation::Orders => {
             let ids: Vec<OrderId> = ids.map(OrderId).collect();
-            let orders = engine.orders(&ids);
-            ids.into_iter()
-                .zip(orders)
-                .map(|(id, found)| found.map(|lookup| LookupEntry::Order { id, lookup }))
-                .collect()
+            let found = engine.orders(&ids);
+            for (id, lookup) in ids.into_iter().zip(found) {
+                if let Some(lookup) = lookup {
+                    put(LookupEntry::Order { id, lookup });
+                }
+            }
         }
-    };
-    let mut entries = Vec::new();
-    for entry in found.into_iter().flatten() {
-        entry.encode(&mut entries);
     }
     Ok(entries)
 }

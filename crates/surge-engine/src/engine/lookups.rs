@@ -13,17 +13,13 @@ impl Engine {
     /// Each account as [`Engine::account`] answers it, in the order of `ids`; one read of
     /// each shard holding some of them.
     pub fn accounts(&self, ids: &[AccountId]) -> Vec<Option<Account>> {
-        self.by_owner(ids.iter().map(|id| id.0), |state, position| {
-            state.account(ids[position])
-        })
+        self.by_owner(ids, |id| id.0, |state, id| state.account(*id))
     }
 
     /// Each SKU as [`Engine::sku`] answers it, in the order of `ids`; one read of each
     /// shard holding some of them.
     pub fn skus(&self, ids: &[SkuId]) -> Vec<Option<Sku>> {
-        self.by_owner(ids.iter().map(|id| u128::from(id.0)), |state, position| {
-            state.sku(ids[position])
-        })
+        self.by_owner(ids, |id| u128::from(id.0), |state, id| state.sku(*id))
     }
 
     /// Each order as [`Engine::order`] answers it, in the order of `ids`: an order lives
@@ -45,27 +41,26 @@ impl Engine {
         found
     }
 
-    /// `read(state, position)` for every position of `keys` (routing keys), with the
-    /// state of the key's shard; one read of each shard named.
-    fn by_owner<T: Clone>(
+    /// `read(state, id)` for every id, with the state of the shard owning `key(id)`, in
+    /// the order of `ids`; one read of each shard named.
+    fn by_owner<I, T: Clone>(
         &self,
-        keys: impl Iterator<Item = u128>,
-        read: impl Fn(&surge_core::StateMachine, usize) -> Option<T>,
+        ids: &[I],
+        key: impl Fn(&I) -> u128,
+        read: impl Fn(&surge_core::StateMachine, &I) -> Option<T>,
     ) -> Vec<Option<T>> {
         let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        let mut len = 0;
-        for (position, key) in keys.enumerate() {
+        for (position, id) in ids.iter().enumerate() {
             by_shard
-                .entry(shard_of(key, self.shard_count))
+                .entry(shard_of(key(id), self.shard_count))
                 .or_default()
                 .push(position);
-            len = position + 1;
         }
-        let mut found: Vec<Option<T>> = vec![None; len];
+        let mut found: Vec<Option<T>> = vec![None; ids.len()];
         for (shard, positions) in by_shard {
             self.node(shard as usize).read(|state| {
                 for position in positions {
-                    found[position] = read(state, position);
+                    found[position] = read(state, &ids[position]);
                 }
             });
         }

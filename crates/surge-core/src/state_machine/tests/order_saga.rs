@@ -71,21 +71,26 @@ impl World {
                 return delivered;
             }
             for message in messages {
-                let code = self.deliver(&message);
-                let outcome = OrderOutcome {
-                    transfer_id: message.leg.transfer.id,
-                    code: code.as_u32(),
-                    kind: message.kind,
-                    reserved: [0; 8],
-                };
-                let confirmed = self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
-                assert_eq!(confirmed, [ResultCode::Ok]);
-                // Confirming twice changes nothing.
-                let again = self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
-                assert_eq!(again, [ResultCode::Exists]);
+                self.deliver_and_confirm(&message);
                 delivered.push(message);
             }
         }
+    }
+
+    /// Delivers `message` to its target and logs its outcome on the order's shard (twice:
+    /// the second changes nothing).
+    fn deliver_and_confirm(&mut self, message: &OrderMessage) {
+        let code = self.deliver(message);
+        let outcome = OrderOutcome {
+            transfer_id: message.leg.transfer.id,
+            code: code.as_u32(),
+            kind: message.kind,
+            reserved: [0; 8],
+        };
+        let confirmed = self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
+        assert_eq!(confirmed, [ResultCode::Ok]);
+        let again = self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
+        assert_eq!(again, [ResultCode::Exists]);
     }
 
     /// Applies one message on its target (twice: the second is a redelivery) and any
@@ -454,16 +459,8 @@ fn an_authorization_not_back_in_time_fails_the_order_and_a_late_hold_is_voided()
     }));
     // The outcomes come back: the hold the buyer's shard made is voided (an expiry
     // step); the refused one needs nothing.
-    for message in sent {
-        let code = world.deliver(&message);
-        let outcome = OrderOutcome {
-            transfer_id: message.leg.transfer.id,
-            code: code.as_u32(),
-            kind: message.kind,
-            reserved: [0; 8],
-        };
-        let confirmed = world.orders().apply(Batch::OrderConfirm(&[outcome]));
-        assert_eq!(confirmed, [ResultCode::Ok]);
+    for message in &sent {
+        world.deliver_and_confirm(message);
     }
     let voids = world.settle();
     assert_eq!(voids.len(), 1);

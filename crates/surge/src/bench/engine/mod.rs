@@ -32,11 +32,6 @@ use crate::workload::{
     WorkloadShape,
 };
 
-/// Commands per second of run a closed-loop run may submit (and the state machine is
-/// sized for) when `--capacity` is not given: above what one shard reaches on this
-/// machine (~3.6 M/s at best), so runs are timed, not cut short. A run that reaches its
-/// capacity stops early rather than grow a table mid-run (a multi-second stall of the apply
-/// thread: the 1.7 GB transfer record buffer is reallocated and copied at 13 M transfers).
 pub(crate) mod cpu;
 mod load;
 mod target;
@@ -46,6 +41,11 @@ use load::*;
 pub(crate) use target::open_bench_engine;
 use target::*;
 
+/// Commands per second of run a closed-loop run may submit (and the state machine is
+/// sized for) when `--capacity` is not given: above what one shard reaches on this
+/// machine (~3.6 M/s at best), so runs are timed, not cut short. A run that reaches its
+/// capacity stops early rather than grow a table mid-run (a multi-second stall of the apply
+/// thread: the 1.7 GB transfer record buffer is reallocated and copied at 13 M transfers).
 const CAPACITY_COMMANDS_PER_SECOND_DEFAULT: f64 = 4_000_000.0;
 
 /// The same for `mixed`: above what one shard reaches (~1.1 M/s measured 2026-12-06), but
