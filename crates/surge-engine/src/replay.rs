@@ -14,7 +14,7 @@ use std::ops::Range;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{decode, Batch, BatchBuf, Operation, ResultCode, StateMachine};
-use surge_history::{derive_entries, HistoryIndex, SledHistory};
+use surge_history::{derive_entries, HistoryIndex, LsmHistory};
 use surge_wal::{Log, LogReader, Record, RecoveryError};
 
 use crate::node::{check_checkpoint, evict, eviction_due, recall_lookups, EngineError};
@@ -58,7 +58,7 @@ pub(crate) fn replay(
     log: &mut Log,
     plan: &ReplayPlan,
     prepare: impl FnOnce() -> Result<StateMachine, EngineError>,
-    mut history: Option<&mut SledHistory>,
+    mut history: Option<&mut LsmHistory>,
 ) -> Result<Replayed, EngineError> {
     let from = match plan.checkpoint {
         Some((index, _)) => index,
@@ -137,7 +137,7 @@ fn apply(
     state_machine: &mut StateMachine,
     record: &Record,
     results: &mut Vec<ResultCode>,
-    history: Option<&mut SledHistory>,
+    history: Option<&mut LsmHistory>,
     plan: &ReplayPlan,
 ) -> Result<(), EngineError> {
     let commands = Commands::of(record)?;

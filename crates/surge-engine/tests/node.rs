@@ -8,19 +8,18 @@
 
 mod common;
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{account, action, order, pending, sku, transfer, wait_for_history_unlock, SimDisks};
+use common::{account, action, order, pending, sku, transfer, SimDisks};
 use surge_core::constants::ORDER_AUTHORIZE_TIMEOUT_NS;
 use surge_core::{
     order_message_kind, AccountId, Batch, OrderId, OrderLookup, OrderOutcome, OrderStatus,
     ResultCode, SkuId, SpanningOrder, StateMachine, TransferId, TransferLookup,
 };
 use surge_engine::{EngineError, Node, NodeConfig, NodeStorage, RecoveryReport};
-use surge_history::{HistoryIndex, SledHistory};
+use surge_history::{HistoryIndex, LsmHistory};
 use surge_wal::record::{self, RecordHeader};
 use surge_wal::{Clock, FileStorage, Log, LogConfig, ManualClock, Storage};
 
@@ -52,9 +51,6 @@ fn small_config() -> NodeConfig {
 }
 
 fn open_files(config: &NodeConfig, directory: &Path) -> (Node, RecoveryReport) {
-    if let Some(history) = &config.history_directory {
-        wait_for_history_unlock(history);
-    }
     let clock: Arc<dyn Clock + Sync> = Arc::new(ManualClock::new(CLOCK_START_NS));
     Node::open(config.clone(), file_storage(directory), clock).expect("the node opens")
 }
@@ -300,8 +296,7 @@ fn a_torn_log_tail_is_cut_back_with_a_warning() {
 }
 
 fn check_history(directory: &Path) {
-    wait_for_history_unlock(directory);
-    let index = SledHistory::open(directory).expect("the history index opens");
+    let index = LsmHistory::open(directory).expect("the history index opens");
     assert_eq!(index.applied_up_to().expect("applied up to"), Some(6));
     let (position, found) = index
         .transfer(TransferId(11))
@@ -322,7 +317,6 @@ fn check_history(directory: &Path) {
     assert_eq!(last.balances_after.debits_posted, 400);
     assert_eq!(last.balances_after.credits_posted, 1_000);
     drop(index);
-    wait_for_history_unlock(directory);
 }
 
 #[test]
@@ -348,7 +342,6 @@ fn the_history_index_answers_after_a_restart_and_is_rebuilt_when_deleted() {
     check_history(&history);
 
     // Deleted while the node is down: rebuilt from the whole log on the next start.
-    wait_for_history_unlock(&history);
     std::fs::remove_dir_all(&history).expect("delete the index");
     let (node, report) = open_files(&config, directory.path());
     assert_eq!(report.checkpoint_record_index, None);
@@ -549,7 +542,6 @@ fn a_history_index_behind_the_checkpoint_is_caught_up_from_the_log() {
     node.shutdown();
     // The index as a crash long ago left it: at record 0, before any checkpoint.
     let stale = directory.path().join("history-stale");
-    wait_for_history_unlock(&history);
     copy_directory(&history, &stale);
 
     let (node, _) = open_files(&config, directory.path());
@@ -562,7 +554,6 @@ fn a_history_index_behind_the_checkpoint_is_caught_up_from_the_log() {
     }
     let before = hash(&node);
     node.shutdown();
-    wait_for_history_unlock(&history);
     std::fs::remove_dir_all(&history).expect("drop the current index");
     std::fs::rename(&stale, &history).expect("put the stale index back");
 
@@ -573,8 +564,7 @@ fn a_history_index_behind_the_checkpoint_is_caught_up_from_the_log() {
     assert_eq!(report.records_replayed, 8);
     assert_eq!(hash(&node), before);
     node.shutdown();
-    wait_for_history_unlock(&history);
-    let index = SledHistory::open(&history).expect("the history index opens");
+    let index = LsmHistory::open(&history).expect("the history index opens");
     assert_eq!(index.applied_up_to().expect("applied up to"), Some(7));
     for id in 100..107u128 {
         let (position, found) = index
@@ -598,15 +588,17 @@ fn a_corrupt_history_index_is_rebuilt_from_the_log_with_a_warning() {
     drive_shop(&node);
     let before = hash(&node);
     node.shutdown();
-    wait_for_history_unlock(&history);
-    // Garbage over every file of the index.
-    for entry in std::fs::read_dir(&history).expect("read the index directory") {
+    // Garbage over every run of the index (the shutdown wrote what was in memory).
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(history.join("runs")).expect("read the index directory") {
         let entry = entry.expect("entry");
-        if entry.file_type().expect("file type").is_file() {
+        if entry.file_name() != "LOCK" {
+            damaged += 1;
             let len = entry.metadata().expect("metadata").len() as usize;
             std::fs::write(entry.path(), vec![0xA5; len.max(64)]).expect("damage");
         }
     }
+    assert!(damaged > 0, "the index has runs");
     let (node, report) = open_files(&config, directory.path());
     assert!(
         report
@@ -700,8 +692,8 @@ fn a_checkpoint_whose_record_the_log_does_not_hold_refuses_to_start() {
 }
 
 /// Another holder of the history index (a second node started on the same directories by
-/// mistake, or sled's own flusher still closing it after an in-process restart) is lock
-/// contention, not corruption: the node must not delete the index under it.
+/// mistake) is lock contention, not corruption: the node must not delete the index under
+/// it.
 #[test]
 fn a_locked_history_index_is_not_deleted_as_corrupt() {
     let directory = tempfile::tempdir().expect("temporary directory");
@@ -713,24 +705,34 @@ fn a_locked_history_index_is_not_deleted_as_corrupt() {
     let (node, _) = open_files(&config, directory.path());
     drive_shop(&node);
     node.shutdown();
-    wait_for_history_unlock(&history);
-    // Someone else holds the index, as sled does.
+    // Someone else holds the index's lock.
     let holder = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(history.join("db"))
+        .open(history.join("runs").join("LOCK"))
         .expect("the index's lock file");
     fs2::FileExt::try_lock_exclusive(&holder).expect("take the index's lock");
-    let inode = |path: &Path| Some(std::fs::metadata(path).ok()?.ino());
-    let before = inode(&history.join("db"));
+    let runs = |path: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(path)
+            .expect("the index's directory")
+            .map(|entry| entry.expect("an entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = runs(&history.join("runs"));
+    assert!(before.len() > 1, "the shutdown wrote a run: {before:?}");
     let clock: Arc<dyn Clock + Sync> = Arc::new(ManualClock::new(CLOCK_START_NS));
     let opened = Node::open(config.clone(), file_storage(directory.path()), clock);
-    let after = inode(&history.join("db"));
-    if let Ok((node, report)) = opened {
-        node.shutdown();
-        panic!("the node opened over a locked index: {:?}", report.warnings);
+    let after = runs(&history.join("runs"));
+    match opened {
+        Ok((node, report)) => {
+            node.shutdown();
+            panic!("the node opened over a locked index: {:?}", report.warnings);
+        }
+        Err(error) => assert!(error.to_string().contains("in use"), "{error}"),
     }
-    assert_eq!(before, after, "the locked index was deleted");
+    assert_eq!(before, after, "the locked index was touched");
     drop(holder);
 }
 

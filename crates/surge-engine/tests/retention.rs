@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{account, transfer, wait_for_history_unlock, SimDisks};
+use common::{account, transfer, SimDisks};
 use surge_core::{Batch, ResultCode, StateMachine};
 use surge_engine::{EngineError, Node, NodeConfig, RecoveryReport};
 use surge_wal::checkpoint;
@@ -34,9 +34,6 @@ fn config(retention: LogRetention, history: Option<&Path>) -> NodeConfig {
 }
 
 fn try_open(disks: &SimDisks, config: &NodeConfig) -> Result<(Node, RecoveryReport), EngineError> {
-    if let Some(history) = &config.history_directory {
-        wait_for_history_unlock(history);
-    }
     let clock: Arc<dyn Clock + Sync> = Arc::new(ManualClock::new(1_000_000_000));
     Node::open(config.clone(), disks.node_storage(), clock)
 }
@@ -112,7 +109,6 @@ fn archived_segments_recover_the_same_state_and_rebuild_a_deleted_history_index(
     node.shutdown();
 
     // The history index deleted: rebuilt from record 0, read from archive/.
-    wait_for_history_unlock(&history);
     std::fs::remove_dir_all(&history).expect("delete the index");
     let (node, report) = try_open(&disks, &config).expect("rebuilds from the archive");
     assert_eq!(report.checkpoint_record_index, None);
@@ -136,7 +132,6 @@ fn deleted_segments_refuse_a_history_rebuild_naming_the_missing_record() {
     assert_eq!(node.read(StateMachine::state_hash), before);
     node.shutdown();
 
-    wait_for_history_unlock(&history);
     std::fs::remove_dir_all(&history).expect("delete the index");
     match try_open(&disks, &config) {
         Err(

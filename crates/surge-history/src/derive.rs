@@ -2,7 +2,7 @@
 //! the order events, and one statement line per account a transfer touched, carrying the
 //! account's balances right after that transfer (so a statement needs no running sum).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use surge_core::{
     transfer_flags, AccountId, Batch, LogPosition, Operation, OrderId, ResultCode, StateMachine,
@@ -29,7 +29,14 @@ pub enum IndexEntry {
         operation: Operation,
     },
     /// A transfer moved an account's balances.
-    Statement(StatementLine),
+    Statement {
+        /// The line.
+        line: StatementLine,
+        /// Whether the line's transfer is the one indexed under its id (then the index
+        /// stores it once); false for the return of a failed cross-shard transfer's funds,
+        /// whose id names its debit leg.
+        transfer_indexed: bool,
+    },
 }
 
 /// One line of an account statement.
@@ -154,15 +161,21 @@ pub fn derive_entries(
                 transfer: *transfer,
             }),
     );
+    let statement = |transfer_indexed| {
+        move |line| IndexEntry::Statement {
+            line,
+            transfer_indexed,
+        }
+    };
     entries.extend(
         statement_lines(state_machine, &transfers)
             .into_iter()
-            .map(IndexEntry::Statement),
+            .map(statement(true)),
     );
     entries.extend(
         statement_lines(state_machine, &compensations)
             .into_iter()
-            .map(IndexEntry::Statement),
+            .map(statement(false)),
     );
     entries
 }
@@ -173,7 +186,7 @@ fn statement_lines(
     state_machine: &StateMachine,
     transfers: &[(LogPosition, Transfer)],
 ) -> Vec<StatementLine> {
-    let mut balances: BTreeMap<AccountId, Balances> = BTreeMap::new();
+    let mut balances: HashMap<AccountId, Balances> = HashMap::with_capacity(transfers.len() * 2);
     let mut lines = Vec::with_capacity(transfers.len() * 2);
     for (position, transfer) in transfers.iter().rev() {
         let (debit, credit) = effects(state_machine, transfer);

@@ -18,10 +18,12 @@
 
 mod archive_runs;
 mod derive;
+mod lsm;
 mod memory;
 mod sled_history;
 
 pub use derive::{derive_entries, IndexEntry, StatementLine};
+pub use lsm::{LsmHistory, LsmStats, LsmStore, FROZEN_MAX, MEMTABLE_BYTES_DEFAULT, MERGE_FANOUT};
 pub use memory::MemoryHistory;
 pub use sled_history::{SledHistory, HISTORY_CACHE_BYTES_DEFAULT};
 
@@ -53,6 +55,12 @@ pub enum HistoryError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another handle (in this process or another) holds the index directory's lock.
+    #[error("the history index at {0} is in use by another handle")]
+    Locked(String),
+    /// A background thread of the index failed to write a run; nothing more is stored.
+    #[error("the history index's background writer failed: {0}")]
+    Background(String),
     /// Entries were offered for a record at or before the one already indexed.
     #[error("record {record_index} is not after the indexed record {applied_up_to}")]
     OutOfOrder {
@@ -82,6 +90,7 @@ impl HistoryError {
     /// Whether another handle holds sled's lock on the directory.
     pub fn is_locked(&self) -> bool {
         match self {
+            HistoryError::Locked(_) => true,
             HistoryError::Storage(sled::Error::Io(error)) => {
                 error.kind() == std::io::ErrorKind::WouldBlock
                     || error.to_string().contains("could not acquire lock")

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::archive_runs::RunStore;
-use crate::sled_history::{Index, KeyValueStore, Pairs};
+use crate::sled_history::{Index, KeyValueStore, Pairs, WriteBatch};
 use crate::HistoryError;
 
 /// A sorted in-memory key-value store.
@@ -27,8 +27,12 @@ impl KeyValueStore for MemoryStore {
             .collect())
     }
 
-    fn write_atomically(&mut self, writes: Pairs) -> Result<(), HistoryError> {
-        self.map.extend(writes);
+    fn write_atomically(&mut self, writes: &WriteBatch) -> Result<(), HistoryError> {
+        self.map.extend(
+            writes
+                .iter()
+                .map(|(key, value)| (key.to_vec(), value.to_vec())),
+        );
         Ok(())
     }
 }

@@ -7,7 +7,11 @@
 //! | `M` `applied` | last indexed record index (u64 LE) |
 //! | `T` transfer id (16) | position (12) + transfer record (128) |
 //! | `O` order id (16) record index (8) command index (4) | operation (1) |
-//! | `A` account (16) timestamp (8) transfer id (16) | position + transfer + balances (32) |
+//! | `A` account (16) timestamp (8) transfer id (16) | position + balances (32) [+ transfer] |
+//!
+//! A statement line's transfer is the one under `T` and its id, stored once there; only a
+//! line whose transfer is not (the return of a failed cross-shard transfer's funds, whose
+//! id names its debit leg) carries it.
 //!
 //! Archive entries of transfers that left the state machine's memory are not in sled:
 //! they are immutable run files beside it (`archive/`, see `archive_runs.rs`), written
@@ -35,6 +39,14 @@ const PREFIX_STATEMENT: u8 = b'A';
 const POSITION_SIZE_BYTES: usize = 12;
 const TRANSFER_SIZE_BYTES: usize = std::mem::size_of::<Transfer>();
 const BALANCES_SIZE_BYTES: usize = 32;
+/// A statement line's value without its transfer: position and balances.
+const STATEMENT_SIZE_BYTES: usize = POSITION_SIZE_BYTES + BALANCES_SIZE_BYTES;
+
+/// Whether the index looks `key` up by itself (a transfer by id, the `applied` mark)
+/// rather than only within a range scan.
+pub(crate) fn is_point_key(key: &[u8]) -> bool {
+    key.first() == Some(&PREFIX_TRANSFER) || key == KEY_APPLIED
+}
 
 /// Default size of sled's page cache for the index: lookups of old transfers and
 /// statements are rare next to writes, so a modest cache keeps the node's memory bounded.
@@ -43,14 +55,70 @@ pub const HISTORY_CACHE_BYTES_DEFAULT: u64 = 256 << 20;
 /// Key-value pairs, in key order.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Key-value pairs encoded back to back into one buffer, kept between records so that
+/// encoding a record's entries allocates nothing.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    bytes: Vec<u8>,
+    /// Per pair: where its key ends and where its value ends.
+    ends: Vec<(usize, usize)>,
+}
+
+impl WriteBatch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Appends a pair whose key and value the closures write.
+    fn push_with(&mut self, key: impl FnOnce(&mut Vec<u8>), value: impl FnOnce(&mut Vec<u8>)) {
+        key(&mut self.bytes);
+        let key_end = self.bytes.len();
+        value(&mut self.bytes);
+        self.ends.push((key_end, self.bytes.len()));
+    }
+
+    /// Appends a pair.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.push_with(
+            |bytes| bytes.extend_from_slice(key),
+            |bytes| bytes.extend_from_slice(value),
+        );
+    }
+
+    /// The pairs, in the order written.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, value_end)| {
+            let pair = (&self.bytes[start..key_end], &self.bytes[key_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+
+    /// Pairs in the batch.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the batch holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 /// What the index logic needs from a sorted key-value store.
 pub trait KeyValueStore {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, HistoryError>;
     /// Up to `limit` entries with `from <= key < to`, in key order.
     fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Pairs, HistoryError>;
+    /// The values under `keys`, in their order.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, HistoryError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
     /// Writes all pairs, all or none.
-    fn write_atomically(&mut self, writes: Pairs) -> Result<(), HistoryError>;
+    fn write_atomically(&mut self, writes: &WriteBatch) -> Result<(), HistoryError>;
 }
 
 /// A sled tree as a [`KeyValueStore`].
@@ -75,9 +143,9 @@ impl KeyValueStore for SledStore {
             .collect()
     }
 
-    fn write_atomically(&mut self, writes: Pairs) -> Result<(), HistoryError> {
+    fn write_atomically(&mut self, writes: &WriteBatch) -> Result<(), HistoryError> {
         let mut batch = sled::Batch::default();
-        for (key, value) in writes {
+        for (key, value) in writes.iter() {
             batch.insert(key, value);
         }
         self.db.apply_batch(batch)?;
@@ -120,12 +188,10 @@ impl SledHistory {
     /// A second handle on the same open index, for readers on other threads (sled is
     /// safe to share; reads see every write made through any handle).
     pub fn reader(&self) -> Self {
-        Index {
-            store: SledStore {
-                db: self.store.db.clone(),
-            },
-            archive: self.archive.clone(),
-        }
+        let store = SledStore {
+            db: self.store.db.clone(),
+        };
+        Index::from_parts(store, self.archive.clone())
     }
 
     /// Waits until everything written so far is on disk (sled otherwise flushes in the
@@ -143,11 +209,17 @@ pub struct Index<S> {
     /// Archive runs; shared with reader handles, which see runs archived after they were
     /// made.
     pub(crate) archive: RunStore,
+    /// A record's entries, encoded (kept to reuse its buffers).
+    scratch: WriteBatch,
 }
 
 impl<S: KeyValueStore> Index<S> {
     pub(crate) fn from_parts(store: S, archive: RunStore) -> Self {
-        Self { store, archive }
+        Self {
+            store,
+            archive,
+            scratch: WriteBatch::default(),
+        }
     }
 }
 
@@ -168,9 +240,12 @@ impl<S: KeyValueStore> HistoryIndex for Index<S> {
                 });
             }
         }
-        let mut writes: Vec<(Vec<u8>, Vec<u8>)> = entries.iter().map(encode_entry).collect();
-        writes.push((KEY_APPLIED.to_vec(), record_index.to_le_bytes().to_vec()));
-        self.store.write_atomically(writes)
+        self.scratch.clear();
+        for entry in entries {
+            encode_entry(entry, &mut self.scratch);
+        }
+        self.scratch.push(KEY_APPLIED, &record_index.to_le_bytes());
+        self.store.write_atomically(&self.scratch)
     }
 
     fn transfer(&self, id: TransferId) -> Result<Option<(LogPosition, Transfer)>, HistoryError> {
@@ -242,12 +317,26 @@ impl<S: KeyValueStore> HistoryIndex for Index<S> {
                 next: None,
             });
         }
-        let pairs = self.store.scan(&from, &to, limit.saturating_add(1))?;
+        let mut pairs = self.store.scan(&from, &to, limit.saturating_add(1))?;
         let more = pairs.len() > limit;
+        pairs.truncate(limit);
+        // The transfers of the lines that do not carry theirs, in one lookup.
+        let wanted: Vec<Vec<u8>> = pairs
+            .iter()
+            .filter(|(_, value)| value.len() == STATEMENT_SIZE_BYTES)
+            .map(|(key, _)| read_u128_be(key, 25).map(|id| transfer_key(TransferId(id))))
+            .collect::<Result<_, _>>()?;
+        let mut found = self.store.get_many(&wanted)?.into_iter();
         let lines = pairs
             .iter()
-            .take(limit)
-            .map(|(key, value)| decode_statement_line(account_id, key, value))
+            .map(|(key, value)| {
+                let indexed = if value.len() == STATEMENT_SIZE_BYTES {
+                    found.next().flatten()
+                } else {
+                    None
+                };
+                decode_statement_line(account_id, key, value, indexed.as_deref())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let next = match lines.last() {
             Some(last) if more => Some(StatementCursor {
@@ -260,57 +349,90 @@ impl<S: KeyValueStore> HistoryIndex for Index<S> {
     }
 }
 
-fn encode_entry(entry: &IndexEntry) -> (Vec<u8>, Vec<u8>) {
+fn encode_entry(entry: &IndexEntry, batch: &mut WriteBatch) {
     match entry {
-        IndexEntry::Transfer { position, transfer } => {
-            let mut value = encode_position(*position);
-            value.extend_from_slice(bytemuck::bytes_of(transfer));
-            (transfer_key(transfer.id), value)
-        }
+        IndexEntry::Transfer { position, transfer } => batch.push_with(
+            |key| transfer_key_into(key, transfer.id),
+            |value| {
+                encode_position_into(value, *position);
+                value.extend_from_slice(bytemuck::bytes_of(transfer));
+            },
+        ),
         IndexEntry::OrderEvent {
             order_id,
             position,
             operation,
-        } => (order_key(*order_id, *position), vec![*operation as u8]),
-        IndexEntry::Statement(line) => {
-            let mut value = encode_position(line.position);
-            value.extend_from_slice(bytemuck::bytes_of(&line.transfer));
-            for balance in [
-                line.balances_after.debits_pending,
-                line.balances_after.debits_posted,
-                line.balances_after.credits_pending,
-                line.balances_after.credits_posted,
-            ] {
-                value.extend_from_slice(&balance.to_le_bytes());
-            }
-            (
-                statement_key(line.account_id, line.transfer.timestamp, line.transfer.id),
-                value,
-            )
-        }
+        } => batch.push_with(
+            |key| order_key_into(key, *order_id, *position),
+            |value| value.push(*operation as u8),
+        ),
+        IndexEntry::Statement {
+            line,
+            transfer_indexed,
+        } => batch.push_with(
+            |key| {
+                statement_key_into(
+                    key,
+                    line.account_id,
+                    line.transfer.timestamp,
+                    line.transfer.id,
+                )
+            },
+            |value| {
+                encode_position_into(value, line.position);
+                for balance in [
+                    line.balances_after.debits_pending,
+                    line.balances_after.debits_posted,
+                    line.balances_after.credits_pending,
+                    line.balances_after.credits_posted,
+                ] {
+                    value.extend_from_slice(&balance.to_le_bytes());
+                }
+                // Most lines name the transfer indexed under their id: stored once, there.
+                if !transfer_indexed {
+                    value.extend_from_slice(bytemuck::bytes_of(&line.transfer));
+                }
+            },
+        ),
     }
 }
 
+/// One line from its key and value; `indexed` is the transfer entry under the line's
+/// transfer id, for a line that does not carry its transfer.
 fn decode_statement_line(
     account_id: AccountId,
     key: &[u8],
     value: &[u8],
+    indexed: Option<&[u8]>,
 ) -> Result<StatementLine, HistoryError> {
     let position = read_position(key, value, 0)?;
-    let transfer = read_transfer(key, value, POSITION_SIZE_BYTES)?;
-    let at = POSITION_SIZE_BYTES + TRANSFER_SIZE_BYTES;
-    if value.len() != at + BALANCES_SIZE_BYTES {
-        return Err(HistoryError::Corrupt {
-            key: key.to_vec(),
-            reason: "statement line size",
-        });
-    }
+    let at = POSITION_SIZE_BYTES;
     let balances_after = Balances {
         debits_pending: read_u64(key, value, at)?,
         debits_posted: read_u64(key, value, at + 8)?,
         credits_pending: read_u64(key, value, at + 16)?,
         credits_posted: read_u64(key, value, at + 24)?,
     };
+    let corrupt = |reason| HistoryError::Corrupt {
+        key: key.to_vec(),
+        reason,
+    };
+    let transfer = match value.len() {
+        STATEMENT_SIZE_BYTES => {
+            let indexed = indexed.ok_or_else(|| corrupt("statement line's transfer missing"))?;
+            read_transfer(key, indexed, POSITION_SIZE_BYTES)?
+        }
+        size if size == STATEMENT_SIZE_BYTES + TRANSFER_SIZE_BYTES => {
+            read_transfer(key, value, STATEMENT_SIZE_BYTES)?
+        }
+        _ => return Err(corrupt("statement line size")),
+    };
+    // The key names the transfer by id and time: a transfer found under the id must match.
+    let named =
+        read_u128_be(key, 25)? == transfer.id.0 && read_u64_be(key, 17)? == transfer.timestamp;
+    if !named {
+        return Err(corrupt("statement line's transfer differs"));
+    }
     Ok(StatementLine {
         account_id,
         position,
@@ -320,25 +442,45 @@ fn decode_statement_line(
 }
 
 fn transfer_key(id: TransferId) -> Vec<u8> {
-    let mut key = vec![PREFIX_TRANSFER];
-    key.extend_from_slice(&id.0.to_be_bytes());
+    let mut key = Vec::with_capacity(17);
+    transfer_key_into(&mut key, id);
     key
+}
+
+fn transfer_key_into(key: &mut Vec<u8>, id: TransferId) {
+    key.push(PREFIX_TRANSFER);
+    key.extend_from_slice(&id.0.to_be_bytes());
 }
 
 fn order_key(id: OrderId, position: LogPosition) -> Vec<u8> {
-    let mut key = vec![PREFIX_ORDER];
-    key.extend_from_slice(&id.0.to_be_bytes());
-    key.extend_from_slice(&position.record_index.to_be_bytes());
-    key.extend_from_slice(&position.command_index.to_be_bytes());
+    let mut key = Vec::with_capacity(29);
+    order_key_into(&mut key, id, position);
     key
 }
 
+fn order_key_into(key: &mut Vec<u8>, id: OrderId, position: LogPosition) {
+    key.push(PREFIX_ORDER);
+    key.extend_from_slice(&id.0.to_be_bytes());
+    key.extend_from_slice(&position.record_index.to_be_bytes());
+    key.extend_from_slice(&position.command_index.to_be_bytes());
+}
+
 fn statement_key(account_id: AccountId, timestamp: u64, transfer_id: TransferId) -> Vec<u8> {
-    let mut key = vec![PREFIX_STATEMENT];
+    let mut key = Vec::with_capacity(41);
+    statement_key_into(&mut key, account_id, timestamp, transfer_id);
+    key
+}
+
+fn statement_key_into(
+    key: &mut Vec<u8>,
+    account_id: AccountId,
+    timestamp: u64,
+    transfer_id: TransferId,
+) {
+    key.push(PREFIX_STATEMENT);
     key.extend_from_slice(&account_id.0.to_be_bytes());
     key.extend_from_slice(&timestamp.to_be_bytes());
     key.extend_from_slice(&transfer_id.0.to_be_bytes());
-    key
 }
 
 /// The smallest key greater than every key starting with `prefix`.
@@ -353,11 +495,9 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
-fn encode_position(position: LogPosition) -> Vec<u8> {
-    let mut value = Vec::with_capacity(POSITION_SIZE_BYTES + TRANSFER_SIZE_BYTES);
+fn encode_position_into(value: &mut Vec<u8>, position: LogPosition) {
     value.extend_from_slice(&position.record_index.to_le_bytes());
     value.extend_from_slice(&position.command_index.to_le_bytes());
-    value
 }
 
 fn slice<'a>(
@@ -380,6 +520,11 @@ fn read_u64(key: &[u8], bytes: &[u8], at: usize) -> Result<u64, HistoryError> {
 fn read_u64_be(key: &[u8], at: usize) -> Result<u64, HistoryError> {
     let raw = slice(key, key, at, 8)?;
     Ok(u64::from_be_bytes(raw.try_into().expect("8 bytes")))
+}
+
+fn read_u128_be(key: &[u8], at: usize) -> Result<u128, HistoryError> {
+    let raw = slice(key, key, at, 16)?;
+    Ok(u128::from_be_bytes(raw.try_into().expect("16 bytes")))
 }
 
 fn read_u32_be(key: &[u8], at: usize) -> Result<u32, HistoryError> {

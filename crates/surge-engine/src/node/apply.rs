@@ -7,7 +7,7 @@ pub(super) struct Applier {
     pub(super) shared: Arc<Shared>,
     /// To stop the log when applying cannot go on (weak: the node owns the log).
     pub(super) group_commit: std::sync::Weak<GroupCommit>,
-    pub(super) history: Option<SledHistory>,
+    pub(super) history: Option<LsmHistory>,
     pub(super) checkpoints: Box<dyn Storage>,
     pub(super) checkpoint_interval_records: u64,
     pub(super) checkpoints_kept: usize,
@@ -72,7 +72,7 @@ impl Applier {
             state.recall(&found);
             state.apply(record.header.timestamp_ns, batch, results);
             // Derived from the state right after this record (in memory, under the lock);
-            // written to sled after the lock is released, so reads never wait on its I/O.
+            // written to the index after the lock is released, so reads never wait on it.
             let entries = self
                 .history
                 .is_some()

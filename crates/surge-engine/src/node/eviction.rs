@@ -8,7 +8,7 @@ use super::*;
 /// archive lacks is expected only then.
 pub(crate) fn recall_lookups(
     state_machine: &StateMachine,
-    history: &SledHistory,
+    history: &LsmHistory,
     batch: Batch<'_>,
 ) -> Result<Vec<ArchivedTransfer>, EngineError> {
     let mut found = Vec::new();
@@ -24,7 +24,7 @@ pub(crate) fn recall_lookups(
 /// history index first, then removes them (recovery's synchronous form of [`Eviction`]).
 pub(crate) fn evict(
     state_machine: &mut StateMachine,
-    history: &mut SledHistory,
+    history: &mut LsmHistory,
     mark: u64,
 ) -> Result<(), EngineError> {
     let plan = state_machine.eviction_plan(mark);
@@ -174,7 +174,7 @@ pub(super) struct Archiver {
 }
 
 impl Archiver {
-    pub(super) fn start(mut index: SledHistory) -> Archiver {
+    pub(super) fn start(mut index: LsmHistory) -> Archiver {
         let (plans, plans_received) = crossbeam_channel::bounded::<Vec<ArchivedTransfer>>(1);
         let (archived_sender, archived) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()

@@ -13,7 +13,7 @@ use surge_core::{
     compact_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
     ResultCode, ShardLeg, StateMachine, TransferId, TransferLookup,
 };
-use surge_history::{derive_entries, HistoryError, HistoryIndex, SledHistory};
+use surge_history::{derive_entries, HistoryError, HistoryIndex, LsmHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
 use surge_wal::{
     retain_segments, CheckpointError, Clock, GroupCommit, GroupCommitConfig, Log, LogConfig,
@@ -33,12 +33,6 @@ pub use eviction::{
     EVICT_TRANSFERS_PER_BATCH, EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH,
     PLAN_SLOTS_PER_COMMAND,
 };
-
-/// Attempts to open a history index whose lock another handle holds.
-const HISTORY_LOCK_ATTEMPTS_MAX: u32 = 100;
-
-/// Wait between those attempts.
-const HISTORY_LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Default of [`NodeConfig::results_uncollected_max`].
 const RESULTS_UNCOLLECTED_MAX_DEFAULT: usize = 65_536;
@@ -62,7 +56,7 @@ pub struct NodeConfig {
     pub checkpoint_interval_records: u64,
     /// Checkpoints kept on disk (at least 1).
     pub checkpoints_kept: usize,
-    /// Directory of the sled history index; `None` runs without one.
+    /// Directory of the history index; `None` runs without one.
     pub history_directory: Option<PathBuf>,
     /// Applied batches whose codes wait for their submitter, at most; older ones are
     /// dropped (a `Pending` dropped without `wait` never collects its codes), and their
@@ -309,7 +303,7 @@ struct Results {
 pub struct Node {
     shared: Arc<Shared>,
     /// A read handle on the history index, for transfers that left memory.
-    history: Option<SledHistory>,
+    history: Option<LsmHistory>,
     group_commit: Option<Arc<GroupCommit>>,
     apply_thread: Option<JoinHandle<()>>,
     pulse_thread: Option<JoinHandle<()>>,
@@ -416,7 +410,7 @@ impl Node {
         drop(state_machine.take_released_order_messages());
         let eviction_mark = replayed.eviction_mark;
         let evicting = plan.evicting;
-        let history_reader = history.as_ref().map(SledHistory::reader);
+        let history_reader = history.as_ref().map(LsmHistory::reader);
         let shared = Arc::new(Shared {
             state: RwLock::new(state_machine),
             apply_counters: Mutex::new(ApplyCounters::new()),
@@ -514,7 +508,7 @@ impl Node {
     }
 
     /// A read handle on the node's history index, if it has one.
-    pub fn history(&self) -> Option<&SledHistory> {
+    pub fn history(&self) -> Option<&LsmHistory> {
         self.history.as_ref()
     }
 
@@ -656,31 +650,24 @@ impl Clock for SharedClock {
 fn open_history(
     config: &NodeConfig,
     report: &mut RecoveryReport,
-) -> Result<Option<SledHistory>, EngineError> {
+) -> Result<Option<LsmHistory>, EngineError> {
     let Some(directory) = &config.history_directory else {
         return Ok(None);
     };
-    let mut attempts = 0;
-    loop {
-        let opened =
-            SledHistory::open(directory).and_then(|index| index.applied_up_to().map(|_| index));
-        match opened {
-            Ok(index) => return Ok(Some(index)),
-            // Another handle (or sled's background release of a dropped one) holds the
-            // lock: wait briefly, then give up; never delete an index that is merely busy.
-            Err(error) if error.is_locked() && attempts < HISTORY_LOCK_ATTEMPTS_MAX => {
-                attempts += 1;
-                std::thread::sleep(HISTORY_LOCK_RETRY_INTERVAL);
-            }
-            Err(error) if error.is_corruption() => {
-                // Derived data: start it over and rebuild it from the log.
-                report
-                    .warnings
-                    .push(format!("history index rebuilt from the log after: {error}"));
-                return Ok(Some(SledHistory::recreate(directory)?));
-            }
-            Err(error) => return Err(error.into()),
+    let opened = LsmHistory::open(directory).and_then(|index| index.applied_up_to().map(|_| index));
+    match opened {
+        Ok(index) => Ok(Some(index)),
+        // Another handle holds it (a second node on the same directories): never delete
+        // an index that is merely in use.
+        Err(error) if error.is_locked() => Err(error.into()),
+        Err(error) if error.is_corruption() => {
+            // Derived data: start it over and rebuild it from the log.
+            report
+                .warnings
+                .push(format!("history index rebuilt from the log after: {error}"));
+            Ok(Some(LsmHistory::recreate(directory)?))
         }
+        Err(error) => Err(error.into()),
     }
 }
 

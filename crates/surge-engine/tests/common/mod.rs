@@ -2,9 +2,7 @@
 //! inventory invariants, and a fresh replay of a log to compare state hashes against.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use surge_core::records::ORDER_LINES_MAX;
 use surge_core::{
@@ -223,30 +221,5 @@ impl SimDisks {
     pub fn open(&self, config: &NodeConfig, clock: &ManualClock) -> (Node, RecoveryReport) {
         let clock: Arc<dyn Clock + Sync> = Arc::new(clock.clone());
         Node::open(config.clone(), self.node_storage(), clock).expect("the node opens")
-    }
-}
-
-/// Waits until no sled handle holds the history index's lock. sled 0.34 releases it from a
-/// background thread some time after the last `Db` is dropped (spacejam/sled#1234), so a
-/// reopen right after `Node::shutdown` can find it still taken.
-pub fn wait_for_history_unlock(history: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let lock = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(history.join("db"));
-        let Ok(file) = lock else {
-            return; // No index there.
-        };
-        // Dropping `file` releases the lock again.
-        if fs2::FileExt::try_lock_exclusive(&file).is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sled kept the index locked for 5 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -17,7 +17,7 @@ use surge_engine::{
     EVICT_TRANSFERS_PER_BATCH, EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH,
     PLAN_SLOTS_PER_COMMAND,
 };
-use surge_history::{HistoryIndex, SledHistory};
+use surge_history::{HistoryIndex, LsmHistory};
 
 use super::commit;
 use crate::workload::{measured_batches, setup_batches, WorkloadKind, WorkloadShape};
@@ -40,9 +40,6 @@ pub struct MemoryBenchArgs {
     /// Transfers between eviction cycles; a transfer stays resident one to two cycles.
     #[arg(long, default_value_t = 1_000_000)]
     pub evict_interval: u64,
-    /// sled's page cache for the archive, in MiB (the node's default is 256).
-    #[arg(long, default_value_t = 256)]
-    pub history_cache_mib: u64,
     /// Directory for the archive (a fresh subdirectory, removed afterwards).
     #[arg(long, default_value = ".")]
     pub data_dir: PathBuf,
@@ -128,10 +125,7 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
         .prefix("surge-bench-memory-")
         .tempdir_in(&args.data_dir)
         .with_context(|| format!("creating a directory in {}", args.data_dir.display()))?;
-    let mut archive = SledHistory::open_with_cache(
-        &archive_directory.path().join("history"),
-        args.history_cache_mib << 20,
-    )?;
+    let mut archive = LsmHistory::open(&archive_directory.path().join("history"))?;
     let mut eviction_mark = 0u64;
     let mut evicted_at = 0u64;
     let mut archive_lookups = 0u64;

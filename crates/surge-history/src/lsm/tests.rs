@@ -1,0 +1,195 @@
+//! The store against a sorted map: whatever moves between memtables, runs and merges, and
+//! across reopens, every key reads back its newest value.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn filtered(key: &[u8]) -> bool {
+    key.first() == Some(&b'T')
+}
+
+/// A small memtable, so a few hundred writes make many runs and merges.
+const SMALL_MEMTABLE_BYTES: usize = 2_048;
+
+fn open(path: &Path) -> LsmStore {
+    LsmStore::open(path, filtered, SMALL_MEMTABLE_BYTES).expect("the store opens")
+}
+
+/// Keys of both kinds (filtered or not), few enough that writes repeat them.
+fn key_strategy() -> impl Strategy<Value = Vec<u8>> {
+    (prop_oneof![Just(b'T'), Just(b'A')], 0u16..400, 0usize..24).prop_map(|(kind, id, pad)| {
+        let mut key = vec![kind];
+        key.extend_from_slice(&id.to_be_bytes());
+        key.extend(std::iter::repeat_n(7u8, pad));
+        key
+    })
+}
+
+fn batch_of(pairs: &Pairs) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    for (key, value) in pairs {
+        batch.push(key, value);
+    }
+    batch
+}
+
+fn check(store: &LsmStore, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    for (key, value) in model {
+        assert_eq!(store.get(key).unwrap().as_ref(), Some(value), "{key:02x?}");
+    }
+    assert_eq!(store.get(b"T\xff\xff").unwrap(), None);
+    // Many at once, with a missing key and a repeated one among them.
+    let mut keys: Vec<Vec<u8>> = model.keys().take(50).cloned().collect();
+    keys.push(b"T\xff\xff".to_vec());
+    keys.extend(model.keys().next().cloned());
+    let expected: Vec<Option<Vec<u8>>> = keys.iter().map(|key| model.get(key).cloned()).collect();
+    assert_eq!(store.get_many(&keys).unwrap(), expected);
+    let everything: Pairs = model.clone().into_iter().collect();
+    assert_eq!(store.scan(b"", b"\xff", usize::MAX).unwrap(), everything);
+    // A bounded scan from the middle.
+    let middle = [b'A', 0, 200];
+    let expected: Pairs = model
+        .range(middle.to_vec()..b"T".to_vec())
+        .take(17)
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    assert_eq!(store.scan(&middle, b"T", 17).unwrap(), expected);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Batches of writes, some repeating keys, with flushes and reopens between them.
+    #[test]
+    fn reads_agree_with_a_sorted_map(
+        batches in prop::collection::vec(
+            (prop::collection::vec((key_strategy(), any::<u16>()), 1..40), 0u8..6),
+            1..30,
+        )
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs");
+        let mut store = open(&path);
+        let mut model = BTreeMap::new();
+        for (writes, then) in batches {
+            let pairs: Pairs = writes
+                .into_iter()
+                .map(|(key, value)| (key, value.to_le_bytes().repeat(usize::from(value % 9))))
+                .collect();
+            for (key, value) in &pairs {
+                model.insert(key.clone(), value.clone());
+            }
+            store.write_atomically(&batch_of(&pairs)).unwrap();
+            match then {
+                0 => store.flush().unwrap(),
+                1 => {
+                    drop(store);
+                    store = open(&path);
+                }
+                _ => {}
+            }
+        }
+        check(&store, &model);
+        check(&store.reader(), &model);
+        drop(store);
+        check(&open(&path), &model);
+    }
+}
+
+#[test]
+fn runs_merge_and_what_a_crash_left_is_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs");
+    let mut store = open(&path);
+    let mut model = BTreeMap::new();
+    for batch in 0..200u32 {
+        let pairs: Pairs = (0..20u32)
+            .map(|i| {
+                let mut key = vec![b'T'];
+                key.extend_from_slice(&(batch * 20 + i).to_be_bytes());
+                (key, batch.to_le_bytes().to_vec())
+            })
+            .collect();
+        model.extend(pairs.clone());
+        store.write_atomically(&batch_of(&pairs)).unwrap();
+    }
+    store.flush().unwrap();
+    let stats = store.stats();
+    // 200 batches of ~700 bytes in 2 KiB memtables: dozens of flushes, merged in fours.
+    assert!(stats.runs < 20, "{stats:?}");
+    check(&store, &model);
+    drop(store);
+    // A temporary file and a run a finished merge covers (a crash before its removal).
+    let names: Vec<String> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".run"))
+        .collect();
+    let (first, _) = names
+        .iter()
+        .filter_map(|name| run_range(name))
+        .min()
+        .unwrap();
+    let leftover = path.join(run::run_name(first, first));
+    std::fs::write(&leftover, b"not even a run").unwrap();
+    std::fs::write(path.join("index-000000000099-000000000099.run.tmp"), b"x").unwrap();
+    let store = open(&path);
+    check(&store, &model);
+    assert!(!leftover.exists());
+    assert!(!path
+        .join("index-000000000099-000000000099.run.tmp")
+        .exists());
+}
+
+#[test]
+fn a_second_handle_on_the_directory_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs");
+    let store = open(&path);
+    let error = LsmStore::open(&path, filtered, SMALL_MEMTABLE_BYTES).unwrap_err();
+    assert!(error.is_locked(), "{error}");
+    let reader = store.reader();
+    drop(store);
+    assert!(LsmStore::open(&path, filtered, SMALL_MEMTABLE_BYTES)
+        .unwrap_err()
+        .is_locked());
+    drop(reader);
+    open(&path);
+}
+
+#[test]
+fn damaged_runs_are_reported_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs");
+    let mut store = open(&path);
+    let pairs: Pairs = (0..100u32)
+        .map(|i| (format!("T{i:05}").into_bytes(), vec![1; 40]))
+        .collect();
+    store.write_atomically(&batch_of(&pairs)).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let name = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "run"))
+        .unwrap();
+    let mut bytes = std::fs::read(&name).unwrap();
+    // A flipped byte in a chunk: the lookup that reads it says so.
+    bytes[10] ^= 0x20;
+    std::fs::write(&name, &bytes).unwrap();
+    let store = open(&path);
+    let error = store.get(b"T00000").unwrap_err();
+    assert!(error.is_corruption(), "{error}");
+    drop(store);
+    // A flipped byte in the footer: the open says so.
+    bytes[10] ^= 0x20;
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0x01;
+    std::fs::write(&name, &bytes).unwrap();
+    let error = LsmStore::open(&path, filtered, SMALL_MEMTABLE_BYTES).unwrap_err();
+    assert!(error.is_corruption(), "{error}");
+}
