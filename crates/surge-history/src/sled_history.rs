@@ -33,6 +33,7 @@ use crate::derive::{Balances, IndexEntry, StatementLine};
 use crate::{HistoryError, HistoryIndex, StatementCursor, StatementPage};
 
 const KEY_APPLIED: &[u8] = b"Mapplied";
+const PREFIX_MARK: u8 = b'M';
 const PREFIX_TRANSFER: u8 = b'T';
 const PREFIX_ORDER: u8 = b'O';
 const PREFIX_STATEMENT: u8 = b'A';
@@ -45,7 +46,8 @@ const STATEMENT_SIZE_BYTES: usize = POSITION_SIZE_BYTES + BALANCES_SIZE_BYTES;
 /// Whether the index looks `key` up by itself (a transfer by id, the `applied` mark)
 /// rather than only within a range scan.
 pub(crate) fn is_point_key(key: &[u8]) -> bool {
-    key.first() == Some(&PREFIX_TRANSFER) || key == KEY_APPLIED
+    // `M` is the `applied` mark's kind, and only its.
+    matches!(key.first(), Some(&PREFIX_TRANSFER | &PREFIX_MARK))
 }
 
 /// Default size of sled's page cache for the index: lookups of old transfers and

@@ -24,7 +24,7 @@ pub(crate) struct Memtable {
     slots: Vec<Slot>,
 }
 
-fn prefix_of(key: &[u8]) -> (u128, u128) {
+pub(crate) fn prefix_of(key: &[u8]) -> (u128, u128) {
     let mut bytes = [0u8; 32];
     let length = key.len().min(32);
     bytes[..length].copy_from_slice(&key[..length]);
@@ -148,12 +148,14 @@ impl Memtable {
         // Equal keys in write order, so the last of them is the newest.
         order.sort_unstable_by(|(a, a_at), (b, b_at)| self.compare(a, b).then(a_at.cmp(b_at)));
         let mut entries: Vec<(&[u8], &[u8])> = Vec::with_capacity(order.len());
+        let mut previous: Option<&Slot> = None;
         for (slot, _) in &order {
-            let (key, value) = (self.key(slot), self.value(slot));
-            match entries.last_mut() {
-                Some(last) if last.0 == key => last.1 = value,
-                _ => entries.push((key, value)),
+            let value = self.value(slot);
+            match (previous, entries.last_mut()) {
+                (Some(before), Some(last)) if self.compare(before, slot).is_eq() => last.1 = value,
+                _ => entries.push((self.key(slot), value)),
             }
+            previous = Some(slot);
         }
         entries
     }
@@ -188,5 +190,17 @@ mod tests {
             ]
         );
         assert_eq!(table.scan(b"b", b"c", 10), vec![(&b"b"[..], &b"4"[..])]);
+        // Keys alike in their first 32 bytes.
+        let long = |last: u8| [[9u8; 40].as_slice(), &[last]].concat();
+        table.push(&long(2), b"6");
+        table.push(&long(1), b"7");
+        table.push(&long(2), b"8");
+        let sorted = table.sorted();
+        let head: Vec<(&[u8], &[u8])> = sorted[..2].to_vec();
+        assert_eq!(
+            head,
+            vec![(&long(1)[..], &b"7"[..]), (&long(2)[..], &b"8"[..])]
+        );
+        assert_eq!(table.get(&long(2)), Some(&b"8"[..]));
     }
 }

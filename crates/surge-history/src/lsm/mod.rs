@@ -41,8 +41,10 @@ pub const MEMTABLE_BYTES_DEFAULT: usize = 16 << 20;
 /// Frozen memtables waiting to be written before the writer waits.
 pub const FROZEN_MAX: usize = 4;
 
-/// Runs of one level merged into one of the next.
-pub const MERGE_FANOUT: usize = 4;
+/// Runs of one level merged into one of the next: each entry is rewritten once per level
+/// (log base 8 of the index's size over a memtable's), and a range read looks in at most
+/// seven runs per level.
+pub const MERGE_FANOUT: usize = 8;
 
 /// Name of the lock file that keeps a second process off the index.
 const LOCK_FILE: &str = "LOCK";

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use surge_core::{IdFilter, TransferId};
 
+use super::memtable::prefix_of;
 use crate::HistoryError;
 
 /// A chunk closes once it holds this many bytes: the unit of a lookup's read.
@@ -499,6 +500,7 @@ pub(crate) struct RunCursor<'a> {
     chunk_index: usize,
     chunk: Option<Chunk>,
     at: usize,
+    prefix: (u128, u128),
 }
 
 impl<'a> RunCursor<'a> {
@@ -508,6 +510,7 @@ impl<'a> RunCursor<'a> {
             chunk_index: 0,
             chunk: None,
             at: 0,
+            prefix: (0, 0),
         };
         cursor.load()?;
         Ok(cursor)
@@ -520,6 +523,7 @@ impl<'a> RunCursor<'a> {
             let chunk = self.run.chunk(self.chunk_index)?;
             self.chunk_index += 1;
             if chunk.len() > 0 {
+                self.prefix = prefix_of(chunk.key(0));
                 self.chunk = Some(chunk);
                 break;
             }
@@ -533,6 +537,11 @@ impl<'a> RunCursor<'a> {
         Some((chunk.key(self.at), chunk.value(self.at)))
     }
 
+    /// The current key's first 32 bytes as integers (see `memtable::prefix_of`).
+    pub(crate) fn prefix(&self) -> (u128, u128) {
+        self.prefix
+    }
+
     pub(crate) fn advance(&mut self) -> Result<(), HistoryError> {
         let Some(chunk) = &self.chunk else {
             return Ok(());
@@ -540,6 +549,8 @@ impl<'a> RunCursor<'a> {
         self.at += 1;
         if self.at == chunk.len() {
             self.load()?;
+        } else {
+            self.prefix = prefix_of(chunk.key(self.at));
         }
         Ok(())
     }

@@ -119,8 +119,8 @@ fn runs_merge_and_what_a_crash_left_is_cleaned_up() {
     }
     store.flush().unwrap();
     let stats = store.stats();
-    // 200 batches of ~700 bytes in 2 KiB memtables: dozens of flushes, merged in fours.
-    assert!(stats.runs < 20, "{stats:?}");
+    // 200 batches of ~700 bytes in 2 KiB memtables: dozens of flushes, merged in eights.
+    assert!(stats.runs < 2 * MERGE_FANOUT, "{stats:?}");
     check(&store, &model);
     drop(store);
     // A temporary file and a run a finished merge covers (a crash before its removal).

@@ -225,7 +225,12 @@ fn merge_into(
             };
             let better = match smallest {
                 None => true,
-                Some(best) => candidate <= cursors[best].current().expect("current").0,
+                Some(best) => {
+                    let (prefix, best_prefix) = (cursor.prefix(), cursors[best].prefix());
+                    prefix < best_prefix
+                        || prefix == best_prefix
+                            && candidate <= cursors[best].current().expect("current").0
+                }
             };
             if better {
                 smallest = Some(index);
@@ -238,11 +243,13 @@ fn merge_into(
         writer.push(best_key, value)?;
         key.clear();
         key.extend_from_slice(best_key);
+        let prefix = cursors[best].prefix();
         for cursor in &mut cursors {
-            if cursor
-                .current()
-                .is_some_and(|(candidate, _)| candidate == key)
-            {
+            let same = cursor.prefix() == prefix
+                && cursor
+                    .current()
+                    .is_some_and(|(candidate, _)| candidate == key);
+            if same {
                 cursor.advance()?;
             }
         }
