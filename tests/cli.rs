@@ -148,6 +148,58 @@ fn wal_bench_reports_the_log_against_the_raw_disk() {
 }
 
 #[test]
+fn history_bench_feeds_each_store_the_same_entries_and_reads_them_back() {
+    let parent = env!("CARGO_TARGET_TMPDIR");
+    let output = surge(&[
+        "bench",
+        "history",
+        "--json",
+        "--transfers",
+        "40000",
+        "--accounts",
+        "1000",
+        "--reads",
+        "50",
+        "--data-dir",
+        parent,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let stores: Vec<&str> = reports
+        .iter()
+        .map(|r| r["store"].as_str().unwrap())
+        .collect();
+    assert_eq!(stores, ["sled", "lsm"]);
+    for report in &reports {
+        // Five records of 8,190 transfers: all written (well within the time), each
+        // with its entry and two statement lines, and every lookup found its transfer.
+        assert_eq!(report["transfers"], 40_950, "{report}");
+        assert_eq!(report["entries"], 3 * 40_950, "{report}");
+        assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(
+            report["statement_p99_us"].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
+    }
+    assert!(reports[1]["ratio_to_first"].as_f64().unwrap() > 0.0);
+    let leftovers = std::fs::read_dir(parent)
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("surge-bench-history")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
 fn memory_bench_reports_resident_bytes_per_milestone() {
     let output = surge(&[
         "bench",

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 use surge::bench::engine::EngineBenchArgs;
+use surge::bench::history::HistoryBenchArgs;
 use surge::bench::memory::MemoryBenchArgs;
 use surge::bench::recovery::RecoveryBenchArgs;
 use surge::bench::state_machine::StateMachineBenchArgs;
@@ -50,6 +51,9 @@ enum BenchCommand {
     Memory(MemoryBenchArgs),
     /// Append batches of 8,190 records with real fdatasync; compare with the raw disk.
     Wal(WalBenchArgs),
+    /// Feed the history index's stores (log-structured runs; sled, the baseline) the
+    /// entries of uniform transfers: durable transfers/s, statement and lookup latency.
+    History(HistoryBenchArgs),
     /// Write a log of 10 M transfers, then time recovery (scan + replay) from it.
     Recovery(RecoveryBenchArgs),
     /// Run the real engine (one node, real fdatasync) in-process: commands/s and latency
@@ -71,6 +75,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Memory(args)) => surge::bench::memory::run(&args)?,
         Command::Bench(BenchCommand::Wal(args)) => surge::bench::wal::run(&args)?,
+        Command::Bench(BenchCommand::History(args)) => {
+            surge::bench::history::run(&args)?;
+        }
         Command::Bench(BenchCommand::Recovery(args)) => {
             surge::bench::recovery::run(&args)?;
         }

@@ -22,7 +22,7 @@ pub const HOT_SKU: SkuId = SkuId(1);
 /// Credit given to each buyer wallet at setup, in minor units.
 pub const BUYER_FUNDS: u64 = 1_000_000_000;
 /// First transfer id of measured batches; setup transfers count up from 1.
-const MEASURED_ID_BASE: u128 = 1 << 64;
+pub(crate) const MEASURED_ID_BASE: u128 = 1 << 64;
 
 /// The shape of the traffic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -2,6 +2,7 @@
 //! `workload`, `ops_per_sec` and latency percentiles, medians over several runs.
 
 pub mod engine;
+pub mod history;
 pub mod memory;
 pub mod recovery;
 pub mod state_machine;
