@@ -23,7 +23,10 @@ mod memory;
 mod sled_history;
 
 pub use derive::{derive_entries, IndexEntry, StatementLine};
-pub use lsm::{LsmHistory, LsmStats, LsmStore, FROZEN_MAX, MEMTABLE_BYTES_DEFAULT, MERGE_FANOUT};
+pub use lsm::{
+    LsmHistory, LsmStats, LsmStore, FROZEN_MAX, MEMTABLE_BYTES_DEFAULT, MEMTABLE_BYTES_MAX,
+    MERGE_FANOUT,
+};
 pub use memory::MemoryHistory;
 pub use sled_history::{SledHistory, HISTORY_CACHE_BYTES_DEFAULT};
 
@@ -58,6 +61,9 @@ pub enum HistoryError {
     /// Another handle (in this process or another) holds the index directory's lock.
     #[error("the history index at {0} is in use by another handle")]
     Locked(String),
+    /// A write through a handle made for reading.
+    #[error("a reader handle on the history index cannot write")]
+    ReadOnly,
     /// A background thread of the index failed to write a run; nothing more is stored.
     #[error("the history index's background writer failed: {0}")]
     Background(String),

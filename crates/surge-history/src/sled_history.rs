@@ -44,7 +44,9 @@ const BALANCES_SIZE_BYTES: usize = 32;
 const STATEMENT_SIZE_BYTES: usize = POSITION_SIZE_BYTES + BALANCES_SIZE_BYTES;
 
 /// Whether the index looks `key` up by itself (a transfer by id, the `applied` mark)
-/// rather than only within a range scan.
+/// rather than only within a range scan. Run files keep a filter over these keys only: a
+/// change here needs a new run file version (`lsm/run.rs`), or lookups of the other keys
+/// in older runs would be filtered out.
 pub(crate) fn is_point_key(key: &[u8]) -> bool {
     // `M` is the `applied` mark's kind, and only its.
     matches!(key.first(), Some(&PREFIX_TRANSFER | &PREFIX_MARK))

@@ -51,8 +51,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub engine_batches_in_flight_max: Option<usize>,
     /// Keep the history index (needed for statements and for lookups of old transfers).
-    /// It costs throughput: about 18,000 transfers/s (one shard) with it, millions without
-    /// (docs/PERFORMANCE.md). [env: SURGE_HISTORY] [default: true]
+    /// It costs throughput: about 300,000 transfers/s (one shard) with it, ~1.9 million
+    /// without, on a 2-core machine (docs/PERFORMANCE.md). [env: SURGE_HISTORY]
+    /// [default: true]
     #[arg(long, value_name = "BOOL")]
     pub history: Option<bool>,
     /// Largest HTTP request body in bytes; larger bodies get 413.

@@ -37,7 +37,9 @@ pub(crate) fn prefix_of(key: &[u8]) -> (u128, u128) {
 
 impl Memtable {
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
-        let at = self.bytes.len() as u32;
+        // The store freezes a memtable at `MEMTABLE_BYTES_MAX` at most, and one record's
+        // entries are a few MiB.
+        let at = u32::try_from(self.bytes.len()).expect("a memtable stays under 4 GiB");
         self.bytes.extend_from_slice(key);
         self.bytes.extend_from_slice(value);
         self.slots.push(Slot {

@@ -38,6 +38,9 @@ use run::{io_error, run_range, FilterPolicy, Run};
 /// A memtable is frozen once it holds this many bytes.
 pub const MEMTABLE_BYTES_DEFAULT: usize = 16 << 20;
 
+/// The largest memtable [`LsmStore::open`] accepts (its offsets are 32-bit).
+pub const MEMTABLE_BYTES_MAX: usize = 1 << 30;
+
 /// Frozen memtables waiting to be written before the writer waits.
 pub const FROZEN_MAX: usize = 4;
 
@@ -147,7 +150,7 @@ impl LsmStore {
         let shared = Arc::new(Shared {
             directory: directory.to_path_buf(),
             policy,
-            memtable_bytes: memtable_bytes.max(1),
+            memtable_bytes: memtable_bytes.clamp(1, MEMTABLE_BYTES_MAX),
             view: RwLock::new(View {
                 runs,
                 ..View::default()
@@ -166,8 +169,8 @@ impl LsmStore {
         })
     }
 
-    /// A handle that reads what every handle wrote; it starts no threads and must not
-    /// write (its writes would go into the same memtable, unordered with the writer's).
+    /// A handle that reads what every handle wrote; it starts no threads, and its writes
+    /// are refused ([`HistoryError::ReadOnly`]: they would be unordered with the writer's).
     pub fn reader(&self) -> LsmStore {
         LsmStore {
             shared: self.shared.clone(),
@@ -255,10 +258,11 @@ impl Drop for LsmStore {
 
 impl KeyValueStore for LsmStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, HistoryError> {
-        let (found, frozen, runs) = self.sources(|active| active.get(key).map(<[u8]>::to_vec));
-        if found.is_some() {
-            return Ok(found);
+        // The `applied` mark, read before every record, is almost always in the memtable.
+        if let Some(value) = self.shared.view.read().active.get(key) {
+            return Ok(Some(value.to_vec()));
         }
+        let ((), frozen, runs) = self.sources(|_| ());
         if let Some(value) = frozen.iter().rev().find_map(|table| table.get(key)) {
             return Ok(Some(value.to_vec()));
         }
@@ -316,6 +320,9 @@ impl KeyValueStore for LsmStore {
     }
 
     fn write_atomically(&mut self, writes: &WriteBatch) -> Result<(), HistoryError> {
+        if self.workers.is_none() {
+            return Err(HistoryError::ReadOnly);
+        }
         if let Some(reason) = &self.shared.control.lock().failed {
             return Err(HistoryError::Background(reason.clone()));
         }

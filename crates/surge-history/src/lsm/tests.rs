@@ -152,7 +152,9 @@ fn a_second_handle_on_the_directory_is_refused_until_the_first_is_gone() {
     let store = open(&path);
     let error = LsmStore::open(&path, filtered, SMALL_MEMTABLE_BYTES).unwrap_err();
     assert!(error.is_locked(), "{error}");
-    let reader = store.reader();
+    let mut reader = store.reader();
+    let error = reader.write_atomically(&WriteBatch::default()).unwrap_err();
+    assert!(matches!(error, HistoryError::ReadOnly), "{error}");
     drop(store);
     assert!(LsmStore::open(&path, filtered, SMALL_MEMTABLE_BYTES)
         .unwrap_err()
@@ -192,4 +194,26 @@ fn damaged_runs_are_reported_not_misread() {
     std::fs::write(&name, &bytes).unwrap();
     let error = LsmStore::open(&path, filtered, SMALL_MEMTABLE_BYTES).unwrap_err();
     assert!(error.is_corruption(), "{error}");
+}
+
+/// A run that cannot be written (here: its directory is gone) stops the store: the
+/// failure is reported to the writer, which stores nothing more, and to `flush`.
+#[test]
+fn a_failed_flush_stops_the_store_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs");
+    let mut store = open(&path);
+    std::fs::remove_dir_all(&path).unwrap();
+    let pairs: Pairs = (0..200u32)
+        .map(|i| (format!("T{i:05}").into_bytes(), vec![1; 40]))
+        .collect();
+    let batch = batch_of(&pairs);
+    let error = store.flush().map(|()| store.write_atomically(&batch));
+    // Nothing was frozen yet, so the first flush had nothing to write.
+    assert!(matches!(error, Ok(Ok(()))), "{error:?}");
+    let error = store.flush().unwrap_err();
+    assert!(matches!(error, HistoryError::Background(_)), "{error}");
+    assert!(error.to_string().contains("creating"), "{error}");
+    let error = store.write_atomically(&batch).unwrap_err();
+    assert!(matches!(error, HistoryError::Background(_)), "{error}");
 }

@@ -2,7 +2,7 @@
 //! (uniform transfers over 1,000,000 accounts), read from `/proc/self/status` at each
 //! milestone. With `--evict true` (the default) it runs the node's eviction cycle: every
 //! `--evict-interval` transfers, finished transfers older than the previous cycle are
-//! archived in a real sled history index (in `--data-dir`) and leave memory, and before
+//! archived in a real history index (in `--data-dir`) and leave memory, and before
 //! every batch the ids it names that may have left are looked up there and recalled, as
 //! the node does. `--evict false` keeps everything in memory: the baseline.
 
@@ -34,7 +34,7 @@ pub struct MemoryBenchArgs {
     /// Pre-size the tables for the largest milestone (as a configured node would).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub presize: bool,
-    /// Evict finished transfers to a sled archive as the node does (false: keep all).
+    /// Evict finished transfers to the index's archive as the node does (false: keep all).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub evict: bool,
     /// Transfers between eviction cycles; a transfer stays resident one to two cycles.

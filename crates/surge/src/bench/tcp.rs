@@ -135,7 +135,7 @@ pub struct TcpBenchArgs {
     /// TCP before timing.
     #[arg(long, default_value_t = 1_000_000)]
     pub accounts: u64,
-    /// Run the engine with the sled history index on, as a server would.
+    /// Run the engine with the history index on, as a server does by default.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub history: bool,
     /// The command of the hot-SKU stampede.

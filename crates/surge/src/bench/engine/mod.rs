@@ -177,7 +177,7 @@ pub struct EngineBenchArgs {
     /// before timing.
     #[arg(long, default_value_t = 1_000_000)]
     pub accounts: u64,
-    /// Run the node with the sled history index on (finished transfers then leave memory
+    /// Run the node with the history index on (finished transfers then leave memory
     /// for its archive), as a server would.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub history: bool,
