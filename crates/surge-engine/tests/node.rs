@@ -524,6 +524,59 @@ fn copy_directory(from: &Path, to: &Path) {
     }
 }
 
+/// The index keeps its newest entries in memory; a crash loses them. It is written out
+/// before every checkpoint, so after a crash it is never behind the newest checkpoint:
+/// recovery starts there, not from record 0, and catches the index up from the log.
+#[test]
+fn after_a_crash_recovery_starts_at_the_checkpoint_and_catches_the_index_up() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let running = directory.path().join("running");
+    let config = NodeConfig {
+        history_directory: Some(running.join("history")),
+        checkpoint_interval_records: 3,
+        ..small_config()
+    };
+    let (node, _) = open_files(&config, &running);
+    let accounts = [account(BANK, false), account(MERCHANT, false)];
+    assert_eq!(
+        submit(&node, Batch::CreateAccounts(&accounts)),
+        [ResultCode::Ok; 2]
+    );
+    for id in 100..107 {
+        let batch = [transfer(id, BANK, MERCHANT, id as u64)];
+        assert_eq!(
+            submit(&node, Batch::CreateTransfers(&batch)),
+            [ResultCode::Ok]
+        );
+    }
+    let before = hash(&node);
+    // The crash: the files as they are now, without what the index holds in memory.
+    let crashed = directory.path().join("crashed");
+    for part in ["log", "checkpoints", "history"] {
+        copy_directory(&running.join(part), &crashed.join(part));
+    }
+    node.shutdown();
+    let config = NodeConfig {
+        history_directory: Some(crashed.join("history")),
+        ..config
+    };
+    // Records 0..=7, checkpoints after records 2 and 5.
+    let (node, report) = open_files(&config, &crashed);
+    assert_eq!(report.checkpoint_record_index, Some(5));
+    assert_eq!(report.records_replayed, 2);
+    assert_eq!(hash(&node), before);
+    node.shutdown();
+    let index = LsmHistory::open(&crashed.join("history")).expect("the history index opens");
+    assert_eq!(index.applied_up_to().expect("applied up to"), Some(7));
+    for id in 100..107u128 {
+        let (position, _) = index
+            .transfer(TransferId(id))
+            .expect("lookup")
+            .expect("indexed");
+        assert_eq!(position.record_index, (id - 99) as u64);
+    }
+}
+
 #[test]
 fn a_history_index_behind_the_checkpoint_is_caught_up_from_the_log() {
     let directory = tempfile::tempdir().expect("temporary directory");

@@ -109,7 +109,7 @@ impl Applier {
             .step(&self.shared.state, record.header.count as usize)?;
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
-            self.flush_history_before_retention()?;
+            self.flush_history_before_checkpoint()?;
             let snapshot = self.shared.state.read().snapshot();
             let found = Checkpoint {
                 record_index: Some(record_index),
@@ -123,12 +123,12 @@ impl Applier {
         Ok(())
     }
 
-    /// With log retention on, makes the history index durable up to this record before a
-    /// checkpoint after it is written: otherwise a crash could leave the index behind the
-    /// newest checkpoint, which forces a rebuild from record 0, impossible once old
-    /// segments are deleted.
-    fn flush_history_before_retention(&self) -> Result<(), EngineError> {
-        if let (Some(_), Some(index)) = (&self.log_retention, &self.history) {
+    /// Makes the history index durable up to this record before a checkpoint of it is
+    /// written. Otherwise a crash could leave the index (whose newest entries are in
+    /// memory) behind the newest checkpoint, which forces a replay from record 0: slow on
+    /// a long log, and impossible once retention deleted old segments.
+    fn flush_history_before_checkpoint(&self) -> Result<(), EngineError> {
+        if let Some(index) = &self.history {
             index.flush()?;
         }
         Ok(())
