@@ -10,7 +10,10 @@ use surge_core::{
 use surge_core::{ArchivedOutcome, ArchivedTransfer};
 
 use crate::derive::{Balances, IndexEntry, StatementLine};
-use crate::{derive_entries, HistoryError, HistoryIndex, LsmHistory, MemoryHistory, SledHistory};
+use crate::{
+    derive_entries, HistoryError, HistoryIndex, LsmHistory, MemoryHistory, SledHistory,
+    StatementCursor,
+};
 
 const LEDGER: u32 = 1;
 const BANK: AccountId = AccountId(1);
@@ -254,6 +257,99 @@ fn memory_sled_and_lsm_index_the_same_log() {
         Some(log().len() as u64 - 1)
     );
     check_index(&reopened, &state_machine);
+}
+
+/// Many records through small memtables (so runs are written and merged as entries
+/// arrive, and reopened): every transfer and every statement page reads as the in-memory
+/// index reads it.
+#[test]
+fn the_lsm_index_answers_as_the_memory_index_through_flushes_and_merges() {
+    const ACCOUNTS: u128 = 12;
+    const RECORDS: u64 = 90;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lsm");
+    let mut lsm = LsmHistory::open_with_memtable(&path, 4_096).unwrap();
+    let mut memory = MemoryHistory::new();
+    let mut state_machine = StateMachine::new(Config::default());
+    let mut results = Vec::new();
+    let accounts: Vec<Account> = (1..=ACCOUNTS)
+        .map(|id| Account {
+            id: AccountId(id),
+            ledger: LEDGER,
+            code: 1,
+            ..Account::default()
+        })
+        .collect();
+    // A fixed sequence of pseudo-random pairs (splitmix64 from seed 7).
+    let mut seed = 7u64;
+    let mut next = move || {
+        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = seed;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    };
+    let mut id = 1_000u128;
+    for record_index in 0..RECORDS {
+        let batch = if record_index == 0 {
+            BatchBuf::CreateAccounts(accounts.clone())
+        } else {
+            let transfers = (0..1 + next() % 9)
+                .map(|_| {
+                    id += 1 + u128::from(next() % 3);
+                    let debit = 1 + u128::from(next()) % ACCOUNTS;
+                    let credit = 1 + (debit + u128::from(next()) % (ACCOUNTS - 1)) % ACCOUNTS;
+                    transfer(id, AccountId(debit), AccountId(credit), 1 + next() % 50, 0)
+                })
+                .collect();
+            BatchBuf::CreateTransfers(transfers)
+        };
+        let timestamp = state_machine.timestamp_next_min() + 1_000;
+        state_machine.apply(timestamp, batch.as_batch(), &mut results);
+        let entries = derive_entries(&state_machine, record_index, batch.as_batch(), &results);
+        lsm.apply(record_index, &entries).unwrap();
+        memory.apply(record_index, &entries).unwrap();
+    }
+    let same = |lsm: &dyn HistoryIndex| {
+        assert_eq!(lsm.applied_up_to().unwrap(), Some(RECORDS - 1));
+        for transfer_id in 1_000..=id {
+            let id = TransferId(transfer_id);
+            assert_eq!(
+                lsm.transfer(id).unwrap(),
+                memory.transfer(id).unwrap(),
+                "{id}"
+            );
+        }
+        for account in 1..=ACCOUNTS {
+            let account = AccountId(account);
+            let whole = memory
+                .statement(account, 0, u64::MAX, None, 10_000)
+                .unwrap();
+            assert!(whole.lines.len() > 20, "a busy account");
+            assert_eq!(
+                lsm.statement(account, 0, u64::MAX, None, 10_000).unwrap(),
+                whole
+            );
+            // A page from the middle, by time and cursor.
+            let middle = &whole.lines[whole.lines.len() / 2];
+            let after = Some(StatementCursor {
+                timestamp: middle.transfer.timestamp,
+                transfer_id: middle.transfer.id,
+            });
+            let to = whole.lines.last().unwrap().transfer.timestamp;
+            assert_eq!(
+                lsm.statement(account, 0, to, after, 7).unwrap(),
+                memory.statement(account, 0, to, after, 7).unwrap()
+            );
+        }
+    };
+    same(&lsm);
+    lsm.flush().unwrap();
+    let stats = lsm.stats();
+    assert!(stats.runs > 1 && stats.runs < RECORDS as usize, "{stats:?}");
+    same(&lsm);
+    drop(lsm);
+    same(&LsmHistory::open(&path).unwrap());
 }
 
 /// A crash loses the memtable: the index reopens at the last record its runs hold, and is
