@@ -524,6 +524,26 @@ fn copy_directory(from: &Path, to: &Path) {
     }
 }
 
+/// Record 0: the accounts `BANK` and `MERCHANT`.
+fn create_bank_and_merchant(node: &Node) {
+    let accounts = [account(BANK, false), account(MERCHANT, false)];
+    assert_eq!(
+        submit(node, Batch::CreateAccounts(&accounts)),
+        [ResultCode::Ok; 2]
+    );
+}
+
+/// Seven records of one transfer each, ids 100 to 106, amount = id.
+fn pay_merchant_seven_times(node: &Node) {
+    for id in 100..107 {
+        let batch = [transfer(id, BANK, MERCHANT, id as u64)];
+        assert_eq!(
+            submit(node, Batch::CreateTransfers(&batch)),
+            [ResultCode::Ok]
+        );
+    }
+}
+
 /// The index keeps its newest entries in memory; a crash loses them. It is written out
 /// before every checkpoint, so after a crash it is never behind the newest checkpoint:
 /// recovery starts there, not from record 0, and catches the index up from the log.
@@ -537,18 +557,8 @@ fn after_a_crash_recovery_starts_at_the_checkpoint_and_catches_the_index_up() {
         ..small_config()
     };
     let (node, _) = open_files(&config, &running);
-    let accounts = [account(BANK, false), account(MERCHANT, false)];
-    assert_eq!(
-        submit(&node, Batch::CreateAccounts(&accounts)),
-        [ResultCode::Ok; 2]
-    );
-    for id in 100..107 {
-        let batch = [transfer(id, BANK, MERCHANT, id as u64)];
-        assert_eq!(
-            submit(&node, Batch::CreateTransfers(&batch)),
-            [ResultCode::Ok]
-        );
-    }
+    create_bank_and_merchant(&node);
+    pay_merchant_seven_times(&node);
     let before = hash(&node);
     // The crash: the files as they are now, without what the index holds in memory.
     let crashed = directory.path().join("crashed");
@@ -587,24 +597,14 @@ fn a_history_index_behind_the_checkpoint_is_caught_up_from_the_log() {
         ..small_config()
     };
     let (node, _) = open_files(&config, directory.path());
-    let accounts = [account(BANK, false), account(MERCHANT, false)];
-    assert_eq!(
-        submit(&node, Batch::CreateAccounts(&accounts)),
-        [ResultCode::Ok; 2]
-    );
+    create_bank_and_merchant(&node);
     node.shutdown();
     // The index as a crash long ago left it: at record 0, before any checkpoint.
     let stale = directory.path().join("history-stale");
     copy_directory(&history, &stale);
 
     let (node, _) = open_files(&config, directory.path());
-    for id in 100..107 {
-        let batch = [transfer(id, BANK, MERCHANT, id as u64)];
-        assert_eq!(
-            submit(&node, Batch::CreateTransfers(&batch)),
-            [ResultCode::Ok]
-        );
-    }
+    pay_merchant_seven_times(&node);
     let before = hash(&node);
     node.shutdown();
     std::fs::remove_dir_all(&history).expect("drop the current index");

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use surge_core::{ArchivedTransfer, IdFilter, TransferId, ARCHIVED_TRANSFER_SIZE_BYTES};
 
+use crate::files::{io_error, list_runs, sync_directory};
 use crate::HistoryError;
 
 /// Entries per chunk: the unit of a lookup's read.
@@ -87,10 +88,6 @@ impl std::fmt::Debug for RunStore {
     }
 }
 
-fn io_error(what: String) -> impl FnOnce(std::io::Error) -> HistoryError {
-    move |source| HistoryError::Io { what, source }
-}
-
 fn corrupt(name: &str, reason: &'static str) -> HistoryError {
     HistoryError::Corrupt {
         key: name.as_bytes().to_vec(),
@@ -124,20 +121,7 @@ impl RunStore {
     pub(crate) fn open(directory: &Path) -> Result<Self, HistoryError> {
         std::fs::create_dir_all(directory)
             .map_err(io_error(format!("creating {}", directory.display())))?;
-        let listing = std::fs::read_dir(directory)
-            .map_err(io_error(format!("listing {}", directory.display())))?;
-        let mut numbered = Vec::new();
-        for entry in listing {
-            let entry = entry.map_err(io_error(format!("listing {}", directory.display())))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
-                std::fs::remove_file(entry.path())
-                    .map_err(io_error(format!("removing {}", entry.path().display())))?;
-            } else if let Some(number) = run_number(&name) {
-                numbered.push((number, name));
-            }
-        }
-        numbered.sort_unstable();
+        let numbered = list_runs(directory, run_number)?;
         let mut runs = Vec::with_capacity(numbered.len());
         for (_, name) in numbered {
             let path = directory.join(&name);
@@ -349,8 +333,5 @@ fn write_durably(directory: &Path, name: &str, bytes: &[u8]) -> Result<(), Histo
     drop(file);
     std::fs::rename(&temporary, &path)
         .map_err(io_error(format!("renaming {}", temporary.display())))?;
-    File::open(directory)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io_error(format!("syncing {}", directory.display())))?;
-    Ok(())
+    sync_directory(directory)
 }

@@ -18,6 +18,7 @@
 
 mod archive_runs;
 mod derive;
+mod files;
 mod lsm;
 mod memory;
 mod sled_history;

@@ -98,10 +98,11 @@ fn log() -> Vec<BatchBuf> {
     ]
 }
 
-/// Applies the log, indexing each record into every index given.
-fn run(indexes: &mut [&mut dyn HistoryIndex]) -> StateMachine {
+/// Applies the log; the state machine after it and each record's entries.
+fn derive_log() -> (StateMachine, Vec<Vec<IndexEntry>>) {
     let mut state_machine = StateMachine::new(Config::default());
     let mut results = Vec::new();
+    let mut derived = Vec::new();
     for (record_index, batch) in log().iter().enumerate() {
         let timestamp = state_machine.timestamp_next_min() + 1_000;
         state_machine.apply(timestamp, batch.as_batch(), &mut results);
@@ -111,9 +112,18 @@ fn run(indexes: &mut [&mut dyn HistoryIndex]) -> StateMachine {
             batch.as_batch(),
             &results,
         );
+        derived.push(entries);
+    }
+    (state_machine, derived)
+}
+
+/// Applies the log, indexing each record into every index given.
+fn run(indexes: &mut [&mut dyn HistoryIndex]) -> StateMachine {
+    let (state_machine, derived) = derive_log();
+    for (record_index, entries) in derived.iter().enumerate() {
         for index in indexes.iter_mut() {
             index
-                .apply(record_index as u64, &entries)
+                .apply(record_index as u64, entries)
                 .expect("index write");
         }
     }
@@ -359,20 +369,9 @@ fn the_lsm_index_reopens_at_a_record_boundary_and_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lsm");
     let mut lsm = LsmHistory::open(&path).unwrap();
-    let mut state_machine = StateMachine::new(Config::default());
-    let mut results = Vec::new();
-    let mut derived = Vec::new();
-    for (record_index, batch) in log().iter().enumerate() {
-        let timestamp = state_machine.timestamp_next_min() + 1_000;
-        state_machine.apply(timestamp, batch.as_batch(), &mut results);
-        let entries = derive_entries(
-            &state_machine,
-            record_index as u64,
-            batch.as_batch(),
-            &results,
-        );
-        lsm.apply(record_index as u64, &entries).unwrap();
-        derived.push(entries);
+    let (state_machine, derived) = derive_log();
+    for (record_index, entries) in derived.iter().enumerate() {
+        lsm.apply(record_index as u64, entries).unwrap();
         if record_index == 3 {
             lsm.flush().unwrap();
         }
@@ -507,13 +506,9 @@ fn a_corrupt_value_is_reported_not_misread() {
     // The remedy: recreate and rebuild from the log.
     let mut rebuilt = SledHistory::recreate(&path).unwrap();
     assert_eq!(rebuilt.applied_up_to().unwrap(), None);
-    let mut results = Vec::new();
-    let mut replay = StateMachine::new(Config::default());
-    for (record_index, batch) in log().iter().enumerate() {
-        let timestamp = replay.timestamp_next_min() + 1_000;
-        replay.apply(timestamp, batch.as_batch(), &mut results);
-        let entries = derive_entries(&replay, record_index as u64, batch.as_batch(), &results);
-        rebuilt.apply(record_index as u64, &entries).unwrap();
+    let (replay, derived) = derive_log();
+    for (record_index, entries) in derived.iter().enumerate() {
+        rebuilt.apply(record_index as u64, entries).unwrap();
     }
     assert_eq!(replay.state_hash(), state_machine.state_hash());
     check_index(&rebuilt, &state_machine);

@@ -30,10 +30,11 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::archive_runs::RunStore;
+use crate::files::{io_error, list_runs};
 use crate::sled_history::{Index, KeyValueStore, Pairs, WriteBatch};
 use crate::HistoryError;
 use memtable::Memtable;
-use run::{io_error, run_range, FilterPolicy, Run};
+use run::{run_range, FilterPolicy, Run};
 
 /// A memtable is frozen once it holds this many bytes.
 pub const MEMTABLE_BYTES_DEFAULT: usize = 16 << 20;
@@ -205,6 +206,19 @@ impl LsmStore {
         }
     }
 
+    /// Waits (up to 30 s) until no merge is due or running: for tests that count runs.
+    #[cfg(test)]
+    fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while worker::pick(&self.shared.view.read().runs).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "merges did not settle"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     fn freeze(&self) {
         let mut view = self.shared.view.write();
         if view.active.is_empty() {
@@ -353,24 +367,13 @@ impl KeyValueStore for LsmStore {
 /// Opens the runs in `directory`, oldest first: removes temporary files, and runs whose
 /// flush numbers a merged run covers (a crash came between the merge and their removal).
 fn open_runs(directory: &Path, policy: FilterPolicy) -> Result<Vec<Arc<Run>>, HistoryError> {
-    let listing = std::fs::read_dir(directory)
-        .map_err(io_error(format!("listing {}", directory.display())))?;
-    let mut named = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(io_error(format!("listing {}", directory.display())))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
-            std::fs::remove_file(entry.path())
-                .map_err(io_error(format!("removing {}", entry.path().display())))?;
-        } else if let Some(range) = run_range(&name) {
-            named.push((range, name));
-        }
-    }
     // By first flush number, widest first: a merged run comes before what it covers.
-    named.sort_unstable_by_key(|((first, last), _)| (*first, std::cmp::Reverse(*last)));
+    let named = list_runs(directory, |name| {
+        run_range(name).map(|(first, last)| (first, std::cmp::Reverse(last)))
+    })?;
     let mut runs: Vec<Arc<Run>> = Vec::with_capacity(named.len());
     let mut covered_to: Option<u64> = None;
-    for ((first, last), name) in named {
+    for ((first, std::cmp::Reverse(last)), name) in named {
         if covered_to.is_some_and(|covered| last <= covered) {
             let path = directory.join(&name);
             std::fs::remove_file(&path)

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use surge_core::{IdFilter, TransferId};
 
 use super::memtable::prefix_of;
+use crate::files::{io_error, sync_directory};
 use crate::HistoryError;
 
 /// A chunk closes once it holds this many bytes: the unit of a lookup's read.
@@ -38,10 +39,6 @@ pub(crate) const KEY_SIZE_MAX_BYTES: usize = u16::MAX as usize;
 /// Which keys go into a run's filter: those point lookups ask for. A lookup of any other
 /// key reads a chunk of every run.
 pub(crate) type FilterPolicy = fn(&[u8]) -> bool;
-
-pub(crate) fn io_error(what: String) -> impl FnOnce(std::io::Error) -> HistoryError {
-    move |source| HistoryError::Io { what, source }
-}
 
 fn corrupt(name: &str, reason: &'static str) -> HistoryError {
     HistoryError::Corrupt {
@@ -486,12 +483,6 @@ impl RunWriter {
         drop(self);
         let _ = std::fs::remove_file(temporary);
     }
-}
-
-pub(crate) fn sync_directory(directory: &Path) -> Result<(), HistoryError> {
-    File::open(directory)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io_error(format!("syncing {}", directory.display())))
 }
 
 /// Reads a run's entries in order, one chunk at a time (for merges).

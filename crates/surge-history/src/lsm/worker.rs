@@ -112,7 +112,7 @@ fn write_memtable(shared: &Shared, table: &Memtable, number: u64) -> Result<Run,
 }
 
 /// The [`MERGE_FANOUT`] oldest adjacent runs of the lowest level that has that many.
-fn pick(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
+pub(super) fn pick(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
     let mut best: Option<(u32, usize)> = None;
     let mut start = 0;
     while start < runs.len() {
