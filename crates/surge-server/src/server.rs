@@ -411,39 +411,60 @@ pub(crate) fn shard_figures(engine: &Engine) -> Vec<ShardFigures> {
         .stats()
         .shards
         .iter()
-        .map(|shard| ShardFigures {
-            queue_depth: shard.batches_in_flight as u64,
-            commands: shard.commands,
-            syncs: shard.commit.syncs,
-            commands_per_sync: shard.commit.commands_per_sync,
-            extra: vec![
-                ("surge_engine_busy_total".into(), shard.busy as f64),
-                ("surge_engine_batches_total".into(), shard.batches as f64),
-                (
-                    "surge_engine_latency_us_p50".into(),
-                    shard.latency_us_p50 as f64,
-                ),
-                (
-                    "surge_engine_latency_us_p99".into(),
-                    shard.latency_us_p99 as f64,
-                ),
-                (
-                    "surge_engine_sync_latency_us_p50".into(),
-                    shard.commit.sync_latency_us_p50 as f64,
-                ),
-                (
-                    "surge_engine_sync_latency_us_p99".into(),
-                    shard.commit.sync_latency_us_p99 as f64,
-                ),
-                (
-                    "surge_engine_apply_latency_us_p50".into(),
-                    shard.apply.apply_latency_us_p50 as f64,
-                ),
-                (
-                    "surge_engine_apply_latency_us_p99".into(),
-                    shard.apply.apply_latency_us_p99 as f64,
-                ),
-            ],
+        .map(|shard| {
+            let mut figures = engine_figures(shard);
+            if let Some(history) = &shard.history {
+                // Frozen memtables at `FROZEN_MAX` mean the index holds the engine back.
+                figures.extra.extend([
+                    (
+                        "surge_engine_history_memtables_frozen".into(),
+                        history.frozen as f64,
+                    ),
+                    ("surge_engine_history_runs".into(), history.runs as f64),
+                    (
+                        "surge_engine_history_run_bytes".into(),
+                        history.run_bytes as f64,
+                    ),
+                ]);
+            }
+            figures
         })
         .collect()
+}
+
+fn engine_figures(shard: &surge_engine::ShardStats) -> ShardFigures {
+    ShardFigures {
+        queue_depth: shard.batches_in_flight as u64,
+        commands: shard.commands,
+        syncs: shard.commit.syncs,
+        commands_per_sync: shard.commit.commands_per_sync,
+        extra: vec![
+            ("surge_engine_busy_total".into(), shard.busy as f64),
+            ("surge_engine_batches_total".into(), shard.batches as f64),
+            (
+                "surge_engine_latency_us_p50".into(),
+                shard.latency_us_p50 as f64,
+            ),
+            (
+                "surge_engine_latency_us_p99".into(),
+                shard.latency_us_p99 as f64,
+            ),
+            (
+                "surge_engine_sync_latency_us_p50".into(),
+                shard.commit.sync_latency_us_p50 as f64,
+            ),
+            (
+                "surge_engine_sync_latency_us_p99".into(),
+                shard.commit.sync_latency_us_p99 as f64,
+            ),
+            (
+                "surge_engine_apply_latency_us_p50".into(),
+                shard.apply.apply_latency_us_p50 as f64,
+            ),
+            (
+                "surge_engine_apply_latency_us_p99".into(),
+                shard.apply.apply_latency_us_p99 as f64,
+            ),
+        ],
+    }
 }

@@ -406,6 +406,8 @@ async fn operational_routes() {
         "surge_engine_queue_depth{shard=\"0\"}",
         "surge_engine_syncs_total{shard=\"0\"}",
         "surge_engine_commands_per_sync{shard=\"0\"}",
+        "surge_engine_history_memtables_frozen{shard=\"0\"} 0",
+        "surge_engine_history_runs{shard=\"0\"}",
         "surge_http_rejections_total{reason=\"in_flight_limit\"} 0",
     ] {
         assert!(

@@ -33,6 +33,8 @@ pub struct ShardStats {
     pub commit: surge_wal::CommitStats,
     /// Applying records to the state machine.
     pub apply: crate::node::ApplyStats,
+    /// The history index's store (memtables waiting to be written, runs), if it has one.
+    pub history: Option<surge_history::LsmStats>,
 }
 
 pub(super) fn shard_stats(node: &Node, load: &ShardLoad) -> ShardStats {
@@ -47,5 +49,6 @@ pub(super) fn shard_stats(node: &Node, load: &ShardLoad) -> ShardStats {
         latency_us_max: latency.max(),
         commit: node.commit_stats(),
         apply: node.apply_stats(),
+        history: node.history().map(|index| index.stats()),
     }
 }

@@ -10,7 +10,8 @@
 //! written in order, each whole or absent, so the runs on disk always hold a prefix of the
 //! records with their `applied` mark; after a crash the index is caught up from the log
 //! after it. [`LsmStore::flush`] freezes the memtable and waits until every frozen one is a
-//! durable run (before a checkpoint that lets log retention delete older records).
+//! durable run: the node calls it before every checkpoint, so a crash never leaves the
+//! index behind the newest checkpoint (recovery would then replay from record 0).
 //!
 //! The apply thread waits only when [`FROZEN_MAX`] frozen memtables are queued: the index's
 //! backpressure, so memory stays bounded when the disk is slower than the log.
