@@ -44,6 +44,10 @@ pub struct RecoveryBenchArgs {
     /// Seed of the transfer generator.
     #[arg(long, default_value_t = 0x5EED)]
     pub seed: u64,
+    /// Also rebuild the history index while replaying (a fresh, empty index each run, as
+    /// after the index was lost; eviction off, so every transfer stays in memory).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub history: bool,
     /// Recoveries timed over the same log; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -80,6 +84,8 @@ pub struct RecoveryReport {
     pub accounts: u64,
     /// Log records (batches).
     pub records: u64,
+    /// Whether recovery rebuilt the history index too.
+    pub history: bool,
     /// Encoded log bytes.
     pub log_bytes: u64,
     /// The source revision, if known.
@@ -105,11 +111,16 @@ pub fn run(args: &RecoveryBenchArgs) -> anyhow::Result<RecoveryReport> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "recovery: {} transfers ({} records, {:.1} MiB) ready in {:.3} s (alone: log scan \
-             {:.3} s, state allocation {:.3} s): {:.0} records/s; runs {:.3?} s",
+            "recovery: {} transfers ({} records, {:.1} MiB{}) ready in {:.3} s (alone: log \
+             scan {:.3} s, state allocation {:.3} s): {:.0} records/s; runs {:.3?} s",
             report.transfers,
             report.records,
             report.log_bytes as f64 / (1024.0 * 1024.0),
+            if report.history {
+                ", rebuilding the history index"
+            } else {
+                ""
+            },
             report.seconds_to_ready,
             report.seconds_log_scan,
             report.seconds_state_allocation,
@@ -134,7 +145,8 @@ fn run_in(directory: &Path, args: &RecoveryBenchArgs) -> anyhow::Result<Recovery
         },
         // No checkpoint: recovery replays the whole log.
         checkpoint_interval_records: 0,
-        history_directory: None,
+        history_directory: args.history.then(|| directory.join("history")),
+        evict_finished_transfers: false,
         ..NodeConfig::default()
     };
     let allocation_start = Instant::now();
@@ -165,6 +177,7 @@ fn run_in(directory: &Path, args: &RecoveryBenchArgs) -> anyhow::Result<Recovery
         accounts: args.accounts,
         records,
         log_bytes,
+        history: args.history,
         commit: commit(),
     })
 }
@@ -244,6 +257,14 @@ fn recover(
         log: Box::new(FileStorage::open(&directory.join("log"))?),
         checkpoints: Box::new(FileStorage::open(&directory.join("checkpoints"))?),
     };
+    if let Some(history) = &config.history_directory {
+        match std::fs::remove_dir_all(history) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("removing {}", history.display()))
+            }
+            _ => {}
+        }
+    }
     let start = Instant::now();
     let (node, recovery) =
         Node::open(config.clone(), storage, Arc::new(SystemClock)).context("recovering the log")?;
