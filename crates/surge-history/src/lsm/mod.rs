@@ -124,7 +124,8 @@ pub struct LsmStats {
 impl LsmStore {
     /// Opens (or creates) the store in `directory`: takes its lock, removes temporary files
     /// a crash left and runs a crash mid-merge made redundant, checks every run's footer,
-    /// and starts the background threads.
+    /// and starts the background threads. `policy` says which keys go into the runs'
+    /// filters (those looked up one by one); `memtable_bytes` when a memtable is frozen.
     pub fn open(
         directory: &Path,
         policy: FilterPolicy,
