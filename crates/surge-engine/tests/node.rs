@@ -576,14 +576,21 @@ fn after_a_crash_recovery_starts_at_the_checkpoint_and_catches_the_index_up() {
     assert_eq!(report.records_replayed, 2);
     assert_eq!(hash(&node), before);
     node.shutdown();
-    let index = LsmHistory::open(&crashed.join("history")).expect("the history index opens");
+    check_seven_payments_indexed(&crashed.join("history"));
+}
+
+/// The index at `history` holds the records of [`create_bank_and_merchant`] and
+/// [`pay_merchant_seven_times`]: up to record 7, each payment at its record.
+fn check_seven_payments_indexed(history: &Path) {
+    let index = LsmHistory::open(history).expect("the history index opens");
     assert_eq!(index.applied_up_to().expect("applied up to"), Some(7));
     for id in 100..107u128 {
-        let (position, _) = index
+        let (position, found) = index
             .transfer(TransferId(id))
             .expect("lookup")
-            .expect("indexed");
+            .expect("indexed after catching up");
         assert_eq!(position.record_index, (id - 99) as u64);
+        assert_eq!(found.amount, id as u64);
     }
 }
 
@@ -617,16 +624,7 @@ fn a_history_index_behind_the_checkpoint_is_caught_up_from_the_log() {
     assert_eq!(report.records_replayed, 8);
     assert_eq!(hash(&node), before);
     node.shutdown();
-    let index = LsmHistory::open(&history).expect("the history index opens");
-    assert_eq!(index.applied_up_to().expect("applied up to"), Some(7));
-    for id in 100..107u128 {
-        let (position, found) = index
-            .transfer(TransferId(id))
-            .expect("lookup")
-            .expect("indexed after catching up");
-        assert_eq!(position.record_index, (id - 99) as u64);
-        assert_eq!(found.amount, id as u64);
-    }
+    check_seven_payments_indexed(&history);
 }
 
 #[test]

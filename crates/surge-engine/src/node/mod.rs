@@ -657,9 +657,8 @@ fn open_history(
     let opened = LsmHistory::open(directory).and_then(|index| index.applied_up_to().map(|_| index));
     match opened {
         Ok(index) => Ok(Some(index)),
-        // Another handle holds it (a second node on the same directories): never delete
-        // an index that is merely in use.
-        Err(error) if error.is_locked() => Err(error.into()),
+        // Only corruption deletes it: an index another handle holds (a second node on the
+        // same directories, `Locked`) or a failing disk is the operator's to see.
         Err(error) if error.is_corruption() => {
             // Derived data: start it over and rebuild it from the log.
             report

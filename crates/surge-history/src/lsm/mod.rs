@@ -126,7 +126,7 @@ impl LsmStore {
     /// a crash left and runs a crash mid-merge made redundant, checks every run's footer,
     /// and starts the background threads. `policy` says which keys go into the runs'
     /// filters (those looked up one by one); `memtable_bytes` when a memtable is frozen.
-    pub fn open(
+    pub(crate) fn open(
         directory: &Path,
         policy: FilterPolicy,
         memtable_bytes: usize,

@@ -116,6 +116,9 @@ fn runs_merge_and_what_a_crash_left_is_cleaned_up() {
             .collect();
         model.extend(pairs.clone());
         store.write_atomically(&batch_of(&pairs)).unwrap();
+        // Bounded: a write that fills a memtable returns only once fewer than
+        // `FROZEN_MAX` wait for the flusher (which syncs each run, far slower than this).
+        assert!(store.stats().frozen < FROZEN_MAX, "{:?}", store.stats());
     }
     store.flush().unwrap();
     store.settle();

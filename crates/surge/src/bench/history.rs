@@ -14,7 +14,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{AccountId, Config, StateMachine, TransferId};
-use surge_history::{derive_entries, HistoryIndex, IndexEntry, LsmHistory, SledHistory};
+use surge_history::{
+    derive_entries, HistoryError, HistoryIndex, IndexEntry, LsmHistory, SledHistory,
+};
 
 use super::commit;
 use crate::rng::SplitMix64;
@@ -179,18 +181,12 @@ pub fn run(args: &HistoryBenchArgs) -> anyhow::Result<Vec<HistoryReport>> {
         let path = directory.path().join("history");
         let mut report = match store {
             HistoryStore::Lsm => {
-                let mut index = LsmHistory::open(&path)?;
-                let written = write(&mut index, &records, args.seconds)?;
-                let flush = Instant::now();
-                index.flush()?;
-                measure_reads(&index, args, store, written, flush.elapsed())?
+                let index = LsmHistory::open(&path)?;
+                feed(index, LsmHistory::flush, &records, args, store)?
             }
             HistoryStore::Sled => {
-                let mut index = SledHistory::open(&path)?;
-                let written = write(&mut index, &records, args.seconds)?;
-                let flush = Instant::now();
-                index.flush()?;
-                measure_reads(&index, args, store, written, flush.elapsed())?
+                let index = SledHistory::open(&path)?;
+                feed(index, SledHistory::flush, &records, args, store)?
             }
         };
         report.ratio_to_first = reports
@@ -205,6 +201,20 @@ pub fn run(args: &HistoryBenchArgs) -> anyhow::Result<Vec<HistoryReport>> {
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Writes the records into `index` for up to `--seconds`, flushes it, and times reads.
+fn feed<I: HistoryIndex>(
+    mut index: I,
+    flush: fn(&I) -> Result<(), HistoryError>,
+    records: &[Record],
+    args: &HistoryBenchArgs,
+    store: HistoryStore,
+) -> anyhow::Result<HistoryReport> {
+    let written = write(&mut index, records, args.seconds)?;
+    let started = Instant::now();
+    flush(&index)?;
+    measure_reads(&index, args, store, written, started.elapsed())
 }
 
 /// What a store took: transfers and entries, and the time.
