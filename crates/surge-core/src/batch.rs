@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::constants::BATCH_EVENTS_MAX;
 use crate::records::{
     Account, CompactOrder, DispatchAck, Order, OrderAction, OrderOutcome, Reservation,
-    ReservationKey, ShardLeg, ShardOutcome, Sku, SpanningOrder, Transfer,
+    ReservationKey, ShardLeg, ShardOutcome, Sku, SpanningOrder, Transfer, UnitOutcome, UnitStep,
 };
 
 /// What a batch does. The numbers are stable (they are in the log).
@@ -65,6 +65,12 @@ pub enum Operation {
     /// `PlaceOrders` of the same orders. Clients may send it, and the engine logs a
     /// `PlaceOrders` batch of one-line orders this way ([`compact_form`]).
     PlaceOrdersCompact = 19,
+    /// [`UnitStep`] records: the units an order holds on a shard of its lines other than
+    /// its own (the engine's own).
+    OrderUnits = 20,
+    /// [`UnitOutcome`] records: the outcomes of unit steps, back on the order's shard (the
+    /// engine's own).
+    UnitConfirm = 21,
 }
 
 impl Operation {
@@ -90,6 +96,8 @@ impl Operation {
         Operation::OrderResolve,
         Operation::OrderConfirm,
         Operation::PlaceOrdersCompact,
+        Operation::OrderUnits,
+        Operation::UnitConfirm,
     ];
 
     /// The operation for a byte read from the wire or the log.
@@ -121,6 +129,8 @@ impl Operation {
             Operation::OrderResolve => size_of::<Transfer>(),
             Operation::OrderConfirm => size_of::<OrderOutcome>(),
             Operation::PlaceOrdersCompact => size_of::<CompactOrder>(),
+            Operation::OrderUnits => size_of::<UnitStep>(),
+            Operation::UnitConfirm => size_of::<UnitOutcome>(),
         }
     }
 
@@ -137,6 +147,8 @@ impl Operation {
                 | Operation::OrderLegs
                 | Operation::OrderResolve
                 | Operation::OrderConfirm
+                | Operation::OrderUnits
+                | Operation::UnitConfirm
         )
     }
 }
@@ -184,6 +196,10 @@ pub enum Batch<'a> {
     OrderConfirm(&'a [OrderOutcome]),
     /// Place one-line orders, in their compact form (see [`compact_form`]).
     PlaceOrdersCompact(&'a [CompactOrder]),
+    /// Steps on the units orders hold on other shards than their own.
+    OrderUnits(&'a [UnitStep]),
+    /// Outcomes of unit steps.
+    UnitConfirm(&'a [UnitOutcome]),
 }
 
 impl Batch<'_> {
@@ -210,6 +226,8 @@ impl Batch<'_> {
             Batch::OrderResolve(_) => Operation::OrderResolve,
             Batch::OrderConfirm(_) => Operation::OrderConfirm,
             Batch::PlaceOrdersCompact(_) => Operation::PlaceOrdersCompact,
+            Batch::OrderUnits(_) => Operation::OrderUnits,
+            Batch::UnitConfirm(_) => Operation::UnitConfirm,
         }
     }
 
@@ -232,6 +250,8 @@ impl Batch<'_> {
             Batch::OrderResolve(r) => r.len(),
             Batch::OrderConfirm(r) => r.len(),
             Batch::PlaceOrdersCompact(r) => r.len(),
+            Batch::OrderUnits(r) => r.len(),
+            Batch::UnitConfirm(r) => r.len(),
         }
     }
 
@@ -263,6 +283,8 @@ impl Batch<'_> {
             Batch::OrderResolve(r) => bytemuck::cast_slice(r),
             Batch::OrderConfirm(r) => bytemuck::cast_slice(r),
             Batch::PlaceOrdersCompact(r) => bytemuck::cast_slice(r),
+            Batch::OrderUnits(r) => bytemuck::cast_slice(r),
+            Batch::UnitConfirm(r) => bytemuck::cast_slice(r),
         }
     }
 }
@@ -310,6 +332,10 @@ pub enum BatchBuf {
     OrderConfirm(Vec<OrderOutcome>),
     /// See [`Batch::PlaceOrdersCompact`].
     PlaceOrdersCompact(Vec<CompactOrder>),
+    /// See [`Batch::OrderUnits`].
+    OrderUnits(Vec<UnitStep>),
+    /// See [`Batch::UnitConfirm`].
+    UnitConfirm(Vec<UnitOutcome>),
 }
 
 impl BatchBuf {
@@ -336,6 +362,8 @@ impl BatchBuf {
             BatchBuf::OrderResolve(r) => Batch::OrderResolve(r),
             BatchBuf::OrderConfirm(r) => Batch::OrderConfirm(r),
             BatchBuf::PlaceOrdersCompact(r) => Batch::PlaceOrdersCompact(r),
+            BatchBuf::OrderUnits(r) => Batch::OrderUnits(r),
+            BatchBuf::UnitConfirm(r) => Batch::UnitConfirm(r),
         }
     }
 }
@@ -427,6 +455,8 @@ pub fn decode(operation: u8, body: &[u8]) -> Result<BatchBuf, DecodeError> {
         Operation::OrderResolve => BatchBuf::OrderResolve(records(body)),
         Operation::OrderConfirm => BatchBuf::OrderConfirm(records(body)),
         Operation::PlaceOrdersCompact => BatchBuf::PlaceOrdersCompact(records(body)),
+        Operation::OrderUnits => BatchBuf::OrderUnits(records(body)),
+        Operation::UnitConfirm => BatchBuf::UnitConfirm(records(body)),
     })
 }
 

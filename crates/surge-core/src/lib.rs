@@ -20,9 +20,9 @@ pub use batch::{compact_form, decode, Batch, BatchBuf, DecodeError, Operation};
 pub use ids::{AccountId, DispatchId, LogPosition, OrderId, SkuId, TransferId};
 pub use records::{
     account_flags, order_action_flags, order_message_flags, order_message_kind, transfer_flags,
-    Account, CompactOrder, DispatchAck, Order, OrderAction, OrderLine, OrderMessage, OrderOutcome,
-    OrderStatus, Reservation, ReservationKey, ReservationStatus, ShardLeg, ShardOutcome, Sku,
-    SpanningOrder, Transfer,
+    unit_step_kind, Account, CompactOrder, DispatchAck, Order, OrderAction, OrderLine,
+    OrderMessage, OrderOutcome, OrderStatus, Reservation, ReservationKey, ReservationStatus,
+    ShardLeg, ShardOutcome, Sku, SpanningOrder, Transfer, UnitOutcome, UnitStep,
 };
 pub use result::ResultCode;
 pub use shard::{shard_of, SHARDS_MAX};

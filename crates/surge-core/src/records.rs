@@ -427,8 +427,11 @@ pub struct SpanningOrder {
     /// The merchant account's ledger as the engine saw it when routing (0: not found),
     /// so the authorization fails as one shard would.
     pub merchant_ledger: u32,
-    /// Must be zero.
-    pub reserved: [u8; 4],
+    /// Zero if every line lives on this shard; else the engine's shard count, by which
+    /// the lines living elsewhere are found ([`crate::shard_of`]): the order's first line
+    /// lives here, and the units of the others are held on their shards by
+    /// [`UnitStep`]s before the authorization is sent.
+    pub shard_count: u32,
 }
 
 /// What an [`OrderMessage`] asks its target shard to do.
@@ -489,6 +492,54 @@ pub struct OrderOutcome {
     pub kind: u32,
     /// Must be zero.
     pub reserved: [u8; 8],
+}
+
+/// What a [`UnitStep`] does to the units an order holds on one of its lines' shards.
+pub mod unit_step_kind {
+    /// Hold the units of the order's lines that live on the target shard (the per-buyer
+    /// limits apply there), owned by the order, with no expiry of their own.
+    pub const RESERVE: u32 = 1;
+    /// The order was paid: the held units are sold.
+    pub const SELL: u32 = 2;
+    /// The order failed, was cancelled or expired: the held units are available again.
+    pub const RELEASE: u32 = 3;
+    /// The order was refunded with restock: the sold units are available again.
+    pub const RESTOCK: u32 = 4;
+}
+
+/// A step on the units of an order whose SKU lines live on several shards, on one shard
+/// holding some of its lines (not the order's own), logged there by the engine (never by
+/// clients). The order's shard keeps it in its unit outbox until the outcome is logged
+/// back ([`UnitOutcome`]); the target dedupes by (order, step). 272 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct UnitStep {
+    /// The order as the client placed it (its lines on `target_shard` are the units).
+    pub order: Order,
+    /// The engine's shard count when the order was placed: which lines live where.
+    pub shard_count: u32,
+    /// The shard applying the step.
+    pub target_shard: u32,
+    /// [`unit_step_kind`].
+    pub kind: u32,
+    /// [`order_message_flags`] set by the order's shard (the target ignores them).
+    pub flags: u32,
+}
+
+/// The outcome of a [`UnitStep`], logged on the order's shard by the engine. 32 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct UnitOutcome {
+    /// The order.
+    pub order_id: OrderId,
+    /// The shard that applied the step.
+    pub target_shard: u32,
+    /// The step's [`unit_step_kind`] (an outcome only settles its own kind).
+    pub kind: u32,
+    /// The target's result code ([`crate::ResultCode`] number).
+    pub code: u32,
+    /// Must be zero.
+    pub reserved: [u8; 4],
 }
 
 /// Acknowledge a dispatch request: logistics has taken the order. 32 bytes.
@@ -591,6 +642,8 @@ const _: () = assert!(std::mem::size_of::<ShardOutcome>() == 32);
 const _: () = assert!(std::mem::size_of::<SpanningOrder>() == 272);
 const _: () = assert!(std::mem::size_of::<OrderMessage>() == 176);
 const _: () = assert!(std::mem::size_of::<OrderOutcome>() == 32);
+const _: () = assert!(std::mem::size_of::<UnitStep>() == 272);
+const _: () = assert!(std::mem::size_of::<UnitOutcome>() == 32);
 
 /// Serde helper: a u128 that is not an id still travels as a decimal string.
 mod u128_string {

@@ -278,13 +278,13 @@ result_codes! {
     /// The merchant and buyer are the same account.
     BuyerMustNotBeMerchant = 409,
         "The buyer and the merchant are the same account.", "Use two accounts.";
-    /// The order's buyer lives on another shard, and its funds hold was not confirmed
-    /// within the saga's authorization timeout.
+    /// The order's buyer or lines live on other shards, and its funds hold or units were
+    /// not confirmed within the saga's authorization timeout.
     OrderAuthorizationTimedOut = 410,
-        "The order's buyer (or merchant) lives on another shard, and the buyer's shard did \
-         not confirm the funds hold within the authorization timeout (30 s of log time): \
-         the units were released, the hold is voided if it was made, and the order id has \
-         failed.",
+        "The order's buyer, merchant or SKU lines live on other shards, and those shards \
+         did not confirm the units and the funds hold within the authorization timeout \
+         (30 s of log time): the units were released, the hold is voided if it was made, \
+         and the order id has failed.",
         "Place the order again under a new order id and transfer id.";
 
     // --- 500..599: dispatch outbox ---
@@ -308,12 +308,13 @@ result_codes! {
         "A cross-shard message had flags the engine never sends (earlier versions refused \
          pending transfers between shards with this code).",
         "Report it: clients cannot cause it.";
-    /// An order whose SKU lines do not all live on one shard.
+    /// Not sent to clients any more: an order whose SKU lines live on several shards
+    /// runs as an order saga (since 2026-12-07).
     OrderSpansShards = 602,
-        "The order's SKUs live on different shards (its buyer and merchant may live \
-         anywhere, but its lines must share one shard). Nothing was logged: the ids stay \
-         free.",
-        "Split the order by the SKUs' shards, or keep a sale's SKUs on one shard.";
+        "No longer returned: an order whose SKUs live on several shards runs as an order \
+         saga (docs/SHARDS.md). Earlier versions refused such an order with this code, \
+         logging nothing.",
+        "Nothing: clients cannot cause it any more.";
     /// A shard's queue is full.
     Busy = 603,
         "The engine's queue for a shard is full; nothing was logged.",
@@ -324,11 +325,11 @@ result_codes! {
          not yet accepted or refused it (the pending transfer itself has not been answered). \
          Nothing was stored: the id stays free.",
         "Wait for the pending transfer's answer, then retry with the same id.";
-    /// An action on an order whose buyer or merchant lives on another shard while an
+    /// An action on an order whose buyer, merchant or lines live on other shards while an
     /// earlier step of that order is still travelling between shards.
     OrderInFlight = 605,
-        "The order's buyer or merchant lives on another shard, and an earlier step of the \
-         order (placing it, or a pay, cancel or refund) has not been answered by that shard \
+        "The order's buyer, merchant or SKU lines live on other shards, and an earlier step \
+         of the order (placing it, or a pay, cancel or refund) has not been answered by them \
          yet. Nothing was stored: the id stays free.",
         "Wait for the earlier step's answer, then retry with the same id.";
 }

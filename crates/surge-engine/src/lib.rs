@@ -21,7 +21,7 @@ pub use engine::{
     EngineReport, EngineStats, ShardStats, BATCHES_IN_FLIGHT_PER_SHARD_MAX_DEFAULT,
 };
 pub use node::{
-    ApplyStats, EngineError, Node, NodeConfig, NodeStorage, Pending, RecoveryReport,
+    ApplyStats, EngineError, Node, NodeConfig, NodeStorage, OrderStep, Pending, RecoveryReport,
     EVICT_TRANSFERS_PER_BATCH, EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH,
     PLAN_SLOTS_PER_COMMAND,
 };

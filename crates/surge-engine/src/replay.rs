@@ -269,6 +269,8 @@ fn view(operation: Operation, body: &[u8]) -> Option<Batch<'_>> {
         Operation::PlaceOrdersCompact => {
             Batch::PlaceOrdersCompact(bytemuck::try_cast_slice(body).ok()?)
         }
+        Operation::OrderUnits => Batch::OrderUnits(bytemuck::try_cast_slice(body).ok()?),
+        Operation::UnitConfirm => Batch::UnitConfirm(bytemuck::try_cast_slice(body).ok()?),
     })
 }
 

@@ -82,12 +82,12 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
                     // No line: refused by the state machine.
                     return Route::Local(shard_of(order.id.0, shard_count));
                 };
-                if !shards.all(|shard| shard == home) {
-                    return Route::Refused(ResultCode::OrderSpansShards);
-                }
-                let elsewhere = [order.buyer_id, order.merchant_id]
-                    .into_iter()
-                    .any(|id| !id.is_zero() && account(id) != home);
+                // Lines on several shards: the order lives with its first line.
+                let lines_elsewhere = !shards.all(|shard| shard == home);
+                let elsewhere = lines_elsewhere
+                    || [order.buyer_id, order.merchant_id]
+                        .into_iter()
+                        .any(|id| !id.is_zero() && account(id) != home);
                 if elsewhere {
                     Route::Spanning(home)
                 } else {
@@ -106,7 +106,9 @@ pub(crate) fn routes(batch: Batch<'_>, shard_count: u32, locate: &dyn Locate) ->
         | Batch::ReserveOrders(_)
         | Batch::OrderLegs(_)
         | Batch::OrderResolve(_)
-        | Batch::OrderConfirm(_) => vec![Route::Refused(ResultCode::ReservedFlag); batch.len()],
+        | Batch::OrderConfirm(_)
+        | Batch::OrderUnits(_)
+        | Batch::UnitConfirm(_) => vec![Route::Refused(ResultCode::ReservedFlag); batch.len()],
         // `Engine::submit` routes compact orders as the orders they stand for.
         Batch::PlaceOrdersCompact(_) => unreachable!("expanded before routing"),
         Batch::AckDispatch(acks) => {
@@ -297,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn orders_with_lines_on_several_shards_are_refused_others_span() {
+    fn orders_with_lines_or_parties_on_other_shards_span() {
         let sku = (1..)
             .find(|id| shard_of(*id, 2) == 0)
             .expect("a SKU on shard 0");
@@ -328,11 +330,7 @@ mod tests {
         let routes = routes(Batch::PlaceOrders(&[order, far, split]), 2, &Nowhere);
         assert_eq!(
             routes,
-            [
-                Route::Local(0),
-                Route::Spanning(0),
-                Route::Refused(ResultCode::OrderSpansShards)
-            ]
+            [Route::Local(0), Route::Spanning(0), Route::Spanning(0)]
         );
     }
 }

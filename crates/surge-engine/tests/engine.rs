@@ -710,6 +710,106 @@ fn orders_spanning_shards_are_placed_paid_cancelled_expired_refunded_and_failed(
 }
 
 #[test]
+fn orders_whose_lines_live_on_two_shards_are_answered_with_both_in_step() {
+    use surge_core::{OrderId, OrderLookup, OrderStatus};
+    let directory = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("open");
+    let TwoShardShop {
+        sku,
+        buyer_0,
+        buyer_1,
+        merchant_0,
+        ..
+    } = two_shard_shop(&engine);
+    // A second SKU, on shard 1: 3 units.
+    let other = on_shard(1, 2, 0) as u64;
+    let shard = |id: u64| surge_core::shard_of(u128::from(id), 2);
+    assert_eq!((shard(sku), shard(other)), (0, 1));
+    let codes = engine.submit_wait(Batch::CreateSkus(&[common::sku(other, 3, 0)]));
+    assert_eq!(codes.expect("sku"), [ResultCode::Ok]);
+    let units = |engine: &Engine, id: u64| {
+        let sku = engine.sku(surge_core::SkuId(id)).expect("sku");
+        (sku.units_available, sku.units_reserved, sku.units_sold)
+    };
+    let long = 60_000_000_000;
+    let orders = [
+        // Lines on both shards, everyone on the first line's shard.
+        common::order(
+            1,
+            buyer_0,
+            merchant_0,
+            101,
+            100,
+            long,
+            &[(sku, 2), (other, 1)],
+        ),
+        // Lines on both shards, the buyer on the second's.
+        common::order(
+            2,
+            buyer_1,
+            merchant_0,
+            102,
+            50,
+            long,
+            &[(other, 1), (sku, 1)],
+        ),
+        // The second line sold out: the first line's units come back.
+        common::order(
+            3,
+            buyer_0,
+            merchant_0,
+            103,
+            10,
+            long,
+            &[(sku, 1), (other, 5)],
+        ),
+    ];
+    let codes = engine.submit_wait(Batch::PlaceOrders(&orders));
+    assert_eq!(
+        codes.expect("orders"),
+        [ResultCode::Ok, ResultCode::Ok, ResultCode::SoldOut]
+    );
+    // Answered with every shard's units in place (and order 3's released).
+    assert_eq!(units(&engine, sku), (7, 3, 0));
+    assert_eq!(units(&engine, other), (1, 2, 0));
+    assert_eq!(
+        engine.order(OrderId(3)),
+        Some(OrderLookup::Failed(ResultCode::SoldOut))
+    );
+    let codes = engine.submit_wait(Batch::PayOrders(&[common::action(1, 201)]));
+    assert_eq!(codes.expect("pay"), [ResultCode::Ok]);
+    let codes = engine.submit_wait(Batch::CancelOrders(&[common::action(2, 202)]));
+    assert_eq!(codes.expect("cancel"), [ResultCode::Ok]);
+    assert_eq!(units(&engine, sku), (8, 0, 2));
+    assert_eq!(units(&engine, other), (2, 0, 1));
+    let codes = engine.submit_wait(Batch::PlaceOrders(&orders));
+    assert_eq!(
+        codes.expect("retry"),
+        [
+            ResultCode::Exists,
+            ResultCode::Exists,
+            ResultCode::IdAlreadyFailed
+        ]
+    );
+    engine.shutdown();
+    // Reopened: the same, and nothing left in flight.
+    let (engine, _) = Engine::open(config(directory.path(), 2)).expect("reopen");
+    assert_eq!(units(&engine, sku), (8, 0, 2));
+    assert_eq!(units(&engine, other), (2, 0, 1));
+    let status = |engine: &Engine, id: u128| match engine.order(OrderId(id)) {
+        Some(OrderLookup::Placed(view)) => OrderStatus::from_u16(view.order.status),
+        other => panic!("order {id}: {other:?}"),
+    };
+    assert_eq!(status(&engine, 1), Some(OrderStatus::Paid));
+    assert_eq!(status(&engine, 2), Some(OrderStatus::Cancelled));
+    let in_flight: usize = (0..2)
+        .map(|shard| engine.read_shard(shard, |state| state.unit_outbox().len()))
+        .sum();
+    assert_eq!(in_flight, 0);
+    engine.shutdown();
+}
+
+#[test]
 fn compact_orders_place_as_the_orders_they_stand_for_on_two_shards() {
     use surge_core::CompactOrder;
     let directory = tempfile::tempdir().expect("tempdir");

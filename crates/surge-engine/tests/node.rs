@@ -443,7 +443,7 @@ fn pulses_time_out_an_authorization_that_does_not_come_back() {
         buyer_shard: 1,
         merchant_shard: 0,
         merchant_ledger: common::LEDGER,
-        reserved: [0; 4],
+        shard_count: 0,
     };
     assert_eq!(
         submit(&node, Batch::ReserveOrders(&[spanning])),

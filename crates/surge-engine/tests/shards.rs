@@ -115,7 +115,14 @@ fn order_batch(
                 *next_id += 1;
                 let amount = 1 + pick(rng, 400);
                 let quantity = 1 + pick(rng, 2) as u32;
-                let lines = [(sku_id, quantity)];
+                let mut lines = vec![(sku_id, quantity)];
+                // A third of the orders have a second line (on another shard or not).
+                let second = SKUS[(sku_id as usize) % SKUS.len()];
+                let second_allowed = second != SCARCE_SKU || !scarce_used;
+                if pick(rng, 3) == 0 && second_allowed {
+                    scarce_used |= second == SCARCE_SKU;
+                    lines.push((second, 1));
+                }
                 orders.push(order(
                     id,
                     buyer,
@@ -454,6 +461,26 @@ fn one_two_and_four_shards_end_the_same() {
     assert!(
         spanning > 20,
         "seed {seed}: only {spanning} orders spanning shards"
+    );
+    let lines_spread = workload
+        .batches
+        .iter()
+        .filter_map(|batch| match batch.as_batch() {
+            Batch::PlaceOrders(orders) => Some(orders.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|o| {
+            let lines = &o.lines[..usize::from(o.line_count)];
+            let home = shard_of(u128::from(lines[0].sku_id.0), 2);
+            lines
+                .iter()
+                .any(|line| shard_of(u128::from(line.sku_id.0), 2) != home)
+        })
+        .count();
+    assert!(
+        lines_spread > 10,
+        "seed {seed}: only {lines_spread} orders with lines on both shards"
     );
     let single = run(1, &workload);
     for shards in [2, 4] {

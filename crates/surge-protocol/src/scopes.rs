@@ -56,7 +56,9 @@ impl Scopes {
             | Operation::ReserveOrders
             | Operation::OrderLegs
             | Operation::OrderResolve
-            | Operation::OrderConfirm => None,
+            | Operation::OrderConfirm
+            | Operation::OrderUnits
+            | Operation::UnitConfirm => None,
             Operation::AckDispatch => Some(Self::DISPATCH),
             Operation::CreateAccounts
             | Operation::CreateTransfers

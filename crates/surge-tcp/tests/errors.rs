@@ -186,7 +186,7 @@ async fn refused_requests_get_their_code_and_the_connection_goes_on() {
         .body()
         .to_vec();
     let cases: Vec<(u8, u32, Vec<u8>, ErrorCode)> = vec![
-        (20, 1, body.clone(), ErrorCode::UnknownOperation),
+        (22, 1, body.clone(), ErrorCode::UnknownOperation),
         (255, 1, body.clone(), ErrorCode::UnknownOperation),
         (0, 1, body.clone(), ErrorCode::OperationNotAllowed),
         (12, 1, body.clone(), ErrorCode::OperationNotAllowed),
@@ -194,6 +194,8 @@ async fn refused_requests_get_their_code_and_the_connection_goes_on() {
         (14, 1, body.clone(), ErrorCode::OperationNotAllowed),
         (15, 1, body.clone(), ErrorCode::OperationNotAllowed),
         (18, 1, body.clone(), ErrorCode::OperationNotAllowed),
+        (20, 1, body.clone(), ErrorCode::OperationNotAllowed),
+        (21, 1, body.clone(), ErrorCode::OperationNotAllowed),
         (1, 0, Vec::new(), ErrorCode::NoCommands),
         (
             1,
@@ -242,7 +244,7 @@ async fn refused_requests_get_their_code_and_the_connection_goes_on() {
         &client.call(99, Batch::CreateAccounts(&[record])).await
     ));
     assert!(account_exists(&server, 930));
-    assert_eq!(server.metric("surge_tcp_replies_rejected_total"), 13);
+    assert_eq!(server.metric("surge_tcp_replies_rejected_total"), 15);
     server.stop().await;
 }
 

@@ -406,7 +406,9 @@ impl StateMachine {
             | Batch::Reserve(_)
             | Batch::ConfirmReservations(_)
             | Batch::ReleaseReservations(_)
-            | Batch::AckDispatch(_) => {}
+            | Batch::AckDispatch(_)
+            | Batch::OrderUnits(_)
+            | Batch::UnitConfirm(_) => {}
         }
         ids.sort_unstable();
         ids.dedup();

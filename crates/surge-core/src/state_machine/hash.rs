@@ -93,9 +93,23 @@ impl StateMachine {
             hasher.update(&span.buyer_shard.to_le_bytes());
             hasher.update(&span.merchant_shard.to_le_bytes());
             hasher.update(&span.in_flight.0.to_le_bytes());
+            hasher.update(&span.shard_count.to_le_bytes());
+            hasher.update(&span.units_reserved.to_le_bytes());
+            hasher.update(&span.merchant_ledger.to_le_bytes());
         }
         for message in self.order_saga.outbox.values() {
             hasher.update(bytemuck::bytes_of(message));
+        }
+        for sent in self.order_saga.unit_outbox.values() {
+            hasher.update(bytemuck::bytes_of(&sent.step));
+            hasher.update(&sent.key.0.to_le_bytes());
+        }
+        let holds = super::order_units::holds_sorted(&self.order_saga.unit_holds);
+        for (id, hold) in &holds {
+            hasher.update(&id.0.to_le_bytes());
+            hasher.update(&hold.fingerprint.to_le_bytes());
+            hasher.update(&[hold.status as u8]);
+            hasher.update(&hold.failure.as_u32().to_le_bytes());
         }
         hasher.digest128()
     }

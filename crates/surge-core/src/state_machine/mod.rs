@@ -27,6 +27,7 @@ mod ledger;
 mod memory;
 mod order_saga;
 mod order_store;
+mod order_units;
 mod orders;
 mod snapshot;
 mod table;
@@ -807,6 +808,26 @@ impl StateMachine {
                 false,
                 |_, _| {},
                 Self::order_confirm,
+                |_, _, _| {},
+            ),
+            Batch::OrderUnits(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                |_, _| {},
+                Self::order_units,
+                Self::record_unit_failure,
+            ),
+            Batch::UnitConfirm(records) => self.apply_events(
+                timestamp_ns,
+                records,
+                results,
+                |_| false,
+                false,
+                |_, _| {},
+                Self::unit_confirm,
                 |_, _, _| {},
             ),
         }

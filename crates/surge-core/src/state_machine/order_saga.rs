@@ -29,6 +29,11 @@
 //!    an order leg (a cross-shard transfer if the buyer lives elsewhere); success refunds
 //!    the order, a failure (the merchant cannot cover it) fails the refund's id.
 //!
+//! An order whose SKU lines live on several shards also runs here (the router sends it to
+//! its first line's shard with `shard_count` set): before step 2 the other shards holding
+//! its lines reserve their units, and after a pay, cancel, expiry or restocking refund
+//! they sell, release or restock them (`order_units`).
+//!
 //! While a step is in flight the order takes no other action (`order_in_flight`, nothing
 //! stored) and does not expire; the step's outcome expires it if its time passed. Every
 //! message stays in the outbox until its outcome is logged, so a crash anywhere delivers
@@ -52,14 +57,26 @@ use crate::result::ResultCode;
 use crate::shard::SHARDS_MAX;
 
 use super::cross_shard::is_reserved_account_id;
+use super::order_units::{lines_on, remote_shards, UnitHold, UnitSent};
+use crate::records::unit_step_kind;
 
 /// Where an order's other parties live, and its step in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OrderSpan {
     pub(crate) buyer_shard: u32,
     pub(crate) merchant_shard: u32,
-    /// The key (transfer id) of the order's step in the outbox, or zero.
+    /// The key (transfer id) of the order's step in flight, or zero: of its message in
+    /// the outbox, or of the unit steps it waits for (`order_units`).
     pub(crate) in_flight: TransferId,
+    /// Zero if every line lives on this shard; else the shard count by which the lines
+    /// living elsewhere are found (`order_units`).
+    pub(crate) shard_count: u32,
+    /// While the order is placed: how many of the other shards holding its lines have
+    /// reserved their units (they are asked one at a time, in line order).
+    pub(crate) units_reserved: u32,
+    /// The merchant's ledger as the engine saw it when routing: the authorization, sent
+    /// once every line is reserved, carries it.
+    pub(crate) merchant_ledger: u32,
 }
 
 /// The state of orders spanning shards on one shard. `spans` and `authorizations` grow
@@ -84,6 +101,16 @@ pub(crate) struct OrderSaga {
     /// Messages that joined the outbox since the engine last took them (not state: after
     /// a restart the engine delivers the whole outbox).
     pub(crate) released: Vec<OrderMessage>,
+    /// Unit steps sent and not yet settled, by (order, target shard): at most one per
+    /// order and shard at a time (`order_units`).
+    pub(crate) unit_outbox: BTreeMap<(OrderId, u32), UnitSent>,
+    /// How many unit steps each client key (a place's authorization id, a pay's, cancel's
+    /// or refund's transfer id) still waits for (derived from `unit_outbox`).
+    pub(crate) unit_waiting: Map<TransferId, u32>,
+    /// Unit steps that joined the unit outbox since the engine last took them.
+    pub(crate) released_units: Vec<UnitSent>,
+    /// Units this shard holds for orders of other shards, by order id (`order_units`).
+    pub(crate) unit_holds: Map<OrderId, UnitHold>,
 }
 
 impl Default for OrderSaga {
@@ -94,6 +121,10 @@ impl Default for OrderSaga {
             authorizations: map_with_capacity(0),
             authorize_deadlines: VecDeque::new(),
             released: Vec::new(),
+            unit_outbox: BTreeMap::new(),
+            unit_waiting: map_with_capacity(0),
+            released_units: Vec::new(),
+            unit_holds: map_with_capacity(0),
         }
     }
 }
@@ -102,7 +133,7 @@ impl OrderSaga {
     /// Whether anything here concerns orders spanning shards (else a shard skips every
     /// check of them: one shard, the hot path). A timed-out step may outlive its span.
     pub(crate) fn is_active(&self) -> bool {
-        !self.spans.is_empty() || !self.outbox.is_empty()
+        !self.spans.is_empty() || !self.outbox.is_empty() || !self.unit_outbox.is_empty()
     }
 
     /// The spans in order id order (snapshots, the state hash).
@@ -126,9 +157,10 @@ impl StateMachine {
         if let Some(code) = validate_order(order) {
             return Outcome::Rejected(code);
         }
-        if spanning.reserved != [0; 4]
-            || spanning.buyer_shard >= SHARDS_MAX
+        if spanning.buyer_shard >= SHARDS_MAX
             || spanning.merchant_shard >= SHARDS_MAX
+            || spanning.shard_count == 1
+            || spanning.shard_count > SHARDS_MAX
         {
             return Outcome::Rejected(ResultCode::ReservedFieldNotZero);
         }
@@ -143,11 +175,13 @@ impl StateMachine {
         if self.transfer_id_used(order.transfer_id) || self.order_step_id_taken(order.transfer_id) {
             return Outcome::Failed(ResultCode::TransferIdInUse);
         }
-        let first_plan = match self.order_lines_plan(order) {
+        // The lines living here; the others are reserved on their shards afterwards.
+        let local = lines_on(order, spanning.shard_count, None);
+        let first_plan = match self.order_lines_plan(&local) {
             Ok(plan) => plan,
             Err(outcome) => return outcome,
         };
-        self.take_order_lines(order, first_plan);
+        self.take_order_lines(&local, first_plan);
         let placed = crate::records::Order {
             timestamp,
             status: OrderStatus::Reserved as u16,
@@ -161,6 +195,9 @@ impl StateMachine {
             buyer_shard: spanning.buyer_shard,
             merchant_shard: spanning.merchant_shard,
             in_flight: order.transfer_id,
+            shard_count: spanning.shard_count,
+            units_reserved: 0,
+            merchant_ledger: spanning.merchant_ledger,
         };
         assert!(self.order_saga.spans.insert(order.id, span).is_none());
         self.order_saga
@@ -170,15 +207,26 @@ impl StateMachine {
         let deadlines = &mut self.order_saga.authorize_deadlines;
         debug_assert!(deadlines.back().is_none_or(|(last, _)| *last <= deadline));
         deadlines.push_back((deadline, order.id));
+        match remote_shards(order, spanning.shard_count).first() {
+            Some(&first) => {
+                let key = order.transfer_id;
+                self.send_unit_step(order, span.shard_count, first, unit_step_kind::RESERVE, key);
+            }
+            None => self.send_authorization(order, span),
+        }
+        Outcome::Applied
+    }
+
+    /// Sends the authorization of a reserved order spanning shards (every line held).
+    pub(crate) fn send_authorization(&mut self, order: &crate::records::Order, span: OrderSpan) {
         let leg = ShardLeg {
             transfer: authorization(order),
-            source_shard: spanning.buyer_shard,
-            destination_shard: spanning.merchant_shard,
-            credit_account_ledger: spanning.merchant_ledger,
+            source_shard: span.buyer_shard,
+            destination_shard: span.merchant_shard,
+            credit_account_ledger: span.merchant_ledger,
             reserved: [0; 4],
         };
         self.send_order_message(order.id, kind::AUTHORIZE, leg, 0);
-        Outcome::Applied
     }
 
     fn send_order_message(&mut self, order_id: OrderId, kind: u32, leg: ShardLeg, flags: u32) {
@@ -219,7 +267,8 @@ impl StateMachine {
             if self.order_saga.authorizations.contains_key(&id) {
                 return Some(Outcome::Existing(ResultCode::ExistsWithDifferentFields));
             }
-            let taken = self.order_saga.outbox.contains_key(&id);
+            let taken = self.order_saga.outbox.contains_key(&id)
+                || self.order_saga.unit_waiting.contains_key(&id);
             return taken.then_some(Outcome::Rejected(ResultCode::TransferIdInUse));
         };
         let same_kind = |message_kind: u32| {
@@ -241,8 +290,15 @@ impl StateMachine {
             if span.in_flight != id {
                 return Some(Outcome::Rejected(ResultCode::OrderInFlight));
             }
-            let message = self.order_saga.outbox.get(&id).expect("the step in flight");
-            return existing(same_kind(message.kind));
+            let in_flight_kind = match self.order_saga.outbox.get(&id) {
+                Some(message) => message.kind,
+                // Its units travel (`order_units`): the order says which step it was.
+                None if id == stored.order.transfer_id => kind::AUTHORIZE,
+                None if id == stored.payment_transfer_id => kind::PAY,
+                None if stored.status() == OrderStatus::Cancelled => kind::CANCEL,
+                None => kind::REFUND,
+            };
+            return existing(same_kind(in_flight_kind));
         }
         if id == stored.payment_transfer_id {
             return existing(operation == Operation::PayOrders);
@@ -259,7 +315,9 @@ impl StateMachine {
             // An authorization of this shard's orders (as one shard answers a used id).
             return existing(false);
         }
-        if self.order_saga.outbox.contains_key(&id) {
+        if self.order_saga.outbox.contains_key(&id)
+            || self.order_saga.unit_waiting.contains_key(&id)
+        {
             // Another order's step uses it; the id stays free.
             return Some(Outcome::Rejected(ResultCode::TransferIdInUse));
         }
@@ -329,6 +387,10 @@ impl StateMachine {
         let id = stored.order.transfer_id;
         let leg = resolution_leg(&stored.order, id, transfer_flags::VOID_PENDING, span);
         self.send_order_message(stored.order.id, kind::EXPIRE, leg, 0);
+        // Nobody waits for an expiry.
+        let everywhere = remote_shards(&stored.order, span.shard_count);
+        let release = unit_step_kind::RELEASE;
+        self.send_unit_steps(&stored.order, span, &everywhere, release, TransferId::ZERO);
     }
 
     /// Fails an order whose authorization did not come back by `due` (sweep only; see the
@@ -341,10 +403,10 @@ impl StateMachine {
         };
         let stored = *self.orders.at(index);
         let key = stored.order.transfer_id;
-        let waiting = self
-            .order_span(order_id)
-            .is_some_and(|span| span.in_flight == key);
-        if !waiting
+        let Some(span) = self.order_span(order_id) else {
+            return;
+        };
+        if span.in_flight != key
             || stored.status() != OrderStatus::Reserved
             || authorize_deadline(&stored.order) != due
         {
@@ -355,13 +417,29 @@ impl StateMachine {
             .fail_placed(order_id, ResultCode::OrderAuthorizationTimedOut);
         self.order_saga.spans.remove(&order_id);
         self.order_saga.authorizations.remove(&key);
-        let step = self
-            .order_saga
-            .outbox
-            .get_mut(&key)
-            .expect("the authorization in flight");
-        debug_assert_eq!(step.kind, kind::AUTHORIZE);
-        step.flags |= order_message_flags::TIMED_OUT;
+        let others = remote_shards(&stored.order, span.shard_count);
+        let reserved = match self.order_saga.outbox.get_mut(&key) {
+            Some(step) => {
+                debug_assert_eq!(step.kind, kind::AUTHORIZE);
+                step.flags |= order_message_flags::TIMED_OUT;
+                others.len()
+            }
+            None => {
+                // Still reserving its lines elsewhere: the shard asked now is marked (a
+                // success then releases its units), those before it release theirs now.
+                let asked = others[span.units_reserved as usize];
+                let step = self
+                    .order_saga
+                    .unit_outbox
+                    .get_mut(&(order_id, asked))
+                    .expect("the reservation in flight");
+                debug_assert_eq!(step.step.kind, unit_step_kind::RESERVE);
+                step.step.flags |= order_message_flags::TIMED_OUT;
+                span.units_reserved as usize
+            }
+        };
+        let release = unit_step_kind::RELEASE;
+        self.send_unit_steps(&stored.order, span, &others[..reserved], release, key);
     }
 
     /// An order's authorization or refund on the shard of its debit account (see the
@@ -498,19 +576,25 @@ impl StateMachine {
             kind::AUTHORIZE if success => {}
             kind::AUTHORIZE => {
                 self.release_order_lines(&stored);
+                let span = self.order_saga.spans.remove(&order_id).expect("the span");
                 self.orders.fail_placed(order_id, code);
-                self.order_saga.spans.remove(&order_id);
                 self.order_saga.authorizations.remove(&key);
+                let others = remote_shards(&stored.order, span.shard_count);
+                let release = unit_step_kind::RELEASE;
+                self.send_unit_steps(&stored.order, span, &others, release, key);
                 return Outcome::Applied;
             }
             kind::PAY if success => {
-                for line in stored.lines() {
+                let local = self.local_lines(&stored.order);
+                let local = local.as_ref().unwrap_or(&stored.order);
+                for line in local.lines.iter().take(usize::from(local.line_count)) {
                     self.sell_units(line.sku_id, u64::from(line.quantity));
                 }
                 let paid = self.orders.at_mut(index);
                 paid.order.status = OrderStatus::Paid as u16;
                 paid.payment_transfer_id = key;
                 self.create_dispatch(index, timestamp);
+                self.send_order_units(&stored.order, unit_step_kind::SELL, key);
                 return Outcome::Applied;
             }
             kind::CANCEL if success => {
@@ -518,14 +602,18 @@ impl StateMachine {
                 let cancelled = self.orders.at_mut(index);
                 cancelled.order.status = OrderStatus::Cancelled as u16;
                 cancelled.closing_transfer_id = key;
+                self.send_order_units(&stored.order, unit_step_kind::RELEASE, key);
                 return Outcome::Applied;
             }
             kind::REFUND if success => {
                 if message.flags & order_action_flags::RESTOCK != 0 {
-                    for line in stored.lines() {
+                    let local = self.local_lines(&stored.order);
+                    let local = local.as_ref().unwrap_or(&stored.order);
+                    for line in local.lines.iter().take(usize::from(local.line_count)) {
                         let quantity = u64::from(line.quantity);
                         self.restock_units(line.sku_id, stored.order.buyer_id, quantity);
                     }
+                    self.send_order_units(&stored.order, unit_step_kind::RESTOCK, key);
                 }
                 self.cancel_dispatch(index);
                 let refunded = self.orders.at_mut(index);
@@ -561,9 +649,10 @@ impl StateMachine {
         self.order_saga.outbox.values().copied().collect()
     }
 
-    /// Whether the order step with this transfer id waits for its outcome here.
+    /// Whether the order step with this transfer id waits for its outcome here (its
+    /// message, or the unit steps it sent to the other shards holding its lines).
     pub fn order_step_in_flight(&self, id: TransferId) -> bool {
-        self.order_saga.outbox.contains_key(&id)
+        self.order_saga.outbox.contains_key(&id) || self.order_saga.unit_waiting.contains_key(&id)
     }
 
     /// Whether `id` is taken by a step of an order spanning shards (its authorization, or
@@ -571,7 +660,8 @@ impl StateMachine {
     pub(crate) fn order_step_id_taken(&self, id: TransferId) -> bool {
         self.order_saga.is_active()
             && (self.order_saga.authorizations.contains_key(&id)
-                || self.order_saga.outbox.contains_key(&id))
+                || self.order_saga.outbox.contains_key(&id)
+                || self.order_saga.unit_waiting.contains_key(&id))
     }
 
     /// Whether order `id` (placed on this shard) has its buyer or merchant on another.

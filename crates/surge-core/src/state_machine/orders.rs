@@ -348,8 +348,12 @@ impl StateMachine {
         Ok((index, *self.orders.at(index)))
     }
 
+    /// Releases the units of an order's lines held on this shard (all of its lines,
+    /// unless they span shards).
     pub(crate) fn release_order_lines(&mut self, stored: &StoredOrder) {
-        for line in stored.lines() {
+        let local = self.local_lines(&stored.order);
+        let local = local.as_ref().unwrap_or(&stored.order);
+        for line in local.lines.iter().take(usize::from(local.line_count)) {
             self.release_units(line.sku_id, stored.order.buyer_id, u64::from(line.quantity));
         }
     }

@@ -23,14 +23,59 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use surge_core::constants::BATCH_EVENTS_MAX;
+use surge_core::constants::{BATCH_BODY_SIZE_BYTES_MAX, BATCH_EVENTS_MAX};
 use surge_core::{
-    order_message_kind as kind, Operation, OrderId, OrderLookup, OrderMessage, OrderOutcome,
-    ResultCode, StateMachine, TransferId, TransferLookup,
+    order_message_kind as kind, Operation, OrderId, OrderLookup, OrderOutcome, ResultCode,
+    StateMachine, TransferId, TransferLookup, UnitOutcome, UnitStep,
 };
 
 use super::saga::{submit_records, SagaHandle, Settled, IDLE_WAIT};
-use crate::node::{EngineError, Node, Pending};
+use crate::node::{EngineError, Node, OrderStep, Pending};
+
+/// Unit steps one log record holds, at most (a unit step is larger than an order).
+const UNIT_STEPS_PER_RECORD_MAX: usize =
+    BATCH_BODY_SIZE_BYTES_MAX / std::mem::size_of::<UnitStep>();
+
+/// How a round submits a step to its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Submission {
+    /// An authorization or refund: [`Operation::OrderLegs`].
+    Legs,
+    /// A post or void of an authorization: [`Operation::OrderResolve`].
+    Resolve,
+    /// Units on another shard holding the order's lines: [`Operation::OrderUnits`].
+    Units,
+}
+
+impl OrderStep {
+    /// The shard the step is applied on.
+    fn target(&self) -> u32 {
+        match self {
+            OrderStep::Message(message) => message.leg.source_shard,
+            OrderStep::Units(step, _) => step.target_shard,
+        }
+    }
+
+    fn submission(&self) -> Submission {
+        match self {
+            OrderStep::Message(message)
+                if matches!(message.kind, kind::AUTHORIZE | kind::REFUND) =>
+            {
+                Submission::Legs
+            }
+            OrderStep::Message(_) => Submission::Resolve,
+            OrderStep::Units(..) => Submission::Units,
+        }
+    }
+
+    /// The key of whoever waits for the step on the order's shard (zero: nobody).
+    fn key(&self) -> TransferId {
+        match self {
+            OrderStep::Message(message) => message.leg.transfer.id,
+            OrderStep::Units(_, key) => *key,
+        }
+    }
+}
 
 /// Rounds in flight at once, each finished by its own worker thread.
 const ROUND_WORKERS: usize = 4;
@@ -38,7 +83,7 @@ const ROUND_WORKERS: usize = 4;
 /// A round whose steps were submitted to their targets: each submission's step indexes
 /// and its pending codes.
 struct Round {
-    steps: Vec<(u32, OrderMessage)>,
+    steps: Vec<(u32, OrderStep)>,
     submitted: Vec<(Vec<usize>, Pending)>,
 }
 
@@ -108,6 +153,14 @@ fn final_code(
     }
 }
 
+/// The outcomes a round logs back on one order's shard, and the keys they settle.
+#[derive(Default)]
+struct Confirmations {
+    messages: Vec<OrderOutcome>,
+    units: Vec<UnitOutcome>,
+    keys: Vec<TransferId>,
+}
+
 pub(crate) struct OrderSaga {
     shared: Arc<OrderShared>,
     driver: Option<JoinHandle<()>>,
@@ -127,7 +180,7 @@ struct OrderShared {
 #[derive(Default)]
 struct Queue {
     /// Steps to deliver, with their order's shard.
-    steps: Vec<(u32, OrderMessage)>,
+    steps: Vec<(u32, OrderStep)>,
     /// Rounds started and not yet finished.
     rounds: usize,
     /// Set when the driver stopped on an error: nothing more will be delivered.
@@ -150,17 +203,17 @@ impl OrderSaga {
         // delivered twice, which its idempotency makes harmless, rather than not at all.
         for (home, node) in nodes.iter().enumerate() {
             let weak = Arc::downgrade(&shared);
-            node.on_released_order_messages(Arc::new(move |steps: Vec<OrderMessage>| {
+            node.on_released_order_messages(Arc::new(move |steps: Vec<OrderStep>| {
                 if let Some(shared) = weak.upgrade() {
                     shared.enqueue(steps.into_iter().map(|step| (home as u32, step)));
                 }
             }));
         }
-        let recovered: Vec<(u32, OrderMessage)> = nodes
+        let recovered: Vec<(u32, OrderStep)> = nodes
             .iter()
             .enumerate()
             .flat_map(|(home, node)| {
-                node.read(|state| state.order_outbox())
+                node.read(OrderStep::outboxes)
                     .into_iter()
                     .map(move |step| (home as u32, step))
             })
@@ -275,26 +328,31 @@ impl OrderSagaHandle {
     /// Answers each wait (a command whose step was in flight on shard `home`) once its
     /// step is settled there.
     pub(crate) fn watch(&self, home: u32, waits: Vec<OrderWait>) {
+        self.shared.watch(home, waits);
+    }
+}
+
+impl OrderShared {
+    /// Answers each wait once its step is settled on shard `home`.
+    fn watch(&self, home: u32, waits: Vec<OrderWait>) {
         let keys: Vec<TransferId> = waits.iter().map(|wait| wait.key).collect();
         {
             // Registered before looking again, so a settle in between cannot be missed.
-            let mut watchers = self.shared.watchers.lock();
+            let mut watchers = self.watchers.lock();
             for wait in waits {
                 watchers.entry((home, wait.key)).or_default().push(wait);
             }
         }
-        let node = &self.shared.nodes[home as usize];
+        let node = &self.nodes[home as usize];
         let settled: Vec<TransferId> = node.read(|state| {
             keys.into_iter()
                 .filter(|key| !state.order_step_in_flight(*key))
                 .collect()
         });
-        self.shared.notify(home, settled);
+        self.notify(home, settled);
     }
-}
 
-impl OrderShared {
-    fn enqueue(&self, steps: impl IntoIterator<Item = (u32, OrderMessage)>) {
+    fn enqueue(&self, steps: impl IntoIterator<Item = (u32, OrderStep)>) {
         let mut queue = self.queue.lock();
         let before = queue.steps.len();
         queue.steps.extend(steps);
@@ -368,7 +426,17 @@ impl OrderShared {
         let mut fresh = Vec::new();
         let mut watches: BTreeMap<u32, Vec<(TransferId, super::saga::Watcher)>> = BTreeMap::new();
         for (index, code) in codes {
-            let (_, step) = &steps[index];
+            let step = match &steps[index].1 {
+                OrderStep::Message(message) => message,
+                OrderStep::Units(..) => {
+                    // Nothing else moves: a repeat's `exists` is a success.
+                    outcomes[index] = Some(match code {
+                        ResultCode::Ok | ResultCode::Exists => ResultCode::Ok,
+                        failure => failure,
+                    });
+                    continue;
+                }
+            };
             let leg = step.leg;
             let is_leg = matches!(step.kind, kind::AUTHORIZE | kind::REFUND);
             let crosses = is_leg && leg.source_shard != leg.destination_shard;
@@ -421,26 +489,46 @@ impl OrderShared {
     }
 
     /// Logs every step on its target shard (not waiting for them).
-    fn start_round(&self, steps: Vec<(u32, OrderMessage)>) -> Result<Round, EngineError> {
-        let mut by_target: BTreeMap<(u32, bool), Vec<usize>> = BTreeMap::new();
+    fn start_round(&self, steps: Vec<(u32, OrderStep)>) -> Result<Round, EngineError> {
+        let mut by_target: BTreeMap<(u32, Submission), Vec<usize>> = BTreeMap::new();
         for (index, (_, step)) in steps.iter().enumerate() {
-            let is_leg = matches!(step.kind, kind::AUTHORIZE | kind::REFUND);
             by_target
-                .entry((step.leg.source_shard, is_leg))
+                .entry((step.target(), step.submission()))
                 .or_default()
                 .push(index);
         }
+        let message = |index: usize| match steps[index].1 {
+            OrderStep::Message(message) => message,
+            OrderStep::Units(..) => unreachable!("grouped with messages"),
+        };
         let mut submitted = Vec::new();
-        for ((target, is_leg), indexes) in &by_target {
-            for chunk in indexes.chunks(BATCH_EVENTS_MAX) {
+        for ((target, submission), indexes) in &by_target {
+            let chunk_size = match submission {
+                Submission::Units => UNIT_STEPS_PER_RECORD_MAX.min(BATCH_EVENTS_MAX),
+                _ => BATCH_EVENTS_MAX,
+            };
+            for chunk in indexes.chunks(chunk_size) {
                 let node = &self.nodes[*target as usize];
-                let pending = if *is_leg {
-                    let legs: Vec<_> = chunk.iter().map(|&i| steps[i].1.leg).collect();
-                    submit_records(node, Operation::OrderLegs, &legs)?
-                } else {
-                    let transfers: Vec<_> =
-                        chunk.iter().map(|&i| steps[i].1.leg.transfer).collect();
-                    submit_records(node, Operation::OrderResolve, &transfers)?
+                let pending = match submission {
+                    Submission::Legs => {
+                        let legs: Vec<_> = chunk.iter().map(|&i| message(i).leg).collect();
+                        submit_records(node, Operation::OrderLegs, &legs)?
+                    }
+                    Submission::Resolve => {
+                        let transfers: Vec<_> =
+                            chunk.iter().map(|&i| message(i).leg.transfer).collect();
+                        submit_records(node, Operation::OrderResolve, &transfers)?
+                    }
+                    Submission::Units => {
+                        let units: Vec<UnitStep> = chunk
+                            .iter()
+                            .map(|&i| match steps[i].1 {
+                                OrderStep::Units(step, _) => step,
+                                OrderStep::Message(_) => unreachable!("grouped with units"),
+                            })
+                            .collect();
+                        submit_records(node, Operation::OrderUnits, &units)?
+                    }
                 };
                 submitted.push((chunk.to_vec(), pending));
             }
@@ -451,31 +539,47 @@ impl OrderShared {
     /// Logs the outcomes on the orders' shards, then answers who waits for them.
     fn confirm(
         &self,
-        steps: &[(u32, OrderMessage)],
+        steps: &[(u32, OrderStep)],
         outcomes: &[Option<ResultCode>],
     ) -> Result<(), EngineError> {
-        let mut by_home: BTreeMap<u32, Vec<OrderOutcome>> = BTreeMap::new();
+        let mut by_home: BTreeMap<u32, Confirmations> = BTreeMap::new();
         for ((home, step), outcome) in steps.iter().zip(outcomes) {
             let code = outcome.expect("every step has an outcome");
-            by_home.entry(*home).or_default().push(OrderOutcome {
-                transfer_id: step.leg.transfer.id,
-                code: code.as_u32(),
-                kind: step.kind,
-                reserved: [0; 8],
-            });
+            let confirmations = by_home.entry(*home).or_default();
+            match step {
+                OrderStep::Message(message) => confirmations.messages.push(OrderOutcome {
+                    transfer_id: message.leg.transfer.id,
+                    code: code.as_u32(),
+                    kind: message.kind,
+                    reserved: [0; 8],
+                }),
+                OrderStep::Units(unit, _) => confirmations.units.push(UnitOutcome {
+                    order_id: unit.order.id,
+                    target_shard: unit.target_shard,
+                    kind: unit.kind,
+                    code: code.as_u32(),
+                    reserved: [0; 4],
+                }),
+            }
+            if !step.key().is_zero() {
+                confirmations.keys.push(step.key());
+            }
         }
         let mut confirming = Vec::new();
-        for (home, outcomes) in &by_home {
-            for chunk in outcomes.chunks(BATCH_EVENTS_MAX) {
-                let node = &self.nodes[*home as usize];
+        for (home, confirmations) in &by_home {
+            let node = &self.nodes[*home as usize];
+            for chunk in confirmations.messages.chunks(BATCH_EVENTS_MAX) {
                 confirming.push(submit_records(node, Operation::OrderConfirm, chunk)?);
+            }
+            for chunk in confirmations.units.chunks(BATCH_EVENTS_MAX) {
+                confirming.push(submit_records(node, Operation::UnitConfirm, chunk)?);
             }
         }
         for pending in confirming {
             pending.wait()?;
         }
-        for (home, outcomes) in by_home {
-            self.notify(home, outcomes.iter().map(|outcome| outcome.transfer_id));
+        for (home, confirmations) in by_home {
+            self.notify(home, confirmations.keys);
         }
         Ok(())
     }
@@ -505,14 +609,30 @@ impl OrderShared {
 
     /// Computes the waits' final codes from `home`'s state, then answers them (outside the
     /// state's lock: an answer may run a client's completion).
+    /// A wait whose key is in flight again (an outcome that sent the order's next step
+    /// under the same key: its units elsewhere) is watched again.
     fn answer(&self, home: u32, waits: Vec<OrderWait>) {
         if waits.is_empty() {
             return;
         }
-        let codes: Vec<ResultCode> = self.nodes[home as usize]
-            .read(|state| waits.iter().map(|wait| wait.final_code(state)).collect());
+        let codes: Vec<Option<ResultCode>> = self.nodes[home as usize].read(|state| {
+            waits
+                .iter()
+                .map(|wait| {
+                    let in_flight = state.order_step_in_flight(wait.key);
+                    (!in_flight).then(|| wait.final_code(state))
+                })
+                .collect()
+        });
+        let mut again = Vec::new();
         for (wait, code) in waits.into_iter().zip(codes) {
-            (wait.answer)(code);
+            match code {
+                Some(code) => (wait.answer)(code),
+                None => again.push(wait),
+            }
+        }
+        if !again.is_empty() {
+            self.watch(home, again);
         }
     }
 }
@@ -587,7 +707,7 @@ mod tests {
             buyer_shard: 1,
             merchant_shard: 0,
             merchant_ledger: 1,
-            reserved: [0; 4],
+            shard_count: 0,
         };
         assert!(ok(shard.apply(Batch::ReserveOrders(&[spanning]))));
         let outcome = |id: u128, kind: u32, code: ResultCode| OrderOutcome {

@@ -22,12 +22,18 @@ impl Engine {
             .iter()
             .map(|&index| {
                 let order = orders[index as usize];
+                let lines = &order.lines[..usize::from(order.line_count).min(order.lines.len())];
+                let line_shard = |line: &surge_core::OrderLine| {
+                    shard_of(u128::from(line.sku_id.0), self.shard_count)
+                };
+                // Routed here only with a line, on this shard.
+                let lines_elsewhere = lines.iter().any(|line| line_shard(line) != shard as u32);
                 SpanningOrder {
                     order,
                     buyer_shard: shard_of(order.buyer_id.0, self.shard_count),
                     merchant_shard: shard_of(order.merchant_id.0, self.shard_count),
                     merchant_ledger: 0,
-                    reserved: [0; 4],
+                    shard_count: if lines_elsewhere { self.shard_count } else { 0 },
                 }
             })
             .collect();

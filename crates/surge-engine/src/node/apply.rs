@@ -77,7 +77,7 @@ impl Applier {
                 .history
                 .is_some()
                 .then(|| derive_entries(&state, record_index, batch, results));
-            let released_orders = state.take_released_order_messages();
+            let released_orders = super::OrderStep::take_released(&mut state);
             (entries, state.take_released_legs(), released_orders)
         };
         if !released.is_empty() {

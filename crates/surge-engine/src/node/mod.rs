@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
     compact_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
-    ResultCode, ShardLeg, StateMachine, TransferId, TransferLookup,
+    ResultCode, ShardLeg, StateMachine, TransferId, TransferLookup, UnitStep,
 };
 use surge_history::{derive_entries, HistoryError, HistoryIndex, LsmHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -285,8 +285,44 @@ struct Shared {
 pub type ReleasedLegs = Arc<dyn Fn(Vec<ShardLeg>) + Send + Sync>;
 
 /// Receives the steps of orders spanning shards that a shard's commands put in its order
-/// outbox, once they are durable and applied.
-pub type ReleasedOrderMessages = Arc<dyn Fn(Vec<OrderMessage>) + Send + Sync>;
+/// and unit outboxes, once they are durable and applied.
+pub type ReleasedOrderMessages = Arc<dyn Fn(Vec<OrderStep>) + Send + Sync>;
+
+/// A step of an order spanning shards, from one of its shard's outboxes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderStep {
+    /// From the order outbox: a transfer on the buyer's or merchant's shard.
+    Message(OrderMessage),
+    /// From the unit outbox: units on another shard holding some of the order's lines,
+    /// and the client key whose answer waits for it (zero: nobody waits).
+    Units(UnitStep, TransferId),
+}
+
+impl OrderStep {
+    /// Every step in `state`'s outboxes (what the engine delivers after a start).
+    pub fn outboxes(state: &StateMachine) -> Vec<OrderStep> {
+        let messages = state.order_outbox().into_iter().map(OrderStep::Message);
+        let units = state.unit_outbox().into_iter();
+        messages
+            .chain(units.map(|(step, key)| OrderStep::Units(step, key)))
+            .collect()
+    }
+
+    /// The steps that joined `state`'s outboxes since the last call.
+    pub fn take_released(state: &mut StateMachine) -> Vec<OrderStep> {
+        let messages = state.take_released_order_messages();
+        let units = state.take_released_unit_steps();
+        messages
+            .into_iter()
+            .map(OrderStep::Message)
+            .chain(
+                units
+                    .into_iter()
+                    .map(|(step, key)| OrderStep::Units(step, key)),
+            )
+            .collect()
+    }
+}
 
 #[derive(Default)]
 struct Results {
@@ -407,7 +443,7 @@ impl Node {
         // Legs released during the replay are in the outbox, which the engine delivers
         // whole after a start.
         drop(state_machine.take_released_legs());
-        drop(state_machine.take_released_order_messages());
+        drop(OrderStep::take_released(&mut state_machine));
         let eviction_mark = replayed.eviction_mark;
         let evicting = plan.evicting;
         let history_reader = history.as_ref().map(LsmHistory::reader);

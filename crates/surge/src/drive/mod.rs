@@ -396,11 +396,14 @@ impl Driver<'_> {
             .map(|_| {
                 let buyer = self.wallet();
                 // Half the orders span shards (with several): any shard's SKU, the merchant
-                // of shard 0's or the global one.
+                // of shard 0's or the global one; a third of those add a line on the next
+                // shard's SKU (their lines then live on two shards).
                 let spanning = self.rng.below(2) == 0;
+                let mut sku_index = None;
                 let (sku_id, merchant_id) = if spanning {
-                    let sku = self.skus[self.rng.below(self.skus.len() as u64) as usize];
-                    (sku, MERCHANT)
+                    let index = self.rng.below(self.skus.len() as u64) as usize;
+                    sku_index = Some(index);
+                    (self.skus[index], MERCHANT)
                 } else {
                     (self.local_sku(buyer), self.local_merchant(buyer))
                 };
@@ -410,6 +413,17 @@ impl Driver<'_> {
                     quantity: self.rng.below(3) as u32 + 1,
                     reserved: 0,
                 };
+                let mut line_count = 1;
+                if let Some(index) = sku_index.filter(|_| self.skus.len() > 1) {
+                    if self.rng.below(3) == 0 {
+                        lines[1] = OrderLine {
+                            sku_id: self.skus[(index + 1) % self.skus.len()],
+                            quantity: 1,
+                            reserved: 0,
+                        };
+                        line_count = 2;
+                    }
+                }
                 Order {
                     id: OrderId(self.id_next()),
                     buyer_id: buyer,
@@ -418,7 +432,7 @@ impl Driver<'_> {
                     amount: self.amount(),
                     timeout_ns: EXPIRY_NS,
                     ledger: LEDGER,
-                    line_count: 1,
+                    line_count,
                     lines,
                     ..Order::default()
                 }

@@ -190,7 +190,11 @@ pub fn verify(data_dir: &Path, shards: usize, acks: &str) -> anyhow::Result<Stri
     let started = std::time::Instant::now();
     let order_steps = |engine: &Engine| -> usize {
         (0..engine.shard_count())
-            .map(|shard| engine.read_shard(shard, |state| state.order_outbox().len()))
+            .map(|shard| {
+                engine.read_shard(shard, |state| {
+                    state.order_outbox().len() + state.unit_outbox().len()
+                })
+            })
             .sum()
     };
     while engine.cross_shard_in_flight() > 0 || order_steps(&engine) > 0 {

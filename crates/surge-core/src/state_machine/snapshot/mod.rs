@@ -16,8 +16,9 @@
 //! ```text
 //! offset size  field
 //!      0    8  magic "SURGESNP"
-//!      8    2  snapshot format version (5; 4 and 3, without the last two or three
-//!              sections, are still read)
+//!      8    2  snapshot format version (6; 5, with 40-byte order spans and without the
+//!              last two sections, and 4 and 3, without the last four or five, are
+//!              still read)
 //!     10    2  records::RECORD_FORMAT_VERSION
 //!     12    8  config.accounts_capacity      (each capacity at most 2^32)
 //!     20    8  config.transfers_capacity
@@ -29,7 +30,7 @@
 //!     76    8  transfer_records_base          (sequence number of the first record)
 //!     84    8  transfers_evicted              (ids that left memory)
 //!     92   16  transfers_evicted_digest       (their share of transfers_digest)
-//!    108       eighteen sections, each a u64 count then that many items:
+//!    108       twenty sections, each a u64 count then that many items:
 //!
 //! section          order           item                                           bytes
 //! accounts         id              Account record                                  128
@@ -58,9 +59,15 @@
 //!                                  movement back from transit)
 //! shard pendings   transfer id     ShardLeg record (settled cross-shard pending     144
 //!                                  transfers still pending, debit side)
-//! order spans      order id        id u128, buyer shard u32, merchant shard u32,    40
-//!                                  step in flight u128 (orders spanning shards)
+//! order spans      order id        id u128, buyer shard u32, merchant shard u32,    52
+//!                                  step in flight u128, shard count u32, lines
+//!                                  reserved elsewhere u32, merchant ledger u32
+//!                                  (orders spanning shards)
 //! order outbox     transfer id     OrderMessage record (order steps in flight)      176
+//! unit outbox      (order, shard)  UnitStep record, waiting key u128 (unit steps    288
+//!                                  in flight)
+//! unit holds       order id        id u128, fingerprint u64, status u8, failure     29
+//!                                  u32 (units held for orders of other shards)
 //! ```
 //!
 //! Nothing may follow the last section. A committed transfer costs 160 bytes (record and
@@ -76,6 +83,7 @@ use super::cross_shard::Compensated;
 use super::journal::Journaled;
 use super::ledger::{resolution_digest, slot_digest};
 use super::order_saga::{authorize_deadline, OrderSpan};
+use super::order_units::{holds_sorted, UnitHold, UnitHoldStatus, UnitSent};
 use super::table::{Table, TableEntry};
 use super::{
     BuyerUnits, Config, DispatchEntry, DispatchStatus, OrderEntry, PendingState, PendingStatus,
@@ -84,7 +92,7 @@ use super::{
 use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
 use crate::records::{
     order_message_flags, order_message_kind, Account, Order, OrderMessage, OrderStatus,
-    Reservation, ReservationStatus, ShardLeg, Sku, Transfer, ORDER_LINES_MAX,
+    Reservation, ReservationStatus, ShardLeg, Sku, Transfer, UnitStep, ORDER_LINES_MAX,
     RECORD_FORMAT_VERSION,
 };
 use crate::result::ResultCode;
@@ -99,7 +107,10 @@ use read::{Decoded, Reader};
 const MAGIC: [u8; 8] = *b"SURGESNP";
 
 /// Version of the layout in the module documentation. Bump on any change.
-const SNAPSHOT_FORMAT_VERSION: u16 = 5;
+const SNAPSHOT_FORMAT_VERSION: u16 = 6;
+/// Still read: version 6 with 40-byte order spans (no shard count, lines reserved
+/// elsewhere or merchant ledger) and without the unit sections.
+const SNAPSHOT_FORMAT_VERSION_5: u16 = 5;
 /// Still read: version 5 without the two order sections.
 const SNAPSHOT_FORMAT_VERSION_4: u16 = 4;
 /// Still read: version 4 without the shard pendings section.
@@ -114,7 +125,7 @@ const SMALL_MAPS_CAPACITY_MIN: usize = 64;
 
 const HEADER_SIZE_BYTES: usize = 108;
 const COUNT_SIZE_BYTES: usize = 8;
-const SECTIONS_COUNT: usize = 18;
+const SECTIONS_COUNT: usize = 20;
 const KEPT_RECORD_SIZE_BYTES: usize = 8 + TRANSFER_SIZE_BYTES;
 /// The smallest filter layer: capacity and count, no blocks.
 const FILTER_LAYER_HEADER_SIZE_BYTES: usize = 16;
@@ -131,7 +142,11 @@ const DISPATCH_SIZE_BYTES: usize = 16 + 16 + 8 + 8 + 8 + 4 + 1;
 const FEED_SIZE_BYTES: usize = 8 + 16;
 const SHARD_LEG_SIZE_BYTES: usize = size_of::<ShardLeg>();
 const COMPENSATED_SIZE_BYTES: usize = 16 + 4 + TRANSFER_SIZE_BYTES;
-const ORDER_SPAN_SIZE_BYTES: usize = 16 + 4 + 4 + 16;
+const ORDER_SPAN_SIZE_BYTES: usize = 16 + 4 + 4 + 16 + 4 + 4 + 4;
+/// An order span in version 5.
+const ORDER_SPAN_5_SIZE_BYTES: usize = 16 + 4 + 4 + 16;
+const UNIT_SENT_SIZE_BYTES: usize = size_of::<UnitStep>() + 16;
+const UNIT_HOLD_SIZE_BYTES: usize = 16 + 8 + 1 + 4;
 const ORDER_MESSAGE_SIZE_BYTES: usize = size_of::<OrderMessage>();
 
 // The sizes drawn in the module documentation.
@@ -301,11 +316,32 @@ impl StateMachine {
                 put_u32(out, span.buyer_shard);
                 put_u32(out, span.merchant_shard);
                 put_u128(out, span.in_flight.0);
+                put_u32(out, span.shard_count);
+                put_u32(out, span.units_reserved);
+                put_u32(out, span.merchant_ledger);
             },
         );
         put_section(&mut out, self.order_saga.outbox.values(), |out, message| {
             out.extend_from_slice(bytemuck::bytes_of(*message));
         });
+        put_section(
+            &mut out,
+            self.order_saga.unit_outbox.values(),
+            |out, sent| {
+                out.extend_from_slice(bytemuck::bytes_of(&sent.step));
+                put_u128(out, sent.key.0);
+            },
+        );
+        put_section(
+            &mut out,
+            holds_sorted(&self.order_saga.unit_holds),
+            |out, (id, hold)| {
+                put_u128(out, id.0);
+                put_u64(out, hold.fingerprint);
+                out.push(hold.status as u8);
+                put_u32(out, hold.failure.as_u32());
+            },
+        );
         assert_eq!(out.len(), size_bytes);
         out
     }
@@ -333,6 +369,8 @@ impl StateMachine {
             + self.cross_shard.pendings.len() * SHARD_LEG_SIZE_BYTES
             + self.order_saga.spans.len() * ORDER_SPAN_SIZE_BYTES
             + self.order_saga.outbox.len() * ORDER_MESSAGE_SIZE_BYTES
+            + self.order_saga.unit_outbox.len() * UNIT_SENT_SIZE_BYTES
+            + self.order_saga.unit_holds.len() * UNIT_HOLD_SIZE_BYTES
     }
 
     /// A state machine from [`StateMachine::snapshot`] bytes. Never panics: malformed or

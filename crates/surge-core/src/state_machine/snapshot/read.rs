@@ -3,6 +3,7 @@
 //! cross-references checked), then the state machine built from it.
 
 use super::*;
+use crate::shard::SHARDS_MAX;
 
 mod build;
 mod reader;
@@ -36,6 +37,8 @@ pub(super) struct Decoded {
     compensated: Vec<(TransferId, Compensated)>,
     order_spans: Vec<(OrderId, OrderSpan)>,
     order_outbox: Vec<OrderMessage>,
+    unit_outbox: Vec<UnitSent>,
+    unit_holds: Vec<(OrderId, UnitHold)>,
 }
 
 impl Decoded {
@@ -48,6 +51,7 @@ impl Decoded {
         let version = reader.u16()?;
         let known = [
             SNAPSHOT_FORMAT_VERSION,
+            SNAPSHOT_FORMAT_VERSION_5,
             SNAPSHOT_FORMAT_VERSION_4,
             SNAPSHOT_FORMAT_VERSION_PREVIOUS,
         ];
@@ -207,11 +211,17 @@ impl Decoded {
                 |leg| leg.transfer.id,
             )?
         };
-        let (order_spans, order_outbox) = if version == SNAPSHOT_FORMAT_VERSION {
-            read_order_saga(reader, &orders)?
+        let saga = if version >= SNAPSHOT_FORMAT_VERSION_5 {
+            read_order_saga(reader, &orders, version)?
         } else {
-            (Vec::new(), Vec::new())
+            OrderSagaSections::default()
         };
+        let OrderSagaSections {
+            spans: order_spans,
+            outbox: order_outbox,
+            unit_outbox,
+            unit_holds,
+        } = saga;
         if reader.remaining() != 0 {
             return Err(SnapshotError::TrailingBytes {
                 offset: reader.offset,
@@ -244,40 +254,66 @@ impl Decoded {
             shard_pendings,
             order_spans,
             order_outbox,
+            unit_outbox,
+            unit_holds,
         })
     }
 }
 
-/// The order spans and the order outbox, as read.
-type OrderSagaSections = (Vec<(OrderId, OrderSpan)>, Vec<OrderMessage>);
+/// The sections of orders spanning shards, as read.
+#[derive(Default)]
+struct OrderSagaSections {
+    spans: Vec<(OrderId, OrderSpan)>,
+    outbox: Vec<OrderMessage>,
+    unit_outbox: Vec<UnitSent>,
+    unit_holds: Vec<(OrderId, UnitHold)>,
+}
 
-/// The order spans and order outbox sections, checked against each other and the placed
-/// `orders`: every span names a placed order, every step in flight is in the outbox and
-/// names its span's order, every message's kind is known.
+/// The order spans, order outbox and (version 6) unit sections, checked against each
+/// other and the placed `orders`: every span names a placed order, every step in flight
+/// is in an outbox and names its span's order, every message's kind is known.
 fn read_order_saga(
     reader: &mut Reader<'_>,
     orders: &[OrderEntry],
+    version: u16,
 ) -> Result<OrderSagaSections, SnapshotError> {
+    let current = version == SNAPSHOT_FORMAT_VERSION;
+    let span_size = if current {
+        ORDER_SPAN_SIZE_BYTES
+    } else {
+        ORDER_SPAN_5_SIZE_BYTES
+    };
     let placed = |id: OrderId| {
         orders
             .binary_search_by_key(&id, |entry| entry.order.id)
             .is_ok()
     };
     let spans = reader.sorted_section(
-        ORDER_SPAN_SIZE_BYTES,
+        span_size,
         "order span order",
         |reader| {
             let id = OrderId(reader.u128()?);
             let buyer_shard = reader.u32()?;
             let merchant_shard = reader.u32()?;
             let in_flight = TransferId(reader.u128()?);
+            let (shard_count, units_reserved, merchant_ledger) = if current {
+                (reader.u32()?, reader.u32()?, reader.u32()?)
+            } else {
+                (0, 0, 0)
+            };
             if !placed(id) {
                 return Err(invalid(reader.offset, "order span of no placed order"));
+            }
+            if shard_count == 1 || shard_count > SHARDS_MAX || units_reserved > 8 {
+                return Err(invalid(reader.offset, "order span"));
             }
             let span = OrderSpan {
                 buyer_shard,
                 merchant_shard,
                 in_flight,
+                shard_count,
+                units_reserved,
+                merchant_ledger,
             };
             Ok((id, span))
         },
@@ -308,17 +344,74 @@ fn read_order_saga(
         },
         |message| message.leg.transfer.id,
     )?;
+    let (unit_outbox, unit_holds) = if current {
+        read_units(reader)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for (_, span) in &spans {
         let sent = span.in_flight.is_zero()
             || outbox
                 .binary_search_by_key(&span.in_flight, |message| message.leg.transfer.id)
-                .is_ok();
+                .is_ok()
+            || unit_outbox.iter().any(|sent| sent.key == span.in_flight);
         if !sent {
             return Err(invalid(reader.offset, "order step in flight"));
         }
     }
-    Ok((spans, outbox))
+    Ok(OrderSagaSections {
+        spans,
+        outbox,
+        unit_outbox,
+        unit_holds,
+    })
 }
+
+/// The unit outbox and unit holds sections (version 6).
+fn read_units(reader: &mut Reader<'_>) -> Result<UnitSections, SnapshotError> {
+    use crate::records::unit_step_kind;
+    let unit_outbox = reader.sorted_section(
+        UNIT_SENT_SIZE_BYTES,
+        "unit outbox order",
+        |reader| {
+            let step: UnitStep = reader.record()?;
+            let key = TransferId(reader.u128()?);
+            let known = (unit_step_kind::RESERVE..=unit_step_kind::RESTOCK).contains(&step.kind);
+            let flags_known = step.flags & !order_message_flags::TIMED_OUT == 0;
+            if !known || !flags_known || step.target_shard >= step.shard_count.min(SHARDS_MAX) {
+                return Err(invalid(reader.offset, "unit step"));
+            }
+            Ok(UnitSent { step, key })
+        },
+        |sent| (sent.step.order.id, sent.step.target_shard),
+    )?;
+    let unit_holds = reader.sorted_section(
+        UNIT_HOLD_SIZE_BYTES,
+        "unit hold order",
+        |reader| {
+            let id = OrderId(reader.u128()?);
+            let fingerprint = reader.u64()?;
+            let status = UnitHoldStatus::from_u8(reader.u8()?)
+                .ok_or_else(|| invalid(reader.offset, "unit hold status"))?;
+            let failure = ResultCode::from_u32(reader.u32()?)
+                .ok_or_else(|| invalid(reader.offset, "unit hold failure"))?;
+            if (status == UnitHoldStatus::Failed) == failure.is_success() {
+                return Err(invalid(reader.offset, "unit hold failure"));
+            }
+            let hold = UnitHold {
+                fingerprint,
+                status,
+                failure,
+            };
+            Ok((id, hold))
+        },
+        |(id, _)| *id,
+    )?;
+    Ok((unit_outbox, unit_holds))
+}
+
+/// The unit outbox and unit holds, as read.
+type UnitSections = (Vec<UnitSent>, Vec<(OrderId, UnitHold)>);
 
 fn check_version(
     reader: &mut Reader<'_>,

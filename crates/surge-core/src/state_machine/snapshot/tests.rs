@@ -418,17 +418,23 @@ fn restored_machine_continues_like_the_original() {
 }
 
 #[test]
-fn versions_3_and_4_snapshots_are_still_read() {
-    // Version 4 is version 5 without the last two sections (the order saga's).
+fn versions_3_4_and_5_snapshots_are_still_read() {
+    // Without orders spanning shards, version 5 is version 6 without the last two
+    // sections (the unit outbox and holds).
     let (sm, _) = rich_state();
     let bytes = sm.snapshot();
-    let mut v4 = bytes[..bytes.len() - 2 * COUNT_SIZE_BYTES].to_vec();
-    assert_eq!(bytes[bytes.len() - 2 * COUNT_SIZE_BYTES..], [0; 16]);
+    let mut v5 = bytes[..bytes.len() - 2 * COUNT_SIZE_BYTES].to_vec();
+    assert_eq!(bytes[bytes.len() - 4 * COUNT_SIZE_BYTES..], [0; 32]);
+    v5[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_5.to_le_bytes());
+    let restored = StateMachine::restore(&v5).expect("version 5");
+    assert_eq!(restored.state_hash(), sm.state_hash());
+    // Version 4 is version 5 without the last two sections (the order saga's).
+    let mut v4 = bytes[..bytes.len() - 4 * COUNT_SIZE_BYTES].to_vec();
     v4[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_4.to_le_bytes());
     let restored = StateMachine::restore(&v4).expect("version 4");
     assert_eq!(restored.state_hash(), sm.state_hash());
     // Version 3 is version 4 without its last section (shard pendings).
-    let mut old = bytes[..bytes.len() - 3 * COUNT_SIZE_BYTES].to_vec();
+    let mut old = bytes[..bytes.len() - 5 * COUNT_SIZE_BYTES].to_vec();
     old[8..10].copy_from_slice(&SNAPSHOT_FORMAT_VERSION_PREVIOUS.to_le_bytes());
     let restored = StateMachine::restore(&old).expect("version 3");
     assert_eq!(restored.state_hash(), sm.state_hash());

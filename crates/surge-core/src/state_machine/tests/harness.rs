@@ -2,8 +2,10 @@
 //! the ledger, inventory, order and outbox invariants checked after every batch, so that
 //! every test is also a conservation test.
 //!
-//! The checks use only the public queries (the internals are free to change): the harness
-//! remembers every id its batches named, and asks the state machine about each.
+//! The checks use the public queries (the internals are free to change): the harness
+//! remembers every id its batches named, and asks the state machine about each. Units
+//! held for orders of other shards have no query of their own; the checks read the holds
+//! and which lines of an order live here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,9 +14,10 @@ use crate::batch::Batch;
 use crate::ids::{AccountId, DispatchId, OrderId, SkuId, TransferId};
 use crate::records::{
     account_flags, order_action_flags, Account, DispatchAck, Order, OrderAction, OrderLine,
-    OrderStatus, Reservation, ReservationKey, ReservationStatus, Sku, Transfer,
+    OrderStatus, Reservation, ReservationKey, ReservationStatus, Sku, Transfer, UnitStep,
 };
 use crate::result::ResultCode;
+use crate::state_machine::order_units::{lines_on, UnitHoldStatus};
 use crate::state_machine::{
     Config, DispatchRequest, DispatchStatus, OrderLookup, OrderView, PendingStatus,
     ReservationLookup, StateMachine, TransferLookup,
@@ -44,6 +47,9 @@ struct Seen {
     buyers: BTreeSet<(SkuId, AccountId)>,
     /// Orders refunded with `RESTOCK`: their units went back to stock.
     restocked: BTreeSet<OrderId>,
+    /// Orders of other shards whose units a unit step named here: the step (its order's
+    /// lines on this shard are the hold's units).
+    unit_orders: BTreeMap<OrderId, UnitStep>,
 }
 
 /// Everything a command can change that a client can see, for "no effect" checks.
@@ -300,6 +306,17 @@ impl Seen {
             Batch::OrderResolve(transfers) => {
                 self.transfers.extend(transfers.iter().map(|t| t.id));
             }
+            Batch::OrderUnits(steps) => {
+                for (step, code) in steps.iter().zip(results) {
+                    let order = &step.order;
+                    if code.is_success() {
+                        self.unit_orders.insert(order.id, *step);
+                    }
+                    for line in order.lines.iter().filter(|line| !line.sku_id.is_zero()) {
+                        self.buyers.insert((line.sku_id, order.buyer_id));
+                    }
+                }
+            }
             Batch::ShardDebit(legs) | Batch::ShardCredit(legs) | Batch::OrderLegs(legs) => {
                 self.transfers
                     .extend(legs.iter().map(|leg| leg.transfer.id));
@@ -394,8 +411,27 @@ impl Harness {
                 OrderStatus::Refunded if !self.seen.restocked.contains(&order.id) => true,
                 OrderStatus::Refunded | OrderStatus::Cancelled | OrderStatus::Expired => continue,
             };
-            for line in lines(&order) {
+            // Only the lines living here, if they span shards.
+            let here = self.sm.local_lines(&order).unwrap_or(order);
+            for line in lines(&here) {
                 count(line.sku_id, order.buyer_id, line.quantity, sold);
+            }
+        }
+        // Units held here for orders of other shards.
+        for (id, hold) in self.sm.order_saga.unit_holds.iter() {
+            let sold = match hold.status {
+                UnitHoldStatus::Held => false,
+                UnitHoldStatus::Sold => true,
+                _ => continue,
+            };
+            let step = self
+                .seen
+                .unit_orders
+                .get(id)
+                .expect("a hold's step was applied");
+            let here = lines_on(&step.order, step.shard_count, Some(step.target_shard));
+            for line in lines(&here) {
+                count(line.sku_id, step.order.buyer_id, line.quantity, sold);
             }
         }
         for sku in self.sm.skus_sorted() {

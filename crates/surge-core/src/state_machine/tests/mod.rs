@@ -15,6 +15,7 @@ mod inventory;
 mod linked;
 mod order_saga;
 mod order_store;
+mod order_units;
 mod orders;
 mod payments;
 mod properties;

@@ -6,28 +6,31 @@
 use super::fixtures::{account, action, order, pending, post, sku, transfer, wallet, LEDGER};
 use super::fixtures::{BANK, BUYER, MERCHANT, ORDER_TIMEOUT_NS, SKU_A, SKU_B};
 use super::harness::{Harness, BUYER_FUNDS};
+use super::order_units::{far_sku, home_sku, near_sku, FAR};
 use crate::constants::ORDER_AUTHORIZE_TIMEOUT_NS;
 use crate::records::{
     order_action_flags, order_message_flags, order_message_kind, Order, OrderMessage, OrderOutcome,
-    OrderStatus, ShardOutcome, SpanningOrder,
+    OrderStatus, ShardOutcome, SpanningOrder, UnitOutcome, UnitStep,
 };
+use crate::state_machine::order_units::UnitHoldStatus;
 use crate::state_machine::{transit_account_id, StateMachine};
 use crate::{
     AccountId, Batch, OrderId, OrderLookup, PendingStatus, ResultCode, TransferId, TransferLookup,
 };
 
-const ORDERS: usize = 0;
-const BUYERS: usize = 1;
-const MERCHANTS: usize = 2;
+pub(super) const ORDERS: usize = 0;
+pub(super) const BUYERS: usize = 1;
+pub(super) const MERCHANTS: usize = 2;
 
-struct World {
-    shards: [Harness; 3],
+pub(super) struct World {
+    /// Indexed by shard number.
+    pub(super) shards: Vec<Harness>,
 }
 
 impl World {
     /// SKU A (10 units) and B (3 units, 2 per buyer) on shard 0; the bank and a funded
     /// buyer on shard 1; the merchant on shard 2.
-    fn new() -> World {
+    pub(super) fn new() -> World {
         let mut orders = Harness::new();
         let skus = [sku(SKU_A, 10, 0), sku(SKU_B, 3, 2)];
         assert_eq!(orders.apply(Batch::CreateSkus(&skus)), [ResultCode::Ok; 2]);
@@ -42,11 +45,11 @@ impl World {
         let mut merchants = Harness::new();
         assert_eq!(merchants.create_account(account(MERCHANT)), ResultCode::Ok);
         World {
-            shards: [orders, buyers, merchants],
+            shards: vec![orders, buyers, merchants],
         }
     }
 
-    fn place(&mut self, order: Order) -> ResultCode {
+    pub(super) fn place(&mut self, order: Order) -> ResultCode {
         self.place_with(order, MERCHANTS as u32)
     }
 
@@ -56,23 +59,47 @@ impl World {
             buyer_shard: BUYERS as u32,
             merchant_shard,
             merchant_ledger: LEDGER,
-            reserved: [0; 4],
+            shard_count: 0,
         };
         self.shards[ORDERS].apply(Batch::ReserveOrders(&[spanning]))[0]
     }
 
     /// Delivers everything the order's shard sent until nothing is left; the messages
-    /// delivered.
-    fn settle(&mut self) -> Vec<OrderMessage> {
+    /// delivered (unit steps are delivered too, not returned).
+    pub(super) fn settle(&mut self) -> Vec<OrderMessage> {
         let mut delivered = Vec::new();
         loop {
             let messages = self.shards[ORDERS].sm.take_released_order_messages();
-            if messages.is_empty() {
+            let units = self.shards[ORDERS].sm.take_released_unit_steps();
+            if messages.is_empty() && units.is_empty() {
                 return delivered;
             }
             for message in messages {
                 self.deliver_and_confirm(&message);
                 delivered.push(message);
+            }
+            for (step, _) in units {
+                let outcome = self.deliver_units(&step);
+                // A redelivery answers the same.
+                assert_eq!(self.deliver_units(&step), outcome);
+                let confirmed = self.shards[ORDERS].apply(Batch::UnitConfirm(&[outcome]));
+                assert_eq!(confirmed, [ResultCode::Ok]);
+                let again = self.shards[ORDERS].apply(Batch::UnitConfirm(&[outcome]));
+                assert_eq!(again, [ResultCode::Exists]);
+            }
+        }
+    }
+
+    /// Delivers the messages the order's shard sent until none is left, leaving its unit
+    /// steps undelivered.
+    pub(super) fn deliver_messages_only(&mut self) {
+        loop {
+            let messages = self.shards[ORDERS].sm.take_released_order_messages();
+            if messages.is_empty() {
+                return;
+            }
+            for message in messages {
+                self.deliver_and_confirm(&message);
             }
         }
     }
@@ -150,11 +177,11 @@ impl World {
         ResultCode::Ok
     }
 
-    fn orders(&mut self) -> &mut Harness {
+    pub(super) fn orders(&mut self) -> &mut Harness {
         &mut self.shards[ORDERS]
     }
 
-    fn pending_status(&self, shard: usize, id: u128) -> Option<PendingStatus> {
+    pub(super) fn pending_status(&self, shard: usize, id: u128) -> Option<PendingStatus> {
         match self.shards[shard].sm.transfer(TransferId(id)) {
             Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
             other => panic!("transfer {id} on shard {shard}: {other:?}"),
@@ -163,7 +190,7 @@ impl World {
 
     /// Money in transit between the buyer's and the merchant's shards nets to zero once
     /// everything settled, pending and posted.
-    fn assert_transit_nets_to_zero(&self) {
+    pub(super) fn assert_transit_nets_to_zero(&self) {
         for (source, destination) in [(BUYERS, MERCHANTS), (MERCHANTS, BUYERS)] {
             let id = transit_account_id(LEDGER, source as u32, destination as u32);
             let out = self.shards[source].sm.account(id).unwrap_or_default();
@@ -558,6 +585,8 @@ enum Move {
         quantity: u32,
         sku_b: bool,
         merchant_with_buyer: bool,
+        /// Lines on three shards (`order_units`' world) instead of one.
+        spread: bool,
     },
     Pay(usize),
     Cancel(usize),
@@ -568,18 +597,23 @@ enum Move {
     Confirm(usize),
     /// Deliver an already delivered step again (a restart's redelivery).
     Redeliver(usize),
+    /// The same three for unit steps.
+    DeliverUnits(usize),
+    ConfirmUnits(usize),
+    RedeliverUnits(usize),
     /// Move the order's shard's clock (orders expire after `ORDER_TIMEOUT_NS`).
     Pulse(u64),
 }
 
 fn any_move() -> impl Strategy<Value = Move> {
     prop_oneof![
-        3 => (1..400u64, 1..3u32, any::<bool>(), any::<bool>()).prop_map(
-            |(amount, quantity, sku_b, merchant_with_buyer)| Move::Place {
+        3 => (1..400u64, 1..3u32, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(amount, quantity, sku_b, merchant_with_buyer, spread)| Move::Place {
                 amount,
                 quantity,
                 sku_b,
                 merchant_with_buyer,
+                spread,
             }
         ),
         2 => any::<usize>().prop_map(Move::Pay),
@@ -588,6 +622,9 @@ fn any_move() -> impl Strategy<Value = Move> {
         4 => any::<usize>().prop_map(Move::Deliver),
         4 => any::<usize>().prop_map(Move::Confirm),
         1 => any::<usize>().prop_map(Move::Redeliver),
+        3 => any::<usize>().prop_map(Move::DeliverUnits),
+        3 => any::<usize>().prop_map(Move::ConfirmUnits),
+        1 => any::<usize>().prop_map(Move::RedeliverUnits),
         1 => (0..2 * ORDER_TIMEOUT_NS).prop_map(Move::Pulse),
         // Past the authorization timeout: steps still travelling time out.
         1 => Just(Move::Pulse(ORDER_AUTHORIZE_TIMEOUT_NS)),
@@ -600,6 +637,9 @@ struct Mail {
     sent: Vec<OrderMessage>,
     outcomes: Vec<OrderOutcome>,
     delivered: Vec<OrderMessage>,
+    units_sent: Vec<UnitStep>,
+    unit_outcomes: Vec<UnitOutcome>,
+    units_delivered: Vec<UnitStep>,
 }
 
 impl World {
@@ -668,13 +708,17 @@ impl World {
     fn collect(&mut self, mail: &mut Mail) {
         mail.sent
             .extend(self.shards[ORDERS].sm.take_released_order_messages());
+        let units = self.shards[ORDERS].sm.take_released_unit_steps();
+        mail.units_sent
+            .extend(units.into_iter().map(|(step, _)| step));
     }
 
     /// Delivers and confirms everything, in order, until nothing is left.
     fn drain(&mut self, mail: &mut Mail) {
         loop {
             self.collect(mail);
-            if mail.sent.is_empty() && mail.outcomes.is_empty() {
+            let units_idle = mail.units_sent.is_empty() && mail.unit_outcomes.is_empty();
+            if mail.sent.is_empty() && mail.outcomes.is_empty() && units_idle {
                 return;
             }
             for message in std::mem::take(&mut mail.sent) {
@@ -683,6 +727,13 @@ impl World {
             }
             for outcome in std::mem::take(&mut mail.outcomes) {
                 self.shards[ORDERS].apply(Batch::OrderConfirm(&[outcome]));
+            }
+            for step in std::mem::take(&mut mail.units_sent) {
+                let outcome = self.deliver_units(&step);
+                mail.unit_outcomes.push(outcome);
+            }
+            for outcome in std::mem::take(&mut mail.unit_outcomes) {
+                self.shards[ORDERS].apply(Batch::UnitConfirm(&[outcome]));
             }
         }
     }
@@ -699,11 +750,12 @@ proptest! {
     fn any_interleaving_of_steps_ends_consistent_on_every_shard(
         moves in proptest::collection::vec(any_move(), 1..60)
     ) {
-        let mut world = World::new();
+        let mut world = World::with_line_shards();
         let merchant = account(MERCHANT_WITH_BUYER);
         prop_assert_eq!(world.shards[BUYERS].create_account(merchant), ResultCode::Ok);
         let mut mail = Mail::default();
-        let mut orders: Vec<(u128, u128, u64)> = Vec::new(); // (order, authorization, amount)
+        // (order, authorization, amount, lines spread over shards)
+        let mut orders: Vec<(u128, u128, u64, bool)> = Vec::new();
         let mut next_id = 1_000u128;
         let mut id = || {
             next_id += 1;
@@ -711,21 +763,30 @@ proptest! {
         };
         for step in moves {
             match step {
-                Move::Place { amount, quantity, sku_b, merchant_with_buyer } => {
+                Move::Place { amount, quantity, sku_b, merchant_with_buyer, spread } => {
                     let (order_id, authorization) = (id(), id());
                     let sku = if sku_b { SKU_B } else { SKU_A };
-                    let mut placing = order(order_id, authorization, amount, &[(sku, quantity)]);
-                    let merchant_shard = if merchant_with_buyer {
-                        placing.merchant_id = MERCHANT_WITH_BUYER;
-                        BUYERS
+                    let lines = if spread {
+                        vec![(home_sku(), quantity), (far_sku(), quantity), (near_sku(), 1)]
                     } else {
-                        MERCHANTS
+                        vec![(sku, quantity)]
                     };
-                    world.place_with(placing, merchant_shard as u32);
-                    orders.push((order_id, authorization, amount));
+                    let mut placing = order(order_id, authorization, amount, &lines);
+                    if spread {
+                        world.place_spread(placing);
+                    } else {
+                        let merchant_shard = if merchant_with_buyer {
+                            placing.merchant_id = MERCHANT_WITH_BUYER;
+                            BUYERS
+                        } else {
+                            MERCHANTS
+                        };
+                        world.place_with(placing, merchant_shard as u32);
+                    }
+                    orders.push((order_id, authorization, amount, spread));
                 }
                 Move::Pay(i) | Move::Cancel(i) | Move::Refund(i, _) if !orders.is_empty() => {
-                    let (order_id, _, _) = orders[i % orders.len()];
+                    let (order_id, _, _, _) = orders[i % orders.len()];
                     let made = action(order_id, id());
                     let code = match step {
                         Move::Pay(_) => world.orders().pay(made),
@@ -758,6 +819,24 @@ proptest! {
                     let outcome = world.deliver_once(&message);
                     mail.outcomes.push(outcome);
                 }
+                Move::DeliverUnits(i) if !mail.units_sent.is_empty() => {
+                    let step = mail.units_sent.remove(i % mail.units_sent.len());
+                    let outcome = world.deliver_units(&step);
+                    mail.unit_outcomes.push(outcome);
+                    mail.units_delivered.push(step);
+                }
+                Move::ConfirmUnits(i) if !mail.unit_outcomes.is_empty() => {
+                    let outcome = mail.unit_outcomes.remove(i % mail.unit_outcomes.len());
+                    let code = world.orders().apply(Batch::UnitConfirm(&[outcome]))[0];
+                    prop_assert!(code.is_success(), "{:?}", code);
+                    let again = world.orders().apply(Batch::UnitConfirm(&[outcome]))[0];
+                    prop_assert_eq!(again, ResultCode::Exists);
+                }
+                Move::RedeliverUnits(i) if !mail.units_delivered.is_empty() => {
+                    let step = mail.units_delivered[i % mail.units_delivered.len()];
+                    let outcome = world.deliver_units(&step);
+                    mail.unit_outcomes.push(outcome);
+                }
                 Move::Pulse(advance) => {
                     let at = world.orders().now() + advance;
                     world.orders().pulse_at(at);
@@ -768,14 +847,22 @@ proptest! {
         }
         world.drain(&mut mail);
         prop_assert!(world.orders().sm.order_outbox().is_empty());
+        prop_assert!(world.orders().sm.unit_outbox().is_empty());
         world.assert_transit_nets_to_zero();
         // Every order as its shard sees it matches its hold on the buyer's shard, and the
         // buyer's balances add up.
         let (mut held, mut captured, mut refunded) = (0u64, 0u64, 0u64);
-        for (order_id, authorization, amount) in orders {
+        for (order_id, authorization, amount, spread) in orders {
+            // Where its units on shard 3 stand, for an order with lines there.
+            let far_hold = world.hold(FAR, order_id);
             let view = match world.orders().sm.order(OrderId(order_id)) {
                 Some(OrderLookup::Placed(view)) => view,
                 failed => {
+                    // Nothing is held or sold for a failed order.
+                    prop_assert!(
+                        !matches!(far_hold, Some(UnitHoldStatus::Held | UnitHoldStatus::Sold)),
+                        "order {} is {:?}, units {:?}", order_id, failed, far_hold
+                    );
                     // A failed order holds nothing, even if its hold was made late.
                     let hold = match world.shards[BUYERS].sm.transfer(TransferId(authorization)) {
                         Some(TransferLookup::Committed { pending_status, .. }) => pending_status,
@@ -802,6 +889,22 @@ proptest! {
                 Some(expected),
                 "order {} is {:?}", order_id, status
             );
+            if spread {
+                let units_ok = match status {
+                    OrderStatus::Reserved => far_hold == Some(UnitHoldStatus::Held),
+                    OrderStatus::Paid | OrderStatus::Dispatched => {
+                        far_hold == Some(UnitHoldStatus::Sold)
+                    }
+                    OrderStatus::Refunded => matches!(
+                        far_hold,
+                        Some(UnitHoldStatus::Sold | UnitHoldStatus::Restocked)
+                    ),
+                    OrderStatus::Cancelled | OrderStatus::Expired => {
+                        far_hold == Some(UnitHoldStatus::Released)
+                    }
+                };
+                prop_assert!(units_ok, "order {} is {:?}, units {:?}", order_id, status, far_hold);
+            }
             match status {
                 OrderStatus::Reserved => held += amount,
                 OrderStatus::Paid | OrderStatus::Dispatched => captured += amount,

@@ -193,6 +193,8 @@ fn succeeded(batch: &BatchBuf, results: &[ResultCode]) -> Vec<BatchBuf> {
         BatchBuf::OrderResolve(r) => each(r, results, BatchBuf::OrderResolve),
         BatchBuf::OrderConfirm(r) => each(r, results, BatchBuf::OrderConfirm),
         BatchBuf::PlaceOrdersCompact(r) => each(r, results, BatchBuf::PlaceOrdersCompact),
+        BatchBuf::OrderUnits(r) => each(r, results, BatchBuf::OrderUnits),
+        BatchBuf::UnitConfirm(r) => each(r, results, BatchBuf::UnitConfirm),
     }
 }
 

@@ -127,6 +127,14 @@ impl Decoded {
             .into_iter()
             .map(|message| (message.leg.transfer.id, message))
             .collect();
+        for sent in self.unit_outbox {
+            if !sent.key.is_zero() {
+                *sm.order_saga.unit_waiting.entry(sent.key).or_insert(0) += 1;
+            }
+            let slot = (sent.step.order.id, sent.step.target_shard);
+            sm.order_saga.unit_outbox.insert(slot, sent);
+        }
+        sm.order_saga.unit_holds = self.unit_holds.into_iter().collect();
         sm
     }
 }
