@@ -26,8 +26,14 @@ pub struct Served {
     pub stderr: Arc<Mutex<String>>,
 }
 
-/// Starts `surge serve` on `data_dir` (one shard, loopback port 0) with `extra` flags.
+/// Starts `surge serve` on `data_dir` (one shard unless `extra` says `--shards`, loopback
+/// port 0) with `extra` flags.
 pub fn serve(data_dir: &Path, extra: &[&str]) -> Served {
+    let shards: &[&str] = if extra.contains(&"--shards") {
+        &[]
+    } else {
+        &["--shards", "1"]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_surge"))
         .args([
             "serve",
@@ -36,7 +42,7 @@ pub fn serve(data_dir: &Path, extra: &[&str]) -> Served {
             "--tcp-addr",
             "127.0.0.1:0",
         ])
-        .args(["--shards", "1"])
+        .args(shards)
         .args(extra)
         .env("SURGE_DATA_DIR", data_dir)
         .stdout(Stdio::piped())
