@@ -3,6 +3,7 @@
 //! cross-references checked), then the state machine built from it.
 
 use super::*;
+use crate::records::unit_step_kind;
 use crate::shard::SHARDS_MAX;
 
 mod build;
@@ -349,6 +350,27 @@ fn read_order_saga(
     } else {
         (Vec::new(), Vec::new())
     };
+    for sent in &unit_outbox {
+        // A reservation not timed out, a sale and a restock belong to their order's step
+        // in flight; a release may outlive its order's span (a failed or expired order).
+        let step = &sent.step;
+        let span = spans
+            .binary_search_by_key(&step.order.id, |(id, _)| *id)
+            .ok()
+            .map(|index| spans[index].1);
+        let timed_out = step.flags & order_message_flags::TIMED_OUT != 0;
+        let belongs = span.is_some_and(|span| {
+            !sent.key.is_zero() && span.in_flight == sent.key && span.shard_count != 0
+        });
+        let valid = match step.kind {
+            unit_step_kind::RESERVE if timed_out => span.is_none(),
+            unit_step_kind::RELEASE => !timed_out,
+            _ => !timed_out && belongs,
+        };
+        if !valid {
+            return Err(invalid(reader.offset, "unit step of no step in flight"));
+        }
+    }
     for (_, span) in &spans {
         let sent = span.in_flight.is_zero()
             || outbox
@@ -369,7 +391,6 @@ fn read_order_saga(
 
 /// The unit outbox and unit holds sections (version 6).
 fn read_units(reader: &mut Reader<'_>) -> Result<UnitSections, SnapshotError> {
-    use crate::records::unit_step_kind;
     let unit_outbox = reader.sorted_section(
         UNIT_SENT_SIZE_BYTES,
         "unit outbox order",
