@@ -227,6 +227,47 @@ fn memory_bench_reports_resident_bytes_per_milestone() {
 }
 
 #[test]
+fn engine_bench_mixed_with_carts_on_two_shards_answers_every_order_ok() {
+    let parent = env!("CARGO_TARGET_TMPDIR");
+    let output = surge(&[
+        "bench",
+        "engine",
+        "--json",
+        "--seconds",
+        "0.3",
+        "--runs",
+        "1",
+        "--workload",
+        "mixed",
+        "--shards",
+        "2",
+        "--cart-percent",
+        "50",
+        "--accounts",
+        "1000",
+        "--batch-size",
+        "100",
+        "--capacity",
+        "100000",
+        "--data-dir",
+        parent,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().next().expect("a line")).expect("JSON");
+    assert_eq!(report["workload"], "mixed", "{report}");
+    assert_eq!(report["shards"], 2, "{report}");
+    assert_eq!(report["cart_percent"], 50, "{report}");
+    assert!(report["commands"].as_u64().unwrap() > 0, "{report}");
+    // Carts whose second SKU lives on the other shard place, pay, cancel and refund ok.
+    assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
+}
+
+#[test]
 fn engine_bench_reports_every_workload_through_a_real_node() {
     let parent = env!("CARGO_TARGET_TMPDIR");
     let output = surge(&[

@@ -64,6 +64,9 @@ pub struct WorkloadShape {
     pub batch_size: usize,
     /// Per-buyer limit on the hot SKU (0 = none).
     pub sku_limit_per_buyer: u32,
+    /// Percent of the mixed workload's orders that are carts: a second line, on another
+    /// SKU (which may live on another shard). 0..=100.
+    pub cart_percent: u64,
     /// Drives every random choice.
     pub seed: u64,
 }
@@ -401,6 +404,17 @@ impl FestivalMix {
             quantity: 1,
             reserved: 0,
         };
+        // Drawn only for carts, so that runs without them keep their orders.
+        let mut line_count = 1;
+        if self.shape.cart_percent > 0 && self.rng.below(100) < self.shape.cart_percent {
+            let other = 1 + (sku_id.0 + self.rng.below(MIXED_SKU_COUNT - 1)) % MIXED_SKU_COUNT;
+            lines[1] = OrderLine {
+                sku_id: SkuId(other),
+                quantity: 1,
+                reserved: 0,
+            };
+            line_count = 2;
+        }
         let timeout_ns = match order_fate(self.shape.seed, index) {
             OrderFate::Abandoned => MIXED_ABANDONED_TIMEOUT_NS,
             _ => MIXED_ORDER_TIMEOUT_NS,
@@ -413,7 +427,7 @@ impl FestivalMix {
             amount: self.rng.below(10_000) + 1,
             timeout_ns,
             ledger: LEDGER,
-            line_count: 1,
+            line_count,
             lines,
             ..Order::default()
         }
@@ -516,6 +530,7 @@ mod tests {
             batches: 2,
             batch_size,
             sku_limit_per_buyer: 0,
+            cart_percent: 0,
             seed: 7,
         }
     }
@@ -587,6 +602,33 @@ mod tests {
             .collect();
         assert_eq!(operations.len(), 4, "place, pay, cancel and refund");
         let not_ok = apply_all(&mixed_setup_batches(&shape), &mix, 100_000_000);
+        assert_eq!(not_ok, []);
+        // With carts: a fifth of the orders have a second line on another SKU, and all
+        // still succeed.
+        let carts = WorkloadShape {
+            cart_percent: 20,
+            ..shape
+        };
+        let mix = mixed_batches(&carts);
+        let orders: Vec<Order> = mix
+            .iter()
+            .filter_map(|batch| match batch {
+                BatchBuf::PlaceOrders(orders) => Some(orders.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let two_lines = orders.iter().filter(|o| o.line_count == 2).count();
+        assert!(
+            (orders.len() / 7..orders.len() / 3).contains(&two_lines),
+            "{two_lines} carts of {} orders",
+            orders.len()
+        );
+        assert!(orders
+            .iter()
+            .filter(|o| o.line_count == 2)
+            .all(|o| o.lines[0].sku_id != o.lines[1].sku_id && o.lines[1].sku_id.0 >= 1));
+        let not_ok = apply_all(&mixed_setup_batches(&carts), &mix, 100_000_000);
         assert_eq!(not_ok, []);
     }
 

@@ -131,6 +131,7 @@ fn derive(args: &HistoryBenchArgs) -> anyhow::Result<Vec<Record>> {
         batches,
         batch_size: BATCH_EVENTS_MAX,
         sku_limit_per_buyer: 0,
+        cart_percent: 0,
         seed: 0x5EED,
     };
     let mut state_machine = StateMachine::new(Config {

@@ -98,6 +98,7 @@ pub fn run(args: &MemoryBenchArgs) -> anyhow::Result<()> {
         batches: batches_per_step,
         batch_size: BATCH_EVENTS_MAX,
         sku_limit_per_buyer: 0,
+        cart_percent: 0,
         seed: 0x5EED,
     };
     anyhow::ensure!(args.evict_interval > 0, "--evict-interval must be positive");

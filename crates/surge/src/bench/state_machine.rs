@@ -167,6 +167,7 @@ pub fn run(args: &StateMachineBenchArgs) -> anyhow::Result<Vec<BenchReport>> {
             batches: args.batches,
             batch_size: args.batch_size,
             sku_limit_per_buyer: args.sku_limit_per_buyer,
+            cart_percent: 0,
             seed: args.seed,
         };
         let runs: Vec<RunResult> = (0..args.runs).map(|_| run_once(kind, &shape)).collect();

@@ -283,6 +283,7 @@ fn shape_and_state(
         batches: (capacity as usize).div_ceil(call) + 1,
         batch_size: call,
         sku_limit_per_buyer: args.sku_limit_per_buyer,
+        cart_percent: 0,
         seed: args.seed.wrapping_add(run_index as u64),
     };
     let accounts = args.accounts as usize;

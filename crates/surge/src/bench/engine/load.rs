@@ -508,6 +508,7 @@ pub(super) fn summarize(
         capacity: plan(args, workload, shards, 0).capacity,
         capacity_reached: chosen.capacity_reached,
         orders_abandoned: chosen.orders_abandoned,
+        cart_percent: chosen.orders_abandoned.map(|_| args.cart_percent),
         syncs_per_sec: chosen.syncs as f64 / seconds,
         commands_per_sync: chosen.commands_logged as f64 / chosen.syncs.max(1) as f64,
         sync_p50_us: chosen.commit_stats.sync_latency_us_p50,

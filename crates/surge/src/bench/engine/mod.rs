@@ -212,6 +212,10 @@ pub struct EngineBenchArgs {
     /// Per-buyer limit on the hot SKU (0 = none).
     #[arg(long, default_value_t = 1_000)]
     pub sku_limit_per_buyer: u32,
+    /// Mixed: percent of the orders that are carts of two SKUs (the second may live on
+    /// another shard: the order then waits for that shard's units too).
+    #[arg(long, default_value_t = 0)]
+    pub cart_percent: u64,
     /// Seed of the workload generators.
     #[arg(long, default_value_t = 0x5EED)]
     pub seed: u64,
@@ -279,6 +283,9 @@ pub struct EngineReport {
     /// Mixed: orders placed and left unpaid, to expire.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub orders_abandoned: Option<u64>,
+    /// Mixed: percent of the orders that are carts of two SKUs (`--cart-percent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cart_percent: Option<u64>,
     /// Log syncs per second in the median run.
     pub syncs_per_sec: f64,
     /// Commands per log sync in the median run.
@@ -403,6 +410,7 @@ fn check_args(args: &EngineBenchArgs) -> anyhow::Result<()> {
         "--open-loop-rate must be positive"
     );
     ensure!(args.accounts >= 2, "--accounts must be at least 2");
+    ensure!(args.cart_percent <= 100, "--cart-percent must be 0..=100");
     Ok(())
 }
 
@@ -574,6 +582,7 @@ fn plan(
         batches: capacity.div_ceil(batch_size) + 1,
         batch_size,
         sku_limit_per_buyer: args.sku_limit_per_buyer,
+        cart_percent: args.cart_percent,
         seed: args.seed.wrapping_add(run_index as u64),
     };
     let accounts = args.accounts as usize;

@@ -79,6 +79,7 @@ fn bench_engine(
         open_loop_workload: WorkloadKind::HotMerchant,
         capacity: args.capacity,
         sku_limit_per_buyer: args.sku_limit_per_buyer,
+        cart_percent: 0,
         seed: args.seed,
         json: args.json,
     };
