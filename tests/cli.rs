@@ -228,7 +228,9 @@ fn memory_bench_reports_resident_bytes_per_milestone() {
 
 #[test]
 fn engine_bench_mixed_with_carts_on_two_shards_answers_every_order_ok() {
-    let parent = env!("CARGO_TARGET_TMPDIR");
+    let parent = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-carts");
+    std::fs::create_dir_all(&parent).unwrap();
+    let parent = parent.to_str().unwrap();
     let output = surge(&[
         "bench",
         "engine",
@@ -269,7 +271,11 @@ fn engine_bench_mixed_with_carts_on_two_shards_answers_every_order_ok() {
 
 #[test]
 fn engine_bench_reports_every_workload_through_a_real_node() {
-    let parent = env!("CARGO_TARGET_TMPDIR");
+    // Its own directory: it counts what the bench leaves there, and other tests run
+    // benches at the same time.
+    let parent = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-every-workload");
+    std::fs::create_dir_all(&parent).unwrap();
+    let parent = parent.to_str().unwrap();
     let output = surge(&[
         "bench",
         "engine",
