@@ -74,8 +74,9 @@ pub(crate) struct OrderSpan {
     /// While the order is placed: how many of the other shards holding its lines have
     /// reserved their units (they are asked one at a time, in line order).
     pub(crate) units_reserved: u32,
-    /// The merchant's ledger as the engine saw it when routing: the authorization, sent
-    /// once every line is reserved, carries it.
+    /// The merchant's ledger as the engine saw it when routing, until the authorization
+    /// (sent once every line is reserved) carries it; zero from then on, as in the spans
+    /// of snapshot format 5, which did not keep it.
     pub(crate) merchant_ledger: u32,
 }
 
@@ -227,6 +228,9 @@ impl StateMachine {
             reserved: [0; 4],
         };
         self.send_order_message(order.id, kind::AUTHORIZE, leg, 0);
+        if let Some(span) = self.order_saga.spans.get_mut(&order.id) {
+            span.merchant_ledger = 0;
+        }
     }
 
     fn send_order_message(&mut self, order_id: OrderId, kind: u32, leg: ShardLeg, flags: u32) {

@@ -6,11 +6,14 @@
 //! order's shard drives them with [`UnitStep`]s from its **unit outbox**, one per (order,
 //! target shard) at a time, each settled by a [`UnitOutcome`] logged back on it:
 //!
-//! - **Placing**: the other shards reserve their lines one at a time, in line order (the
-//!   per-buyer limits apply there); once all hold their units the authorization is sent
-//!   (`order_saga`). A failure (sold out, limit reached, no such SKU) fails the order with
-//!   that code, as one shard checking its lines in order would, and the shards already
-//!   holding units release them. The authorization timeout covers the whole placement: a
+//! - **Placing**: the order's shard checks its own lines when the order is placed; then
+//!   the other shards reserve their lines one at a time, in the order of their first line
+//!   (the per-buyer limits apply there); once all hold their units the authorization is
+//!   sent (`order_saga`). A failure (sold out, limit reached, no such SKU) fails the order
+//!   with that code, and the shards already holding units release them. An order with one
+//!   failing line gets that line's code, as on one shard; with several failing lines on
+//!   different shards it gets the code of the first shard asked (the order's own first),
+//!   not necessarily the first failing line's. The authorization timeout covers the whole placement: a
 //!   reservation in flight when it passes is marked timed out, and releases its units if
 //!   it comes back successful.
 //! - **Pay** sells the units everywhere, **cancel** and **expiry** release them, a

@@ -83,7 +83,7 @@ use super::cross_shard::Compensated;
 use super::journal::Journaled;
 use super::ledger::{resolution_digest, slot_digest};
 use super::order_saga::{authorize_deadline, OrderSpan};
-use super::order_units::{holds_sorted, UnitHold, UnitHoldStatus, UnitSent};
+use super::order_units::{holds_sorted, remote_shards, UnitHold, UnitHoldStatus, UnitSent};
 use super::table::{Table, TableEntry};
 use super::{
     BuyerUnits, Config, DispatchEntry, DispatchStatus, OrderEntry, PendingState, PendingStatus,

@@ -371,14 +371,43 @@ fn read_order_saga(
             return Err(invalid(reader.offset, "unit step of no step in flight"));
         }
     }
-    for (_, span) in &spans {
-        let sent = span.in_flight.is_zero()
-            || outbox
-                .binary_search_by_key(&span.in_flight, |message| message.leg.transfer.id)
-                .is_ok()
-            || unit_outbox.iter().any(|sent| sent.key == span.in_flight);
+    let unit_keys: std::collections::BTreeSet<TransferId> =
+        unit_outbox.iter().map(|sent| sent.key).collect();
+    for (id, span) in &spans {
+        let message_sent = outbox
+            .binary_search_by_key(&span.in_flight, |message| message.leg.transfer.id)
+            .is_ok();
+        let sent = span.in_flight.is_zero() || message_sent || unit_keys.contains(&span.in_flight);
         if !sent {
             return Err(invalid(reader.offset, "order step in flight"));
+        }
+        let order = &orders[orders
+            .binary_search_by_key(id, |entry| entry.order.id)
+            .map_err(|_| invalid(reader.offset, "order span of no placed order"))?]
+        .order;
+        let others = remote_shards(order, span.shard_count);
+        if span.units_reserved as usize > others.len() {
+            return Err(invalid(reader.offset, "order span"));
+        }
+        // Still reserving its lines elsewhere: the next shard's reservation is in flight.
+        if span.in_flight == order.transfer_id && !message_sent {
+            let next = others
+                .get(span.units_reserved as usize)
+                .ok_or_else(|| invalid(reader.offset, "order span"))?;
+            let asked = unit_outbox
+                .binary_search_by_key(&(*id, *next), |sent| {
+                    (sent.step.order.id, sent.step.target_shard)
+                })
+                .ok()
+                .map(|index| unit_outbox[index]);
+            let reserving = asked.is_some_and(|sent| {
+                sent.step.kind == unit_step_kind::RESERVE
+                    && sent.step.flags == 0
+                    && sent.key == span.in_flight
+            });
+            if !reserving {
+                return Err(invalid(reader.offset, "order span"));
+            }
         }
     }
     Ok(OrderSagaSections {

@@ -483,3 +483,77 @@ fn snapshots_with_unit_steps_refuse_every_truncation_and_survive_garbage() {
         }
     }
 }
+
+/// The last sections of a snapshot of the order's shard with `spans` order spans (52
+/// bytes each), no order outbox entry, `units` unit steps (288 bytes each) and no hold:
+/// where the spans begin.
+fn spans_offset(bytes: &[u8], spans: usize, units: usize) -> usize {
+    let tail = 8 + spans * 52 + 8 + 8 + units * 288 + 8;
+    let start = bytes.len() - tail;
+    let count = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    assert_eq!(count(start), spans as u64);
+    assert_eq!(count(start + 8 + spans * 52), 0, "no order outbox entry");
+    assert_eq!(count(start + 8 + spans * 52 + 8), units as u64);
+    start + 8
+}
+
+#[test]
+fn a_format_5_snapshot_of_orders_spanning_shards_restores_to_the_same_hash() {
+    let mut world = World::new();
+    let placing = order(13, 113, 30, &[(super::fixtures::SKU_A, 1)]);
+    assert_eq!(world.place(placing), ResultCode::Ok);
+    world.settle();
+    let sm = &world.shards[ORDERS].sm;
+    assert_eq!(sm.spanning_orders(), 1);
+    let bytes = sm.snapshot();
+    // Version 5: 40-byte spans (the first 40 bytes of version 6's), no unit sections.
+    let at = spans_offset(&bytes, 1, 0);
+    let mut v5 = bytes[..at].to_vec();
+    v5.extend_from_slice(&bytes[at..at + 40]);
+    v5.extend_from_slice(&0u64.to_le_bytes());
+    v5[8..10].copy_from_slice(&5u16.to_le_bytes());
+    let restored = StateMachine::restore(&v5).expect("version 5");
+    assert_eq!(restored.state_hash(), sm.state_hash());
+}
+
+#[test]
+fn a_snapshot_whose_reservations_do_not_match_its_span_is_refused() {
+    let mut world = World::with_line_shards();
+    assert_eq!(
+        world.place_spread(spread(14, 114, 30, 1, 1)),
+        ResultCode::Ok
+    );
+    let bytes = world.shards[ORDERS].sm.snapshot();
+    let at = spans_offset(&bytes, 1, 1);
+    assert!(StateMachine::restore(&bytes).is_ok());
+    // Lines reserved elsewhere (at 44 in the span): 0 of 2; 1 names another shard than
+    // the one asked, 3 more than there are.
+    for reserved in [1u32, 3] {
+        let mut bad = bytes.clone();
+        bad[at + 44..at + 48].copy_from_slice(&reserved.to_le_bytes());
+        assert!(
+            matches!(
+                StateMachine::restore(&bad),
+                Err(crate::SnapshotError::InvalidValue { .. })
+            ),
+            "{reserved} reserved"
+        );
+    }
+}
+
+#[test]
+fn failing_lines_on_two_shards_answer_the_first_shard_asked() {
+    // As docs/SHARDS.md says: one shard would answer `sold_out` (the second line fails
+    // first); the order's shard checks its own lines first and answers `sku_not_found`.
+    let mut world = World::with_line_shards();
+    let missing = sku_on(ORDERS, 5);
+    let placing = order(
+        15,
+        115,
+        30,
+        &[(home_sku(), 1), (far_sku(), 9), (missing, 1)],
+    );
+    assert_eq!(world.place_spread(placing), ResultCode::SkuNotFound);
+    assert!(world.orders().sm.unit_outbox().is_empty());
+    assert_eq!(world.units_everywhere(), [(10, 0, 0), (5, 0, 0), (4, 0, 0)]);
+}
