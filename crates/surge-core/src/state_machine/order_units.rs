@@ -13,9 +13,9 @@
 //!   with that code, and the shards already holding units release them. An order with one
 //!   failing line gets that line's code, as on one shard; with several failing lines on
 //!   different shards it gets the code of the first shard asked (the order's own first),
-//!   not necessarily the first failing line's. The authorization timeout covers the whole placement: a
-//!   reservation in flight when it passes is marked timed out, and releases its units if
-//!   it comes back successful.
+//!   not necessarily the first failing line's. The authorization timeout covers the
+//!   whole placement: a reservation in flight when it passes is marked timed out, and
+//!   releases its units if it comes back successful.
 //! - **Pay** sells the units everywhere, **cancel** and **expiry** release them, a
 //!   **refund with restock** restocks them, each after the step's own outcome on the
 //!   order's shard. These cannot fail (the target holds the units). The client's answer to
