@@ -56,6 +56,7 @@ pub use cross_shard::{
 pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
 use order_store::OrderStore;
+pub use order_units::UnitHoldStatus;
 pub use snapshot::SnapshotError;
 use table::{PairTable, Table, TableEntry};
 

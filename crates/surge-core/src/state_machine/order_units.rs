@@ -42,7 +42,7 @@ use crate::shard::{shard_of, SHARDS_MAX};
 /// Where a unit hold stands. The numbers are stable (they are in snapshots).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum UnitHoldStatus {
+pub enum UnitHoldStatus {
     /// The units are reserved for the order.
     Held = 1,
     /// The order was paid: the units are sold.
@@ -411,6 +411,15 @@ impl StateMachine {
     /// Orders of other shards for which this shard holds (or held) units.
     pub fn unit_holds(&self) -> usize {
         self.order_saga.unit_holds.len()
+    }
+
+    /// Where the units this shard holds for orders of other shards stand, by order id
+    /// (for audits: `surge drive --verify` checks them against the orders).
+    pub fn unit_holds_sorted(&self) -> Vec<(OrderId, UnitHoldStatus)> {
+        holds_sorted(&self.order_saga.unit_holds)
+            .into_iter()
+            .map(|(id, hold)| (id, hold.status))
+            .collect()
     }
 }
 

@@ -1,7 +1,8 @@
 //! `surge drive --verify`: reads the acknowledged commands back from the driver's
 //! output, recovers the data directory and checks each of them, every shard's ledger
-//! invariants, that transit nets to zero, and each shard's state hash against a fresh
-//! replay of its log.
+//! invariants, that transit nets to zero, that the units other shards hold for orders
+//! whose lines span shards match those orders, and each shard's state hash against a
+//! fresh replay of its log.
 
 use super::*;
 
@@ -150,6 +151,63 @@ fn check_invariants(state: &StateMachine) -> Vec<String> {
     problems
 }
 
+/// Every order whose lines live on several shards against the units the other shards hold
+/// for it, once no step is in flight: a reserved order's units are held there, a paid (or
+/// dispatched) one's sold, a refunded one's sold or restocked, a cancelled or expired
+/// one's released; a hold whose order is not placed (it failed) holds nothing.
+fn check_unit_holds(engine: &Engine) -> Vec<String> {
+    use surge_core::{OrderStatus, UnitHoldStatus as Hold};
+    let shards = engine.shard_count();
+    let mut holds: std::collections::BTreeMap<(u128, usize), Hold> = Default::default();
+    for shard in 0..shards {
+        for (id, status) in engine.read_shard(shard, |state| state.unit_holds_sorted()) {
+            holds.insert((id.0, shard), status);
+        }
+    }
+    let line_shard = |line: &OrderLine| shard_of(u128::from(line.sku_id.0), shards as u32);
+    let mut problems = Vec::new();
+    for shard in 0..shards {
+        for view in engine.read_shard(shard, |state| state.orders_sorted()) {
+            let order = view.order;
+            let lines = &order.lines[..usize::from(order.line_count)];
+            let Some(home) = lines.first().map(line_shard) else {
+                continue;
+            };
+            let status = OrderStatus::from_u16(order.status);
+            let allowed: &[Hold] = match status {
+                Some(OrderStatus::Reserved) => &[Hold::Held],
+                Some(OrderStatus::Paid | OrderStatus::Dispatched) => &[Hold::Sold],
+                Some(OrderStatus::Refunded) => &[Hold::Sold, Hold::Restocked],
+                Some(OrderStatus::Cancelled | OrderStatus::Expired) => &[Hold::Released],
+                None => &[],
+            };
+            let others: std::collections::BTreeSet<usize> = lines
+                .iter()
+                .map(|line| line_shard(line) as usize)
+                .filter(|other| *other != home as usize)
+                .collect();
+            for other in others {
+                let found = holds.remove(&(order.id.0, other));
+                if !found.is_some_and(|hold| allowed.contains(&hold)) {
+                    problems.push(format!(
+                        "order {} ({status:?}) on shard {shard}: its units on shard {other} \
+                         are {found:?}",
+                        order.id.0
+                    ));
+                }
+            }
+        }
+    }
+    for ((id, shard), hold) in holds {
+        if !matches!(hold, Hold::Released | Hold::Failed) {
+            problems.push(format!(
+                "shard {shard} holds units ({hold:?}) for order {id}, which is not placed"
+            ));
+        }
+    }
+    problems
+}
+
 /// The state hash after applying every record of one shard's log (in `shard_dir`) to a new
 /// state machine, from record 0 (reading archived segments if retention moved them), and
 /// the number of records.
@@ -226,6 +284,7 @@ pub fn verify(data_dir: &Path, shards: usize, acks: &str) -> anyhow::Result<Stri
             hashes.push(state.state_hash());
         });
     }
+    problems.extend(check_unit_holds(&engine));
     let mut transit: std::collections::BTreeMap<u128, i128> = Default::default();
     for (_, account) in engine.transit_accounts() {
         *transit.entry(account.id.0).or_default() +=
