@@ -160,6 +160,10 @@ fn history_bench_feeds_each_store_the_same_entries_and_reads_them_back() {
         "1000",
         "--reads",
         "50",
+        // Bounded by the count, not the clock: sled takes ~2.5 s for these here, and up
+        // to ~13 s on a loaded machine; the default 10 s would cut it short.
+        "--seconds",
+        "120",
         "--data-dir",
         parent,
     ]);
@@ -178,7 +182,7 @@ fn history_bench_feeds_each_store_the_same_entries_and_reads_them_back() {
         .collect();
     assert_eq!(stores, ["sled", "lsm"]);
     for report in &reports {
-        // Five records of 8,190 transfers: all written (well within the time), each
+        // Five records of 8,190 transfers: all written (well within `--seconds`), each
         // with its entry and two statement lines, and every lookup found its transfer.
         assert_eq!(report["transfers"], 40_950, "{report}");
         assert_eq!(report["entries"], 3 * 40_950, "{report}");
