@@ -1,8 +1,9 @@
 //! `surge drive --verify`: reads the acknowledged commands back from the driver's
 //! output, recovers the data directory and checks each of them, every shard's ledger
 //! invariants, that transit nets to zero, that the units other shards hold for orders
-//! whose lines span shards match those orders, and each shard's state hash against a
-//! fresh replay of its log.
+//! whose lines span shards match those orders, that the history index's statements end at
+//! each account's posted balances, and each shard's state hash against a fresh replay of
+//! its log.
 
 use super::*;
 
@@ -151,6 +152,62 @@ fn check_invariants(state: &StateMachine) -> Vec<String> {
     problems
 }
 
+/// The history index's statements against the balances, for every client account: along
+/// an account's lines (in log order) its posted balances never go down, and the last
+/// line's posted balances are the account's. (Pending balances also move when a hold
+/// expires, which makes no line; transit accounts live on two shards under one id and are
+/// checked by their netting instead.)
+fn check_statements(engine: &Engine) -> anyhow::Result<Vec<String>> {
+    const PAGE_LINES: usize = 1_000;
+    let mut problems = Vec::new();
+    for shard in 0..engine.shard_count() {
+        let accounts = engine.read_shard(shard, |state| state.accounts_sorted());
+        for account in accounts {
+            if surge_core::is_reserved_account_id(account.id) {
+                continue;
+            }
+            let id = account.id.0;
+            let mut after = None;
+            let mut last: Option<(u64, u64)> = None;
+            loop {
+                let page = match engine.statement(account.id, 0, u64::MAX, after, PAGE_LINES) {
+                    Ok(page) => page,
+                    // Without the index there are no statements to check.
+                    Err(surge_engine::EngineError::HistoryDisabled) => return Ok(problems),
+                    Err(error) => {
+                        return Err(error).context(format!("reading account {id}'s statement"))
+                    }
+                };
+                for line in &page.lines {
+                    let balances = &line.balances_after;
+                    let posted = (balances.debits_posted, balances.credits_posted);
+                    if last.is_some_and(|(debits, credits)| posted.0 < debits || posted.1 < credits)
+                    {
+                        problems.push(format!(
+                            "account {id}: posted balances go down at transfer {} of its \
+                             statement: {last:?} then {posted:?}",
+                            line.transfer.id.0
+                        ));
+                    }
+                    last = Some(posted);
+                }
+                match page.next {
+                    Some(cursor) => after = Some(cursor),
+                    None => break,
+                }
+            }
+            let posted = (account.debits_posted, account.credits_posted);
+            if last.unwrap_or((0, 0)) != posted {
+                problems.push(format!(
+                    "account {id}: its statement ends at posted {last:?}, the account has \
+                     {posted:?}"
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// Every order whose lines live on several shards against the units the other shards hold
 /// for it, once no step is in flight: a reserved order's units are held there, a paid (or
 /// dispatched) one's sold, a refunded one's sold or restocked, a cancelled or expired
@@ -285,6 +342,7 @@ pub fn verify(data_dir: &Path, shards: usize, acks: &str) -> anyhow::Result<Stri
         });
     }
     problems.extend(check_unit_holds(&engine));
+    problems.extend(check_statements(&engine)?);
     let mut transit: std::collections::BTreeMap<u128, i128> = Default::default();
     for (_, account) in engine.transit_accounts() {
         *transit.entry(account.id.0).or_default() +=
