@@ -4,6 +4,7 @@
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::journal::sorted;
 use super::table::TableEntry;
 use super::{BuyerUnits, PendingStatus, StateMachine, StoredReservation};
 
@@ -104,8 +105,7 @@ impl StateMachine {
             hasher.update(bytemuck::bytes_of(&sent.step));
             hasher.update(&sent.key.0.to_le_bytes());
         }
-        let holds = super::order_units::holds_sorted(&self.order_saga.unit_holds);
-        for (id, hold) in &holds {
+        for (id, hold) in &sorted(self.order_saga.unit_holds.iter()) {
             hasher.update(&id.0.to_le_bytes());
             hasher.update(&hold.fingerprint.to_le_bytes());
             hasher.update(&[hold.status as u8]);
@@ -113,13 +113,4 @@ impl StateMachine {
         }
         hasher.digest128()
     }
-}
-
-/// A map's entries in key order.
-fn sorted<'a, K: Copy + Ord + 'a, V: Copy + 'a>(
-    entries: impl Iterator<Item = (&'a K, &'a V)>,
-) -> Vec<(K, V)> {
-    let mut entries: Vec<(K, V)> = entries.map(|(k, v)| (*k, *v)).collect();
-    entries.sort_unstable_by_key(|(k, _)| *k);
-    entries
 }

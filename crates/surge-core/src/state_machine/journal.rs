@@ -23,6 +23,15 @@ pub(crate) fn map_with_capacity<K, V>(capacity: usize) -> Map<K, V> {
     HashMap::with_capacity_and_hasher(capacity, FixedHasher::with_seed(HASH_SEED))
 }
 
+/// A map's entries in key order (snapshots and the state hash walk hash maps this way).
+pub(crate) fn sorted<'a, K: Copy + Ord + 'a, V: Copy + 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+) -> Vec<(K, V)> {
+    let mut entries: Vec<(K, V)> = entries.map(|(k, v)| (*k, *v)).collect();
+    entries.sort_unstable_by_key(|(k, _)| *k);
+    entries
+}
+
 /// What [`Journaled`] needs from a map.
 pub(crate) trait Store<K, V> {
     fn get(&self, key: &K) -> Option<&V>;

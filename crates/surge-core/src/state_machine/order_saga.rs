@@ -41,7 +41,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::journal::{map_with_capacity, Map};
+use super::journal::{map_with_capacity, sorted, Map};
 use super::ledger::Resolver;
 use super::order_store::StoredOrder;
 use super::orders::{authorization, order_fingerprint, validate_order};
@@ -139,10 +139,7 @@ impl OrderSaga {
 
     /// The spans in order id order (snapshots, the state hash).
     pub(crate) fn spans_sorted(&self) -> Vec<(OrderId, OrderSpan)> {
-        let mut spans: Vec<(OrderId, OrderSpan)> =
-            self.spans.iter().map(|(id, span)| (*id, *span)).collect();
-        spans.sort_unstable_by_key(|(id, _)| *id);
-        spans
+        sorted(self.spans.iter())
     }
 }
 
@@ -394,7 +391,8 @@ impl StateMachine {
         // Nobody waits for an expiry.
         let everywhere = remote_shards(&stored.order, span.shard_count);
         let release = unit_step_kind::RELEASE;
-        self.send_unit_steps(&stored.order, span, &everywhere, release, TransferId::ZERO);
+        let count = span.shard_count;
+        self.send_unit_steps(&stored.order, count, &everywhere, release, TransferId::ZERO);
     }
 
     /// Fails an order whose authorization did not come back by `due` (sweep only; see the
@@ -443,7 +441,13 @@ impl StateMachine {
             }
         };
         let release = unit_step_kind::RELEASE;
-        self.send_unit_steps(&stored.order, span, &others[..reserved], release, key);
+        self.send_unit_steps(
+            &stored.order,
+            span.shard_count,
+            &others[..reserved],
+            release,
+            key,
+        );
     }
 
     /// An order's authorization or refund on the shard of its debit account (see the
@@ -585,7 +589,7 @@ impl StateMachine {
                 self.order_saga.authorizations.remove(&key);
                 let others = remote_shards(&stored.order, span.shard_count);
                 let release = unit_step_kind::RELEASE;
-                self.send_unit_steps(&stored.order, span, &others, release, key);
+                self.send_unit_steps(&stored.order, span.shard_count, &others, release, key);
                 return Outcome::Applied;
             }
             kind::PAY if success => {

@@ -27,8 +27,7 @@
 //! reservation that failed, its failure) and changes nothing. Every step stays in the unit
 //! outbox until its outcome is logged, so a crash anywhere delivers it again.
 
-use super::journal::Map;
-use super::order_saga::OrderSpan;
+use super::journal::sorted;
 use super::orders::{order_fingerprint, validate_order};
 use super::{Outcome, StateMachine};
 use crate::ids::{OrderId, TransferId};
@@ -187,13 +186,13 @@ impl StateMachine {
     pub(crate) fn send_unit_steps(
         &mut self,
         order: &Order,
-        span: OrderSpan,
+        shard_count: u32,
         targets: &[u32],
         step_kind: u32,
         key: TransferId,
     ) {
         for target in targets {
-            self.send_unit_step(order, span.shard_count, *target, step_kind, key);
+            self.send_unit_step(order, shard_count, *target, step_kind, key);
         }
     }
 
@@ -205,7 +204,7 @@ impl StateMachine {
         if targets.is_empty() {
             return;
         }
-        self.send_unit_steps(order, span, &targets, step_kind, key);
+        self.send_unit_steps(order, span.shard_count, &targets, step_kind, key);
         self.order_saga
             .spans
             .get_mut(&order.id)
@@ -386,7 +385,13 @@ impl StateMachine {
         self.order_saga.authorizations.remove(&key);
         self.orders.fail_placed(order_id, code);
         let reserved = &others[..span.units_reserved as usize];
-        self.send_unit_steps(&stored.order, span, reserved, kind::RELEASE, key);
+        self.send_unit_steps(
+            &stored.order,
+            span.shard_count,
+            reserved,
+            kind::RELEASE,
+            key,
+        );
     }
 
     /// Unit steps that joined the unit outbox since the last call, each with the client
@@ -408,25 +413,12 @@ impl StateMachine {
             .collect()
     }
 
-    /// Orders of other shards for which this shard holds (or held) units.
-    pub fn unit_holds(&self) -> usize {
-        self.order_saga.unit_holds.len()
-    }
-
     /// Where the units this shard holds for orders of other shards stand, by order id
     /// (for audits: `surge drive --verify` checks them against the orders).
     pub fn unit_holds_sorted(&self) -> Vec<(OrderId, UnitHoldStatus)> {
-        holds_sorted(&self.order_saga.unit_holds)
+        sorted(self.order_saga.unit_holds.iter())
             .into_iter()
             .map(|(id, hold)| (id, hold.status))
             .collect()
     }
-}
-
-/// The unit holds in order id order (snapshots, the state hash).
-pub(crate) fn holds_sorted(holds: &Map<OrderId, UnitHold>) -> Vec<(OrderId, UnitHold)> {
-    let mut sorted: Vec<(OrderId, UnitHold)> =
-        holds.iter().map(|(id, hold)| (*id, *hold)).collect();
-    sorted.sort_unstable_by_key(|(id, _)| *id);
-    sorted
 }

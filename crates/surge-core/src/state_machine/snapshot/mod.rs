@@ -80,10 +80,10 @@ use bytemuck::Pod;
 
 use super::archive::{EvictedFilter, IdFilter};
 use super::cross_shard::Compensated;
-use super::journal::Journaled;
+use super::journal::{sorted, Journaled};
 use super::ledger::{resolution_digest, slot_digest};
 use super::order_saga::{authorize_deadline, OrderSpan};
-use super::order_units::{holds_sorted, remote_shards, UnitHold, UnitHoldStatus, UnitSent};
+use super::order_units::{remote_shards, UnitHold, UnitHoldStatus, UnitSent};
 use super::table::{Table, TableEntry};
 use super::{
     BuyerUnits, Config, DispatchEntry, DispatchStatus, OrderEntry, PendingState, PendingStatus,
@@ -334,7 +334,7 @@ impl StateMachine {
         );
         put_section(
             &mut out,
-            holds_sorted(&self.order_saga.unit_holds),
+            sorted(self.order_saga.unit_holds.iter()),
             |out, (id, hold)| {
                 put_u128(out, id.0);
                 put_u64(out, hold.fingerprint);
