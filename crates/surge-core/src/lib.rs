@@ -27,9 +27,9 @@ pub use records::{
 pub use result::ResultCode;
 pub use shard::{shard_of, SHARDS_MAX};
 pub use state_machine::{
-    is_reserved_account_id, transit_account_id, transit_shards, ArchivedOutcome, ArchivedTransfer,
-    Config, DispatchRequest, DispatchStatus, EvictionPlan, IdFilter, MemoryCounts, OrderLookup,
-    OrderView, PendingStatus, ReservationLookup, SnapshotError, StateMachine, TransferLookup,
-    UnitHoldStatus, ACCOUNT_ID_RESERVED_HIGH, ARCHIVED_TRANSFER_SIZE_BYTES,
-    TRANSFER_CODE_CROSS_SHARD_COMPENSATION, TRANSIT_ACCOUNT_CODE,
+    is_reserved_account_id, prefetch_bytes, transit_account_id, transit_shards, ArchivedOutcome,
+    ArchivedTransfer, Config, DispatchRequest, DispatchStatus, EvictionPlan, IdFilter,
+    MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup, SnapshotError,
+    StateMachine, TransferLookup, UnitHoldStatus, ACCOUNT_ID_RESERVED_HIGH,
+    ARCHIVED_TRANSFER_SIZE_BYTES, TRANSFER_CODE_CROSS_SHARD_COMPENSATION, TRANSIT_ACCOUNT_CODE,
 };

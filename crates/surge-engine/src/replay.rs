@@ -14,7 +14,7 @@ use std::ops::Range;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use surge_core::constants::BATCH_EVENTS_MAX;
 use surge_core::{decode, Batch, BatchBuf, Operation, ResultCode, StateMachine};
-use surge_history::{derive_entries, HistoryIndex, LsmHistory};
+use surge_history::{derive_entries_since, HistoryIndex, LsmHistory};
 use surge_wal::{Log, LogReader, Record, RecoveryError};
 
 use crate::node::{check_checkpoint, evict, eviction_due, recall_lookups, EngineError};
@@ -147,13 +147,20 @@ fn apply(
         let found = recall_lookups(state_machine, index, batch)?;
         state_machine.recall(&found);
     }
+    let first_sequence = state_machine.transfer_sequence_next();
     state_machine.apply(record.header.timestamp_ns, batch, results);
     let record_index = record.header.record_index;
     let indexed = plan
         .history_applied
         .is_some_and(|applied| record_index <= applied);
     if let (Some(index), false) = (history, indexed) {
-        let entries = derive_entries(state_machine, record_index, batch, results);
+        let entries = derive_entries_since(
+            state_machine,
+            Some(first_sequence),
+            record_index,
+            batch,
+            results,
+        );
         index.apply(record_index, &entries)?;
     }
     Ok(())

@@ -65,6 +65,13 @@ pub struct Balances {
     pub credits_posted: u64,
 }
 
+/// Transfers of a batch skipped at most, looking for the next one it created among those
+/// committed since it began (each skip is a transfer it did not list: an expiry's void).
+const COMMITTED_SKIP_MAX: usize = 64;
+
+/// Accounts whose slots are hinted to the cache ahead of reading their balances.
+const PREFETCH_AHEAD: usize = 8;
+
 /// The entries of log record `record_index`, whose batch was just applied to
 /// `state_machine` with `results`. Call it before the next batch is applied: it reads the
 /// balances the batch left.
@@ -74,9 +81,24 @@ pub fn derive_entries(
     batch: Batch<'_>,
     results: &[ResultCode],
 ) -> Vec<IndexEntry> {
+    derive_entries_since(state_machine, None, record_index, batch, results)
+}
+
+/// [`derive_entries`] for a batch applied when [`StateMachine::transfer_sequence_next`]
+/// was `first_sequence`: the transfers it created are read in the order they were
+/// committed rather than looked up by id (the same records: a lookup would find each at
+/// its sequence number). `None` looks every one up.
+pub fn derive_entries_since(
+    state_machine: &StateMachine,
+    first_sequence: Option<u64>,
+    record_index: u64,
+    batch: Batch<'_>,
+    results: &[ResultCode],
+) -> Vec<IndexEntry> {
     assert_eq!(batch.len(), results.len());
-    let mut entries = Vec::new();
-    let mut created: Vec<(LogPosition, TransferId)> = Vec::new();
+    // Mostly a transfer and its two statement lines per command.
+    let mut entries = Vec::with_capacity(results.len() * 3);
+    let mut created: Vec<(LogPosition, TransferId)> = Vec::with_capacity(results.len());
     // Funds returned from transit for failed cross-shard transfers: statement lines only
     // (the transfer's own entry stays the debit leg).
     let mut compensations: Vec<(LogPosition, Transfer)> = Vec::new();
@@ -146,11 +168,34 @@ pub fn derive_entries(
             _ => {}
         }
     }
+    let look_up = |id: TransferId| match state_machine.transfer(id) {
+        Some(TransferLookup::Committed { transfer, .. }) => transfer,
+        other => panic!("a command that returned ok created transfer {id}: {other:?}"),
+    };
+    let mut committed = first_sequence
+        .map(|sequence| state_machine.transfers_committed_since(sequence))
+        .into_iter()
+        .flatten();
     let transfers: Vec<(LogPosition, Transfer)> = created
         .into_iter()
-        .map(|(position, id)| match state_machine.transfer(id) {
-            Some(TransferLookup::Committed { transfer, .. }) => (position, transfer),
-            other => panic!("a command that returned ok created transfer {id}: {other:?}"),
+        .map(|(position, id)| {
+            // Commands commit in order: the next transfer committed with this id is the one
+            // this command created. One not found is looked up, and the walk resumes where
+            // it was.
+            let mut ahead = committed.clone();
+            let found = ahead
+                .by_ref()
+                .take(COMMITTED_SKIP_MAX + 1)
+                .find(|transfer| transfer.id == id);
+            let transfer = match found {
+                Some(transfer) => {
+                    committed = ahead;
+                    debug_assert_eq!(*transfer, look_up(id), "committed order differs");
+                    *transfer
+                }
+                None => look_up(id),
+            };
+            (position, transfer)
         })
         .collect();
     entries.extend(
@@ -161,34 +206,31 @@ pub fn derive_entries(
                 transfer: *transfer,
             }),
     );
-    let statement = |transfer_indexed| {
-        move |line| IndexEntry::Statement {
-            line,
-            transfer_indexed,
-        }
-    };
-    entries.extend(
-        statement_lines(state_machine, &transfers)
-            .into_iter()
-            .map(statement(true)),
-    );
-    entries.extend(
-        statement_lines(state_machine, &compensations)
-            .into_iter()
-            .map(statement(false)),
-    );
+    statement_lines(state_machine, &transfers, true, &mut entries);
+    statement_lines(state_machine, &compensations, false, &mut entries);
     entries
 }
 
 /// Walks the batch's transfers backwards from the balances the batch left, so each line
 /// carries the balances right after its transfer.
+/// Appends them to `entries` as [`IndexEntry::Statement`]s.
 fn statement_lines(
     state_machine: &StateMachine,
     transfers: &[(LogPosition, Transfer)],
-) -> Vec<StatementLine> {
-    let mut balances: HashMap<AccountId, Balances> = HashMap::with_capacity(transfers.len() * 2);
-    let mut lines = Vec::with_capacity(transfers.len() * 2);
-    for (position, transfer) in transfers.iter().rev() {
+    transfer_indexed: bool,
+    entries: &mut Vec<IndexEntry>,
+) {
+    let mut balances: foldhash::HashMap<AccountId, Balances> =
+        HashMap::with_capacity_and_hasher(transfers.len() * 2, Default::default());
+    let first = entries.len();
+    entries.reserve(transfers.len() * 2);
+    for (back, (position, transfer)) in transfers.iter().rev().enumerate() {
+        // Accounts a few lines on are asked for next: start loading them now.
+        let ahead = transfers.len().checked_sub(back + 1 + PREFETCH_AHEAD);
+        if let Some((_, ahead)) = ahead.map(|index| &transfers[index]) {
+            state_machine.prefetch_account(ahead.debit_account_id);
+            state_machine.prefetch_account(ahead.credit_account_id);
+        }
         let (debit, credit) = effects(state_machine, transfer);
         for (account_id, effect) in [
             (transfer.debit_account_id, debit),
@@ -205,17 +247,19 @@ fn statement_lines(
                     credits_posted: account.credits_posted,
                 }
             });
-            lines.push(StatementLine {
-                account_id,
-                position: *position,
-                transfer: *transfer,
-                balances_after: *current,
+            entries.push(IndexEntry::Statement {
+                line: StatementLine {
+                    account_id,
+                    position: *position,
+                    transfer: *transfer,
+                    balances_after: *current,
+                },
+                transfer_indexed,
             });
             *current = undo(*current, effect);
         }
     }
-    lines.reverse();
-    lines
+    entries[first..].reverse();
 }
 
 /// How a transfer changed one side's balances: (pending added, pending removed, posted

@@ -23,7 +23,7 @@ mod lsm;
 mod memory;
 mod sled_history;
 
-pub use derive::{derive_entries, IndexEntry, StatementLine};
+pub use derive::{derive_entries, derive_entries_since, IndexEntry, StatementLine};
 pub use lsm::{
     LsmHistory, LsmStats, LsmStore, FROZEN_MAX, MEMTABLE_BYTES_DEFAULT, MEMTABLE_BYTES_MAX,
     MERGE_FANOUT,

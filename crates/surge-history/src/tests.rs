@@ -11,8 +11,8 @@ use surge_core::{ArchivedOutcome, ArchivedTransfer};
 
 use crate::derive::{Balances, IndexEntry, StatementLine};
 use crate::{
-    derive_entries, HistoryError, HistoryIndex, LsmHistory, MemoryHistory, SledHistory,
-    StatementCursor,
+    derive_entries, derive_entries_since, HistoryError, HistoryIndex, LsmHistory, MemoryHistory,
+    SledHistory, StatementCursor,
 };
 
 const LEDGER: u32 = 1;
@@ -105,6 +105,7 @@ fn derive_log() -> (StateMachine, Vec<Vec<IndexEntry>>) {
     let mut derived = Vec::new();
     for (record_index, batch) in log().iter().enumerate() {
         let timestamp = state_machine.timestamp_next_min() + 1_000;
+        let first_sequence = state_machine.transfer_sequence_next();
         state_machine.apply(timestamp, batch.as_batch(), &mut results);
         let entries = derive_entries(
             &state_machine,
@@ -112,6 +113,19 @@ fn derive_log() -> (StateMachine, Vec<Vec<IndexEntry>>) {
             batch.as_batch(),
             &results,
         );
+        // Reading the batch's transfers in commit order finds what looking them up does,
+        // also when the walk starts earlier (it skips other transfers) or past the end
+        // (nothing to read: every transfer is looked up).
+        for from in [first_sequence, 0, u64::MAX] {
+            let in_order = derive_entries_since(
+                &state_machine,
+                Some(from),
+                record_index as u64,
+                batch.as_batch(),
+                &results,
+            );
+            assert_eq!(in_order, entries, "record {record_index} from {from}");
+        }
         derived.push(entries);
     }
     (state_machine, derived)

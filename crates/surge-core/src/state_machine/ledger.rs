@@ -425,9 +425,31 @@ impl StateMachine {
         }
     }
 
-    /// The sequence number the next committed transfer gets.
-    pub(crate) fn transfer_sequence_next(&self) -> u64 {
+    /// The sequence number the next committed transfer gets: read it before applying a
+    /// batch to list the batch's transfers with [`StateMachine::transfers_committed_since`].
+    pub fn transfer_sequence_next(&self) -> u64 {
         self.transfer_records_base + self.transfer_records.len() as u64
+    }
+
+    /// The transfers committed from sequence number `sequence` on, in the order they were
+    /// committed: read in order, not looked up one by one. Empty if any of them left the
+    /// window of recent records.
+    pub fn transfers_committed_since(
+        &self,
+        sequence: u64,
+    ) -> impl Iterator<Item = &Transfer> + Clone {
+        let offset = sequence
+            .checked_sub(self.transfer_records_base)
+            .and_then(|offset| usize::try_from(offset).ok())
+            .filter(|offset| *offset <= self.transfer_records.len())
+            .unwrap_or(self.transfer_records.len());
+        self.transfer_records.range(offset..)
+    }
+
+    /// Hints the cache with the slot of account `id` (the history index reads the
+    /// balances a batch left, account by account). Reads nothing.
+    pub fn prefetch_account(&self, id: AccountId) {
+        self.accounts.map.prefetch(&id.0);
     }
 
     /// The answer to reusing `transfer_id` for a command with `fingerprint`, if it is used.

@@ -32,6 +32,8 @@ mod orders;
 mod snapshot;
 mod table;
 
+pub use table::prefetch_bytes;
+
 #[cfg(test)]
 mod tests;
 

@@ -399,6 +399,23 @@ pub(crate) fn prefetch_value<T>(value: *const T) {
     }
 }
 
+/// Hints the CPU to start loading the cache lines of `bytes` (for a reader about to copy
+/// entries it will find at scattered places, such as the history index's sorted
+/// memtable). Reads nothing.
+#[inline]
+pub fn prefetch_bytes(bytes: &[u8]) {
+    let start = bytes.as_ptr();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        prefetch_read(start.wrapping_add(offset));
+        offset += 64;
+    }
+    // The last line, when the bytes do not start on a line.
+    if let Some(last) = bytes.len().checked_sub(1) {
+        prefetch_read(start.wrapping_add(last));
+    }
+}
+
 /// A prefetch hint, one of the core's `unsafe`s (with `memory.rs`'s `madvise` and aligned
 /// slots):
 /// `_mm_prefetch` is marked unsafe only because it is a target-feature intrinsic; a

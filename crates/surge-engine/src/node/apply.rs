@@ -70,13 +70,13 @@ impl Applier {
         let (entries, released, released_orders) = {
             let mut state = self.shared.state.write();
             state.recall(&found);
+            let first_sequence = state.transfer_sequence_next();
             state.apply(record.header.timestamp_ns, batch, results);
             // Derived from the state right after this record (in memory, under the lock);
             // written to the index after the lock is released, so reads never wait on it.
-            let entries = self
-                .history
-                .is_some()
-                .then(|| derive_entries(&state, record_index, batch, results));
+            let entries = self.history.is_some().then(|| {
+                derive_entries_since(&state, Some(first_sequence), record_index, batch, results)
+            });
             let released_orders = super::OrderStep::take_released(&mut state);
             (entries, state.take_released_legs(), released_orders)
         };

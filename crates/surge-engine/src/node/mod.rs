@@ -13,7 +13,7 @@ use surge_core::{
     compact_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
     ResultCode, ShardLeg, StateMachine, TransferId, TransferLookup, UnitStep,
 };
-use surge_history::{derive_entries, HistoryError, HistoryIndex, LsmHistory};
+use surge_history::{derive_entries_since, HistoryError, HistoryIndex, LsmHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
 use surge_wal::{
     retain_segments, CheckpointError, Clock, GroupCommit, GroupCommitConfig, Log, LogConfig,

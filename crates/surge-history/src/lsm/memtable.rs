@@ -50,6 +50,21 @@ impl Memtable {
         });
     }
 
+    /// Empties it, keeping its memory for the next entries.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.slots.clear();
+    }
+
+    /// Entries whose keys `wanted` picks (a key written twice counts twice). Reads the
+    /// keys in write order, which is the order of their bytes in memory.
+    pub(crate) fn count(&self, wanted: impl Fn(&[u8]) -> bool) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| wanted(self.key(slot)))
+            .count()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
@@ -146,12 +161,28 @@ impl Memtable {
 
     /// Every key once, with its newest value, in key order.
     pub(crate) fn sorted(&self) -> Vec<(&[u8], &[u8])> {
-        let mut order: Vec<(Slot, u32)> = self.slots.iter().copied().zip(0..).collect();
-        // Equal keys in write order, so the last of them is the newest.
-        order.sort_unstable_by(|(a, a_at), (b, b_at)| self.compare(a, b).then(a_at.cmp(b_at)));
+        // By the keys' first 32 bytes, then write order (the order of `at`): compared as
+        // integers, without reading the keys' bytes.
+        let mut order: Vec<Slot> = self.slots.clone();
+        order.sort_unstable_by_key(|slot| (slot.prefix, slot.at));
+        // Keys alike in their first 32 bytes (longer keys, or one key written twice) are
+        // adjacent now: order each such group by the whole key, stably, so equal keys stay
+        // in write order and the last of them is the newest.
+        let mut start = 0;
+        while start < order.len() {
+            let prefix = order[start].prefix;
+            let alike = order[start..]
+                .iter()
+                .take_while(|slot| slot.prefix == prefix)
+                .count();
+            if alike > 1 {
+                order[start..start + alike].sort_by(|a, b| self.key(a).cmp(self.key(b)));
+            }
+            start += alike;
+        }
         let mut entries: Vec<(&[u8], &[u8])> = Vec::with_capacity(order.len());
         let mut previous: Option<&Slot> = None;
-        for (slot, _) in &order {
+        for slot in &order {
             let value = self.value(slot);
             match (previous, entries.last_mut()) {
                 (Some(before), Some(last)) if self.compare(before, slot).is_eq() => last.1 = value,

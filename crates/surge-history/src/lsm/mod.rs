@@ -63,6 +63,9 @@ struct View {
     frozen: VecDeque<Arc<Memtable>>,
     /// Oldest first.
     runs: Vec<Arc<Run>>,
+    /// A written memtable's emptied memory, for the next one: a memtable that grew to its
+    /// size once is not grown (copied, and its pages faulted in) again.
+    spare: Option<Memtable>,
 }
 
 /// What the background threads and the writer say to each other.
@@ -73,6 +76,9 @@ struct Control {
     failed: Option<String>,
     /// The next flush number.
     next_flush: u64,
+    /// Frozen memtables (the oldest) written as runs and handed to the publisher, not yet
+    /// published.
+    handed: usize,
 }
 
 struct Shared {
@@ -226,7 +232,8 @@ impl LsmStore {
         if view.active.is_empty() {
             return;
         }
-        let full = std::mem::take(&mut view.active);
+        let next = view.spare.take().unwrap_or_default();
+        let full = std::mem::replace(&mut view.active, next);
         view.frozen.push_back(Arc::new(full));
         drop(view);
         // Under the control lock, so a thread between its check and its wait is not missed.

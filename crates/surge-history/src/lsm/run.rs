@@ -17,7 +17,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,10 @@ use crate::HistoryError;
 
 /// A chunk closes once it holds this many bytes: the unit of a lookup's read.
 const CHUNK_BYTES: usize = 32 << 10;
+/// Closed chunks are written to the file once they fill this many bytes.
+const WRITE_BYTES: usize = 1 << 20;
+/// Filter insertions a writer keeps waiting while their blocks are loaded into the cache.
+const FILTER_PREFETCH_AHEAD: usize = 8;
 const MAGIC: &[u8; 8] = b"SURGEIDX";
 const VERSION: u32 = 1;
 const FOOTER_SIZE_BYTES: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 4;
@@ -345,9 +349,15 @@ pub(crate) struct RunWriter {
     directory: PathBuf,
     name: String,
     temporary: PathBuf,
-    file: BufWriter<File>,
-    chunk: Vec<u8>,
+    file: File,
+    /// Closed chunks not yet written, then the open chunk from `chunk_at`: each entry is
+    /// copied once, into the bytes the file gets.
+    buffer: Vec<u8>,
+    chunk_at: usize,
     chunk_first_key: Vec<u8>,
+    /// Keys' hashes whose filter blocks were hinted to the cache, inserted a few entries
+    /// later.
+    filter_pending: std::collections::VecDeque<TransferId>,
     last_key: Option<Vec<u8>>,
     offset: u64,
     metadata: Vec<u8>,
@@ -377,9 +387,11 @@ impl RunWriter {
             directory: directory.to_path_buf(),
             name,
             temporary,
-            file: BufWriter::with_capacity(1 << 20, file),
-            chunk: Vec::with_capacity(CHUNK_BYTES * 2),
+            file,
+            buffer: Vec::with_capacity(WRITE_BYTES + CHUNK_BYTES * 2),
+            chunk_at: 0,
             chunk_first_key: Vec::new(),
+            filter_pending: std::collections::VecDeque::with_capacity(FILTER_PREFETCH_AHEAD + 1),
             last_key: None,
             offset: 0,
             metadata: Vec::new(),
@@ -397,53 +409,79 @@ impl RunWriter {
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) -> Result<(), HistoryError> {
         debug_assert!(key.len() <= KEY_SIZE_MAX_BYTES);
         debug_assert!(self.last_key.as_deref().is_none_or(|last| last < key));
-        if self.chunk.is_empty() {
+        if self.buffer.len() == self.chunk_at {
             self.chunk_first_key.clear();
             self.chunk_first_key.extend_from_slice(key);
         }
-        self.chunk
+        self.buffer
             .extend_from_slice(&(key.len() as u16).to_le_bytes());
-        self.chunk
+        self.buffer
             .extend_from_slice(&(value.len() as u32).to_le_bytes());
-        self.chunk.extend_from_slice(key);
-        self.chunk.extend_from_slice(value);
+        self.buffer.extend_from_slice(key);
+        self.buffer.extend_from_slice(value);
         if (self.policy)(key) {
-            self.filter.insert(key_hash(key));
+            let hash = key_hash(key);
+            self.filter.prefetch(hash);
+            self.filter_pending.push_back(hash);
+            if self.filter_pending.len() > FILTER_PREFETCH_AHEAD {
+                let due = self.filter_pending.pop_front().expect("pending");
+                self.filter.insert(due);
+            }
         }
         self.entries += 1;
         if cfg!(debug_assertions) {
             self.last_key = Some(key.to_vec());
         }
-        if self.chunk.len() >= CHUNK_BYTES {
+        if self.buffer.len() - self.chunk_at >= CHUNK_BYTES {
             self.close_chunk()?;
         }
         Ok(())
     }
 
     fn close_chunk(&mut self) -> Result<(), HistoryError> {
-        if self.chunk.is_empty() {
+        let chunk = &self.buffer[self.chunk_at..];
+        if chunk.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(&self.chunk)
-            .map_err(io_error(format!("writing {}", self.temporary.display())))?;
         self.metadata.extend_from_slice(&self.offset.to_le_bytes());
         self.metadata
-            .extend_from_slice(&(self.chunk.len() as u32).to_le_bytes());
+            .extend_from_slice(&(chunk.len() as u32).to_le_bytes());
         self.metadata
-            .extend_from_slice(&crc32c::crc32c(&self.chunk).to_le_bytes());
+            .extend_from_slice(&crc32c::crc32c(chunk).to_le_bytes());
         self.metadata
             .extend_from_slice(&(self.chunk_first_key.len() as u16).to_le_bytes());
         self.metadata.extend_from_slice(&self.chunk_first_key);
-        self.offset += self.chunk.len() as u64;
+        self.offset += chunk.len() as u64;
         self.chunks += 1;
-        self.chunk.clear();
+        self.chunk_at = self.buffer.len();
+        if self.buffer.len() >= WRITE_BYTES {
+            self.write_buffer()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the closed chunks.
+    fn write_buffer(&mut self) -> Result<(), HistoryError> {
+        self.file
+            .write_all(&self.buffer[..self.chunk_at])
+            .map_err(io_error(format!("writing {}", self.temporary.display())))?;
+        self.buffer.drain(..self.chunk_at);
+        self.chunk_at = 0;
         Ok(())
     }
 
     /// Writes the tail, makes the file durable under its name and opens it.
-    pub(crate) fn finish(mut self) -> Result<Run, HistoryError> {
+    pub(crate) fn finish(self) -> Result<Run, HistoryError> {
+        self.write_tail()?.publish()
+    }
+
+    /// Writes the rest of the file, not yet durable: [`WrittenRun::publish`] makes it so.
+    pub(crate) fn write_tail(mut self) -> Result<WrittenRun, HistoryError> {
         self.close_chunk()?;
+        self.write_buffer()?;
+        for due in std::mem::take(&mut self.filter_pending) {
+            self.filter.insert(due);
+        }
         let filter = self.filter.to_bytes();
         let mut tail = std::mem::take(&mut self.metadata);
         let metadata_bytes = tail.len() as u64;
@@ -464,17 +502,13 @@ impl RunWriter {
         tail.extend_from_slice(&crc32c::crc32c(&tail).to_le_bytes());
         let writing = || format!("writing {}", self.temporary.display());
         self.file.write_all(&tail).map_err(io_error(writing()))?;
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|error| io_error(writing())(error.into_error()))?;
-        file.sync_data().map_err(io_error(writing()))?;
-        drop(file);
-        let path = self.directory.join(&self.name);
-        std::fs::rename(&self.temporary, &path)
-            .map_err(io_error(format!("renaming {}", self.temporary.display())))?;
-        sync_directory(&self.directory)?;
-        Run::open(&self.directory, &self.name, self.policy)
+        Ok(WrittenRun {
+            directory: self.directory,
+            name: self.name,
+            temporary: self.temporary,
+            file: self.file,
+            policy: self.policy,
+        })
     }
 
     /// Gives up: removes the temporary file.
@@ -482,6 +516,30 @@ impl RunWriter {
         let temporary = self.temporary.clone();
         drop(self);
         let _ = std::fs::remove_file(temporary);
+    }
+}
+
+/// A run file written whole under its temporary name, not yet durable.
+pub(crate) struct WrittenRun {
+    directory: PathBuf,
+    name: String,
+    temporary: PathBuf,
+    file: File,
+    policy: FilterPolicy,
+}
+
+impl WrittenRun {
+    /// Makes the file durable under its name (`fdatasync`, rename, directory `fsync`), so
+    /// it is whole or absent after a crash, and opens it.
+    pub(crate) fn publish(self) -> Result<Run, HistoryError> {
+        self.file
+            .sync_data()
+            .map_err(io_error(format!("writing {}", self.temporary.display())))?;
+        let path = self.directory.join(&self.name);
+        std::fs::rename(&self.temporary, &path)
+            .map_err(io_error(format!("renaming {}", self.temporary.display())))?;
+        sync_directory(&self.directory)?;
+        Run::open(&self.directory, &self.name, self.policy)
     }
 }
 

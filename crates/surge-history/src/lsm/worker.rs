@@ -1,41 +1,60 @@
-//! The store's two background threads: the flusher writes frozen memtables as runs, in
-//! order; the merger merges [`MERGE_FANOUT`] adjacent runs of one level into one of the
-//! next. They are apart so a long merge never holds up a flush (and so the writer).
+//! The store's background threads: the flusher sorts frozen memtables and writes them as
+//! run files, in order; the publisher makes each durable and puts it in the view, in the
+//! same order, while the flusher writes the next (so the writer does not wait on the
+//! disk's `fdatasync`); the merger merges [`MERGE_FANOUT`] adjacent runs of one level into
+//! one of the next. The merger is apart so a long merge never holds up a flush (and so
+//! the writer).
 //!
 //! Lock order: a thread holding `control` may take `view`, never the reverse.
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::memtable::Memtable;
-use super::run::{Run, RunCursor, RunWriter};
-use super::{HistoryError, Shared, MERGE_FANOUT};
+use super::run::{Run, RunCursor, RunWriter, WrittenRun};
+use super::{HistoryError, Shared, FROZEN_MAX, MERGE_FANOUT};
 
 /// Entries a merge writes between checks of whether the store is stopping.
 const MERGE_STOP_CHECK_ENTRIES: u64 = 4_096;
 
+/// Entries ahead of the one being written whose bytes are hinted to the cache.
+const PREFETCH_AHEAD_ENTRIES: usize = 8;
+
+/// A frozen memtable's run, written and waiting to be published.
+type Written = (Arc<Memtable>, WrittenRun);
+
 pub(super) struct Workers {
     flusher: JoinHandle<()>,
+    publisher: JoinHandle<()>,
     merger: JoinHandle<()>,
 }
 
 impl Workers {
     pub(super) fn start(shared: &Arc<Shared>) -> Workers {
-        let spawn = |name: &str, body: fn(&Shared)| {
+        let spawn = |name: &str, body: Box<dyn FnOnce(&Shared) + Send>| {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(name.to_string())
                 .spawn(move || body(&shared))
                 .expect("spawn a history index thread")
         };
+        let (written, to_publish) = sync_channel::<Written>(FROZEN_MAX);
         Workers {
-            flusher: spawn("surge-index-flush", flush_loop),
-            merger: spawn("surge-index-merge", merge_loop),
+            flusher: spawn(
+                "surge-index-flush",
+                Box::new(move |shared| flush_loop(shared, written)),
+            ),
+            publisher: spawn(
+                "surge-index-sync",
+                Box::new(move |shared| publish_loop(shared, to_publish)),
+            ),
+            merger: spawn("surge-index-merge", Box::new(merge_loop)),
         }
     }
 
-    /// Lets the flusher write what is frozen, stops the merger (a merge in progress is
-    /// abandoned: its runs stay), and joins both.
+    /// Lets the flusher write and the publisher publish what is frozen, stops the merger
+    /// (a merge in progress is abandoned: its runs stay), and joins them.
     pub(super) fn stop(self, shared: &Shared) {
         {
             let mut control = shared.control.lock();
@@ -43,6 +62,7 @@ impl Workers {
             shared.changed.notify_all();
         }
         let _ = self.flusher.join();
+        let _ = self.publisher.join();
         let _ = self.merger.join();
     }
 }
@@ -53,7 +73,10 @@ fn fail(shared: &Shared, error: HistoryError) {
     shared.changed.notify_all();
 }
 
-fn flush_loop(shared: &Shared) {
+/// Writes each frozen memtable not handed to the publisher yet, oldest first, and hands
+/// it over. Returns when the store stops with nothing left to write, when a thread failed,
+/// or when the publisher is gone.
+fn flush_loop(shared: &Shared, written: SyncSender<Written>) {
     loop {
         let (table, number) = {
             let mut control = shared.control.lock();
@@ -61,7 +84,8 @@ fn flush_loop(shared: &Shared) {
                 if control.failed.is_some() {
                     return;
                 }
-                if let Some(table) = shared.view.read().frozen.front().cloned() {
+                let next = shared.view.read().frozen.get(control.handed).cloned();
+                if let Some(table) = next {
                     break table;
                 }
                 if control.stopping {
@@ -71,30 +95,54 @@ fn flush_loop(shared: &Shared) {
             };
             let number = control.next_flush;
             control.next_flush += 1;
+            control.handed += 1;
             (table, number)
         };
         match write_memtable(shared, &table, number) {
             Ok(run) => {
-                {
-                    let mut view = shared.view.write();
-                    let front = view.frozen.pop_front();
-                    debug_assert!(front.is_some_and(|front| Arc::ptr_eq(&front, &table)));
-                    view.runs.push(Arc::new(run));
+                if written.send((table, run)).is_err() {
+                    return;
                 }
-                let _control = shared.control.lock();
-                shared.changed.notify_all();
             }
             Err(error) => return fail(shared, error),
         }
     }
 }
 
-fn write_memtable(shared: &Shared, table: &Memtable, number: u64) -> Result<Run, HistoryError> {
+/// Publishes the flusher's runs in the order it wrote them: durable first, then in the
+/// view in place of their memtables. Returns when the flusher is gone and everything it
+/// wrote is published, or at the first failure.
+fn publish_loop(shared: &Shared, to_publish: Receiver<Written>) {
+    for (table, written) in to_publish {
+        let run = match written.publish() {
+            Ok(run) => run,
+            Err(error) => return fail(shared, error),
+        };
+        {
+            let mut control = shared.control.lock();
+            let mut view = shared.view.write();
+            let front = view.frozen.pop_front();
+            debug_assert!(front.is_some_and(|front| Arc::ptr_eq(&front, &table)));
+            view.runs.push(Arc::new(run));
+            control.handed -= 1;
+            shared.changed.notify_all();
+        }
+        // Its memory holds the next memtable, unless a reader still reads it.
+        if let Ok(mut spent) = Arc::try_unwrap(table) {
+            spent.clear();
+            shared.view.write().spare = Some(spent);
+        }
+    }
+}
+
+fn write_memtable(
+    shared: &Shared,
+    table: &Memtable,
+    number: u64,
+) -> Result<WrittenRun, HistoryError> {
+    // Counted before sorting, while the keys are read in the order they lie in memory.
+    let filtered = table.count(shared.policy);
     let sorted = table.sorted();
-    let filtered = sorted
-        .iter()
-        .filter(|(key, _)| (shared.policy)(key))
-        .count();
     let mut writer = RunWriter::create(
         &shared.directory,
         0,
@@ -102,13 +150,19 @@ fn write_memtable(shared: &Shared, table: &Memtable, number: u64) -> Result<Run,
         filtered as u64,
         shared.policy,
     )?;
-    for (key, value) in sorted {
+    for (index, (key, value)) in sorted.iter().enumerate() {
+        // In key order the entries lie scattered over the memtable: start loading those a
+        // few places on while this one is copied.
+        if let Some((key, value)) = sorted.get(index + PREFETCH_AHEAD_ENTRIES) {
+            surge_core::prefetch_bytes(key);
+            surge_core::prefetch_bytes(value);
+        }
         if let Err(error) = writer.push(key, value) {
             writer.abandon();
             return Err(error);
         }
     }
-    writer.finish()
+    writer.write_tail()
 }
 
 /// The [`MERGE_FANOUT`] oldest adjacent runs of the lowest level that has that many.
@@ -214,43 +268,46 @@ fn merge_into(
         .iter()
         .map(|run| RunCursor::new(run))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut key = Vec::new();
-    let mut written = 0u64;
-    loop {
-        // The smallest key; among equal keys the newest run's (the last one seen).
-        let mut smallest: Option<usize> = None;
-        for (index, cursor) in cursors.iter().enumerate() {
-            let Some((candidate, _)) = cursor.current() else {
-                continue;
-            };
-            let better = match smallest {
-                None => true,
-                Some(best) => {
-                    let (prefix, best_prefix) = (cursor.prefix(), cursors[best].prefix());
-                    prefix < best_prefix
-                        || prefix == best_prefix
-                            && candidate <= cursors[best].current().expect("current").0
-                }
-            };
-            if better {
-                smallest = Some(index);
-            }
+    // Whether cursor `a`'s entry goes before cursor `b`'s: the smaller key, and among equal
+    // keys the newest run's (the later in `group`), whose value wins.
+    let before = |cursors: &[RunCursor], a: usize, b: usize| {
+        let key = |index: usize| cursors[index].current().expect("a cursor in the order").0;
+        cursors[a]
+            .prefix()
+            .cmp(&cursors[b].prefix())
+            .then_with(|| key(a).cmp(key(b)))
+            .then(b.cmp(&a))
+            .is_lt()
+    };
+    // The cursors not at their end, in that order.
+    let mut order: Vec<usize> = Vec::with_capacity(cursors.len());
+    for index in 0..cursors.len() {
+        if cursors[index].current().is_some() {
+            let at = order.partition_point(|&other| before(&cursors, other, index));
+            order.insert(at, index);
         }
-        let Some(best) = smallest else {
-            return Ok(true);
-        };
-        let (best_key, value) = cursors[best].current().expect("current");
-        writer.push(best_key, value)?;
-        key.clear();
-        key.extend_from_slice(best_key);
+    }
+    let mut heads: Vec<usize> = Vec::with_capacity(cursors.len());
+    let mut written = 0u64;
+    while let Some(&best) = order.first() {
+        let (key, value) = cursors[best].current().expect("current");
+        writer.push(key, value)?;
+        // Every cursor at this key moves past it (the older ones' values lost to it).
         let prefix = cursors[best].prefix();
-        for cursor in &mut cursors {
-            let same = cursor.prefix() == prefix
-                && cursor
-                    .current()
-                    .is_some_and(|(candidate, _)| candidate == key);
-            if same {
-                cursor.advance()?;
+        let alike = order
+            .iter()
+            .take_while(|&&index| {
+                let cursor = &cursors[index];
+                cursor.prefix() == prefix && cursor.current().is_some_and(|(other, _)| other == key)
+            })
+            .count();
+        heads.clear();
+        heads.extend(order.drain(..alike));
+        for &index in &heads {
+            cursors[index].advance()?;
+            if cursors[index].current().is_some() {
+                let at = order.partition_point(|&other| before(&cursors, other, index));
+                order.insert(at, index);
             }
         }
         written += 1;
@@ -258,4 +315,5 @@ fn merge_into(
             return Ok(false);
         }
     }
+    Ok(true)
 }
