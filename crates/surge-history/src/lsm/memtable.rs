@@ -22,6 +22,9 @@ struct Slot {
 pub(crate) struct Memtable {
     bytes: Vec<u8>,
     slots: Vec<Slot>,
+    /// Entries pushed as point keys (a key written twice counts twice): what a run's
+    /// filter is sized for.
+    points: usize,
 }
 
 pub(crate) fn prefix_of(key: &[u8]) -> (u128, u128) {
@@ -36,7 +39,10 @@ pub(crate) fn prefix_of(key: &[u8]) -> (u128, u128) {
 }
 
 impl Memtable {
-    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) {
+    /// Appends an entry; `point` says whether lookups ask for its key alone (counted
+    /// for the run's filter).
+    pub(crate) fn push(&mut self, key: &[u8], value: &[u8], point: bool) {
+        self.points += usize::from(point);
         // The store freezes a memtable at `MEMTABLE_BYTES_MAX` at most, and one record's
         // entries are a few MiB.
         let at = u32::try_from(self.bytes.len()).expect("a memtable stays under 4 GiB");
@@ -54,15 +60,12 @@ impl Memtable {
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.slots.clear();
+        self.points = 0;
     }
 
-    /// Entries whose keys `wanted` picks (a key written twice counts twice). Reads the
-    /// keys in write order, which is the order of their bytes in memory.
-    pub(crate) fn count(&self, wanted: impl Fn(&[u8]) -> bool) -> usize {
-        self.slots
-            .iter()
-            .filter(|slot| wanted(self.key(slot)))
-            .count()
+    /// Entries pushed as point keys.
+    pub(crate) fn points(&self) -> usize {
+        self.points
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -201,11 +204,11 @@ mod tests {
     #[test]
     fn newest_value_wins_and_order_is_byte_order() {
         let mut table = Memtable::default();
-        table.push(b"b", b"1");
-        table.push(b"a\x00\x00\x00\x00\x00\x00\x00\x01", b"2");
-        table.push(b"a", b"3");
-        table.push(b"b", b"4");
-        table.push(b"ab", b"5");
+        table.push(b"b", b"1", false);
+        table.push(b"a\x00\x00\x00\x00\x00\x00\x00\x01", b"2", false);
+        table.push(b"a", b"3", false);
+        table.push(b"b", b"4", false);
+        table.push(b"ab", b"5", false);
         assert_eq!(table.get(b"b"), Some(&b"4"[..]));
         assert_eq!(table.get(b"c"), None);
         let keys: Vec<&[u8]> = table.sorted().iter().map(|(key, _)| *key).collect();
@@ -225,9 +228,9 @@ mod tests {
         assert_eq!(table.scan(b"b", b"c", 10), vec![(&b"b"[..], &b"4"[..])]);
         // Keys alike in their first 32 bytes.
         let long = |last: u8| [[9u8; 40].as_slice(), &[last]].concat();
-        table.push(&long(2), b"6");
-        table.push(&long(1), b"7");
-        table.push(&long(2), b"8");
+        table.push(&long(2), b"6", false);
+        table.push(&long(1), b"7", false);
+        table.push(&long(2), b"8", false);
         let sorted = table.sorted();
         let head: Vec<(&[u8], &[u8])> = sorted[..2].to_vec();
         assert_eq!(

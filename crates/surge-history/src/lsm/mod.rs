@@ -361,7 +361,7 @@ impl KeyValueStore for LsmStore {
         let full = {
             let mut view = self.shared.view.write();
             for (key, value) in writes.iter() {
-                view.active.push(key, value);
+                view.active.push(key, value, (self.shared.policy)(key));
             }
             view.active.size_bytes() >= self.shared.memtable_bytes
         };

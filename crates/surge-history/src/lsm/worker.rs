@@ -140,8 +140,7 @@ fn write_memtable(
     table: &Memtable,
     number: u64,
 ) -> Result<WrittenRun, HistoryError> {
-    // Counted before sorting, while the keys are read in the order they lie in memory.
-    let filtered = table.count(shared.policy);
+    let filtered = table.points();
     let sorted = table.sorted();
     let mut writer = RunWriter::create(
         &shared.directory,
