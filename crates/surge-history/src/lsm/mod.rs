@@ -46,6 +46,12 @@ pub const MEMTABLE_BYTES_MAX: usize = 1 << 30;
 /// Frozen memtables waiting to be written before the writer waits.
 pub const FROZEN_MAX: usize = 4;
 
+/// Runs written from memory, and runs in all, with a merge due, at which the writer waits
+/// for the mergers: a read looks in every run, so merges falling behind the writes would
+/// make reads slower without bound.
+pub const FIRST_LEVEL_RUNS_MAX: usize = 2 * MERGE_FANOUT;
+pub const RUNS_MAX: usize = 6 * MERGE_FANOUT;
+
 /// Runs of one level merged into one of the next: each entry is rewritten once per level
 /// (log base 8 of the index's size over a memtable's), and a range read looks in at most
 /// seven runs per level.
@@ -79,6 +85,18 @@ struct Control {
     /// Frozen memtables (the oldest) written as runs and handed to the publisher, not yet
     /// published.
     handed: usize,
+    /// Tests hold the mergers back with it.
+    #[cfg(test)]
+    merges_paused: bool,
+}
+
+impl Control {
+    fn merges_paused(&self) -> bool {
+        #[cfg(test)]
+        return self.merges_paused;
+        #[cfg(not(test))]
+        false
+    }
 }
 
 struct Shared {
@@ -241,14 +259,15 @@ impl LsmStore {
         self.shared.changed.notify_all();
     }
 
-    /// Waits while [`FROZEN_MAX`] frozen memtables are queued.
+    /// Waits while [`FROZEN_MAX`] frozen memtables are queued, or while the runs reach
+    /// [`FIRST_LEVEL_RUNS_MAX`] or [`RUNS_MAX`] with a merge due.
     fn wait_for_room(&self) -> Result<(), HistoryError> {
         let mut control = self.shared.control.lock();
         loop {
             if let Some(reason) = &control.failed {
                 return Err(HistoryError::Background(reason.clone()));
             }
-            if self.shared.view.read().frozen.len() < FROZEN_MAX {
+            if has_room(&self.shared.view.read()) {
                 return Ok(());
             }
             self.shared.changed.wait(&mut control);
@@ -371,6 +390,13 @@ impl KeyValueStore for LsmStore {
         }
         Ok(())
     }
+}
+
+/// Whether the writer may go on (see [`LsmStore::wait_for_room`]).
+fn has_room(view: &View) -> bool {
+    let first_level = view.runs.iter().filter(|run| run.level == 0).count();
+    let behind = first_level >= FIRST_LEVEL_RUNS_MAX || view.runs.len() >= RUNS_MAX;
+    view.frozen.len() < FROZEN_MAX && !(behind && worker::pick(&view.runs).is_some())
 }
 
 /// Opens the runs in `directory`, oldest first: removes temporary files, and runs whose

@@ -227,3 +227,64 @@ fn a_failed_flush_stops_the_store_with_the_reason() {
     let error = store.write_atomically(&batch).unwrap_err();
     assert!(matches!(error, HistoryError::Background(_)), "{error}");
 }
+
+#[test]
+fn the_writer_waits_for_merges_that_fall_behind() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    store.shared.control.lock().merges_paused = true;
+    let shared = store.shared.clone();
+    let first_level = || {
+        let view = shared.view.read();
+        view.runs.iter().filter(|run| run.level == 0).count()
+    };
+    // About a hundred memtables' worth.
+    let writer = std::thread::spawn(move || {
+        let mut store = store;
+        for index in 0u32..2_000 {
+            let key = [b"A".as_slice(), &index.to_be_bytes()].concat();
+            store
+                .write_atomically(&batch_of(&vec![(key, vec![1; 64])]))
+                .unwrap();
+        }
+        store
+    });
+    // With the mergers held back the writer stops at the bound (plus the memtables
+    // frozen before it looked), and stays stopped.
+    let bound = FIRST_LEVEL_RUNS_MAX + FROZEN_MAX;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while first_level() < FIRST_LEVEL_RUNS_MAX {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runs never reached the bound"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for _ in 0..200 {
+        assert!(first_level() <= bound, "{} runs from memory", first_level());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        !writer.is_finished(),
+        "the writer did not wait for the merges"
+    );
+    {
+        let mut control = shared.control.lock();
+        control.merges_paused = false;
+        shared.changed.notify_all();
+    }
+    // Bounded: the merges free the writer, or the test fails rather than hangs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !writer.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the merges did not free the writer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let store = writer.join().unwrap();
+    store.settle();
+    assert!(first_level() < MERGE_FANOUT);
+    let key = [b"A".as_slice(), &1_999u32.to_be_bytes()].concat();
+    assert_eq!(store.get(&key).unwrap(), Some(vec![1; 64]));
+}

@@ -1,9 +1,10 @@
 //! The store's background threads: the flusher sorts frozen memtables and writes them as
 //! run files, in order; the publisher makes each durable and puts it in the view, in the
 //! same order, while the flusher writes the next (so the writer does not wait on the
-//! disk's `fdatasync`); the merger merges [`MERGE_FANOUT`] adjacent runs of one level into
-//! one of the next. The merger is apart so a long merge never holds up a flush (and so
-//! the writer).
+//! disk's `fdatasync`); two mergers merge [`MERGE_FANOUT`] adjacent runs of one level into
+//! one of the next, one the runs written from memory, the other the older levels, so a
+//! long merge of old runs never holds up the frequent small ones. The mergers are apart
+//! from the flusher so a merge never holds up a flush (and so the writer).
 //!
 //! Lock order: a thread holding `control` may take `view`, never the reverse.
 
@@ -27,7 +28,8 @@ type Written = (Arc<Memtable>, WrittenRun);
 pub(super) struct Workers {
     flusher: JoinHandle<()>,
     publisher: JoinHandle<()>,
-    merger: JoinHandle<()>,
+    first_merger: JoinHandle<()>,
+    upper_merger: JoinHandle<()>,
 }
 
 impl Workers {
@@ -49,7 +51,14 @@ impl Workers {
                 "surge-index-sync",
                 Box::new(move |shared| publish_loop(shared, to_publish)),
             ),
-            merger: spawn("surge-index-merge", Box::new(merge_loop)),
+            first_merger: spawn(
+                "surge-index-mrg",
+                Box::new(|shared| merge_loop(shared, Levels::First)),
+            ),
+            upper_merger: spawn(
+                "surge-index-mup",
+                Box::new(|shared| merge_loop(shared, Levels::Upper)),
+            ),
         }
     }
 
@@ -63,7 +72,8 @@ impl Workers {
         }
         let _ = self.flusher.join();
         let _ = self.publisher.join();
-        let _ = self.merger.join();
+        let _ = self.first_merger.join();
+        let _ = self.upper_merger.join();
     }
 }
 
@@ -166,6 +176,31 @@ fn write_memtable(
 
 /// The [`MERGE_FANOUT`] oldest adjacent runs of the lowest level that has that many.
 pub(super) fn pick(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
+    pick_in(runs, &Levels::All)
+}
+
+/// Which levels a merger merges.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Levels {
+    All,
+    /// Runs written from memory: their merges are small and frequent, and never wait
+    /// behind a large merge of older runs.
+    First,
+    Upper,
+}
+
+impl Levels {
+    fn holds(self, level: u32) -> bool {
+        match self {
+            Levels::All => true,
+            Levels::First => level == 0,
+            Levels::Upper => level > 0,
+        }
+    }
+}
+
+/// [`pick`] among the levels `levels` names.
+fn pick_in(runs: &[Arc<Run>], levels: &Levels) -> Option<Vec<Arc<Run>>> {
     let mut best: Option<(u32, usize)> = None;
     let mut start = 0;
     while start < runs.len() {
@@ -174,7 +209,8 @@ pub(super) fn pick(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
         while end < runs.len() && runs[end].level == level {
             end += 1;
         }
-        if end - start >= MERGE_FANOUT && best.is_none_or(|(low, _)| level < low) {
+        let wanted = levels.holds(level) && best.is_none_or(|(low, _)| level < low);
+        if end - start >= MERGE_FANOUT && wanted {
             best = Some((level, start));
         }
         start = end;
@@ -182,7 +218,7 @@ pub(super) fn pick(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
     best.map(|(_, start)| runs[start..start + MERGE_FANOUT].to_vec())
 }
 
-fn merge_loop(shared: &Shared) {
+fn merge_loop(shared: &Shared, levels: Levels) {
     loop {
         let group = {
             let mut control = shared.control.lock();
@@ -190,7 +226,8 @@ fn merge_loop(shared: &Shared) {
                 if control.failed.is_some() || control.stopping {
                     return;
                 }
-                if let Some(group) = pick(&shared.view.read().runs) {
+                let due = pick_in(&shared.view.read().runs, &levels);
+                if let (Some(group), false) = (due, control.merges_paused()) {
                     break group;
                 }
                 shared.changed.wait(&mut control);

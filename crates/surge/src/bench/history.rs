@@ -89,6 +89,11 @@ pub struct HistoryReport {
     /// A transfer by id, in µs.
     lookup_p50_us: f64,
     lookup_p99_us: f64,
+    /// Run files when the reads began (the log-structured store only): a statement page
+    /// reads a chunk of each run that may hold the account, so merges still behind the
+    /// writes make reads slower.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs_at_reads: Option<usize>,
     /// `ops_per_sec` over the first store's in this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_first: Option<f64>,
@@ -101,9 +106,12 @@ impl HistoryReport {
         let ratio = self
             .ratio_to_first
             .map_or(String::new(), |ratio| format!("  {ratio:.3} of the first"));
+        let runs = self
+            .runs_at_reads
+            .map_or(String::new(), |runs| format!(" ({runs} runs)"));
         format!(
             "{:<5} {:>10.0} transfers/s durable ({} in {:.1} s + flush {:.2} s)  statement \
-             p50 {:.0} µs p99 {:.0} µs  lookup p50 {:.0} µs p99 {:.0} µs{ratio}",
+             p50 {:.0} µs p99 {:.0} µs  lookup p50 {:.0} µs p99 {:.0} µs{runs}{ratio}",
             self.store,
             self.ops_per_sec,
             self.transfers,
@@ -183,11 +191,12 @@ pub fn run(args: &HistoryBenchArgs) -> anyhow::Result<Vec<HistoryReport>> {
         let mut report = match store {
             HistoryStore::Lsm => {
                 let index = LsmHistory::open(&path)?;
-                feed(index, LsmHistory::flush, &records, args, store)?
+                let runs = |index: &LsmHistory| Some(index.stats().runs);
+                feed(index, LsmHistory::flush, runs, &records, args, store)?
             }
             HistoryStore::Sled => {
                 let index = SledHistory::open(&path)?;
-                feed(index, SledHistory::flush, &records, args, store)?
+                feed(index, SledHistory::flush, |_| None, &records, args, store)?
             }
         };
         report.ratio_to_first = reports
@@ -208,6 +217,7 @@ pub fn run(args: &HistoryBenchArgs) -> anyhow::Result<Vec<HistoryReport>> {
 fn feed<I: HistoryIndex>(
     mut index: I,
     flush: fn(&I) -> Result<(), HistoryError>,
+    runs: fn(&I) -> Option<usize>,
     records: &[Record],
     args: &HistoryBenchArgs,
     store: HistoryStore,
@@ -215,7 +225,13 @@ fn feed<I: HistoryIndex>(
     let written = write(&mut index, records, args.seconds)?;
     let started = Instant::now();
     flush(&index)?;
-    measure_reads(&index, args, store, written, started.elapsed())
+    let flushed = started.elapsed();
+    let runs_at_reads = runs(&index);
+    let report = measure_reads(&index, args, store, written, flushed)?;
+    Ok(HistoryReport {
+        runs_at_reads,
+        ..report
+    })
 }
 
 /// What a store took: transfers and entries, and the time.
@@ -289,6 +305,7 @@ fn measure_reads(
         statement_p99_us: statements.value_at_quantile(0.99) as f64,
         lookup_p50_us: lookups.value_at_quantile(0.5) as f64,
         lookup_p99_us: lookups.value_at_quantile(0.99) as f64,
+        runs_at_reads: None,
         ratio_to_first: None,
         accounts: args.accounts,
         commit: String::new(),
