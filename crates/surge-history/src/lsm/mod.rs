@@ -1,9 +1,9 @@
 //! The history index on disk as a log-structured store: what the apply thread writes goes
 //! into a memtable (one append into a byte buffer per entry); a full memtable is frozen
-//! and a background thread sorts it and writes it as a run file; a second background
-//! thread merges runs of the same level, [`MERGE_FANOUT`] at a time, so their number grows
-//! with the logarithm of the history. Reads look in the memtable, the frozen ones and the
-//! runs, newest first, and the newest value of a key wins.
+//! and background threads sort it, write it as a run file and publish it (`worker.rs`);
+//! two more merge runs of the same level, [`MERGE_FANOUT`] at a time, so their number
+//! grows with the logarithm of the history. Reads look in the memtable, the frozen ones and
+//! the runs, newest first, and the newest value of a key wins.
 //!
 //! Crash safety follows from the index's contract: the entries of one record and its
 //! `applied` mark are written together into the memtable and frozen together, and runs are
@@ -13,8 +13,10 @@
 //! durable run: the node calls it before every checkpoint, so a crash never leaves the
 //! index behind the newest checkpoint (recovery would then replay from record 0).
 //!
-//! The apply thread waits only when [`FROZEN_MAX`] frozen memtables are queued: the index's
-//! backpressure, so memory stays bounded when the disk is slower than the log.
+//! The apply thread waits only when [`FROZEN_MAX`] frozen memtables are queued, or when
+//! merges fell behind ([`FIRST_LEVEL_RUNS_MAX`], [`RUNS_MAX`]): the index's backpressure,
+//! so memory stays bounded when the disk is slower than the log, and reads (which look in
+//! every run) stay bounded when the merges are slower than the writes.
 
 mod memtable;
 mod run;
@@ -135,7 +137,7 @@ impl std::fmt::Debug for LsmStore {
 pub struct LsmStats {
     /// Entries in the memtable being written.
     pub active_entries: usize,
-    /// Frozen memtables not yet written as runs.
+    /// Frozen memtables not yet published as runs.
     pub frozen: usize,
     /// Run files.
     pub runs: usize,
@@ -395,8 +397,11 @@ impl KeyValueStore for LsmStore {
 /// Whether the writer may go on (see [`LsmStore::wait_for_room`]).
 fn has_room(view: &View) -> bool {
     let first_level = view.runs.iter().filter(|run| run.level == 0).count();
-    let behind = first_level >= FIRST_LEVEL_RUNS_MAX || view.runs.len() >= RUNS_MAX;
-    view.frozen.len() < FROZEN_MAX && !(behind && worker::pick(&view.runs).is_some())
+    // Too many runs from memory waits for their own merger only; too many in all, for any.
+    let first_behind = first_level >= FIRST_LEVEL_RUNS_MAX
+        && worker::pick_in(&view.runs, &worker::Levels::First).is_some();
+    let all_behind = view.runs.len() >= RUNS_MAX && worker::pick(&view.runs).is_some();
+    view.frozen.len() < FROZEN_MAX && !first_behind && !all_behind
 }
 
 /// Opens the runs in `directory`, oldest first: removes temporary files, and runs whose

@@ -34,11 +34,17 @@ pub(super) struct Workers {
 
 impl Workers {
     pub(super) fn start(shared: &Arc<Shared>) -> Workers {
-        let spawn = |name: &str, body: Box<dyn FnOnce(&Shared) + Send>| {
+        let spawn = |name: &'static str, body: Box<dyn FnOnce(&Shared) + Send>| {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(name.to_string())
-                .spawn(move || body(&shared))
+                .spawn(move || {
+                    let _failing = FailOnPanic {
+                        shared: &shared,
+                        name,
+                    };
+                    body(&shared)
+                })
                 .expect("spawn a history index thread")
         };
         let (written, to_publish) = sync_channel::<Written>(FROZEN_MAX);
@@ -62,7 +68,7 @@ impl Workers {
         }
     }
 
-    /// Lets the flusher write and the publisher publish what is frozen, stops the merger
+    /// Lets the flusher write and the publisher publish what is frozen, stops the mergers
     /// (a merge in progress is abandoned: its runs stay), and joins them.
     pub(super) fn stop(self, shared: &Shared) {
         {
@@ -74,6 +80,22 @@ impl Workers {
         let _ = self.publisher.join();
         let _ = self.first_merger.join();
         let _ = self.upper_merger.join();
+    }
+}
+
+/// Stops the store if its thread panics: the writer and `flush` wait on the background
+/// threads, and would otherwise wait forever.
+struct FailOnPanic<'a> {
+    shared: &'a Shared,
+    name: &'static str,
+}
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let reason = format!("the index's {} thread panicked", self.name);
+            fail(self.shared, HistoryError::Background(reason));
+        }
     }
 }
 
@@ -110,6 +132,7 @@ fn flush_loop(shared: &Shared, written: SyncSender<Written>) {
         };
         match write_memtable(shared, &table, number) {
             Ok(run) => {
+                // An error: the publisher stopped, having failed the store.
                 if written.send((table, run)).is_err() {
                     return;
                 }
@@ -150,6 +173,9 @@ fn write_memtable(
     table: &Memtable,
     number: u64,
 ) -> Result<WrittenRun, HistoryError> {
+    // An upper bound: a point key written twice counts twice (the `applied` mark, once per
+    // record), so this run's filter may be larger than its keys need; merges size theirs
+    // by the keys the runs hold.
     let filtered = table.points();
     let sorted = table.sorted();
     let mut writer = RunWriter::create(
@@ -200,7 +226,7 @@ impl Levels {
 }
 
 /// [`pick`] among the levels `levels` names.
-fn pick_in(runs: &[Arc<Run>], levels: &Levels) -> Option<Vec<Arc<Run>>> {
+pub(super) fn pick_in(runs: &[Arc<Run>], levels: &Levels) -> Option<Vec<Arc<Run>>> {
     let mut best: Option<(u32, usize)> = None;
     let mut start = 0;
     while start < runs.len() {
@@ -241,7 +267,7 @@ fn merge_loop(shared: &Shared, levels: Levels) {
                         .runs
                         .iter()
                         .position(|run| Arc::ptr_eq(run, &group[0]))
-                        .expect("only the merger removes runs");
+                        .expect("only this merger removes runs of its levels");
                     let replaced = view.runs.splice(at..at + group.len(), [Arc::new(merged)]);
                     debug_assert!(replaced.zip(&group).all(|(a, b)| Arc::ptr_eq(&a, b)));
                 }
