@@ -90,12 +90,22 @@ struct Control {
     /// Tests hold the mergers back with it.
     #[cfg(test)]
     merges_paused: bool,
+    /// Tests make the publisher panic at its next run with it.
+    #[cfg(test)]
+    publisher_panics: bool,
 }
 
 impl Control {
     fn merges_paused(&self) -> bool {
         #[cfg(test)]
         return self.merges_paused;
+        #[cfg(not(test))]
+        false
+    }
+
+    fn publisher_panics(&self) -> bool {
+        #[cfg(test)]
+        return self.publisher_panics;
         #[cfg(not(test))]
         false
     }

@@ -288,3 +288,39 @@ fn the_writer_waits_for_merges_that_fall_behind() {
     let key = [b"A".as_slice(), &1_999u32.to_be_bytes()].concat();
     assert_eq!(store.get(&key).unwrap(), Some(vec![1; 64]));
 }
+
+#[test]
+fn a_panicking_background_thread_fails_the_store_instead_of_hanging_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = open(directory.path());
+    store.shared.control.lock().publisher_panics = true;
+    // Each write fills a memtable; once four wait unpublished the writer would wait on the
+    // publisher forever, if its panic did not fail the store. Bounded: the test fails
+    // rather than hangs.
+    let writer = std::thread::spawn(move || {
+        let mut store = store;
+        loop {
+            let key = b"A-key".to_vec();
+            if let Err(error) = store.write_atomically(&batch_of(&vec![(key, vec![1; 4_096])])) {
+                return (store, error);
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !writer.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer waits forever"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (store, failed) = writer.join().unwrap();
+    assert!(
+        failed
+            .to_string()
+            .contains("surge-index-sync thread panicked"),
+        "{failed}"
+    );
+    let flushed = store.flush().unwrap_err();
+    assert!(flushed.to_string().contains("panicked"), "{flushed}");
+}

@@ -147,6 +147,10 @@ fn flush_loop(shared: &Shared, written: SyncSender<Written>) {
 /// wrote is published, or at the first failure.
 fn publish_loop(shared: &Shared, to_publish: Receiver<Written>) {
     for (table, written) in to_publish {
+        assert!(
+            !shared.control.lock().publisher_panics(),
+            "a test made the publisher panic"
+        );
         let run = match written.publish() {
             Ok(run) => run,
             Err(error) => return fail(shared, error),
