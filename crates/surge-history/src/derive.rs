@@ -65,8 +65,9 @@ pub struct Balances {
     pub credits_posted: u64,
 }
 
-/// Transfers of a batch skipped at most, looking for the next one it created among those
-/// committed since it began (each skip is a transfer it did not list: an expiry's void).
+/// Transfers skipped at most, looking for the next one a batch created among those
+/// committed since it began. A skip is a transfer committed that the batch's commands do
+/// not list (none does today); past the bound, the rest are looked up by id.
 const COMMITTED_SKIP_MAX: usize = 64;
 
 /// Accounts whose slots are hinted to the cache ahead of reading their balances.
@@ -211,9 +212,9 @@ pub fn derive_entries_since(
     entries
 }
 
-/// Walks the batch's transfers backwards from the balances the batch left, so each line
-/// carries the balances right after its transfer.
-/// Appends them to `entries` as [`IndexEntry::Statement`]s.
+/// Appends the statement lines of `transfers` to `entries`, walking them backwards from
+/// the balances the batch left, so each line carries the balances right after its
+/// transfer.
 fn statement_lines(
     state_machine: &StateMachine,
     transfers: &[(LogPosition, Transfer)],

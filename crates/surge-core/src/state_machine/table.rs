@@ -385,18 +385,7 @@ impl<K: TableKey, V: Copy + Default> PairTable<K, V> {
 /// 320-byte order entry). Reads nothing.
 #[inline]
 pub(crate) fn prefetch_value<T>(value: *const T) {
-    let start = value.cast::<u8>();
-    let size_bytes = std::mem::size_of::<T>().max(1);
-    let mut offset = 0;
-    while offset < size_bytes {
-        prefetch_read(start.wrapping_add(offset));
-        offset += 64;
-    }
-    // An unaligned value's last line may lie past the last 64-byte step.
-    let last = start.wrapping_add(size_bytes - 1);
-    if last as usize / 64 != start.wrapping_add(offset - 64) as usize / 64 {
-        prefetch_read(last);
-    }
+    prefetch_range(value.cast::<u8>(), std::mem::size_of::<T>().max(1));
 }
 
 /// Hints the CPU to start loading the cache lines of `bytes` (for a reader about to copy
@@ -404,15 +393,23 @@ pub(crate) fn prefetch_value<T>(value: *const T) {
 /// memtable). Reads nothing.
 #[inline]
 pub fn prefetch_bytes(bytes: &[u8]) {
-    let start = bytes.as_ptr();
+    if !bytes.is_empty() {
+        prefetch_range(bytes.as_ptr(), bytes.len());
+    }
+}
+
+/// Every cache line of the `size_bytes` (at least one) bytes from `start`.
+#[inline]
+fn prefetch_range(start: *const u8, size_bytes: usize) {
     let mut offset = 0;
-    while offset < bytes.len() {
+    while offset < size_bytes {
         prefetch_read(start.wrapping_add(offset));
         offset += 64;
     }
-    // The last line, when the bytes do not start on a line.
-    if let Some(last) = bytes.len().checked_sub(1) {
-        prefetch_read(start.wrapping_add(last));
+    // Bytes that do not start on a line may end on one past the last 64-byte step.
+    let last = start.wrapping_add(size_bytes - 1);
+    if last as usize / 64 != start.wrapping_add(offset - 64) as usize / 64 {
+        prefetch_read(last);
     }
 }
 

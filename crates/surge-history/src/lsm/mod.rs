@@ -102,13 +102,6 @@ impl Control {
         #[cfg(not(test))]
         false
     }
-
-    fn publisher_panics(&self) -> bool {
-        #[cfg(test)]
-        return self.publisher_panics;
-        #[cfg(not(test))]
-        false
-    }
 }
 
 struct Shared {
@@ -409,7 +402,7 @@ fn has_room(view: &View) -> bool {
     let first_level = view.runs.iter().filter(|run| run.level == 0).count();
     // Too many runs from memory waits for their own merger only; too many in all, for any.
     let first_behind = first_level >= FIRST_LEVEL_RUNS_MAX
-        && worker::pick_in(&view.runs, &worker::Levels::First).is_some();
+        && worker::pick_in(&view.runs, worker::Levels::First).is_some();
     let all_behind = view.runs.len() >= RUNS_MAX && worker::pick(&view.runs).is_some();
     view.frozen.len() < FROZEN_MAX && !first_behind && !all_behind
 }

@@ -228,6 +228,15 @@ fn a_failed_flush_stops_the_store_with_the_reason() {
     assert!(matches!(error, HistoryError::Background(_)), "{error}");
 }
 
+/// Waits until `done`, failing with `what` after 30 s: a test fails rather than hangs.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn the_writer_waits_for_merges_that_fall_behind() {
     let directory = tempfile::tempdir().unwrap();
@@ -252,14 +261,9 @@ fn the_writer_waits_for_merges_that_fall_behind() {
     // With the mergers held back the writer stops at the bound (plus the memtables
     // frozen before it looked), and stays stopped.
     let bound = FIRST_LEVEL_RUNS_MAX + FROZEN_MAX;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while first_level() < FIRST_LEVEL_RUNS_MAX {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the runs never reached the bound"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until("the runs never reached the bound", || {
+        first_level() >= FIRST_LEVEL_RUNS_MAX
+    });
     for _ in 0..200 {
         assert!(first_level() <= bound, "{} runs from memory", first_level());
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -274,14 +278,9 @@ fn the_writer_waits_for_merges_that_fall_behind() {
         shared.changed.notify_all();
     }
     // Bounded: the merges free the writer, or the test fails rather than hangs.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !writer.is_finished() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the merges did not free the writer"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until("the merges did not free the writer", || {
+        writer.is_finished()
+    });
     let store = writer.join().unwrap();
     store.settle();
     assert!(first_level() < MERGE_FANOUT);
@@ -306,14 +305,7 @@ fn a_panicking_background_thread_fails_the_store_instead_of_hanging_it() {
             }
         }
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !writer.is_finished() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the writer waits forever"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until("the writer waits forever", || writer.is_finished());
     let (store, failed) = writer.join().unwrap();
     assert!(
         failed

@@ -147,8 +147,9 @@ fn flush_loop(shared: &Shared, written: SyncSender<Written>) {
 /// wrote is published, or at the first failure.
 fn publish_loop(shared: &Shared, to_publish: Receiver<Written>) {
     for (table, written) in to_publish {
+        #[cfg(test)]
         assert!(
-            !shared.control.lock().publisher_panics(),
+            !shared.control.lock().publisher_panics,
             "a test made the publisher panic"
         );
         let run = match written.publish() {
@@ -206,7 +207,7 @@ fn write_memtable(
 
 /// The [`MERGE_FANOUT`] oldest adjacent runs of the lowest level that has that many.
 pub(super) fn pick(runs: &[Arc<Run>]) -> Option<Vec<Arc<Run>>> {
-    pick_in(runs, &Levels::All)
+    pick_in(runs, Levels::All)
 }
 
 /// Which levels a merger merges.
@@ -230,7 +231,7 @@ impl Levels {
 }
 
 /// [`pick`] among the levels `levels` names.
-pub(super) fn pick_in(runs: &[Arc<Run>], levels: &Levels) -> Option<Vec<Arc<Run>>> {
+pub(super) fn pick_in(runs: &[Arc<Run>], levels: Levels) -> Option<Vec<Arc<Run>>> {
     let mut best: Option<(u32, usize)> = None;
     let mut start = 0;
     while start < runs.len() {
@@ -256,7 +257,7 @@ fn merge_loop(shared: &Shared, levels: Levels) {
                 if control.failed.is_some() || control.stopping {
                     return;
                 }
-                let due = pick_in(&shared.view.read().runs, &levels);
+                let due = pick_in(&shared.view.read().runs, levels);
                 if let (Some(group), false) = (due, control.merges_paused()) {
                     break group;
                 }
