@@ -209,7 +209,13 @@ fn a_full_checkpoint_disk_stops_answers_but_not_reads_and_recovery_works() {
         .set_capacity_bytes(Some(disks.checkpoints.used_bytes()));
     let (acknowledged, error) = until_failure(&node, 1_000, 3);
     // The checkpoint after record 3 (the fourth) cannot be written: the apply stage stops.
-    assert_eq!(acknowledged.len(), 9);
+    // The checkpoint thread writes it, so the records applied meanwhile (durable in the
+    // log) were answered before the failure reached the apply thread.
+    assert!(
+        acknowledged.len() >= 9,
+        "{} acknowledged",
+        acknowledged.len()
+    );
     // The waiter sees the stop either from the apply stage or from the log it halted.
     match error {
         EngineError::Stopped(reason) => assert!(reason.contains("checkpoint"), "{reason}"),

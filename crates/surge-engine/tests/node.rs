@@ -560,6 +560,18 @@ fn after_a_crash_recovery_starts_at_the_checkpoint_and_catches_the_index_up() {
     create_bank_and_merchant(&node);
     pay_merchant_seven_times(&node);
     let before = hash(&node);
+    // The checkpoint thread writes the checkpoint after record 5: wait for it.
+    let newest = running
+        .join("checkpoints")
+        .join(surge_wal::checkpoint::file_name(Some(5)));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !newest.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after record 5"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     // The crash: the files as they are now, without what the index holds in memory.
     let crashed = directory.path().join("crashed");
     for part in ["log", "checkpoints", "history"] {

@@ -1,5 +1,6 @@
 //! The apply thread: applies durable records in log order, derives history entries,
-//! keeps codes for their submitters, checkpoints, evicts and applies log retention.
+//! keeps codes for their submitters, takes checkpoints (written by the checkpoint thread,
+//! `checkpointer.rs`) and evicts.
 
 use super::*;
 
@@ -7,16 +8,14 @@ pub(super) struct Applier {
     pub(super) shared: Arc<Shared>,
     /// To stop the log when applying cannot go on (weak: the node owns the log).
     pub(super) group_commit: std::sync::Weak<GroupCommit>,
+    /// Writes the checkpoints taken here. Declared (so dropped) before `history`: the
+    /// checkpoint being written may wait for the index, whose threads `history` stops.
+    pub(super) checkpointer: Checkpointer,
     pub(super) history: Option<LsmHistory>,
-    pub(super) checkpoints: Box<dyn Storage>,
     pub(super) checkpoint_interval_records: u64,
-    pub(super) checkpoints_kept: usize,
     pub(super) results_uncollected_max: usize,
     /// Finished transfers leaving memory.
     pub(super) eviction: Eviction,
-    /// A second handle on the log directory and what to do with old segments; `None` to
-    /// keep them all.
-    pub(super) log_retention: Option<RetentionHandle>,
 }
 
 /// The apply thread's own handle on the log directory, and what retention does.
@@ -37,6 +36,8 @@ impl Applier {
                 .saturating_record(elapsed_us.clamp(1, APPLY_LATENCY_US_MAX));
             Ok::<(), EngineError>(())
         });
+        // The checkpoint being written, if any, lands before the node says it stopped.
+        let outcome = outcome.and_then(|()| self.checkpointer.finish());
         let reason = match outcome {
             Ok(()) => "shut down".to_string(),
             Err(error) => {
@@ -107,45 +108,19 @@ impl Applier {
         }
         self.eviction
             .step(&self.shared.state, record.header.count as usize)?;
+        // The failure of the checkpoint written last, once known, stops the node here.
+        self.checkpointer.check()?;
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
-            self.flush_history_before_checkpoint()?;
+            // Taken here (the state must not change while it is read), written by the
+            // checkpoint thread, once the one before is written.
+            self.checkpointer.wait()?;
             let snapshot = self.shared.state.read().snapshot();
-            let found = Checkpoint {
+            self.checkpointer.write(Checkpoint {
                 record_index: Some(record_index),
                 record_checksum: record.header.checksum_header,
                 snapshot,
-            };
-            checkpoint::write(&mut *self.checkpoints, &found)?;
-            checkpoint::retain(&mut *self.checkpoints, self.checkpoints_kept)?;
-            self.retain_log()?;
-        }
-        Ok(())
-    }
-
-    /// Makes the history index durable up to this record before a checkpoint of it is
-    /// written. Otherwise a crash could leave the index (whose newest entries are in
-    /// memory) behind the newest checkpoint, which forces a replay from record 0: slow on
-    /// a long log, and impossible once retention deleted old segments.
-    fn flush_history_before_checkpoint(&self) -> Result<(), EngineError> {
-        if let Some(index) = &self.history {
-            index.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Archives or deletes the log segments entirely below the oldest kept checkpoint's
-    /// record (which recovery may fall back to, and checks against the log).
-    fn retain_log(&mut self) -> Result<(), EngineError> {
-        let Some((log, retention)) = self.log_retention.as_mut() else {
-            return Ok(());
-        };
-        let oldest = checkpoint::list(&mut *self.checkpoints)?
-            .first()
-            .and_then(|name| checkpoint::record_index_of(name));
-        // A checkpoint of the empty state needs the log from record 0: keep it all.
-        if let Some(Some(record_index)) = oldest {
-            retain_segments(&mut **log, record_index, *retention)?;
+            })?;
         }
         Ok(())
     }

@@ -24,9 +24,11 @@ use thiserror::Error;
 use crate::replay::{replay, Commands, ReplayPlan};
 
 mod apply;
+mod checkpointer;
 mod eviction;
 
 use apply::{Applier, RetentionHandle};
+use checkpointer::{CheckpointFiles, Checkpointer};
 pub(crate) use eviction::{evict, eviction_due, recall_lookups};
 use eviction::{Archiver, Eviction, EvictionPhase};
 pub use eviction::{
@@ -464,13 +466,18 @@ impl Node {
         let group_commit = Arc::new(group_commit);
         let apply_thread = {
             let shared = shared.clone();
+            let checkpointer = Checkpointer::start(CheckpointFiles {
+                checkpoints: storage.checkpoints,
+                checkpoints_kept: config.checkpoints_kept,
+                history: history.as_ref().map(LsmHistory::reader),
+                log_retention,
+            });
             let mut applier = Applier {
                 shared,
                 group_commit: Arc::downgrade(&group_commit),
+                checkpointer,
                 history,
-                checkpoints: storage.checkpoints,
                 checkpoint_interval_records: config.checkpoint_interval_records,
-                checkpoints_kept: config.checkpoints_kept,
                 results_uncollected_max: config.results_uncollected_max,
                 eviction: Eviction {
                     archiver: match (&history_reader, evicting) {
@@ -481,7 +488,6 @@ impl Node {
                     mark: eviction_mark,
                     interval: config.evict_interval_transfers,
                 },
-                log_retention,
             };
             std::thread::Builder::new()
                 .name("surge-apply".to_string())

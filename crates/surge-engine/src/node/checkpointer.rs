@@ -1,0 +1,173 @@
+//! The checkpoint thread: writes the snapshots the apply thread takes, then applies
+//! checkpoint and log retention, so the apply thread never waits on that disk work.
+//!
+//! A checkpoint of a large state is hundreds of megabytes written and synced: on the apply
+//! thread it stopped every command of the shard for seconds (two to three seconds each at
+//! 2.5 M transfers, every 10,000 records, under an open loop of 256,000 commands/s:
+//! `docs/PERFORMANCE.md`, "Checkpoints off the apply thread"). The apply thread still takes
+//! the snapshot itself (the state must not change while it is read), and hands it here.
+//!
+//! One checkpoint is written at a time: when the next one falls due while the last is still
+//! being written, the apply thread waits for that one (a disk slower than the checkpoint
+//! interval slows the shard down rather than queueing snapshots in memory); checkpoints
+//! stay at every interval's record, as before. Before a checkpoint's file is written,
+//! the history index is made durable through (at least) its record, so a crash never leaves
+//! the index behind the newest checkpoint. A failure (disk full, I/O error) is reported to
+//! the apply thread, which stops the node with it (fail-stop, as when it wrote checkpoints
+//! itself); nothing after a failure is written.
+
+use super::*;
+
+/// The checkpoint thread's nice value: when the machine is busy, it yields the CPU to the
+/// apply and log threads, whose latency every command waits on.
+const CHECKPOINT_NICE: i32 = 10;
+
+/// A checkpoint to write.
+struct Job {
+    checkpoint: Checkpoint,
+}
+
+pub(super) struct Checkpointer {
+    jobs: crossbeam_channel::Sender<Job>,
+    /// The outcome of each job, in order.
+    written: crossbeam_channel::Receiver<Result<(), EngineError>>,
+    /// A job was sent and its outcome not yet received.
+    in_flight: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the checkpoint thread owns.
+pub(super) struct CheckpointFiles {
+    pub(super) checkpoints: Box<dyn Storage>,
+    pub(super) checkpoints_kept: usize,
+    /// A handle on the history index, made durable before each checkpoint.
+    pub(super) history: Option<LsmHistory>,
+    /// A second handle on the log directory and what to do with old segments; `None` to
+    /// keep them all.
+    pub(super) log_retention: Option<RetentionHandle>,
+}
+
+impl Checkpointer {
+    pub(super) fn start(mut files: CheckpointFiles) -> Checkpointer {
+        let (jobs, jobs_received) = crossbeam_channel::bounded::<Job>(1);
+        let (written_sender, written) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("surge-checkpoint".to_string())
+            .spawn(move || {
+                // This thread alone (a thread id names one thread on Linux); failing to
+                // lower it only leaves it at the default.
+                let _ = rustix::process::setpriority_process(
+                    Some(rustix::thread::gettid()),
+                    CHECKPOINT_NICE,
+                );
+                for job in jobs_received {
+                    let outcome = files.write(&job.checkpoint);
+                    let failed = outcome.is_err();
+                    if written_sender.send(outcome).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the checkpoint thread");
+        Checkpointer {
+            jobs,
+            written,
+            in_flight: false,
+            thread: Some(thread),
+        }
+    }
+
+    /// The failure of the last checkpoint written, once it is known.
+    pub(super) fn check(&mut self) -> Result<(), EngineError> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        match self.written.try_recv() {
+            Ok(outcome) => {
+                self.in_flight = false;
+                outcome
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => Ok(()),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Err(EngineError::Stopped(
+                "the checkpoint thread stopped".to_string(),
+            )),
+        }
+    }
+
+    /// Waits until the checkpoint being written, if any, is written.
+    pub(super) fn wait(&mut self) -> Result<(), EngineError> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        self.in_flight = false;
+        self.written.recv().unwrap_or_else(|_| {
+            Err(EngineError::Stopped(
+                "the checkpoint thread stopped".to_string(),
+            ))
+        })
+    }
+
+    /// Hands `checkpoint` to the thread, after the one being written, if any.
+    pub(super) fn write(&mut self, checkpoint: Checkpoint) -> Result<(), EngineError> {
+        self.wait()?;
+        self.jobs
+            .send(Job { checkpoint })
+            .map_err(|_| EngineError::Stopped("the checkpoint thread stopped".to_string()))?;
+        self.in_flight = true;
+        Ok(())
+    }
+
+    /// Waits for the checkpoint being written, if any, and stops the thread.
+    pub(super) fn finish(&mut self) -> Result<(), EngineError> {
+        let (closed, _) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let outcome = match (self.in_flight, self.written.try_recv()) {
+            (false, _) => Ok(()),
+            (true, Ok(outcome)) => outcome,
+            (true, Err(_)) => Err(EngineError::Stopped(
+                "the checkpoint thread stopped".to_string(),
+            )),
+        };
+        self.in_flight = false;
+        outcome
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+impl CheckpointFiles {
+    fn write(&mut self, found: &Checkpoint) -> Result<(), EngineError> {
+        // Otherwise a crash could leave the index (whose newest entries are in memory)
+        // behind the newest checkpoint, which forces a replay from record 0: slow on a long
+        // log, and impossible once retention deleted old segments.
+        if let Some(index) = &self.history {
+            index.flush()?;
+        }
+        checkpoint::write(&mut *self.checkpoints, found)?;
+        checkpoint::retain(&mut *self.checkpoints, self.checkpoints_kept)?;
+        self.retain_log()
+    }
+
+    /// Archives or deletes the log segments entirely below the oldest kept checkpoint's
+    /// record (which recovery may fall back to, and checks against the log).
+    fn retain_log(&mut self) -> Result<(), EngineError> {
+        let Some((log, retention)) = self.log_retention.as_mut() else {
+            return Ok(());
+        };
+        let oldest = checkpoint::list(&mut *self.checkpoints)?
+            .first()
+            .and_then(|name| checkpoint::record_index_of(name));
+        // A checkpoint of the empty state needs the log from record 0: keep it all.
+        if let Some(Some(record_index)) = oldest {
+            retain_segments(&mut **log, record_index, *retention)?;
+        }
+        Ok(())
+    }
+}

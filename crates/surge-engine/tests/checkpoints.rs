@@ -1,0 +1,154 @@
+//! Checkpoints are written by a thread of their own: while one is being written (here, held
+//! back on its disk), the node goes on applying and answering commands; the next one due
+//! waits for it; a shutdown lets it land, and a restart starts from it.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use common::{account, transfer, SimDisks};
+use surge_core::{Batch, ResultCode};
+use surge_engine::{Node, NodeConfig, NodeStorage};
+use surge_wal::checkpoint::file_name;
+use surge_wal::{Clock, ManualClock, SimStorage, Storage};
+
+/// The checkpoints' disk, whose writes to a checkpoint being written wait while the gate
+/// is shut (at most a minute: a test that fails never hangs).
+#[derive(Clone)]
+struct Gated {
+    inner: SimStorage,
+    open: Arc<AtomicBool>,
+    /// A write is waiting at the gate.
+    waiting: Arc<AtomicBool>,
+}
+
+impl Storage for Gated {
+    fn list(&mut self) -> std::io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn list_directory(&mut self, name: &str) -> std::io::Result<Vec<String>> {
+        self.inner.list_directory(name)
+    }
+    fn create_directory(&mut self, name: &str) -> std::io::Result<()> {
+        self.inner.create_directory(name)
+    }
+    fn create(&mut self, name: &str) -> std::io::Result<()> {
+        self.inner.create(name)
+    }
+    fn write_at(&mut self, name: &str, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while name.ends_with(".tmp") && !self.open.load(Ordering::SeqCst) {
+            self.waiting.store(true, Ordering::SeqCst);
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("the test's gate stayed shut"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.inner.write_at(name, offset, bytes)
+    }
+    fn sync_data(&mut self, name: &str) -> std::io::Result<()> {
+        self.inner.sync_data(name)
+    }
+    fn read_at(&mut self, name: &str, offset: u64, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read_at(name, offset, buffer)
+    }
+    fn read_all(&mut self, name: &str) -> std::io::Result<Vec<u8>> {
+        self.inner.read_all(name)
+    }
+    fn len(&mut self, name: &str) -> std::io::Result<u64> {
+        self.inner.len(name)
+    }
+    fn set_len(&mut self, name: &str, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(name, len)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&mut self, name: &str) -> std::io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn sync_directory(&mut self) -> std::io::Result<()> {
+        self.inner.sync_directory()
+    }
+}
+
+/// Submits one transfer from a thread of its own; its codes come back on the channel.
+fn submit_transfer(node: &Arc<Node>, id: u128) -> mpsc::Receiver<Vec<ResultCode>> {
+    let (sender, receiver) = mpsc::channel();
+    let node = Arc::clone(node);
+    std::thread::spawn(move || {
+        let batch = [transfer(id, 1, 2, 1)];
+        let codes = node
+            .submit(Batch::CreateTransfers(&batch))
+            .and_then(|p| p.wait());
+        let _ = sender.send(codes.expect("answered"));
+    });
+    receiver
+}
+
+#[test]
+fn commands_are_answered_while_a_checkpoint_is_written_and_the_next_one_waits_for_it() {
+    let disks = SimDisks::default();
+    let gate = Gated {
+        inner: disks.checkpoints.clone(),
+        open: Arc::new(AtomicBool::new(false)),
+        waiting: Arc::new(AtomicBool::new(false)),
+    };
+    let config = NodeConfig {
+        checkpoint_interval_records: 3,
+        ..NodeConfig::default()
+    };
+    let storage = NodeStorage {
+        log: Box::new(disks.log.clone()),
+        checkpoints: Box::new(gate.clone()),
+    };
+    let clock: Arc<dyn Clock + Sync> = Arc::new(ManualClock::new(1_000_000_000));
+    let (node, _) = Node::open(config.clone(), storage, clock.clone()).expect("opens");
+    let node = Arc::new(node);
+    let accounts = [account(1, false), account(2, false)];
+    let codes = node
+        .submit(Batch::CreateAccounts(&accounts))
+        .and_then(|p| p.wait());
+    assert_eq!(codes.expect("accounts"), [ResultCode::Ok; 2]);
+    // Records 1 and 2: the checkpoint after record 2 starts, and waits at the gate.
+    for id in [10, 11] {
+        let answer = submit_transfer(&node, id).recv_timeout(Duration::from_secs(30));
+        assert_eq!(answer.expect("answered"), [ResultCode::Ok]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gate.waiting.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "no checkpoint began");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Records 3 and 4 are applied and answered meanwhile.
+    for id in [12, 13] {
+        let answer = submit_transfer(&node, id).recv_timeout(Duration::from_secs(30));
+        let answer = answer.expect("answered while a checkpoint is being written");
+        assert_eq!(answer, [ResultCode::Ok]);
+    }
+    // Record 5 is applied and answered, but the checkpoint after it waits for the one
+    // before, and record 6 with it.
+    let fifth = submit_transfer(&node, 14).recv_timeout(Duration::from_secs(30));
+    assert_eq!(fifth.expect("answered"), [ResultCode::Ok]);
+    let sixth = submit_transfer(&node, 15);
+    let early = sixth.recv_timeout(Duration::from_millis(300));
+    assert!(
+        early.is_err(),
+        "answered past a checkpoint not yet handed over"
+    );
+    assert_eq!(disks.checkpoints.contents(&file_name(Some(2))), None);
+    gate.open.store(true, Ordering::SeqCst);
+    let sixth = sixth.recv_timeout(Duration::from_secs(30));
+    assert_eq!(
+        sixth.expect("answered once the gate opened"),
+        [ResultCode::Ok]
+    );
+    Arc::into_inner(node).expect("the only handle").shutdown();
+    let storage = disks.node_storage();
+    let (node, report) = Node::open(config, storage, clock).expect("reopens");
+    assert_eq!(report.checkpoint_record_index, Some(5));
+    assert_eq!(report.records_replayed, 1);
+    node.shutdown();
+}
