@@ -30,6 +30,6 @@ pub use state_machine::{
     is_reserved_account_id, prefetch_bytes, transit_account_id, transit_shards, ArchivedOutcome,
     ArchivedTransfer, Config, DispatchRequest, DispatchStatus, EvictionPlan, IdFilter,
     MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup, SnapshotError,
-    StateMachine, TransferLookup, UnitHoldStatus, ACCOUNT_ID_RESERVED_HIGH,
+    SnapshotParts, StateMachine, TransferLookup, UnitHoldStatus, ACCOUNT_ID_RESERVED_HIGH,
     ARCHIVED_TRANSFER_SIZE_BYTES, TRANSFER_CODE_CROSS_SHARD_COMPENSATION, TRANSIT_ACCOUNT_CODE,
 };

@@ -59,7 +59,7 @@ pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
 use order_store::OrderStore;
 pub use order_units::UnitHoldStatus;
-pub use snapshot::SnapshotError;
+pub use snapshot::{SnapshotError, SnapshotParts};
 use table::{PairTable, Table, TableEntry};
 
 /// How many commands ahead [`StateMachine::apply`] prefetches the state a command touches.

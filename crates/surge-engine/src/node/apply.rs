@@ -112,14 +112,14 @@ impl Applier {
         self.checkpointer.check()?;
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
-            // Taken here (the state must not change while it is read), written by the
-            // checkpoint thread, once the one before is written.
+            // Copied here (the state must not change while it is read), encoded and written
+            // by the checkpoint thread, once the one before is written.
             self.checkpointer.wait()?;
-            let snapshot = self.shared.state.read().snapshot();
-            self.checkpointer.write(Checkpoint {
-                record_index: Some(record_index),
+            let parts = self.shared.state.read().snapshot_parts();
+            self.checkpointer.write(Job {
+                record_index,
                 record_checksum: record.header.checksum_header,
-                snapshot,
+                parts,
             })?;
         }
         Ok(())

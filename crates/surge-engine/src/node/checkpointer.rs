@@ -4,8 +4,10 @@
 //! A checkpoint of a large state is hundreds of megabytes written and synced: on the apply
 //! thread it stopped every command of the shard for seconds (two to three seconds each at
 //! 2.5 M transfers, every 10,000 records, under an open loop of 256,000 commands/s:
-//! `docs/PERFORMANCE.md`, "Checkpoints off the apply thread"). The apply thread still takes
-//! the snapshot itself (the state must not change while it is read), and hands it here.
+//! `docs/PERFORMANCE.md`, "Checkpoints off the apply thread"). The apply thread still copies
+//! the state's largest parts itself (it must not change while they are read:
+//! [`StateMachine::snapshot_parts`]) and hands them here, where they are sorted and encoded
+//! ([`SnapshotParts::encode`]) and written.
 //!
 //! One checkpoint is written at a time: when the next one falls due while the last is still
 //! being written, the apply thread waits for that one (a disk slower than the checkpoint
@@ -22,9 +24,11 @@ use super::*;
 /// apply and log threads, whose latency every command waits on.
 const CHECKPOINT_NICE: i32 = 10;
 
-/// A checkpoint to write.
-struct Job {
-    checkpoint: Checkpoint,
+/// A checkpoint to write: the state's parts as of a record, to encode here.
+pub(super) struct Job {
+    pub(super) record_index: u64,
+    pub(super) record_checksum: u32,
+    pub(super) parts: SnapshotParts,
 }
 
 pub(super) struct Checkpointer {
@@ -61,7 +65,12 @@ impl Checkpointer {
                     CHECKPOINT_NICE,
                 );
                 for job in jobs_received {
-                    let outcome = files.write(&job.checkpoint);
+                    let checkpoint = Checkpoint {
+                        record_index: Some(job.record_index),
+                        record_checksum: job.record_checksum,
+                        snapshot: job.parts.encode(),
+                    };
+                    let outcome = files.write(&checkpoint);
                     let failed = outcome.is_err();
                     if written_sender.send(outcome).is_err() || failed {
                         return;
@@ -107,11 +116,11 @@ impl Checkpointer {
         })
     }
 
-    /// Hands `checkpoint` to the thread, after the one being written, if any.
-    pub(super) fn write(&mut self, checkpoint: Checkpoint) -> Result<(), EngineError> {
+    /// Hands `job` to the thread, after the one being written, if any.
+    pub(super) fn write(&mut self, job: Job) -> Result<(), EngineError> {
         self.wait()?;
         self.jobs
-            .send(Job { checkpoint })
+            .send(job)
             .map_err(|_| EngineError::Stopped("the checkpoint thread stopped".to_string()))?;
         self.in_flight = true;
         Ok(())

@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
     compact_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
-    ResultCode, ShardLeg, StateMachine, TransferId, TransferLookup, UnitStep,
+    ResultCode, ShardLeg, SnapshotParts, StateMachine, TransferId, TransferLookup, UnitStep,
 };
 use surge_history::{derive_entries_since, HistoryError, HistoryIndex, LsmHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -28,7 +28,7 @@ mod checkpointer;
 mod eviction;
 
 use apply::{Applier, RetentionHandle};
-use checkpointer::{CheckpointFiles, Checkpointer};
+use checkpointer::{CheckpointFiles, Checkpointer, Job};
 pub(crate) use eviction::{evict, eviction_due, recall_lookups};
 use eviction::{Archiver, Eviction, EvictionPhase};
 pub use eviction::{

@@ -208,13 +208,56 @@ fn invalid(offset: usize, what: &'static str) -> SnapshotError {
     SnapshotError::InvalidValue { offset, what }
 }
 
+/// A snapshot taken in two steps: [`StateMachine::snapshot_parts`] copies what the
+/// largest sections hold, unsorted, while the state cannot change (the accounts, the
+/// transfer records and the transfers' id slots: on a large ledger almost all of it), and
+/// [`SnapshotParts::encode`] sorts them and writes the bytes, on any thread, later. The
+/// bytes are [`StateMachine::snapshot`]'s, which is the two steps in a row.
+pub struct SnapshotParts {
+    size_bytes: usize,
+    /// The header.
+    head: Vec<u8>,
+    accounts: Vec<Account>,
+    /// The transfer records and the kept records, as their sections.
+    records: Vec<u8>,
+    slots: Vec<TransferSlot>,
+    /// Every section after the slots, written.
+    rest: Vec<u8>,
+}
+
+impl SnapshotParts {
+    /// The snapshot's bytes.
+    pub fn encode(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size_bytes);
+        out.extend_from_slice(&self.head);
+        let mut accounts = self.accounts;
+        accounts.sort_unstable_by_key(|account| account.id);
+        put_section(&mut out, accounts, |out, account| {
+            out.extend_from_slice(bytemuck::bytes_of(account));
+        });
+        out.extend_from_slice(&self.records);
+        let mut slots = self.slots;
+        slots.sort_unstable_by_key(|slot| slot.key());
+        put_section(&mut out, slots, put_slot);
+        out.extend_from_slice(&self.rest);
+        assert_eq!(out.len(), self.size_bytes);
+        out
+    }
+}
+
 impl StateMachine {
     /// The whole logical state as bytes: deterministic (equal states give equal bytes),
     /// versioned and little-endian; see the module documentation for the layout.
     /// Walks every map: meant for checkpoints, not the hot path.
     pub fn snapshot(&self) -> Vec<u8> {
+        self.snapshot_parts().encode()
+    }
+
+    /// The first step of [`StateMachine::snapshot`]: copies, without sorting or writing
+    /// them, what the largest sections hold; [`SnapshotParts::encode`] does the rest.
+    pub fn snapshot_parts(&self) -> SnapshotParts {
         let size_bytes = self.snapshot_size_bytes();
-        let mut out = Vec::with_capacity(size_bytes);
+        let mut out = Vec::with_capacity(HEADER_SIZE_BYTES);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&RECORD_FORMAT_VERSION.to_le_bytes());
@@ -233,10 +276,12 @@ impl StateMachine {
         put_u64(&mut out, self.transfers_evicted);
         put_u128(&mut out, self.transfers_evicted_digest);
         assert_eq!(out.len(), HEADER_SIZE_BYTES);
-
-        put_section(&mut out, self.accounts_sorted(), |out, account| {
-            out.extend_from_slice(bytemuck::bytes_of(account));
-        });
+        let head = out;
+        let accounts: Vec<Account> = self.accounts.map.iter().copied().collect();
+        let records_bytes = 2 * COUNT_SIZE_BYTES
+            + self.transfer_records.len() * TRANSFER_SIZE_BYTES
+            + self.transfer_records_kept.len() * KEPT_RECORD_SIZE_BYTES;
+        let mut out = Vec::with_capacity(records_bytes);
         put_section(&mut out, self.transfer_records.iter(), |out, record| {
             out.extend_from_slice(bytemuck::bytes_of(*record));
         });
@@ -248,7 +293,9 @@ impl StateMachine {
                 out.extend_from_slice(bytemuck::bytes_of(*record));
             },
         );
-        put_section(&mut out, sorted_by_key(self.transfers.map.iter()), put_slot);
+        let records = out;
+        let slots: Vec<TransferSlot> = self.transfers.map.iter().copied().collect();
+        let mut out = Vec::new();
         let pendings = sorted_pairs(self.pendings.map.iter());
         put_section(&mut out, pendings, |out, (id, state)| {
             put_pending(out, id, state)
@@ -342,8 +389,14 @@ impl StateMachine {
                 put_u32(out, hold.failure.as_u32());
             },
         );
-        assert_eq!(out.len(), size_bytes);
-        out
+        SnapshotParts {
+            size_bytes,
+            head,
+            accounts,
+            records,
+            slots,
+            rest: out,
+        }
     }
 
     /// Exact size of [`StateMachine::snapshot`]'s output.

@@ -334,6 +334,20 @@ fn round_trip_keeps_the_whole_state() {
     assert!(sm_again.snapshot() == bytes);
 }
 
+/// The parts are the state when they were taken: encoded after the state moved on (on the
+/// checkpoint thread, in the node), they give the bytes of then.
+#[test]
+fn parts_encoded_later_give_the_snapshot_of_when_they_were_taken() {
+    let (mut sm, mut clock) = rich_state();
+    let before = sm.snapshot();
+    let parts = sm.snapshot_parts();
+    let more = BatchBuf::CreateTransfers(vec![transfer(9_001, 1, 2, 5), transfer(9_002, 2, 1, 3)]);
+    let timestamp = clock.take(&more, 1_000);
+    apply(&mut sm, timestamp, &more);
+    assert!(sm.snapshot() != before, "the state moved on");
+    assert!(parts.encode() == before);
+}
+
 #[test]
 fn an_empty_machine_round_trips() {
     let sm = StateMachine::new(Config::default());
