@@ -83,6 +83,8 @@ fn submit_transfer(node: &Arc<Node>, id: u128) -> mpsc::Receiver<Vec<ResultCode>
         let codes = node
             .submit(Batch::CreateTransfers(&batch))
             .and_then(|p| p.wait());
+        // The handle goes before the answer, so the test's handle is the only one left.
+        drop(node);
         let _ = sender.send(codes.expect("answered"));
     });
     receiver

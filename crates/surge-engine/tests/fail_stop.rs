@@ -210,12 +210,10 @@ fn a_full_checkpoint_disk_stops_answers_but_not_reads_and_recovery_works() {
     let (acknowledged, error) = until_failure(&node, 1_000, 3);
     // The checkpoint after record 3 (the fourth) cannot be written: the apply stage stops.
     // The checkpoint thread writes it, so the records applied meanwhile (durable in the
-    // log) were answered before the failure reached the apply thread.
-    assert!(
-        acknowledged.len() >= 9,
-        "{} acknowledged",
-        acknowledged.len()
-    );
+    // log) were answered before the failure stopped the node; at the latest, the next
+    // checkpoint (after record 7, three ids a record) waits for it and stops.
+    let answered = acknowledged.len();
+    assert!((9..=21).contains(&answered), "{answered} acknowledged");
     // The waiter sees the stop either from the apply stage or from the log it halted.
     match error {
         EngineError::Stopped(reason) => assert!(reason.contains("checkpoint"), "{reason}"),

@@ -376,6 +376,11 @@ mod tests {
         // create, write the header, then two (write, sync) steps: the third write fails.
         storage.crash_after_operations(6);
         assert!(write(&mut *disk, &checkpoint(Some(9), &body)).is_err());
+        // The sixth operation was the second step's sync: each step is synced before the
+        // next is written (written all at once, the third step would be there too).
+        let temporary = "checkpoint-00000000000000000010.ckpt.tmp";
+        let written = storage.contents(temporary).expect("the temporary file");
+        assert_eq!(written.len(), HEADER_SIZE_BYTES + 2 * WRITE_STEP_BYTES);
         storage.power_cut_losing_all_unsynced();
         assert_eq!(list(&mut *disk).unwrap(), Vec::<String>::new());
         assert_eq!(read_newest(&mut *disk).unwrap().0, None);

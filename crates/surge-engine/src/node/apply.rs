@@ -18,7 +18,7 @@ pub(super) struct Applier {
     pub(super) eviction: Eviction,
 }
 
-/// The apply thread's own handle on the log directory, and what retention does.
+/// The checkpoint thread's own handle on the log directory, and what retention does.
 pub(super) type RetentionHandle = (Box<dyn Storage>, LogRetention);
 
 impl Applier {

@@ -14,15 +14,12 @@
 //! interval slows the shard down rather than queueing snapshots in memory); checkpoints
 //! stay at every interval's record, as before. Before a checkpoint's file is written,
 //! the history index is made durable through (at least) its record, so a crash never leaves
-//! the index behind the newest checkpoint. A failure (disk full, I/O error) is reported to
-//! the apply thread, which stops the node with it (fail-stop, as when it wrote checkpoints
-//! itself); nothing after a failure is written.
+//! the index behind the newest checkpoint. A failure (disk full, I/O error) halts the log at
+//! once (so an idle node reports it too) and is reported to the apply thread, which stops
+//! with it (fail-stop, as when it wrote checkpoints itself); nothing after a failure is
+//! written.
 
 use super::*;
-
-/// The checkpoint thread's nice value: when the machine is busy, it yields the CPU to the
-/// apply and log threads, whose latency every command waits on.
-const CHECKPOINT_NICE: i32 = 10;
 
 /// A checkpoint to write: the state's parts as of a record, to encode here.
 pub(super) struct Job {
@@ -49,6 +46,8 @@ pub(super) struct CheckpointFiles {
     /// A second handle on the log directory and what to do with old segments; `None` to
     /// keep them all.
     pub(super) log_retention: Option<RetentionHandle>,
+    /// Halted when a checkpoint fails (weak: the node owns the log).
+    pub(super) group_commit: std::sync::Weak<GroupCommit>,
 }
 
 impl Checkpointer {
@@ -58,12 +57,6 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("surge-checkpoint".to_string())
             .spawn(move || {
-                // This thread alone (a thread id names one thread on Linux); failing to
-                // lower it only leaves it at the default.
-                let _ = rustix::process::setpriority_process(
-                    Some(rustix::thread::gettid()),
-                    CHECKPOINT_NICE,
-                );
                 for job in jobs_received {
                     let checkpoint = Checkpoint {
                         record_index: Some(job.record_index),
@@ -71,6 +64,13 @@ impl Checkpointer {
                         snapshot: job.parts.encode(),
                     };
                     let outcome = files.write(&checkpoint);
+                    // Freed before the apply thread hears, and copies the next parts.
+                    drop(checkpoint);
+                    if let (Err(error), Some(group_commit)) =
+                        (&outcome, files.group_commit.upgrade())
+                    {
+                        group_commit.halt(format!("a checkpoint failed: {error}"));
+                    }
                     let failed = outcome.is_err();
                     if written_sender.send(outcome).is_err() || failed {
                         return;

@@ -471,6 +471,7 @@ impl Node {
                 checkpoints_kept: config.checkpoints_kept,
                 history: history.as_ref().map(LsmHistory::reader),
                 log_retention,
+                group_commit: Arc::downgrade(&group_commit),
             });
             let mut applier = Applier {
                 shared,

@@ -74,6 +74,10 @@ struct View {
     /// A written memtable's emptied memory, for the next one: a memtable that grew to its
     /// size once is not grown (copied, and its pages faulted in) again.
     spare: Option<Memtable>,
+    /// Memtables frozen, and frozen memtables published as runs, since the store opened
+    /// (published in the order frozen): what a flush waits for.
+    frozen_total: u64,
+    published_total: u64,
 }
 
 /// What the background threads and the writer say to each other.
@@ -210,15 +214,18 @@ impl LsmStore {
         }
     }
 
-    /// Freezes the memtable and waits until every frozen memtable is a durable run.
+    /// Freezes the memtable and waits until it, and every memtable frozen before it, is a
+    /// durable run: everything written before the call. Memtables the writer freezes
+    /// meanwhile are not waited for, so a flush from another handle (the checkpoint
+    /// thread's) ends while the writer goes on.
     pub fn flush(&self) -> Result<(), HistoryError> {
-        self.freeze();
+        let target = self.freeze();
         let mut control = self.shared.control.lock();
         loop {
             if let Some(reason) = &control.failed {
                 return Err(HistoryError::Background(reason.clone()));
             }
-            if self.shared.view.read().frozen.is_empty() {
+            if self.shared.view.read().published_total >= target {
                 return Ok(());
             }
             self.shared.changed.wait(&mut control);
@@ -250,18 +257,23 @@ impl LsmStore {
         }
     }
 
-    fn freeze(&self) {
+    /// Freezes the memtable, if it holds anything; returns how many memtables were frozen
+    /// since the store opened.
+    fn freeze(&self) -> u64 {
         let mut view = self.shared.view.write();
         if view.active.is_empty() {
-            return;
+            return view.frozen_total;
         }
         let next = view.spare.take().unwrap_or_default();
         let full = std::mem::replace(&mut view.active, next);
         view.frozen.push_back(Arc::new(full));
+        view.frozen_total += 1;
+        let total = view.frozen_total;
         drop(view);
         // Under the control lock, so a thread between its check and its wait is not missed.
         let _control = self.shared.control.lock();
         self.shared.changed.notify_all();
+        total
     }
 
     /// Waits while [`FROZEN_MAX`] frozen memtables are queued, or while the runs reach
