@@ -9,9 +9,10 @@
 //! `applied` mark are written together into the memtable and frozen together, and runs are
 //! written in order, each whole or absent, so the runs on disk always hold a prefix of the
 //! records with their `applied` mark; after a crash the index is caught up from the log
-//! after it. [`LsmStore::flush`] freezes the memtable and waits until every frozen one is a
-//! durable run: the node calls it before every checkpoint, so a crash never leaves the
-//! index behind the newest checkpoint (recovery would then replay from record 0).
+//! after it. [`LsmStore::flush`] freezes the memtable and waits until it and every one
+//! frozen before it are durable runs: the node's checkpoint thread calls it before every
+//! checkpoint, so a crash never leaves the index behind the newest checkpoint (recovery
+//! would then replay from record 0).
 //!
 //! The apply thread waits only when [`FROZEN_MAX`] frozen memtables are queued, or when
 //! merges fell behind ([`FIRST_LEVEL_RUNS_MAX`], [`RUNS_MAX`]): the index's backpressure,
