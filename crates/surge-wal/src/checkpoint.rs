@@ -98,7 +98,7 @@ pub fn write(
     checkpoint: &Checkpoint,
 ) -> Result<String, CheckpointError> {
     let name = file_name(checkpoint.record_index);
-    let temporary = format!("{}{TEMPORARY_SUFFIX}", name.trim_end_matches(SUFFIX));
+    let temporary = temporary_name(&name);
     let io = |what: &str| {
         let what = format!("{what} {temporary}");
         move |source| CheckpointError::Io { what, source }
@@ -125,6 +125,11 @@ pub fn write(
     storage.rename(&temporary, &name).map_err(io("rename"))?;
     storage.sync_directory().map_err(io("sync directory for"))?;
     Ok(name)
+}
+
+/// The name checkpoint file `name` is written under until it is whole.
+fn temporary_name(name: &str) -> String {
+    format!("{}{TEMPORARY_SUFFIX}", name.trim_end_matches(SUFFIX))
 }
 
 /// Every checkpoint file, oldest first.
@@ -378,8 +383,8 @@ mod tests {
         assert!(write(&mut *disk, &checkpoint(Some(9), &body)).is_err());
         // The sixth operation was the second step's sync: each step is synced before the
         // next is written (written all at once, the third step would be there too).
-        let temporary = "checkpoint-00000000000000000010.ckpt.tmp";
-        let written = storage.contents(temporary).expect("the temporary file");
+        let temporary = temporary_name(&file_name(Some(9)));
+        let written = storage.contents(&temporary).expect("the temporary file");
         assert_eq!(written.len(), HEADER_SIZE_BYTES + 2 * WRITE_STEP_BYTES);
         storage.power_cut_losing_all_unsynced();
         assert_eq!(list(&mut *disk).unwrap(), Vec::<String>::new());

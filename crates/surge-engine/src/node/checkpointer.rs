@@ -97,9 +97,7 @@ impl Checkpointer {
                 outcome
             }
             Err(crossbeam_channel::TryRecvError::Empty) => Ok(()),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Err(EngineError::Stopped(
-                "the checkpoint thread stopped".to_string(),
-            )),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Err(stopped()),
         }
     }
 
@@ -109,19 +107,13 @@ impl Checkpointer {
             return Ok(());
         }
         self.in_flight = false;
-        self.written.recv().unwrap_or_else(|_| {
-            Err(EngineError::Stopped(
-                "the checkpoint thread stopped".to_string(),
-            ))
-        })
+        self.written.recv().unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Hands `job` to the thread, after the one being written, if any.
     pub(super) fn write(&mut self, job: Job) -> Result<(), EngineError> {
         self.wait()?;
-        self.jobs
-            .send(job)
-            .map_err(|_| EngineError::Stopped("the checkpoint thread stopped".to_string()))?;
+        self.jobs.send(job).map_err(|_| stopped())?;
         self.in_flight = true;
         Ok(())
     }
@@ -136,13 +128,16 @@ impl Checkpointer {
         let outcome = match (self.in_flight, self.written.try_recv()) {
             (false, _) => Ok(()),
             (true, Ok(outcome)) => outcome,
-            (true, Err(_)) => Err(EngineError::Stopped(
-                "the checkpoint thread stopped".to_string(),
-            )),
+            (true, Err(_)) => Err(stopped()),
         };
         self.in_flight = false;
         outcome
     }
+}
+
+/// The checkpoint thread ended without an outcome for the job sent (it panicked).
+fn stopped() -> EngineError {
+    EngineError::Stopped("the checkpoint thread stopped".to_string())
 }
 
 impl Drop for Checkpointer {

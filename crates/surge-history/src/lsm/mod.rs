@@ -75,10 +75,17 @@ struct View {
     /// A written memtable's emptied memory, for the next one: a memtable that grew to its
     /// size once is not grown (copied, and its pages faulted in) again.
     spare: Option<Memtable>,
-    /// Memtables frozen, and frozen memtables published as runs, since the store opened
-    /// (published in the order frozen): what a flush waits for.
+    /// Memtables frozen since the store opened. Only publishing removes one from `frozen`
+    /// (oldest first), so this less `frozen.len()` is how many are published: what a
+    /// flush waits for.
     frozen_total: u64,
-    published_total: u64,
+}
+
+impl View {
+    /// Memtables published as runs since the store opened.
+    fn published_total(&self) -> u64 {
+        self.frozen_total - self.frozen.len() as u64
+    }
 }
 
 /// What the background threads and the writer say to each other.
@@ -226,7 +233,7 @@ impl LsmStore {
             if let Some(reason) = &control.failed {
                 return Err(HistoryError::Background(reason.clone()));
             }
-            if self.shared.view.read().published_total >= target {
+            if self.shared.view.read().published_total() >= target {
                 return Ok(());
             }
             self.shared.changed.wait(&mut control);

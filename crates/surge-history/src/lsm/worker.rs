@@ -162,7 +162,6 @@ fn publish_loop(shared: &Shared, to_publish: Receiver<Written>) {
             let front = view.frozen.pop_front();
             debug_assert!(front.is_some_and(|front| Arc::ptr_eq(&front, &table)));
             view.runs.push(Arc::new(run));
-            view.published_total += 1;
             control.handed -= 1;
             shared.changed.notify_all();
         }
