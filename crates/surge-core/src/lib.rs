@@ -29,7 +29,8 @@ pub use shard::{shard_of, SHARDS_MAX};
 pub use state_machine::{
     is_reserved_account_id, prefetch_bytes, transit_account_id, transit_shards, ArchivedOutcome,
     ArchivedTransfer, Config, DispatchRequest, DispatchStatus, EvictionPlan, IdFilter,
-    MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup, SnapshotError,
-    SnapshotParts, StateMachine, TransferLookup, UnitHoldStatus, ACCOUNT_ID_RESERVED_HIGH,
-    ARCHIVED_TRANSFER_SIZE_BYTES, TRANSFER_CODE_CROSS_SHARD_COMPENSATION, TRANSIT_ACCOUNT_CODE,
+    MemoryCounts, OrderLookup, OrderView, PendingStatus, ReservationLookup, SnapshotBuffers,
+    SnapshotError, SnapshotParts, StateMachine, TransferLookup, UnitHoldStatus,
+    ACCOUNT_ID_RESERVED_HIGH, ARCHIVED_TRANSFER_SIZE_BYTES, TRANSFER_CODE_CROSS_SHARD_COMPENSATION,
+    TRANSIT_ACCOUNT_CODE,
 };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{account, transfer, SimDisks};
 use surge_core::{Batch, ResultCode};
 use surge_engine::{Node, NodeConfig, NodeStorage};
-use surge_wal::checkpoint::file_name;
+use surge_wal::checkpoint::{self, file_name};
 use surge_wal::{Clock, ManualClock, SimStorage, Storage};
 
 /// The checkpoints' disk, whose writes to a checkpoint being written wait while the gate
@@ -153,4 +153,67 @@ fn commands_are_answered_while_a_checkpoint_is_written_and_the_next_one_waits_fo
     assert_eq!(report.checkpoint_record_index, Some(5));
     assert_eq!(report.records_replayed, 1);
     node.shutdown();
+}
+
+/// A checkpoint of a state too large to copy after one record (its accounts' table alone
+/// is four times a record's copy budget): the copy is spread over the records that follow,
+/// which change what it copies meanwhile, and a checkpoint falls due while the last one is
+/// still being copied (every 6 records). Each checkpoint is still the state as of its
+/// record: its snapshot is the bytes of a replay of the log through that record.
+#[test]
+fn a_checkpoint_copied_over_the_records_after_it_is_the_state_of_its_record() {
+    let disks = SimDisks::default();
+    let config = NodeConfig {
+        checkpoint_interval_records: 6,
+        ..NodeConfig::default()
+    };
+    let clock = ManualClock::new(1_000_000_000);
+    let (node, _) = disks.open(&config, &clock);
+    let accounts_count = 4 * 8_190u128;
+    // Records 0–3: the accounts.
+    for first in (1..=accounts_count).step_by(8_190) {
+        let accounts: Vec<_> = (first..first + 8_190)
+            .map(|id| account(id, false))
+            .collect();
+        let codes = node
+            .submit(Batch::CreateAccounts(&accounts))
+            .and_then(|p| p.wait());
+        assert!(codes
+            .expect("accounts")
+            .iter()
+            .all(|code| *code == ResultCode::Ok));
+    }
+    // Records 4–19: transfers between accounts spread over the table.
+    for round in 0..16u128 {
+        let transfers: Vec<_> = (0..2_000u128)
+            .map(|index| {
+                let n = round * 2_000 + index;
+                let debit = 1 + (n * 7_919) % accounts_count;
+                let offset = 1 + (n * 104_729) % (accounts_count - 1);
+                let credit = 1 + (debit - 1 + offset) % accounts_count;
+                transfer(1_000_000 + n, debit, credit, 1 + (n % 5) as u64)
+            })
+            .collect();
+        let codes = node
+            .submit(Batch::CreateTransfers(&transfers))
+            .and_then(|p| p.wait());
+        assert!(codes
+            .expect("transfers")
+            .iter()
+            .all(|code| *code == ResultCode::Ok));
+    }
+    node.shutdown();
+    let records = common::read_log(&disks.log, config.log);
+    assert_eq!(records.len(), 20);
+    let mut checkpoints = disks.checkpoints.clone();
+    // After records 5, 11 and 17 (the last taken at shutdown's end of its copy).
+    for record_index in [5u64, 11, 17] {
+        let found = checkpoint::read(&mut checkpoints, &file_name(Some(record_index)))
+            .unwrap_or_else(|error| panic!("checkpoint {record_index}: {error}"));
+        let replayed = common::replay(config.state, &records[..=record_index as usize]);
+        assert!(
+            found.snapshot == replayed.snapshot(),
+            "checkpoint {record_index} is not the state as of its record"
+        );
+    }
 }

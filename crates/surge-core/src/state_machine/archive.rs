@@ -336,6 +336,7 @@ impl StateMachine {
                 self.transfer_records_kept.insert(sequence, record);
             }
         }
+        self.snapshot_before_records_leave(base_next);
         self.transfer_records.drain(..(base_next - base) as usize);
         self.transfer_records_base = base_next;
         true

@@ -59,7 +59,7 @@ pub use dispatch::{DispatchRequest, DispatchStatus};
 use journal::{map_with_capacity, Journaled};
 use order_store::OrderStore;
 pub use order_units::UnitHoldStatus;
-pub use snapshot::{SnapshotError, SnapshotParts};
+pub use snapshot::{SnapshotBuffers, SnapshotError, SnapshotParts};
 use table::{PairTable, Table, TableEntry};
 
 /// How many commands ahead [`StateMachine::apply`] prefetches the state a command touches.
@@ -501,6 +501,8 @@ pub struct StateMachine {
     /// Records before the base that stay resident (live pending transfers and order
     /// transfers), by sequence number.
     transfer_records_kept: BTreeMap<u64, Transfer>,
+    /// A snapshot being copied while the state moves on ([`StateMachine::snapshot_begin`]).
+    snapshot_copy: Option<snapshot::SnapshotCopy>,
     /// Order-independent sum of every transfer slot's digest and of every resolved pending
     /// transfer's final status: lets the state hash cover the transfer history without
     /// walking it, resident or not.
@@ -556,6 +558,7 @@ impl StateMachine {
             transfer_records: VecDeque::from(transfer_records),
             transfer_records_base: 0,
             transfer_records_kept: BTreeMap::new(),
+            snapshot_copy: None,
             transfers_digest: 0,
             transfers_evicted_digest: 0,
             transfers_evicted: 0,

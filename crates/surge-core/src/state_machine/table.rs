@@ -6,6 +6,14 @@
 //!
 //! Ids are never zero, so a zero key marks a vacant slot. Capacity is a power of two and
 //! the table doubles before it is three-quarters full, so probe runs stay short.
+//!
+//! A table's entries can also be copied a little at a time while it changes
+//! ([`Table::copy_begin`]): the copy holds the entries as they were when the copy began, in
+//! no particular order. Every write to a slot first copies the entries of that slot's chunk
+//! (4 KiB of slots) if the copy has not reached it yet, and [`Table::copy_advance`] copies
+//! the chunks no write reached, a budget at a time. The state machine copies its largest
+//! tables this way for a checkpoint, so its shard never stops for a whole copy (hundreds of
+//! megabytes).
 
 use super::memory::AlignedSlots;
 use crate::ids::{AccountId, OrderId, SkuId, TransferId};
@@ -92,6 +100,62 @@ pub(crate) struct Table<E: TableEntry> {
     /// `64 - log2(slots.len())`: the shift that turns a hash into a slot index.
     shift: u32,
     len: usize,
+    /// A copy in progress: every write to a slot copies its chunk first.
+    copy: Option<TableCopy<E>>,
+}
+
+/// Bytes of slots copied together: a write to any slot of a chunk not yet copied copies
+/// the whole chunk first (a page: one page fault at most on a fresh copy buffer).
+const COPY_CHUNK_BYTES: usize = 4096;
+
+/// A table's entries as of [`Table::copy_begin`], taken chunk by chunk.
+struct TableCopy<E> {
+    /// The stored entries of the chunks copied so far, chunk after chunk.
+    entries: Vec<E>,
+    /// One bit per chunk: copied.
+    copied: Vec<u64>,
+    /// The next chunk [`Table::copy_advance`] looks at.
+    next: usize,
+    /// Chunks not yet copied.
+    left: usize,
+}
+
+impl<E: TableEntry> TableCopy<E> {
+    fn chunk_len() -> usize {
+        (COPY_CHUNK_BYTES / std::mem::size_of::<E>().max(1)).max(1)
+    }
+
+    fn is_copied(&self, chunk: usize) -> bool {
+        self.copied[chunk / 64] & (1 << (chunk % 64)) != 0
+    }
+
+    /// Copies the stored entries of `chunk` of `source` (the table's slots, not yet
+    /// written since the copy began in that chunk).
+    fn copy_chunk(&mut self, source: &[E], chunk: usize) {
+        let start = chunk * Self::chunk_len();
+        let end = (start + Self::chunk_len()).min(source.len());
+        self.entries.extend(
+            source[start..end]
+                .iter()
+                .filter(|entry| entry.key() != E::Key::VACANT),
+        );
+        self.copied[chunk / 64] |= 1 << (chunk % 64);
+        self.left -= 1;
+    }
+
+    /// Before slot `index` of `source` is written: its chunk is copied if it was not.
+    #[inline]
+    fn before_write(&mut self, source: &[E], index: usize) {
+        // A finished copy takes nothing more (the table may have grown since: its slots
+        // then outnumber the copy's).
+        if self.left == 0 {
+            return;
+        }
+        let chunk = index / Self::chunk_len();
+        if !self.is_copied(chunk) {
+            self.copy_chunk(source, chunk);
+        }
+    }
 }
 
 /// Smallest table, in slots.
@@ -107,7 +171,68 @@ impl<E: TableEntry> Table<E> {
             slots: AlignedSlots::filled(slots, E::vacant()),
             shift: 64 - slots.trailing_zeros(),
             len: 0,
+            copy: None,
         }
+    }
+
+    /// Before slot `index` is written: a copy in progress takes its chunk first.
+    #[inline]
+    fn before_write(&mut self, index: usize) {
+        if let Some(copy) = &mut self.copy {
+            copy.before_write(&self.slots, index);
+        }
+    }
+
+    /// Copies up to `budget_bytes` of the chunks no write has copied yet (at least one
+    /// chunk when any is left); true once the whole copy is done. Bytes are counted per
+    /// chunk looked at, so a pass over copied chunks also ends.
+    pub(crate) fn copy_advance(&mut self, budget_bytes: usize) -> bool {
+        let Some(copy) = &mut self.copy else {
+            return true;
+        };
+        let chunks = copy.copied.len() * 64;
+        let chunk_bytes = TableCopy::<E>::chunk_len() * std::mem::size_of::<E>().max(1);
+        let mut budget = budget_bytes.max(1);
+        while copy.left > 0 && budget > 0 && copy.next < chunks {
+            let chunk = copy.next;
+            copy.next += 1;
+            if chunk * TableCopy::<E>::chunk_len() >= self.slots.len() {
+                continue;
+            }
+            if copy.is_copied(chunk) {
+                // Looking costs a little: 64 copied chunks count as one.
+                budget = budget.saturating_sub(chunk_bytes / 64);
+            } else {
+                copy.copy_chunk(&self.slots, chunk);
+                budget = budget.saturating_sub(chunk_bytes);
+            }
+        }
+        copy.left == 0
+    }
+
+    /// The finished copy: the table's entries as of [`Table::copy_begin`], in no
+    /// particular order. Copies what is left first.
+    pub(crate) fn copy_take(&mut self) -> Vec<E> {
+        while !self.copy_advance(usize::MAX) {}
+        self.copy
+            .take()
+            .map(|copy| copy.entries)
+            .unwrap_or_default()
+    }
+
+    /// Begins a copy of the table's entries as they are now, finished by writes and by
+    /// [`Table::copy_advance`]. Nothing is copied yet: `buffer` (a finished copy given
+    /// back, so its pages are already the process's) is emptied and reused.
+    pub(crate) fn copy_begin(&mut self, buffer: Vec<E>) {
+        assert!(self.copy.is_none(), "one copy at a time");
+        let buffer = super::snapshot::emptied_with_room(buffer, self.len);
+        let chunks = self.slots.len().div_ceil(TableCopy::<E>::chunk_len());
+        self.copy = Some(TableCopy {
+            entries: buffer,
+            copied: vec![0; chunks.div_ceil(64)],
+            next: 0,
+            left: chunks,
+        });
     }
 
     /// Entries stored.
@@ -169,6 +294,7 @@ impl<E: TableEntry> Table<E> {
             index < self.slots.len(),
             "a slot index from find_slot of a non-zero key"
         );
+        self.before_write(index);
         assert!(
             self.slots[index].key() == E::Key::VACANT,
             "the slot is vacant"
@@ -192,6 +318,7 @@ impl<E: TableEntry> Table<E> {
     /// The entry at a slot index from [`Table::locate`], mutably.
     #[inline]
     pub(crate) fn at_mut(&mut self, index: usize) -> &mut E {
+        self.before_write(index);
         &mut self.slots[index]
     }
 
@@ -222,7 +349,10 @@ impl<E: TableEntry> Table<E> {
 
     pub(crate) fn get_mut(&mut self, key: &E::Key) -> Option<&mut E> {
         match self.find(key) {
-            (index, true) => Some(&mut self.slots[index]),
+            (index, true) => {
+                self.before_write(index);
+                Some(&mut self.slots[index])
+            }
             (_, false) => None,
         }
     }
@@ -233,6 +363,7 @@ impl<E: TableEntry> Table<E> {
         assert!(key != E::Key::VACANT, "a stored entry has a non-zero key");
         let (index, found) = self.find(&key);
         if found {
+            self.before_write(index);
             return Some(std::mem::replace(&mut self.slots[index], entry));
         }
         if (self.len + 1) * 4 > self.slots.len() * 3 {
@@ -241,6 +372,7 @@ impl<E: TableEntry> Table<E> {
             assert!(!found);
             self.slots[index] = entry;
         } else {
+            self.before_write(index);
             self.slots[index] = entry;
         }
         self.len += 1;
@@ -253,6 +385,7 @@ impl<E: TableEntry> Table<E> {
         if !found {
             return None;
         }
+        self.before_write(hole);
         let removed = std::mem::replace(&mut self.slots[hole], E::vacant());
         self.len -= 1;
         let mut index = hole;
@@ -268,6 +401,8 @@ impl<E: TableEntry> Table<E> {
             let distance_to_home = index.wrapping_sub(home) & self.mask();
             let distance_to_hole = index.wrapping_sub(hole) & self.mask();
             if distance_to_home >= distance_to_hole {
+                // The hole's chunk was copied when the hole was made.
+                self.before_write(index);
                 self.slots[hole] = std::mem::replace(&mut self.slots[index], E::vacant());
                 hole = index;
             }
@@ -275,6 +410,10 @@ impl<E: TableEntry> Table<E> {
     }
 
     fn grow(&mut self) {
+        // The copy in progress is of the slots before the move: finished first.
+        if self.copy.is_some() {
+            while !self.copy_advance(usize::MAX) {}
+        }
         let slots = self.slots.len() * 2;
         let old = std::mem::replace(&mut self.slots, AlignedSlots::filled(slots, E::vacant()));
         self.shift -= 1;
@@ -472,6 +611,73 @@ mod tests {
             assert_eq!(table.get(&key).map(|e| e.value), model.get(&key).copied());
         }
         assert_eq!(table.iter().count(), model.len());
+    }
+
+    /// Stored entries of a copy (or a table's slots), sorted.
+    fn stored(slots: &[Entry]) -> Vec<(u128, u64)> {
+        let mut stored: Vec<(u128, u64)> = slots
+            .iter()
+            .filter(|entry| entry.key != 0)
+            .map(|entry| (entry.key, entry.value))
+            .collect();
+        stored.sort_unstable();
+        stored
+    }
+
+    /// A copy is the table as it was when the copy began, whatever is written meanwhile:
+    /// right after the start (a removal's shift may reach a chunk no write copied yet),
+    /// across a growth, and into a reused buffer holding an older copy.
+    #[test]
+    fn a_copy_is_the_table_as_of_its_start() {
+        let mut table: Table<Entry> = Table::with_capacity(600);
+        let mut state = 7u64;
+        let mut buffer = Vec::new();
+        let next = |state: &mut u64| {
+            *state = mix64(state.wrapping_add(1));
+            *state
+        };
+        for trial in 0..1_500 {
+            // Mostly inserts of keys from a narrow range: the table near three-quarters
+            // full, with long probe runs that cross chunks.
+            for _ in 0..40 {
+                let random = next(&mut state);
+                let key = u128::from(random % 740) + 1;
+                if random % 4 == 0 {
+                    table.remove(&key);
+                } else {
+                    table.insert(Entry { key, value: random });
+                }
+            }
+            let expected = stored(&table.iter().copied().collect::<Vec<_>>());
+            table.copy_begin(std::mem::take(&mut buffer));
+            // Removals right away (a removal's shift may reach a chunk no write copied
+            // yet), a slice of the copy, then an update.
+            for write in 0..3 {
+                let random = next(&mut state);
+                table.remove(&(u128::from(random % 740) + 1));
+                if write == 1 {
+                    table.copy_advance(1);
+                }
+            }
+            let key = u128::from(next(&mut state) % 740) + 1;
+            if let Some(entry) = table.get_mut(&key) {
+                entry.value += 1;
+            }
+            buffer = table.copy_take();
+            assert_eq!(stored(&buffer), expected, "trial {trial}");
+        }
+        // A copy across the table's growth.
+        let expected = stored(&table.iter().copied().collect::<Vec<_>>());
+        let slots_before = table.slots_len();
+        table.copy_begin(buffer);
+        for key in 10_000..12_000u128 {
+            table.insert(Entry { key, value: 1 });
+        }
+        assert!(
+            table.slots_len() > slots_before,
+            "the table grew during the copy"
+        );
+        assert_eq!(stored(&table.copy_take()), expected);
     }
 
     #[test]

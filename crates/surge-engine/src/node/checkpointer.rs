@@ -4,10 +4,12 @@
 //! A checkpoint of a large state is hundreds of megabytes written and synced: on the apply
 //! thread it stopped every command of the shard for seconds (two to three seconds each at
 //! 2.5 M transfers, every 10,000 records, under an open loop of 256,000 commands/s:
-//! `docs/PERFORMANCE.md`, "Checkpoints off the apply thread"). The apply thread still copies
-//! the state's largest parts itself (it must not change while they are read:
-//! [`StateMachine::snapshot_parts`]) and hands them here, where they are sorted and encoded
-//! ([`SnapshotParts::encode`]) and written.
+//! `docs/PERFORMANCE.md`, "Checkpoints off the apply thread"). The apply thread copies the
+//! state's largest parts itself, a little after each record while it goes on applying
+//! ([`StateMachine::snapshot_begin`], `apply.rs`), and hands them here, where they are
+//! sorted and encoded ([`SnapshotParts::encode`]) and written. The copy's buffers come back
+//! with the outcome, for the next copy: memory already faulted in, kept between
+//! checkpoints (`docs/MEMORY.md`).
 //!
 //! One checkpoint is written at a time: when the next one falls due while the last is still
 //! being written, the apply thread waits for that one (a disk slower than the checkpoint
@@ -21,19 +23,31 @@
 
 use super::*;
 
+/// What the checkpoint thread is asked to do.
+pub(super) enum Work {
+    /// Write a checkpoint.
+    Checkpoint(Job),
+    /// Touch buffers with this room (`SnapshotBuffers::prepare`) ahead of the first copy.
+    Prepare([usize; 3]),
+}
+
 /// A checkpoint to write: the state's parts as of a record, to encode here.
 pub(super) struct Job {
     pub(super) record_index: u64,
     pub(super) record_checksum: u32,
+    /// Room to prepare in the buffers for the next copy, once this one is written.
+    pub(super) next_room: [usize; 3],
     pub(super) parts: SnapshotParts,
 }
 
 pub(super) struct Checkpointer {
-    jobs: crossbeam_channel::Sender<Job>,
-    /// The outcome of each job, in order.
-    written: crossbeam_channel::Receiver<Result<(), EngineError>>,
+    jobs: crossbeam_channel::Sender<Work>,
+    /// The outcome of each job, in order: the snapshot's buffers, given back.
+    written: crossbeam_channel::Receiver<Result<SnapshotBuffers, EngineError>>,
     /// A job was sent and its outcome not yet received.
     in_flight: bool,
+    /// The buffers of the last snapshot written, for the next.
+    spare: Option<SnapshotBuffers>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -52,20 +66,38 @@ pub(super) struct CheckpointFiles {
 
 impl Checkpointer {
     pub(super) fn start(mut files: CheckpointFiles) -> Checkpointer {
-        let (jobs, jobs_received) = crossbeam_channel::bounded::<Job>(1);
+        let (jobs, jobs_received) = crossbeam_channel::bounded::<Work>(1);
         let (written_sender, written) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("surge-checkpoint".to_string())
             .spawn(move || {
-                for job in jobs_received {
+                for work in jobs_received {
+                    let job = match work {
+                        Work::Checkpoint(job) => job,
+                        Work::Prepare(room) => {
+                            let mut buffers = SnapshotBuffers::default();
+                            buffers.prepare(room);
+                            if written_sender.send(Ok(buffers)).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    let mut parts = job.parts;
                     let checkpoint = Checkpoint {
                         record_index: Some(job.record_index),
                         record_checksum: job.record_checksum,
-                        snapshot: job.parts.encode(),
+                        snapshot: parts.encode(),
                     };
                     let outcome = files.write(&checkpoint);
                     // Freed before the apply thread hears, and copies the next parts.
                     drop(checkpoint);
+                    // Touched here, ready for the next copy on the apply thread.
+                    let outcome = outcome.map(|()| {
+                        let mut buffers = parts.into_buffers();
+                        buffers.prepare(job.next_room);
+                        buffers
+                    });
                     if let (Err(error), Some(group_commit)) =
                         (&outcome, files.group_commit.upgrade())
                     {
@@ -82,6 +114,7 @@ impl Checkpointer {
             jobs,
             written,
             in_flight: false,
+            spare: None,
             thread: Some(thread),
         }
     }
@@ -94,7 +127,8 @@ impl Checkpointer {
         match self.written.try_recv() {
             Ok(outcome) => {
                 self.in_flight = false;
-                outcome
+                self.spare = Some(outcome?);
+                Ok(())
             }
             Err(crossbeam_channel::TryRecvError::Empty) => Ok(()),
             Err(crossbeam_channel::TryRecvError::Disconnected) => Err(stopped()),
@@ -107,13 +141,34 @@ impl Checkpointer {
             return Ok(());
         }
         self.in_flight = false;
-        self.written.recv().unwrap_or_else(|_| Err(stopped()))
+        let buffers = self.written.recv().unwrap_or_else(|_| Err(stopped()))?;
+        self.spare = Some(buffers);
+        Ok(())
+    }
+
+    /// The buffers of the last snapshot written (empty if none was, or if it was still
+    /// being written: the caller [`Checkpointer::wait`]s first).
+    pub(super) fn take_buffers(&mut self) -> SnapshotBuffers {
+        self.spare.take().unwrap_or_default()
     }
 
     /// Hands `job` to the thread, after the one being written, if any.
     pub(super) fn write(&mut self, job: Job) -> Result<(), EngineError> {
+        self.send(Work::Checkpoint(job))
+    }
+
+    /// Has buffers with `room` touched on the thread, unless buffers are at hand or on
+    /// the way.
+    pub(super) fn prepare(&mut self, room: [usize; 3]) -> Result<(), EngineError> {
+        if self.in_flight || self.spare.is_some() {
+            return Ok(());
+        }
+        self.send(Work::Prepare(room))
+    }
+
+    fn send(&mut self, work: Work) -> Result<(), EngineError> {
         self.wait()?;
-        self.jobs.send(job).map_err(|_| stopped())?;
+        self.jobs.send(work).map_err(|_| stopped())?;
         self.in_flight = true;
         Ok(())
     }
@@ -127,7 +182,7 @@ impl Checkpointer {
         }
         let outcome = match (self.in_flight, self.written.try_recv()) {
             (false, _) => Ok(()),
-            (true, Ok(outcome)) => outcome,
+            (true, Ok(outcome)) => outcome.map(drop),
             (true, Err(_)) => Err(stopped()),
         };
         self.in_flight = false;

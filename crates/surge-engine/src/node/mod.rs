@@ -11,7 +11,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use surge_core::{
     compact_form, ArchivedOutcome, ArchivedTransfer, Batch, EvictionPlan, Operation, OrderMessage,
-    ResultCode, ShardLeg, SnapshotParts, StateMachine, TransferId, TransferLookup, UnitStep,
+    ResultCode, ShardLeg, SnapshotBuffers, SnapshotParts, StateMachine, TransferId, TransferLookup,
+    UnitStep,
 };
 use surge_history::{derive_entries_since, HistoryError, HistoryIndex, LsmHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
@@ -466,6 +467,7 @@ impl Node {
         let group_commit = Arc::new(group_commit);
         let apply_thread = {
             let shared = shared.clone();
+            let held_at_start = shared.state.read().snapshot_held();
             let checkpointer = Checkpointer::start(CheckpointFiles {
                 checkpoints: storage.checkpoints,
                 checkpoints_kept: config.checkpoints_kept,
@@ -479,6 +481,9 @@ impl Node {
                 checkpointer,
                 history,
                 checkpoint_interval_records: config.checkpoint_interval_records,
+                snapshot_of: None,
+                held_at_last_snapshot: held_at_start,
+                next_room: held_at_start,
                 results_uncollected_max: config.results_uncollected_max,
                 eviction: Eviction {
                     archiver: match (&history_reader, evicting) {

@@ -294,6 +294,14 @@ pub struct EngineReport {
     pub sync_p50_us: u64,
     /// See `sync_p50_us`.
     pub sync_p99_us: u64,
+    /// The longest `fdatasync` of the node's log (setup included).
+    pub sync_max_us: u64,
+    /// 99th percentile and longest time to apply one log record (state machine, index,
+    /// eviction slice, checkpoint copy slice), the worst shard's, since the node opened
+    /// (setup included): a stall of the apply thread shows here.
+    pub apply_p99_us: u64,
+    /// See `apply_p99_us`.
+    pub apply_max_us: u64,
     /// CPU time per second of run, by thread (`surge-apply`, `surge-wal-write`, ...; the
     /// benchmark's submitting threads as `bench-clients`), in the median run: where the
     /// cores went.
@@ -520,6 +528,8 @@ struct RunResult {
     orders_abandoned: Option<u64>,
     capacity_reached: bool,
     commit_stats: CommitStats,
+    /// The worst shard's apply latency: 99th percentile and longest, µs.
+    apply_latency_us: (u64, u64),
     syncs: u64,
     commands_logged: u64,
     thread_cpu: BTreeMap<String, CpuTime>,

@@ -93,6 +93,20 @@ impl Target {
         total.commands_per_sync = total.commands as f64 / total.syncs.max(1) as f64;
         total
     }
+
+    /// The worst shard's time to apply one record: 99th percentile and longest, µs.
+    pub(super) fn apply_latency_us(&self) -> (u64, u64) {
+        self.engine
+            .stats()
+            .shards
+            .iter()
+            .fold((0, 0), |(p99, max), shard| {
+                (
+                    p99.max(shard.apply.apply_latency_us_p99),
+                    max.max(shard.apply.apply_latency_us_max),
+                )
+            })
+    }
 }
 
 /// Logs the setup batches (not timed; batches of one operation pipelined, the next
