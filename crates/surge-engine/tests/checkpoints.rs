@@ -156,10 +156,11 @@ fn commands_are_answered_while_a_checkpoint_is_written_and_the_next_one_waits_fo
 }
 
 /// A checkpoint of a state too large to copy after one record (its accounts' table alone
-/// is four times a record's copy budget): the copy is spread over the records that follow,
-/// which change what it copies meanwhile, and a checkpoint falls due while the last one is
-/// still being copied (every 6 records). Each checkpoint is still the state as of its
-/// record: its snapshot is the bytes of a replay of the log through that record.
+/// is 8 MiB; a record copies a third of the state at most, besides what its own changes
+/// copy): the copy is spread over the records that follow, which change what it copies
+/// meanwhile, and what is left of the last one is finished at shutdown. Each checkpoint is
+/// still the state as of its record: its snapshot is the bytes of a replay of the log
+/// through that record.
 #[test]
 fn a_checkpoint_copied_over_the_records_after_it_is_the_state_of_its_record() {
     let disks = SimDisks::default();

@@ -27,15 +27,34 @@ pub(super) struct Applier {
     /// Room for the successor of the snapshot being copied, handed to the checkpoint
     /// thread with it.
     pub(super) next_room: [usize; 3],
+    /// Bytes of the snapshot being copied to copy after each record.
+    pub(super) copy_budget: usize,
     pub(super) results_uncollected_max: usize,
     /// Finished transfers leaving memory.
     pub(super) eviction: Eviction,
 }
 
-/// Bytes of a snapshot in progress copied after each record: at memory speed about 0.1 ms
-/// (a 1 GB state is copied over about a thousand records, a second at 256,000 commands/s
-/// in batches of 256), besides the table chunks the record's own changes copied.
-const SNAPSHOT_COPY_BYTES_PER_RECORD: usize = 1 << 20;
+/// Bytes of a snapshot in progress copied after each record, at least: at memory speed
+/// about 0.1 ms (a 1 GB state is copied over about a thousand records, a second at
+/// 256,000 commands/s in batches of 256), besides the table chunks the record's own
+/// changes copied. A state so large that this would not finish the copy in half a
+/// checkpoint interval copies more per record (`copy_budget`).
+const SNAPSHOT_COPY_BYTES_PER_RECORD_MIN: usize = 1 << 20;
+
+/// Bytes to copy after each record so that a copy of a state holding `held` (accounts,
+/// records, slots) finishes within half of an `interval` of records even if no write
+/// helps; at least [`SNAPSHOT_COPY_BYTES_PER_RECORD_MIN`].
+fn copy_budget(held: [usize; 3], interval: u64) -> usize {
+    let [accounts, records, slots] = held;
+    let bytes = accounts * std::mem::size_of::<surge_core::Account>()
+        + records * std::mem::size_of::<surge_core::Transfer>()
+        + slots * TRANSFER_SLOT_BYTES;
+    let records_to_copy = (interval / 2).max(1) as usize;
+    (bytes / records_to_copy).max(SNAPSHOT_COPY_BYTES_PER_RECORD_MIN)
+}
+
+/// Bytes of a transfer id slot in a snapshot's copy.
+const TRANSFER_SLOT_BYTES: usize = 32;
 
 /// Room for a copy of a state that holds `held` now and held `before` one period earlier,
 /// one period ahead: `held`, `margin` times the growth, and 1/8 more, but never more than
@@ -144,14 +163,17 @@ impl Applier {
             .step(&self.shared.state, record.header.count as usize)?;
         // The failure of the checkpoint written last, once known, stops the node here.
         self.checkpointer.check()?;
-        self.snapshot_copy(SNAPSHOT_COPY_BYTES_PER_RECORD)?;
+        self.snapshot_copy(self.copy_budget)?;
         let interval = self.checkpoint_interval_records;
         if interval > 0 && (record_index + 1) % interval == 0 {
             // Copied here (the state as of this record), encoded and written by the
-            // checkpoint thread. One at a time: the last one is finished first, and
-            // written (its buffers are the next copy's).
+            // checkpoint thread. One at a time: the last one, if its copy is not done
+            // (the state grew faster than the copy budget planned for), is finished
+            // first, and written (its buffers are the next copy's).
             self.snapshot_copy(usize::MAX)?;
+            let waited = std::time::Instant::now();
             self.checkpointer.wait()?;
+            self.note_checkpoint_wait(waited);
             let buffers = self.checkpointer.take_buffers();
             let mut state = self.shared.state.write();
             let held = state.snapshot_held();
@@ -160,9 +182,13 @@ impl Applier {
             // The next copy holds this one plus one interval's growth: room for twice that.
             self.next_room = room_for(held, self.held_at_last_snapshot, 2);
             self.held_at_last_snapshot = held;
+            self.copy_budget = copy_budget(held, interval);
             self.snapshot_of = Some((record_index, record.header.checksum_header));
-            self.snapshot_copy(SNAPSHOT_COPY_BYTES_PER_RECORD)?;
-        } else if interval > 1 && (record_index + 1) % interval == interval / 2 {
+            self.snapshot_copy(self.copy_budget)?;
+        } else if interval > 1
+            && (record_index + 1) % interval == interval / 2
+            && self.snapshot_of.is_none()
+        {
             // Half way to the next checkpoint: buffers for its copy are touched ahead on
             // the checkpoint thread, unless the last checkpoint's came back (so the first
             // copy after a start does not page-fault on this thread either).
@@ -185,11 +211,21 @@ impl Applier {
             return Ok(());
         };
         self.snapshot_of = None;
+        let waited = std::time::Instant::now();
         self.checkpointer.write(Job {
             record_index,
             record_checksum,
             next_room: self.next_room,
             parts,
-        })
+        })?;
+        self.note_checkpoint_wait(waited);
+        Ok(())
+    }
+
+    /// Counts the time since `waited` as a wait for the checkpoint thread.
+    fn note_checkpoint_wait(&self, waited: std::time::Instant) {
+        let waited_us = waited.elapsed().as_micros() as u64;
+        let mut counters = self.shared.apply_counters.lock();
+        counters.checkpoint_wait_us_max = counters.checkpoint_wait_us_max.max(waited_us);
     }
 }

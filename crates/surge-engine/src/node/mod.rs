@@ -59,6 +59,7 @@ pub struct NodeConfig {
     pub checkpoint_interval_records: u64,
     /// Checkpoints kept on disk (at least 1).
     pub checkpoints_kept: usize,
+
     /// Directory of the history index; `None` runs without one.
     pub history_directory: Option<PathBuf>,
     /// Applied batches whose codes wait for their submitter, at most; older ones are
@@ -236,6 +237,10 @@ pub struct ApplyStats {
     pub apply_latency_us_p99: u64,
     /// Longest.
     pub apply_latency_us_max: u64,
+    /// Longest time the apply thread waited for the checkpoint thread (a checkpoint
+    /// still being written, or buffers still being touched, when the next is handed
+    /// over), in µs.
+    pub checkpoint_wait_us_max: u64,
 }
 
 /// The apply thread's counters.
@@ -243,6 +248,7 @@ struct ApplyCounters {
     records: u64,
     commands: u64,
     latency_us: hdrhistogram::Histogram<u64>,
+    checkpoint_wait_us_max: u64,
 }
 
 /// Longest apply latency recorded, in µs (a minute).
@@ -255,6 +261,7 @@ impl ApplyCounters {
             commands: 0,
             latency_us: hdrhistogram::Histogram::new_with_bounds(1, APPLY_LATENCY_US_MAX, 2)
                 .expect("valid constant bounds"),
+            checkpoint_wait_us_max: 0,
         }
     }
 }
@@ -484,6 +491,7 @@ impl Node {
                 snapshot_of: None,
                 held_at_last_snapshot: held_at_start,
                 next_room: held_at_start,
+                copy_budget: 0,
                 results_uncollected_max: config.results_uncollected_max,
                 eviction: Eviction {
                     archiver: match (&history_reader, evicting) {
@@ -619,6 +627,7 @@ impl Node {
             apply_latency_us_p50: counters.latency_us.value_at_quantile(0.5),
             apply_latency_us_p99: counters.latency_us.value_at_quantile(0.99),
             apply_latency_us_max: counters.latency_us.max(),
+            checkpoint_wait_us_max: counters.checkpoint_wait_us_max,
         }
     }
 

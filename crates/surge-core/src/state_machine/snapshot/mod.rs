@@ -265,6 +265,8 @@ impl SnapshotBuffers {
 fn prepare<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
     buffer.clear();
     if buffer.capacity() < count {
+        // The old one freed first: never both at once.
+        *buffer = Vec::new();
         *buffer = memory::reserved_vec(count);
     }
     memory::touch(buffer, count, value);

@@ -517,6 +517,7 @@ pub(super) fn summarize(
         sync_max_us: chosen.commit_stats.sync_latency_us_max,
         apply_p99_us: chosen.apply_latency_us.0,
         apply_max_us: chosen.apply_latency_us.1,
+        checkpoint_wait_max_us: chosen.apply_latency_us.2,
         thread_cpu: per_second(&chosen.thread_cpu, seconds, |time| time.running_ns),
         thread_cpu_wait: per_second(&chosen.thread_cpu, seconds, |time| time.waiting_ns),
         load_average: chosen.load_average,

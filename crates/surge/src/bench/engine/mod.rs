@@ -302,6 +302,8 @@ pub struct EngineReport {
     pub apply_p99_us: u64,
     /// See `apply_p99_us`.
     pub apply_max_us: u64,
+    /// Longest time an apply thread waited for its checkpoint thread (µs).
+    pub checkpoint_wait_max_us: u64,
     /// CPU time per second of run, by thread (`surge-apply`, `surge-wal-write`, ...; the
     /// benchmark's submitting threads as `bench-clients`), in the median run: where the
     /// cores went.
@@ -528,8 +530,9 @@ struct RunResult {
     orders_abandoned: Option<u64>,
     capacity_reached: bool,
     commit_stats: CommitStats,
-    /// The worst shard's apply latency: 99th percentile and longest, µs.
-    apply_latency_us: (u64, u64),
+    /// The worst shard's apply latency: 99th percentile and longest, and its longest wait
+    /// for the checkpoint thread, µs.
+    apply_latency_us: (u64, u64, u64),
     syncs: u64,
     commands_logged: u64,
     thread_cpu: BTreeMap<String, CpuTime>,

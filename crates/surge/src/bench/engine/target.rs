@@ -94,16 +94,18 @@ impl Target {
         total
     }
 
-    /// The worst shard's time to apply one record: 99th percentile and longest, µs.
-    pub(super) fn apply_latency_us(&self) -> (u64, u64) {
+    /// The worst shard's time to apply one record (99th percentile and longest) and its
+    /// longest wait for the checkpoint thread, µs.
+    pub(super) fn apply_latency_us(&self) -> (u64, u64, u64) {
         self.engine
             .stats()
             .shards
             .iter()
-            .fold((0, 0), |(p99, max), shard| {
+            .fold((0, 0, 0), |(p99, max, wait), shard| {
                 (
                     p99.max(shard.apply.apply_latency_us_p99),
                     max.max(shard.apply.apply_latency_us_max),
+                    wait.max(shard.apply.checkpoint_wait_us_max),
                 )
             })
     }
