@@ -90,6 +90,15 @@ fn submit_transfer(node: &Arc<Node>, id: u128) -> mpsc::Receiver<Vec<ResultCode>
     receiver
 }
 
+/// Submits `batch` and waits: every command must answer `ok`.
+fn submit_all_ok(node: &Node, batch: Batch<'_>) {
+    let codes = node.submit(batch).and_then(|p| p.wait()).expect("answered");
+    assert!(
+        codes.iter().all(|code| *code == ResultCode::Ok),
+        "{codes:?}"
+    );
+}
+
 #[test]
 fn commands_are_answered_while_a_checkpoint_is_written_and_the_next_one_waits_for_it() {
     let disks = SimDisks::default();
@@ -176,13 +185,7 @@ fn a_checkpoint_copied_over_the_records_after_it_is_the_state_of_its_record() {
         let accounts: Vec<_> = (first..first + 8_190)
             .map(|id| account(id, false))
             .collect();
-        let codes = node
-            .submit(Batch::CreateAccounts(&accounts))
-            .and_then(|p| p.wait());
-        assert!(codes
-            .expect("accounts")
-            .iter()
-            .all(|code| *code == ResultCode::Ok));
+        submit_all_ok(&node, Batch::CreateAccounts(&accounts));
     }
     // Records 4–19: transfers between accounts spread over the table.
     for round in 0..16u128 {
@@ -195,13 +198,7 @@ fn a_checkpoint_copied_over_the_records_after_it_is_the_state_of_its_record() {
                 transfer(1_000_000 + n, debit, credit, 1 + (n % 5) as u64)
             })
             .collect();
-        let codes = node
-            .submit(Batch::CreateTransfers(&transfers))
-            .and_then(|p| p.wait());
-        assert!(codes
-            .expect("transfers")
-            .iter()
-            .all(|code| *code == ResultCode::Ok));
+        submit_all_ok(&node, Batch::CreateTransfers(&transfers));
     }
     node.shutdown();
     let records = common::read_log(&disks.log, config.log);

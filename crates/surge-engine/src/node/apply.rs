@@ -45,16 +45,9 @@ const SNAPSHOT_COPY_BYTES_PER_RECORD_MIN: usize = 1 << 20;
 /// records, slots) finishes within half of an `interval` of records even if no write
 /// helps; at least [`SNAPSHOT_COPY_BYTES_PER_RECORD_MIN`].
 fn copy_budget(held: [usize; 3], interval: u64) -> usize {
-    let [accounts, records, slots] = held;
-    let bytes = accounts * std::mem::size_of::<surge_core::Account>()
-        + records * std::mem::size_of::<surge_core::Transfer>()
-        + slots * TRANSFER_SLOT_BYTES;
     let records_to_copy = (interval / 2).max(1) as usize;
-    (bytes / records_to_copy).max(SNAPSHOT_COPY_BYTES_PER_RECORD_MIN)
+    (SnapshotBuffers::bytes_for(held) / records_to_copy).max(SNAPSHOT_COPY_BYTES_PER_RECORD_MIN)
 }
-
-/// Bytes of a transfer id slot in a snapshot's copy.
-const TRANSFER_SLOT_BYTES: usize = 32;
 
 /// Room for a copy of a state that holds `held` now and held `before` one period earlier,
 /// one period ahead: `held`, `margin` times the growth, and 1/8 more, but never more than

@@ -245,9 +245,20 @@ pub struct SnapshotBuffers {
 impl SnapshotBuffers {
     /// Bytes the buffers hold (their capacity).
     pub fn size_bytes(&self) -> usize {
-        self.accounts.capacity() * ACCOUNT_SIZE_BYTES
-            + self.records.capacity() * TRANSFER_SIZE_BYTES
-            + self.slots.capacity() * size_of::<TransferSlot>()
+        Self::bytes_for([
+            self.accounts.capacity(),
+            self.records.capacity(),
+            self.slots.capacity(),
+        ])
+    }
+
+    /// Bytes a copy of `held` accounts, records and slots takes (see
+    /// [`StateMachine::snapshot_held`]).
+    pub fn bytes_for(held: [usize; 3]) -> usize {
+        let [accounts, records, slots] = held;
+        accounts * ACCOUNT_SIZE_BYTES
+            + records * TRANSFER_SIZE_BYTES
+            + slots * size_of::<TransferSlot>()
     }
 
     /// Empties the buffers and touches the memory of room for `room` accounts, records
