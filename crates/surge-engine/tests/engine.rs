@@ -909,3 +909,63 @@ fn lookups_of_many_ids_answer_as_lookups_of_one_do() {
     assert!(engine.accounts(&[]).is_empty() && engine.orders(&[]).is_empty());
     engine.shutdown();
 }
+
+/// The record indexes of the checkpoints in shard `index`'s directory.
+fn checkpoint_records(directory: &std::path::Path, index: u32) -> Vec<Option<u64>> {
+    let checkpoints = directory
+        .join(format!("shard-{index:02}"))
+        .join("checkpoints");
+    let mut records: Vec<Option<u64>> = std::fs::read_dir(&checkpoints)
+        .expect("checkpoint directory")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter_map(|name| surge_wal::checkpoint::record_index_of(&name))
+        .collect();
+    records.sort();
+    records
+}
+
+/// Shards that log at the same pace write their checkpoints at different records (each
+/// shard's phase is its share of the interval), not all at once.
+#[test]
+fn shards_checkpoint_at_staggered_records() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let mut config = config(directory.path(), 2);
+    config.node.checkpoint_interval_records = 4;
+    config.node.checkpoints_kept = 16;
+    let (engine, _) = Engine::open(config).expect("open");
+    let ids: Vec<u128> = (0..2)
+        .flat_map(|shard| (0..2).map(move |nth| on_shard(shard, 2, nth)))
+        .collect();
+    let accounts: Vec<_> = ids.iter().map(|&id| account(id, false)).collect();
+    let codes = engine
+        .submit_wait(Batch::CreateAccounts(&accounts))
+        .expect("accounts");
+    assert!(
+        codes.iter().all(|&code| code == ResultCode::Ok),
+        "{codes:?}"
+    );
+    // Seven more batches, each one record on each shard: records 0..=7 on both.
+    for step in 0..7u128 {
+        let transfers = [
+            transfer(100 + 2 * step, ids[0], ids[1], 1),
+            transfer(101 + 2 * step, ids[2], ids[3], 1),
+        ];
+        let codes = engine
+            .submit_wait(Batch::CreateTransfers(&transfers))
+            .expect("transfers");
+        assert!(
+            codes.iter().all(|&code| code == ResultCode::Ok),
+            "{codes:?}"
+        );
+    }
+    engine.shutdown();
+    // Shard 0 at the interval's multiples, shard 1 half an interval later.
+    assert_eq!(checkpoint_records(directory.path(), 0), [Some(3), Some(7)]);
+    assert_eq!(checkpoint_records(directory.path(), 1), [Some(1), Some(5)]);
+}

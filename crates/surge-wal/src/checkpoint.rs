@@ -94,39 +94,139 @@ pub fn record_index_of(name: &str) -> Option<Option<u64>> {
 }
 
 /// Writes a checkpoint durably: temporary file (written and synced [`WRITE_STEP_BYTES`] at
-/// a time), rename, directory `fsync`.
+/// a time), rename, directory `fsync`. For a snapshot already in memory; a snapshot encoded
+/// a piece at a time goes through a [`CheckpointWriter`].
 pub fn write(
     storage: &mut dyn Storage,
     checkpoint: &Checkpoint,
 ) -> Result<String, CheckpointError> {
-    let name = file_name(checkpoint.record_index);
-    let temporary = temporary_name(&name);
-    let io = |what: &str| {
-        let what = format!("{what} {temporary}");
-        move |source| CheckpointError::Io { what, source }
-    };
-    let header = header(checkpoint);
-    if storage.list().map_err(io("list"))?.contains(&temporary) {
-        storage.remove(&temporary).map_err(io("remove stale"))?;
-    }
-    storage.create(&temporary).map_err(io("create"))?;
-    storage
-        .write_at(&temporary, 0, &header)
-        .map_err(io("write"))?;
+    let mut writer =
+        CheckpointWriter::create(storage, checkpoint.record_index, checkpoint.record_checksum)?;
     // The snapshot straight from the caller's buffer: no copy of hundreds of megabytes.
-    for (step, chunk) in checkpoint.snapshot.chunks(WRITE_STEP_BYTES).enumerate() {
-        let offset = (HEADER_SIZE_BYTES + step * WRITE_STEP_BYTES) as u64;
-        storage
-            .write_at(&temporary, offset, chunk)
-            .map_err(io("write"))?;
-        storage.sync_data(&temporary).map_err(io("sync"))?;
+    writer.write(&checkpoint.snapshot)?;
+    writer.finish()
+}
+
+/// A checkpoint written as its snapshot is encoded, so no whole copy of the snapshot
+/// (hundreds of megabytes for a large state) is ever held in memory: the body goes to a
+/// temporary file [`WRITE_STEP_BYTES`] at a time, each step synced before the next, its
+/// checksum computed on the way; [`CheckpointWriter::finish`] writes the header, syncs,
+/// renames and syncs the directory. A writer dropped unfinished (or failing) leaves only
+/// its temporary file, which recovery ignores and the next write or [`retain`] removes.
+pub struct CheckpointWriter<'a> {
+    storage: &'a mut dyn Storage,
+    name: String,
+    temporary: String,
+    record_index: Option<u64>,
+    record_checksum: u32,
+    /// Body bytes in the file so far.
+    written: u64,
+    /// crc32c of those bytes.
+    checksum: u32,
+    /// Body bytes not yet in the file: less than a step.
+    pending: Vec<u8>,
+}
+
+impl<'a> CheckpointWriter<'a> {
+    /// Starts the checkpoint of the state as of `record_index` (whose `checksum_header` is
+    /// `record_checksum`), replacing a temporary file a failed write left.
+    pub fn create(
+        storage: &'a mut dyn Storage,
+        record_index: Option<u64>,
+        record_checksum: u32,
+    ) -> Result<CheckpointWriter<'a>, CheckpointError> {
+        let name = file_name(record_index);
+        let temporary = temporary_name(&name);
+        let writer = CheckpointWriter {
+            storage,
+            name,
+            temporary,
+            record_index,
+            record_checksum,
+            written: 0,
+            checksum: 0,
+            pending: Vec::new(),
+        };
+        let listed = writer.storage.list().map_err(writer.io("list"))?;
+        if listed.contains(&writer.temporary) {
+            let removed = writer.storage.remove(&writer.temporary);
+            removed.map_err(writer.io("remove stale"))?;
+        }
+        let created = writer.storage.create(&writer.temporary);
+        created.map_err(writer.io("create"))?;
+        // A placeholder until the body's checksum is known; a file with it never passes
+        // for a checkpoint (its header checksum does not match).
+        let placeholder = writer
+            .storage
+            .write_at(&writer.temporary, 0, &[0; HEADER_SIZE_BYTES]);
+        placeholder.map_err(writer.io("write"))?;
+        Ok(writer)
     }
-    if checkpoint.snapshot.is_empty() {
-        storage.sync_data(&temporary).map_err(io("sync"))?;
+
+    /// Appends `bytes` to the body: whole steps are written (and synced) at once, straight
+    /// from `bytes`; a remainder smaller than a step waits for more.
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), CheckpointError> {
+        if !self.pending.is_empty() || bytes.len() < WRITE_STEP_BYTES {
+            let taken = (WRITE_STEP_BYTES - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..taken]);
+            bytes = &bytes[taken..];
+            if self.pending.len() < WRITE_STEP_BYTES {
+                return Ok(());
+            }
+            let step = std::mem::take(&mut self.pending);
+            self.write_step(&step)?;
+            self.pending = step;
+            self.pending.clear();
+        }
+        let whole = bytes.len() - bytes.len() % WRITE_STEP_BYTES;
+        for step in bytes[..whole].chunks(WRITE_STEP_BYTES) {
+            self.write_step(step)?;
+        }
+        self.pending.extend_from_slice(&bytes[whole..]);
+        Ok(())
     }
-    storage.rename(&temporary, &name).map_err(io("rename"))?;
-    storage.sync_directory().map_err(io("sync directory for"))?;
-    Ok(name)
+
+    /// Writes the rest of the body and the header, syncs, and gives the checkpoint its name;
+    /// returns that name.
+    pub fn finish(mut self) -> Result<String, CheckpointError> {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            self.write_step(&rest)?;
+        }
+        let header = header(
+            self.record_index,
+            self.record_checksum,
+            self.checksum,
+            self.written,
+        );
+        let written = self.storage.write_at(&self.temporary, 0, &header);
+        written.map_err(self.io("write"))?;
+        let synced = self.storage.sync_data(&self.temporary);
+        synced.map_err(self.io("sync"))?;
+        let renamed = self.storage.rename(&self.temporary, &self.name);
+        renamed.map_err(self.io("rename"))?;
+        let synced = self.storage.sync_directory();
+        synced.map_err(self.io("sync directory for"))?;
+        Ok(self.name)
+    }
+
+    /// Writes and syncs one step of the body.
+    fn write_step(&mut self, step: &[u8]) -> Result<(), CheckpointError> {
+        let offset = HEADER_SIZE_BYTES as u64 + self.written;
+        let written = self.storage.write_at(&self.temporary, offset, step);
+        written.map_err(self.io("write"))?;
+        let synced = self.storage.sync_data(&self.temporary);
+        synced.map_err(self.io("sync"))?;
+        self.checksum = crc32c::crc32c_append(self.checksum, step);
+        self.written += step.len() as u64;
+        Ok(())
+    }
+
+    /// Maps a failure of `what` on the temporary file.
+    fn io(&self, what: &str) -> impl FnOnce(io::Error) -> CheckpointError + use<> {
+        let what = format!("{what} {}", self.temporary);
+        move |source| CheckpointError::Io { what, source }
+    }
 }
 
 /// The name checkpoint file `name` is written under until it is whole.
@@ -212,15 +312,22 @@ pub fn retain(storage: &mut dyn Storage, keep: usize) -> Result<Vec<String>, Che
 }
 
 /// The file's 64-byte header; the snapshot's bytes follow it.
-fn header(checkpoint: &Checkpoint) -> [u8; HEADER_SIZE_BYTES] {
+/// The header of a checkpoint at `record_index` whose body of `body_size` bytes has the
+/// crc32c `body_checksum`.
+fn header(
+    record_index: Option<u64>,
+    record_checksum: u32,
+    body_checksum: u32,
+    body_size: u64,
+) -> [u8; HEADER_SIZE_BYTES] {
     let mut bytes = [0u8; HEADER_SIZE_BYTES];
     bytes[0..8].copy_from_slice(MAGIC);
     bytes[8..10].copy_from_slice(&VERSION.to_le_bytes());
-    let record_index = checkpoint.record_index.unwrap_or(u64::MAX);
+    let record_index = record_index.unwrap_or(u64::MAX);
     bytes[16..24].copy_from_slice(&record_index.to_le_bytes());
-    bytes[24..28].copy_from_slice(&checkpoint.record_checksum.to_le_bytes());
-    bytes[28..32].copy_from_slice(&crc32c::crc32c(&checkpoint.snapshot).to_le_bytes());
-    bytes[32..40].copy_from_slice(&(checkpoint.snapshot.len() as u64).to_le_bytes());
+    bytes[24..28].copy_from_slice(&record_checksum.to_le_bytes());
+    bytes[28..32].copy_from_slice(&body_checksum.to_le_bytes());
+    bytes[32..40].copy_from_slice(&body_size.to_le_bytes());
     let header_checksum = crc32c::crc32c(&bytes[0..60]);
     bytes[60..64].copy_from_slice(&header_checksum.to_le_bytes());
     bytes
@@ -229,7 +336,13 @@ fn header(checkpoint: &Checkpoint) -> [u8; HEADER_SIZE_BYTES] {
 /// The whole file.
 #[cfg(test)]
 fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
-    let mut bytes = header(checkpoint).to_vec();
+    let mut bytes = header(
+        checkpoint.record_index,
+        checkpoint.record_checksum,
+        crc32c::crc32c(&checkpoint.snapshot),
+        checkpoint.snapshot.len() as u64,
+    )
+    .to_vec();
     bytes.extend_from_slice(&checkpoint.snapshot);
     bytes
 }
@@ -361,6 +474,53 @@ mod tests {
         let (found, warnings) = read_newest(&mut *disk).unwrap();
         assert_eq!(found, Some(checkpoint(Some(1), b"one")));
         assert!(warnings.is_empty());
+    }
+
+    /// A body handed to a `CheckpointWriter` in pieces of any size (empty, smaller than a
+    /// step, straddling steps, several steps at once) makes the same file as the whole body
+    /// written at once, and every step is synced before the next is written.
+    #[test]
+    fn a_body_written_in_pieces_makes_the_file_of_the_whole_body() {
+        let body: Vec<u8> = (0..3 * WRITE_STEP_BYTES + 777)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let expected = encode(&checkpoint(Some(4), &body));
+        let mut state = 11u64;
+        for trial in 0..24 {
+            let storage = SimStorage::new();
+            let mut disk: Box<dyn Storage> = Box::new(storage.clone());
+            let mut writer = CheckpointWriter::create(&mut *disk, Some(4), 7).unwrap();
+            let mut at = 0;
+            while at < body.len() {
+                let limit = match crate::storage::split_mix(&mut state) % 3 {
+                    0 => 300,
+                    1 => WRITE_STEP_BYTES + 1,
+                    _ => 3 * WRITE_STEP_BYTES,
+                };
+                let size =
+                    (crate::storage::split_mix(&mut state) as usize % limit).min(body.len() - at);
+                writer.write(&body[at..at + size]).unwrap();
+                at += size;
+            }
+            let name = writer.finish().unwrap();
+            assert!(
+                storage.contents(&name).unwrap() == expected,
+                "trial {trial}"
+            );
+        }
+        // Create, the header's placeholder, then a write and a sync per step: the third
+        // step's write fails, after two steps each written whole and synced.
+        let storage = SimStorage::new();
+        let mut disk: Box<dyn Storage> = Box::new(storage.clone());
+        storage.crash_after_operations(6);
+        let mut writer = CheckpointWriter::create(&mut *disk, Some(4), 7).unwrap();
+        let outcome = body.chunks(1_000).try_for_each(|piece| writer.write(piece));
+        assert!(outcome.is_err());
+        let temporary = temporary_name(&file_name(Some(4)));
+        let written = storage.contents(&temporary).expect("the temporary file");
+        assert_eq!(written.len(), HEADER_SIZE_BYTES + 2 * WRITE_STEP_BYTES);
+        storage.power_cut_losing_all_unsynced();
+        assert_eq!(read_newest(&mut *disk).unwrap().0, None);
     }
 
     /// A snapshot of several write steps is written and synced step by step, straight from

@@ -47,6 +47,18 @@ pub(crate) fn touch<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
     buffer.clear();
 }
 
+/// Touches the memory of values `from..count` of an empty `buffer`'s capacity (by writing
+/// `value` there), for a buffer whose first `from` values' memory is already touched.
+pub(crate) fn touch_from<T: Copy>(buffer: &mut Vec<T>, from: usize, count: usize, value: T) {
+    assert!(buffer.is_empty());
+    let count = count.min(buffer.capacity());
+    if let Some(untouched) = buffer.spare_capacity_mut().get_mut(from..count) {
+        for slot in untouched {
+            slot.write(value);
+        }
+    }
+}
+
 /// An empty heap with room for `capacity` items, its memory touched (with huge pages
 /// where the kernel has them): a heap grows at its end, one page fault per page pushed
 /// into otherwise.

@@ -144,6 +144,11 @@ impl Engine {
             };
             let mut node_config = config.node.clone();
             node_config.history_directory = config.history.then(|| directory.join("history"));
+            // Shards that log at the same pace write their checkpoints one after the
+            // other, not all at once (docs/PERFORMANCE.md, "Checkpoints staggered").
+            node_config.checkpoint_phase_records = config.node.checkpoint_phase_records
+                + config.node.checkpoint_interval_records * u64::from(index)
+                    / u64::from(shard_count);
             let (node, recovered) = Node::open(node_config, storage, clock.clone())?;
             report.shards.push(recovered);
             let load = Arc::new(ShardLoad::new(config.batches_in_flight_per_shard_max));

@@ -19,6 +19,12 @@ pub(super) struct Applier {
     pub(super) checkpointer: Checkpointer,
     pub(super) history: Option<LsmHistory>,
     pub(super) checkpoint_interval_records: u64,
+    /// [`NodeConfig::checkpoint_phase_records`].
+    pub(super) checkpoint_phase_records: u64,
+    /// The record after which buffers for the first copy since the start are touched: half
+    /// way from the first record applied to the first checkpoint's (a shard's phase can put
+    /// that checkpoint less than half an interval away). Set at the first record.
+    pub(super) first_prepare_at: Option<u64>,
     /// The record (index, checksum) of the snapshot being copied, if one is.
     pub(super) snapshot_of: Option<(u64, u32)>,
     /// What the state held (`StateMachine::snapshot_held`) when the last snapshot began
@@ -158,7 +164,15 @@ impl Applier {
         self.checkpointer.check()?;
         self.snapshot_copy(self.copy_budget)?;
         let interval = self.checkpoint_interval_records;
-        if interval > 0 && (record_index + 1) % interval == 0 {
+        // Records since the last checkpoint's, counted from the configured phase.
+        let since = |interval: u64| {
+            (record_index + 1 + interval - self.checkpoint_phase_records % interval) % interval
+        };
+        let first_prepare_at = *self.first_prepare_at.get_or_insert_with(|| match interval {
+            0 => u64::MAX,
+            _ => record_index + (interval - since(interval)) % interval / 2,
+        });
+        if interval > 0 && since(interval) == 0 {
             // Copied here (the state as of this record), encoded and written by the
             // checkpoint thread. One at a time: the last one, if its copy is not done
             // (the state grew faster than the copy budget planned for), is finished
@@ -179,12 +193,13 @@ impl Applier {
             self.snapshot_of = Some((record_index, record.header.checksum_header));
             self.snapshot_copy(self.copy_budget)?;
         } else if interval > 1
-            && (record_index + 1) % interval == interval / 2
+            && (since(interval) == interval / 2 || record_index == first_prepare_at)
             && self.snapshot_of.is_none()
         {
-            // Half way to the next checkpoint: buffers for its copy are touched ahead on
-            // the checkpoint thread, unless the last checkpoint's came back (so the first
-            // copy after a start does not page-fault on this thread either).
+            // Half way to the next checkpoint (to the first one, from the start): buffers
+            // for its copy are touched ahead on the checkpoint thread, unless the last
+            // checkpoint's came back (so the first copy after a start does not page-fault
+            // on this thread either).
             let held = self.shared.state.read().snapshot_held();
             // Half an interval to go, which grows the state about as much as the half
             // since the last snapshot (or the start): room for twice that.

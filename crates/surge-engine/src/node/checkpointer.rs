@@ -7,7 +7,8 @@
 //! `docs/PERFORMANCE.md`, "Checkpoints off the apply thread"). The apply thread copies the
 //! state's largest parts itself, a little after each record while it goes on applying
 //! ([`StateMachine::snapshot_begin`], `apply.rs`), and hands them here, where they are
-//! sorted and encoded ([`SnapshotParts::encode`]) and written. The copy's buffers come back
+//! sorted and encoded straight into the file ([`SnapshotParts::encode_with`] into a
+//! [`checkpoint::CheckpointWriter`]). The copy's buffers come back
 //! with the outcome, for the next copy: memory already faulted in, kept between
 //! checkpoints (`docs/MEMORY.md`).
 //!
@@ -84,14 +85,7 @@ impl Checkpointer {
                         }
                     };
                     let mut parts = job.parts;
-                    let checkpoint = Checkpoint {
-                        record_index: Some(job.record_index),
-                        record_checksum: job.record_checksum,
-                        snapshot: parts.encode(),
-                    };
-                    let outcome = files.write(&checkpoint);
-                    // Freed before the apply thread hears, and copies the next parts.
-                    drop(checkpoint);
+                    let outcome = files.write(job.record_index, job.record_checksum, &mut parts);
                     // Touched here, ready for the next copy on the apply thread.
                     let outcome = outcome.map(|()| {
                         let mut buffers = parts.into_buffers();
@@ -202,14 +196,29 @@ impl Drop for Checkpointer {
 }
 
 impl CheckpointFiles {
-    fn write(&mut self, found: &Checkpoint) -> Result<(), EngineError> {
+    /// Writes the checkpoint of `parts`, the state as of record `record_index` (whose
+    /// `checksum_header` is `record_checksum`), encoding it straight into the file: no
+    /// copy of the whole snapshot is made (it was 0.7–1 GB, faulted in and freed each
+    /// time, in the benchmark of `docs/PERFORMANCE.md`, "Checkpoints staggered").
+    fn write(
+        &mut self,
+        record_index: u64,
+        record_checksum: u32,
+        parts: &mut SnapshotParts,
+    ) -> Result<(), EngineError> {
         // Otherwise a crash could leave the index (whose newest entries are in memory)
         // behind the newest checkpoint, which forces a replay from record 0: slow on a long
         // log, and impossible once retention deleted old segments.
         if let Some(index) = &self.history {
             index.flush()?;
         }
-        checkpoint::write(&mut *self.checkpoints, found)?;
+        let mut writer = checkpoint::CheckpointWriter::create(
+            &mut *self.checkpoints,
+            Some(record_index),
+            record_checksum,
+        )?;
+        parts.encode_with(|bytes| writer.write(bytes))?;
+        writer.finish()?;
         checkpoint::retain(&mut *self.checkpoints, self.checkpoints_kept)?;
         self.retain_log()
     }

@@ -57,6 +57,11 @@ pub struct NodeConfig {
     pub group_commit: GroupCommitConfig,
     /// Write a checkpoint every this many log records (0: never).
     pub checkpoint_interval_records: u64,
+    /// Where in the interval the checkpoints fall: after the records whose index + 1 is
+    /// this much past a multiple of the interval (0: at the multiples). The engine spreads
+    /// its shards' phases over the interval, so shards that log at the same pace do not
+    /// write their checkpoints (hundreds of megabytes each) to the same disk at once.
+    pub checkpoint_phase_records: u64,
     /// Checkpoints kept on disk (at least 1).
     pub checkpoints_kept: usize,
 
@@ -90,6 +95,7 @@ impl Default for NodeConfig {
             log: LogConfig::default(),
             group_commit: GroupCommitConfig::default(),
             checkpoint_interval_records: 10_000,
+            checkpoint_phase_records: 0,
             checkpoints_kept: 3,
             history_directory: None,
             results_uncollected_max: RESULTS_UNCOLLECTED_MAX_DEFAULT,
@@ -488,6 +494,8 @@ impl Node {
                 checkpointer,
                 history,
                 checkpoint_interval_records: config.checkpoint_interval_records,
+                checkpoint_phase_records: config.checkpoint_phase_records,
+                first_prepare_at: None,
                 snapshot_of: None,
                 held_at_last_snapshot: held_at_start,
                 next_room: held_at_start,

@@ -272,15 +272,21 @@ impl SnapshotBuffers {
     }
 }
 
-/// Empties `buffer` and touches room for `count` values (a fresh buffer if it has less).
+/// Empties `buffer` and touches room for `count` values. The values the last copy left in
+/// it are in memory already touched: only the memory past them is touched again. A buffer
+/// with less room is replaced by one reserving twice `count` (address space; only `count`
+/// is touched), so a state that grows checkpoint after checkpoint touches about its growth,
+/// not a whole new buffer each time.
 fn prepare<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
+    let mut touched = buffer.len();
     buffer.clear();
     if buffer.capacity() < count {
         // The old one freed first: never both at once.
         *buffer = Vec::new();
-        *buffer = memory::reserved_vec(count);
+        *buffer = memory::reserved_vec(count.saturating_mul(2));
+        touched = 0;
     }
-    memory::touch(buffer, count, value);
+    memory::touch_from(buffer, touched, count, value);
 }
 
 /// `buffer`, emptied, with room for `count` values: a fresh one if it has less room (never
@@ -312,19 +318,38 @@ impl SnapshotParts {
     /// The snapshot's bytes. The buffers stay, for [`SnapshotParts::into_buffers`].
     pub fn encode(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.size_bytes);
-        out.extend_from_slice(&self.head);
-        self.accounts.sort_unstable_by_key(|account| account.id);
-        put_section(&mut out, self.accounts.iter(), |out, account| {
-            out.extend_from_slice(bytemuck::bytes_of(*account));
+        let encoded = self.encode_with(|bytes| {
+            out.extend_from_slice(bytes);
+            Ok::<(), std::convert::Infallible>(())
         });
-        put_u64(&mut out, self.records.len() as u64);
-        out.extend_from_slice(bytemuck::cast_slice(&self.records));
-        out.extend_from_slice(&self.kept);
-        self.slots.sort_unstable_by_key(|slot| slot.key());
-        put_section(&mut out, self.slots.iter(), |out, slot| put_slot(out, slot));
-        out.extend_from_slice(&self.rest);
-        assert_eq!(out.len(), self.size_bytes);
+        let Ok(()) = encoded;
         out
+    }
+
+    /// The snapshot's bytes, in order, handed to `emit` a piece at a time (the transfer
+    /// records straight from their buffer, the rest in pieces of at most about 64 KiB): a
+    /// checkpoint written as it is encoded never holds a whole copy of the snapshot. Stops
+    /// at `emit`'s first error. The buffers stay, for [`SnapshotParts::into_buffers`].
+    pub fn encode_with<E>(&mut self, emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut out = Emitter {
+            piece: Vec::with_capacity(EMIT_PIECE_BYTES + 256),
+            emit,
+            emitted: 0,
+        };
+        out.bytes(&self.head)?;
+        self.accounts.sort_unstable_by_key(|account| account.id);
+        out.section(self.accounts.iter(), |out, account| {
+            out.extend_from_slice(bytemuck::bytes_of(*account));
+        })?;
+        put_u64(&mut out.piece, self.records.len() as u64);
+        out.bytes(bytemuck::cast_slice(&self.records))?;
+        out.bytes(&self.kept)?;
+        self.slots.sort_unstable_by_key(|slot| slot.key());
+        out.section(self.slots.iter(), |out, slot| put_slot(out, slot))?;
+        out.bytes(&self.rest)?;
+        out.flush()?;
+        assert_eq!(out.emitted, self.size_bytes);
+        Ok(())
     }
 
     /// The copy's buffers, for the next [`StateMachine::snapshot_begin`].
@@ -653,6 +678,58 @@ fn put_u64(out: &mut Vec<u8>, value: u64) {
 
 fn put_u128(out: &mut Vec<u8>, value: u128) {
     out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Bytes [`SnapshotParts::encode_with`] gathers before handing them on.
+const EMIT_PIECE_BYTES: usize = 64 * 1024;
+
+/// Gathers small writes into pieces for an `emit` callback.
+struct Emitter<F> {
+    piece: Vec<u8>,
+    emit: F,
+    /// Bytes handed to `emit` so far.
+    emitted: usize,
+}
+
+impl<E, F: FnMut(&[u8]) -> Result<(), E>> Emitter<F> {
+    /// Hands on the piece gathered so far.
+    fn flush(&mut self) -> Result<(), E> {
+        if !self.piece.is_empty() {
+            (self.emit)(&self.piece)?;
+            self.emitted += self.piece.len();
+            self.piece.clear();
+        }
+        Ok(())
+    }
+
+    /// `bytes` next: gathered if small, else handed on as they are.
+    fn bytes(&mut self, bytes: &[u8]) -> Result<(), E> {
+        if self.piece.len() + bytes.len() <= EMIT_PIECE_BYTES {
+            self.piece.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.flush()?;
+        (self.emit)(bytes)?;
+        self.emitted += bytes.len();
+        Ok(())
+    }
+
+    /// A section: its count, then each item as `put` writes it.
+    fn section<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>,
+        mut put: impl FnMut(&mut Vec<u8>, &T),
+    ) -> Result<(), E> {
+        let items = items.into_iter();
+        put_u64(&mut self.piece, items.len() as u64);
+        for item in items {
+            put(&mut self.piece, &item);
+            if self.piece.len() >= EMIT_PIECE_BYTES {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn put_section<T>(
