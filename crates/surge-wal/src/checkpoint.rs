@@ -112,7 +112,8 @@ pub fn write(
 /// temporary file [`WRITE_STEP_BYTES`] at a time, each step synced before the next, its
 /// checksum computed on the way; [`CheckpointWriter::finish`] writes the header, syncs,
 /// renames and syncs the directory. A writer dropped unfinished (or failing) leaves only
-/// its temporary file, which recovery ignores and the next write or [`retain`] removes.
+/// its temporary file, which recovery ignores and the next write or [`retain`] removes;
+/// after a failure every later call fails too.
 pub struct CheckpointWriter<'a> {
     storage: &'a mut dyn Storage,
     name: String,
@@ -125,6 +126,8 @@ pub struct CheckpointWriter<'a> {
     checksum: u32,
     /// Body bytes not yet in the file: less than a step.
     pending: Vec<u8>,
+    /// A write or sync failed: the file has a hole, and may never become a checkpoint.
+    failed: bool,
 }
 
 impl<'a> CheckpointWriter<'a> {
@@ -145,27 +148,30 @@ impl<'a> CheckpointWriter<'a> {
             record_checksum,
             written: 0,
             checksum: 0,
-            pending: Vec::new(),
+            pending: Vec::with_capacity(WRITE_STEP_BYTES),
+            failed: false,
         };
-        let listed = writer.storage.list().map_err(writer.io("list"))?;
+        let listed = writer.storage.list();
+        let listed = listed.map_err(|source| writer.io("list", source))?;
         if listed.contains(&writer.temporary) {
             let removed = writer.storage.remove(&writer.temporary);
-            removed.map_err(writer.io("remove stale"))?;
+            removed.map_err(|source| writer.io("remove stale", source))?;
         }
         let created = writer.storage.create(&writer.temporary);
-        created.map_err(writer.io("create"))?;
-        // A placeholder until the body's checksum is known; a file with it never passes
-        // for a checkpoint (its header checksum does not match).
+        created.map_err(|source| writer.io("create", source))?;
+        // A placeholder until the body's checksum is known: a file with it never passes for
+        // a checkpoint (its magic is zeros).
         let placeholder = writer
             .storage
             .write_at(&writer.temporary, 0, &[0; HEADER_SIZE_BYTES]);
-        placeholder.map_err(writer.io("write"))?;
+        placeholder.map_err(|source| writer.io("write", source))?;
         Ok(writer)
     }
 
     /// Appends `bytes` to the body: whole steps are written (and synced) at once, straight
     /// from `bytes`; a remainder smaller than a step waits for more.
     pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), CheckpointError> {
+        self.check_not_failed()?;
         if !self.pending.is_empty() || bytes.len() < WRITE_STEP_BYTES {
             let taken = (WRITE_STEP_BYTES - self.pending.len()).min(bytes.len());
             self.pending.extend_from_slice(&bytes[..taken]);
@@ -189,6 +195,7 @@ impl<'a> CheckpointWriter<'a> {
     /// Writes the rest of the body and the header, syncs, and gives the checkpoint its name;
     /// returns that name.
     pub fn finish(mut self) -> Result<String, CheckpointError> {
+        self.check_not_failed()?;
         let rest = std::mem::take(&mut self.pending);
         if !rest.is_empty() {
             self.write_step(&rest)?;
@@ -200,32 +207,46 @@ impl<'a> CheckpointWriter<'a> {
             self.written,
         );
         let written = self.storage.write_at(&self.temporary, 0, &header);
-        written.map_err(self.io("write"))?;
+        written.map_err(|source| self.io("write", source))?;
         let synced = self.storage.sync_data(&self.temporary);
-        synced.map_err(self.io("sync"))?;
+        synced.map_err(|source| self.io("sync", source))?;
         let renamed = self.storage.rename(&self.temporary, &self.name);
-        renamed.map_err(self.io("rename"))?;
+        renamed.map_err(|source| self.io("rename", source))?;
         let synced = self.storage.sync_directory();
-        synced.map_err(self.io("sync directory for"))?;
+        synced.map_err(|source| self.io("sync directory for", source))?;
         Ok(self.name)
     }
 
     /// Writes and syncs one step of the body.
     fn write_step(&mut self, step: &[u8]) -> Result<(), CheckpointError> {
         let offset = HEADER_SIZE_BYTES as u64 + self.written;
+        // Failed until the step is written and synced.
+        self.failed = true;
         let written = self.storage.write_at(&self.temporary, offset, step);
-        written.map_err(self.io("write"))?;
+        written.map_err(|source| self.io("write", source))?;
         let synced = self.storage.sync_data(&self.temporary);
-        synced.map_err(self.io("sync"))?;
+        synced.map_err(|source| self.io("sync", source))?;
+        self.failed = false;
         self.checksum = crc32c::crc32c_append(self.checksum, step);
         self.written += step.len() as u64;
         Ok(())
     }
 
-    /// Maps a failure of `what` on the temporary file.
-    fn io(&self, what: &str) -> impl FnOnce(io::Error) -> CheckpointError + use<> {
-        let what = format!("{what} {}", self.temporary);
-        move |source| CheckpointError::Io { what, source }
+    /// Refuses to go on after a failed write or sync.
+    fn check_not_failed(&self) -> Result<(), CheckpointError> {
+        if !self.failed {
+            return Ok(());
+        }
+        let source = io::Error::other("an earlier write or sync of this checkpoint failed");
+        Err(self.io("write", source))
+    }
+
+    /// The failure `source` of `what` on the temporary file.
+    fn io(&self, what: &str, source: io::Error) -> CheckpointError {
+        CheckpointError::Io {
+            what: format!("{what} {}", self.temporary),
+            source,
+        }
     }
 }
 
@@ -311,9 +332,8 @@ pub fn retain(storage: &mut dyn Storage, keep: usize) -> Result<Vec<String>, Che
     Ok(removed)
 }
 
-/// The file's 64-byte header; the snapshot's bytes follow it.
-/// The header of a checkpoint at `record_index` whose body of `body_size` bytes has the
-/// crc32c `body_checksum`.
+/// The file's 64-byte header (the snapshot's bytes follow it) for a checkpoint at
+/// `record_index` whose body of `body_size` bytes has the crc32c `body_checksum`.
 fn header(
     record_index: Option<u64>,
     record_checksum: u32,
@@ -478,7 +498,9 @@ mod tests {
 
     /// A body handed to a `CheckpointWriter` in pieces of any size (empty, smaller than a
     /// step, straddling steps, several steps at once) makes the same file as the whole body
-    /// written at once, and every step is synced before the next is written.
+    /// written at once. A failure at the third step's write leaves a temporary file of two
+    /// whole steps (each a write, then a sync), no checkpoint, and a writer that refuses to
+    /// go on.
     #[test]
     fn a_body_written_in_pieces_makes_the_file_of_the_whole_body() {
         let body: Vec<u8> = (0..3 * WRITE_STEP_BYTES + 777)
@@ -516,6 +538,8 @@ mod tests {
         let mut writer = CheckpointWriter::create(&mut *disk, Some(4), 7).unwrap();
         let outcome = body.chunks(1_000).try_for_each(|piece| writer.write(piece));
         assert!(outcome.is_err());
+        assert!(writer.write(&[1]).is_err());
+        assert!(writer.finish().is_err());
         let temporary = temporary_name(&file_name(Some(4)));
         let written = storage.contents(&temporary).expect("the temporary file");
         assert_eq!(written.len(), HEADER_SIZE_BYTES + 2 * WRITE_STEP_BYTES);
@@ -540,7 +564,8 @@ mod tests {
 
         let storage = SimStorage::new();
         let mut disk: Box<dyn Storage> = Box::new(storage.clone());
-        // create, write the header, then two (write, sync) steps: the third write fails.
+        // create, the header's placeholder, then two (write, sync) steps: the third write
+        // fails.
         storage.crash_after_operations(6);
         assert!(write(&mut *disk, &checkpoint(Some(9), &body)).is_err());
         // The sixth operation was the second step's sync: each step is synced before the

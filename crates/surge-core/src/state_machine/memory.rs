@@ -30,8 +30,22 @@ pub(crate) fn filled_vec<T: Copy>(len: usize, value: T) -> Vec<T> {
 /// huge pages. Nothing is touched: pages are faulted in as values are pushed, one huge page
 /// at a time where the kernel has them.
 pub(crate) fn reserved_vec<T>(capacity: usize) -> Vec<T> {
-    let buffer: Vec<T> = Vec::with_capacity(capacity);
-    let size_bytes = capacity * std::mem::size_of::<T>();
+    advised(Vec::with_capacity(capacity))
+}
+
+/// [`reserved_vec`] with room for `wanted` values if the allocator grants that much
+/// address space (it may not, under strict overcommit), else for `capacity`.
+pub(crate) fn reserved_vec_preferring<T>(capacity: usize, wanted: usize) -> Vec<T> {
+    let mut buffer: Vec<T> = Vec::new();
+    if buffer.try_reserve_exact(wanted.max(capacity)).is_err() {
+        buffer.reserve_exact(capacity);
+    }
+    advised(buffer)
+}
+
+/// `buffer`, its capacity advised for huge pages if it is large enough to gain.
+fn advised<T>(buffer: Vec<T>) -> Vec<T> {
+    let size_bytes = buffer.capacity() * std::mem::size_of::<T>();
     if size_bytes >= HUGE_PAGE_WORTHWHILE_BYTES {
         advise_huge_pages(buffer.as_ptr().cast(), size_bytes);
     }
@@ -204,6 +218,22 @@ mod tests {
         // Past the capacity nothing is touched (nor allocated).
         super::touch(&mut buffer, usize::MAX, 9);
         assert_eq!(buffer.capacity(), capacity);
+    }
+
+    #[test]
+    fn a_buffer_touched_from_a_point_stays_empty_and_keeps_its_capacity() {
+        let mut buffer: Vec<u64> = super::reserved_vec_preferring(1_000, 4_000);
+        assert_eq!(buffer.capacity(), 4_000);
+        super::touch_from(&mut buffer, 500, 3_000, 9);
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.capacity(), 4_000);
+        // Past the capacity, or from past the end, nothing is touched (nor allocated).
+        super::touch_from(&mut buffer, 3_000, usize::MAX, 9);
+        super::touch_from(&mut buffer, 5_000, 6_000, 9);
+        assert_eq!(buffer.capacity(), 4_000);
+        // More address space than can be had: the room asked for, no more.
+        let fallback: Vec<u64> = super::reserved_vec_preferring(1_000, usize::MAX / 4);
+        assert_eq!(fallback.capacity(), 1_000);
     }
 
     #[test]

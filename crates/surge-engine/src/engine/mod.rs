@@ -146,9 +146,12 @@ impl Engine {
             node_config.history_directory = config.history.then(|| directory.join("history"));
             // Shards that log at the same pace write their checkpoints one after the
             // other, not all at once (docs/PERFORMANCE.md, "Checkpoints staggered").
-            node_config.checkpoint_phase_records = config.node.checkpoint_phase_records
-                + config.node.checkpoint_interval_records * u64::from(index)
-                    / u64::from(shard_count);
+            node_config.checkpoint_phase_records = staggered_phase(
+                config.node.checkpoint_phase_records,
+                config.node.checkpoint_interval_records,
+                index,
+                shard_count,
+            );
             let (node, recovered) = Node::open(node_config, storage, clock.clone())?;
             report.shards.push(recovered);
             let load = Arc::new(ShardLoad::new(config.batches_in_flight_per_shard_max));
@@ -540,6 +543,17 @@ impl Engine {
     fn owner(&self, id: u128) -> &Node {
         self.node(shard_of(id, self.shard_count) as usize)
     }
+}
+
+/// The checkpoint phase of shard `index` of `shard_count`: `phase` moved on by the shard's
+/// share of the `interval`, within the interval (computed wide: no overflow).
+fn staggered_phase(phase: u64, interval: u64, index: u32, shard_count: u32) -> u64 {
+    if interval == 0 {
+        return phase;
+    }
+    let interval = u128::from(interval);
+    let share = interval * u128::from(index) / u128::from(shard_count.max(1));
+    ((u128::from(phase) + share) % interval) as u64
 }
 
 impl Drop for Engine {

@@ -23,7 +23,8 @@ pub(super) struct Applier {
     pub(super) checkpoint_phase_records: u64,
     /// The record after which buffers for the first copy since the start are touched: half
     /// way from the first record applied to the first checkpoint's (a shard's phase can put
-    /// that checkpoint less than half an interval away). Set at the first record.
+    /// that checkpoint less than half an interval away). Set at the first record
+    /// ([`first_prepare_at`]).
     pub(super) first_prepare_at: Option<u64>,
     /// The record (index, checksum) of the snapshot being copied, if one is.
     pub(super) snapshot_of: Option<(u64, u32)>,
@@ -65,6 +66,31 @@ fn room_for(held: [usize; 3], before: [usize; 3], margin: usize) -> [usize; 3] {
         let growth = held[index].saturating_sub(before[index]);
         (held[index] + margin * growth + held[index] / 8).min(2 * held[index] + 1_024)
     })
+}
+
+/// Records applied since the last checkpoint's when `record_index` is applied, for
+/// checkpoints every `interval` records at `phase` (0 at the checkpoint's own record; 0
+/// when `interval` is 0). Computed wide: no interval or phase overflows it.
+fn records_since_checkpoint(record_index: u64, interval: u64, phase: u64) -> u64 {
+    if interval == 0 {
+        return 0;
+    }
+    let interval = u128::from(interval);
+    let since = (u128::from(record_index) + 1 + interval - u128::from(phase) % interval) % interval;
+    since as u64
+}
+
+/// The record after which buffers for the first copy since a start are touched, when the
+/// first record applied is `record_index`, `since` records after the last checkpoint's:
+/// half way to the first checkpoint, if that leaves at least an eighth of an interval for
+/// the touching (it is waited for at the checkpoint); else never (the first copy then
+/// takes fresh memory, page-faulting on the apply thread).
+fn first_prepare_at(record_index: u64, since: u64, interval: u64) -> u64 {
+    let to_checkpoint = (interval - since) % interval.max(1);
+    match to_checkpoint / 2 {
+        lead if interval > 0 && lead >= (interval / 8).max(1) => record_index + lead,
+        _ => u64::MAX,
+    }
 }
 
 /// The checkpoint thread's own handle on the log directory, and what retention does.
@@ -164,15 +190,11 @@ impl Applier {
         self.checkpointer.check()?;
         self.snapshot_copy(self.copy_budget)?;
         let interval = self.checkpoint_interval_records;
-        // Records since the last checkpoint's, counted from the configured phase.
-        let since = |interval: u64| {
-            (record_index + 1 + interval - self.checkpoint_phase_records % interval) % interval
-        };
-        let first_prepare_at = *self.first_prepare_at.get_or_insert_with(|| match interval {
-            0 => u64::MAX,
-            _ => record_index + (interval - since(interval)) % interval / 2,
-        });
-        if interval > 0 && since(interval) == 0 {
+        let since = records_since_checkpoint(record_index, interval, self.checkpoint_phase_records);
+        let first_prepare_at = *self
+            .first_prepare_at
+            .get_or_insert_with(|| first_prepare_at(record_index, since, interval));
+        if interval > 0 && since == 0 {
             // Copied here (the state as of this record), encoded and written by the
             // checkpoint thread. One at a time: the last one, if its copy is not done
             // (the state grew faster than the copy budget planned for), is finished
@@ -193,7 +215,7 @@ impl Applier {
             self.snapshot_of = Some((record_index, record.header.checksum_header));
             self.snapshot_copy(self.copy_budget)?;
         } else if interval > 1
-            && (since(interval) == interval / 2 || record_index == first_prepare_at)
+            && (since == interval / 2 || record_index == first_prepare_at)
             && self.snapshot_of.is_none()
         {
             // Half way to the next checkpoint (to the first one, from the start): buffers
@@ -201,8 +223,9 @@ impl Applier {
             // checkpoint's came back (so the first copy after a start does not page-fault
             // on this thread either).
             let held = self.shared.state.read().snapshot_held();
-            // Half an interval to go, which grows the state about as much as the half
-            // since the last snapshot (or the start): room for twice that.
+            // Half an interval to go (or half the way from the start), which grows the
+            // state about as much as the way since the last snapshot (or the start): room
+            // for twice that.
             let room = room_for(held, self.held_at_last_snapshot, 2);
             self.checkpointer.prepare(room)?;
         }
@@ -235,5 +258,47 @@ impl Applier {
         let waited_us = waited.elapsed().as_micros() as u64;
         let mut counters = self.shared.apply_counters.lock();
         counters.checkpoint_wait_us_max = counters.checkpoint_wait_us_max.max(waited_us);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_fall_at_the_phase_of_every_interval() {
+        for record_index in 0..40u64 {
+            // Phase 0: at the interval's multiples, as before phases existed.
+            let since = records_since_checkpoint(record_index, 8, 0);
+            assert_eq!(since, (record_index + 1) % 8);
+            // A phase is taken modulo the interval.
+            for phase in [3, 11, 8 * 1_000 + 3] {
+                let since = records_since_checkpoint(record_index, 8, phase);
+                assert_eq!(
+                    since == 0,
+                    (record_index + 1) % 8 == 3,
+                    "{record_index} {phase}"
+                );
+            }
+        }
+        assert_eq!(records_since_checkpoint(5, 0, 3), 0);
+        // No overflow at the extremes.
+        let huge = u64::MAX;
+        assert_eq!(records_since_checkpoint(huge - 1, huge, 0), 0);
+        assert_eq!(records_since_checkpoint(huge - 1, huge, huge - 1), 1);
+        assert_eq!(records_since_checkpoint(huge, huge, huge), 1);
+    }
+
+    #[test]
+    fn the_first_copy_is_prepared_half_way_if_that_leaves_time() {
+        // From the start of an interval of 10,000: half way.
+        assert_eq!(first_prepare_at(0, 1, 10_000), 4_999);
+        // Half an interval away (a staggered shard): a quarter of an interval ahead.
+        assert_eq!(first_prepare_at(0, 5_001, 10_000), 2_499);
+        // Too close to touch in time, no interval, or at the checkpoint itself: never.
+        assert_eq!(first_prepare_at(100, 9_000, 10_000), u64::MAX);
+        assert_eq!(first_prepare_at(100, 0, 0), u64::MAX);
+        assert_eq!(first_prepare_at(100, 0, 10_000), u64::MAX);
+        assert_eq!(first_prepare_at(100, 0, 1), u64::MAX);
     }
 }

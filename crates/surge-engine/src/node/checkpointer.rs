@@ -15,12 +15,12 @@
 //! One checkpoint is written at a time: when the next one falls due while the last is still
 //! being written, the apply thread waits for that one (a disk slower than the checkpoint
 //! interval slows the shard down rather than queueing snapshots in memory); checkpoints
-//! stay at every interval's record, as before. Before a checkpoint's file is written,
-//! the history index is made durable through (at least) its record, so a crash never leaves
-//! the index behind the newest checkpoint. A failure (disk full, I/O error) halts the log at
-//! once (so an idle node reports it too) and is reported to the apply thread, which stops
-//! with it (fail-stop, as when it wrote checkpoints itself); nothing after a failure is
-//! written.
+//! stay at the shard's phase of every interval (`NodeConfig::checkpoint_phase_records`).
+//! Before a checkpoint's file is written, the history index is made durable through (at
+//! least) its record, so a crash never leaves the index behind the newest checkpoint. A
+//! failure (disk full, I/O error) halts the log at once (so an idle node reports it too)
+//! and is reported to the apply thread, which stops with it (fail-stop, as when it wrote
+//! checkpoints itself); nothing after a failure is written.
 
 use super::*;
 

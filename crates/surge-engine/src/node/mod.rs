@@ -58,7 +58,8 @@ pub struct NodeConfig {
     /// Write a checkpoint every this many log records (0: never).
     pub checkpoint_interval_records: u64,
     /// Where in the interval the checkpoints fall: after the records whose index + 1 is
-    /// this much past a multiple of the interval (0: at the multiples). The engine spreads
+    /// this much (modulo the interval) past a multiple of the interval (0: at the
+    /// multiples). The engine spreads
     /// its shards' phases over the interval, so shards that log at the same pace do not
     /// write their checkpoints (hundreds of megabytes each) to the same disk at once.
     pub checkpoint_phase_records: u64,

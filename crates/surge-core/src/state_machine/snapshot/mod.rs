@@ -243,7 +243,8 @@ pub struct SnapshotBuffers {
 }
 
 impl SnapshotBuffers {
-    /// Bytes the buffers hold (their capacity).
+    /// Bytes the buffers have room for (their capacity: address space, of which
+    /// [`SnapshotBuffers::prepare`] touched the room it was asked for).
     pub fn size_bytes(&self) -> usize {
         Self::bytes_for([
             self.accounts.capacity(),
@@ -274,16 +275,16 @@ impl SnapshotBuffers {
 
 /// Empties `buffer` and touches room for `count` values. The values the last copy left in
 /// it are in memory already touched: only the memory past them is touched again. A buffer
-/// with less room is replaced by one reserving twice `count` (address space; only `count`
-/// is touched), so a state that grows checkpoint after checkpoint touches about its growth,
-/// not a whole new buffer each time.
+/// with less room is replaced by one reserving twice `count` where the allocator grants it
+/// (address space; only `count` is touched), so a state that grows checkpoint after
+/// checkpoint touches about its growth, not a whole new buffer each time.
 fn prepare<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
     let mut touched = buffer.len();
     buffer.clear();
     if buffer.capacity() < count {
         // The old one freed first: never both at once.
         *buffer = Vec::new();
-        *buffer = memory::reserved_vec(count.saturating_mul(2));
+        *buffer = memory::reserved_vec_preferring(count, count.saturating_mul(2));
         touched = 0;
     }
     memory::touch_from(buffer, touched, count, value);
@@ -327,7 +328,8 @@ impl SnapshotParts {
     }
 
     /// The snapshot's bytes, in order, handed to `emit` a piece at a time (the transfer
-    /// records straight from their buffer, the rest in pieces of at most about 64 KiB): a
+    /// records straight from their buffer, the other large sections whole, the rest
+    /// gathered into pieces of about 64 KiB): a
     /// checkpoint written as it is encoded never holds a whole copy of the snapshot. Stops
     /// at `emit`'s first error. The buffers stay, for [`SnapshotParts::into_buffers`].
     pub fn encode_with<E>(&mut self, emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
