@@ -175,6 +175,31 @@ fn batches_apply_and_a_restart_reproduces_the_state() {
     node.shutdown();
 }
 
+/// Resetting the latencies forgets the apply and sync times recorded so far (a benchmark's
+/// set-up) and keeps the counts; what follows is recorded again.
+#[test]
+fn latencies_reset_leave_the_counts() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let (node, _) = open_files(&small_config(), directory.path());
+    drive_shop(&node);
+    let (applied, committed) = (node.apply_stats(), node.commit_stats());
+    assert!(applied.apply_latency_us_max > 0 && committed.sync_latency_us_max > 0);
+    node.reset_latencies();
+    let (reset_applied, reset_committed) = (node.apply_stats(), node.commit_stats());
+    assert_eq!(reset_applied.apply_latency_us_max, 0);
+    assert_eq!(reset_committed.sync_latency_us_max, 0);
+    assert_eq!(reset_applied.records, applied.records);
+    assert_eq!(reset_committed.records, committed.records);
+    let more = [transfer(30, BANK, MERCHANT, 5)];
+    assert_eq!(
+        submit(&node, Batch::CreateTransfers(&more)),
+        [ResultCode::Ok]
+    );
+    assert!(node.apply_stats().apply_latency_us_max > 0);
+    assert!(node.commit_stats().sync_latency_us_max > 0);
+    node.shutdown();
+}
+
 #[test]
 fn a_restart_loads_the_newest_checkpoint_and_replays_only_the_tail() {
     let directory = tempfile::tempdir().expect("temporary directory");

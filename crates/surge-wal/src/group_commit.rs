@@ -237,6 +237,13 @@ impl GroupCommit {
         self.queue.failure()
     }
 
+    /// Forgets the sync latencies recorded so far (the counts stay), so the latency
+    /// figures of [`GroupCommit::stats`] cover what follows: a benchmark's measured window
+    /// without its set-up.
+    pub fn reset_latencies(&self) {
+        self.counters.lock().sync_latency_us.reset();
+    }
+
     /// The writer's counters now.
     pub fn stats(&self) -> CommitStats {
         self.counters.lock().stats()

@@ -490,6 +490,15 @@ impl Engine {
         }
     }
 
+    /// Forgets every shard's apply and sync latencies recorded so far
+    /// ([`Node::reset_latencies`]): the latency figures of [`Engine::stats`] then cover
+    /// what follows (a benchmark's measured window without its set-up).
+    pub fn reset_latencies(&self) {
+        for node in self.nodes().iter() {
+            node.reset_latencies();
+        }
+    }
+
     /// Stops accepting, lets everything admitted become durable, applied and completed,
     /// and stops every shard.
     pub fn shutdown(mut self) {

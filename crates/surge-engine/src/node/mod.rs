@@ -640,6 +640,20 @@ impl Node {
         }
     }
 
+    /// Forgets the apply and sync latencies (and the longest checkpoint wait) recorded so
+    /// far, so the latency figures of [`Node::apply_stats`] and [`Node::commit_stats`]
+    /// cover what follows: a benchmark's measured window without its set-up. The counts
+    /// stay.
+    pub fn reset_latencies(&self) {
+        let mut counters = self.shared.apply_counters.lock();
+        counters.latency_us.reset();
+        counters.checkpoint_wait_us_max = 0;
+        drop(counters);
+        if let Some(group_commit) = &self.group_commit {
+            group_commit.reset_latencies();
+        }
+    }
+
     /// Group-commit counters.
     pub fn commit_stats(&self) -> surge_wal::CommitStats {
         self.group_commit.as_ref().expect("running").stats()

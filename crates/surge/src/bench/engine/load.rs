@@ -167,6 +167,7 @@ pub(super) fn run_closed_loop(
                     .expect("spawn a submitter thread")
             })
             .collect();
+        node.reset_latencies();
         let before = (node.commit_stats(), threads_cpu());
         barrier.wait();
         let start = Instant::now();
@@ -356,6 +357,7 @@ pub(super) fn run_open_loop(
     let batches = ((args.seconds / interval.as_secs_f64()).round() as u64).max(1);
     let (sender, receiver) =
         mpsc::sync_channel::<(Instant, BatchBuf, Pending)>(OPEN_LOOP_IN_FLIGHT_MAX);
+    node.reset_latencies();
     let before = (node.commit_stats(), threads_cpu());
     let start = Instant::now() + Duration::from_millis(10);
     let (paced, collected) = std::thread::scope(|scope| {
