@@ -547,6 +547,21 @@ mod tests {
         assert_eq!(read_newest(&mut *disk).unwrap().0, None);
     }
 
+    /// An empty body through a `CheckpointWriter` is a checkpoint too (synced, renamed).
+    #[test]
+    fn an_empty_body_makes_a_checkpoint() {
+        let storage = SimStorage::new();
+        let mut disk: Box<dyn Storage> = Box::new(storage.clone());
+        let mut writer = CheckpointWriter::create(&mut *disk, None, 7).unwrap();
+        writer.write(&[]).unwrap();
+        writer.finish().unwrap();
+        storage.power_cut_losing_all_unsynced();
+        assert_eq!(
+            read_newest(&mut *disk).unwrap().0,
+            Some(checkpoint(None, b""))
+        );
+    }
+
     /// A snapshot of several write steps is written and synced step by step, straight from
     /// the caller's buffer, and reads back whole; a power cut after some of its steps (each
     /// synced) still leaves no checkpoint under its name.

@@ -447,6 +447,35 @@ fn a_snapshot_copied_while_the_state_moves_on_is_the_state_of_its_start() {
     }
 }
 
+/// The pieces `encode_with` hands on make the encoded snapshot, in order; an error from
+/// the receiver stops it at once and comes back.
+#[test]
+fn encoded_pieces_make_the_snapshot_and_an_error_stops_them() {
+    let (sm, _) = rich_state();
+    let expected = sm.snapshot();
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let encoded = sm.snapshot_parts().encode_with(|piece| {
+        pieces.push(piece.to_vec());
+        Ok::<(), ()>(())
+    });
+    assert_eq!(encoded, Ok(()));
+    assert_eq!(pieces.concat(), expected);
+    assert!(pieces.iter().all(|piece| !piece.is_empty()));
+    // Failing at the first piece and at the last: nothing is handed on after the error.
+    for failing in [1, pieces.len()] {
+        let mut handed = 0;
+        let stopped = sm.snapshot_parts().encode_with(|_| {
+            handed += 1;
+            if handed == failing {
+                return Err("disk full");
+            }
+            Ok(())
+        });
+        assert_eq!(stopped, Err("disk full"));
+        assert_eq!(handed, failing);
+    }
+}
+
 #[test]
 fn an_empty_machine_round_trips() {
     let sm = StateMachine::new(Config::default());
