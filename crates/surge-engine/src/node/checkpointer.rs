@@ -50,6 +50,8 @@ pub(super) struct Checkpointer {
     /// The buffers of the last snapshot written, for the next.
     spare: Option<SnapshotBuffers>,
     thread: Option<JoinHandle<()>>,
+    /// What the thread takes when it starts (the first work sent), until then.
+    not_started: Option<ThreadParts>,
 }
 
 /// What the checkpoint thread owns.
@@ -65,10 +67,35 @@ pub(super) struct CheckpointFiles {
     pub(super) group_commit: std::sync::Weak<GroupCommit>,
 }
 
+/// What the checkpoint thread takes with it when it starts: its files, the work it is
+/// sent and where the outcomes go.
+type ThreadParts = (
+    CheckpointFiles,
+    crossbeam_channel::Receiver<Work>,
+    crossbeam_channel::Sender<Result<SnapshotBuffers, EngineError>>,
+);
+
 impl Checkpointer {
-    pub(super) fn start(mut files: CheckpointFiles) -> Checkpointer {
+    /// A checkpointer whose thread starts with the first work sent (a node that never
+    /// checkpoints, interval 0, runs no such thread).
+    pub(super) fn start(files: CheckpointFiles) -> Checkpointer {
         let (jobs, jobs_received) = crossbeam_channel::bounded::<Work>(1);
         let (written_sender, written) = crossbeam_channel::bounded(1);
+        Checkpointer {
+            jobs,
+            written,
+            in_flight: false,
+            spare: None,
+            thread: None,
+            not_started: Some((files, jobs_received, written_sender)),
+        }
+    }
+
+    /// Starts the thread, if not yet started.
+    fn start_thread(&mut self) {
+        let Some((mut files, jobs_received, written_sender)) = self.not_started.take() else {
+            return;
+        };
         let thread = std::thread::Builder::new()
             .name("surge-checkpoint".to_string())
             .spawn(move || {
@@ -104,13 +131,7 @@ impl Checkpointer {
                 }
             })
             .expect("spawn the checkpoint thread");
-        Checkpointer {
-            jobs,
-            written,
-            in_flight: false,
-            spare: None,
-            thread: Some(thread),
-        }
+        self.thread = Some(thread);
     }
 
     /// The failure of the last checkpoint written, once it is known.
@@ -162,6 +183,7 @@ impl Checkpointer {
 
     fn send(&mut self, work: Work) -> Result<(), EngineError> {
         self.wait()?;
+        self.start_thread();
         self.jobs.send(work).map_err(|_| stopped())?;
         self.in_flight = true;
         Ok(())
@@ -174,6 +196,8 @@ impl Checkpointer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        // Never started: its files are let go here, as the thread would have.
+        self.not_started = None;
         let outcome = match (self.in_flight, self.written.try_recv()) {
             (false, _) => Ok(()),
             (true, Ok(outcome)) => outcome.map(drop),
