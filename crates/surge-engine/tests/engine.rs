@@ -22,6 +22,23 @@ fn on_shard(shard: u32, shards: u32, nth: usize) -> u128 {
         .expect("ids exist on every shard")
 }
 
+/// Creates two accounts on each of the engine's `shards` in one batch; their ids, shard
+/// after shard.
+fn two_accounts_per_shard(engine: &Engine, shards: u32) -> Vec<u128> {
+    let ids: Vec<u128> = (0..shards)
+        .flat_map(|shard| (0..2).map(move |nth| on_shard(shard, shards, nth)))
+        .collect();
+    let accounts: Vec<_> = ids.iter().map(|&id| account(id, false)).collect();
+    let codes = engine
+        .submit_wait(Batch::CreateAccounts(&accounts))
+        .expect("accounts");
+    assert!(
+        codes.iter().all(|&code| code == ResultCode::Ok),
+        "{codes:?}"
+    );
+    ids
+}
+
 #[test]
 fn one_and_two_shards_apply_local_batches() {
     for shards in [1u32, 2] {
@@ -29,17 +46,7 @@ fn one_and_two_shards_apply_local_batches() {
         let (engine, report) =
             Engine::open(config(directory.path(), shards as usize)).expect("open");
         assert_eq!(report.shards.len(), shards as usize);
-        let ids: Vec<u128> = (0..shards)
-            .flat_map(|shard| (0..2).map(move |nth| on_shard(shard, shards, nth)))
-            .collect();
-        let accounts: Vec<_> = ids.iter().map(|&id| account(id, false)).collect();
-        let codes = engine
-            .submit_wait(Batch::CreateAccounts(&accounts))
-            .expect("accounts");
-        assert!(
-            codes.iter().all(|&code| code == ResultCode::Ok),
-            "{codes:?}"
-        );
+        let ids = two_accounts_per_shard(&engine, shards);
         // Transfers within each shard, interleaved in one batch.
         let transfers: Vec<_> = (0..shards as usize)
             .map(|shard| transfer(100 + shard as u128, ids[2 * shard], ids[2 * shard + 1], 7))
@@ -912,22 +919,14 @@ fn lookups_of_many_ids_answer_as_lookups_of_one_do() {
 
 /// The record indexes of the checkpoints in shard `index`'s directory.
 fn checkpoint_records(directory: &std::path::Path, index: u32) -> Vec<Option<u64>> {
-    let checkpoints = directory
-        .join(format!("shard-{index:02}"))
-        .join("checkpoints");
-    let mut records: Vec<Option<u64>> = std::fs::read_dir(&checkpoints)
-        .expect("checkpoint directory")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter_map(|name| surge_wal::checkpoint::record_index_of(&name))
-        .collect();
-    records.sort();
-    records
+    use surge_wal::{checkpoint, FileStorage};
+    let shard = directory.join(format!("shard-{index:02}"));
+    let mut checkpoints = FileStorage::open(&shard.join("checkpoints")).expect("checkpoints");
+    checkpoint::list(&mut checkpoints)
+        .expect("listed")
+        .iter()
+        .map(|name| checkpoint::record_index_of(name).expect("a checkpoint's name"))
+        .collect()
 }
 
 /// Shards that log at the same pace write their checkpoints at different records (each
@@ -939,17 +938,7 @@ fn shards_checkpoint_at_staggered_records() {
     config.node.checkpoint_interval_records = 4;
     config.node.checkpoints_kept = 16;
     let (engine, _) = Engine::open(config).expect("open");
-    let ids: Vec<u128> = (0..2)
-        .flat_map(|shard| (0..2).map(move |nth| on_shard(shard, 2, nth)))
-        .collect();
-    let accounts: Vec<_> = ids.iter().map(|&id| account(id, false)).collect();
-    let codes = engine
-        .submit_wait(Batch::CreateAccounts(&accounts))
-        .expect("accounts");
-    assert!(
-        codes.iter().all(|&code| code == ResultCode::Ok),
-        "{codes:?}"
-    );
+    let ids = two_accounts_per_shard(&engine, 2);
     // Seven more batches, each one record on each shard: records 0..=7 on both.
     for step in 0..7u128 {
         let transfers = [

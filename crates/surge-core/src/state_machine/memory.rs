@@ -55,10 +55,7 @@ fn advised<T>(buffer: Vec<T>) -> Vec<T> {
 /// Touches the memory of the first `count` values of an empty `buffer`'s capacity (by
 /// writing `value` there) and leaves it empty, so pushing them later takes no page fault.
 pub(crate) fn touch<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
-    assert!(buffer.is_empty());
-    let count = count.min(buffer.capacity());
-    buffer.resize(count, value);
-    buffer.clear();
+    touch_from(buffer, 0, count, value);
 }
 
 /// Touches the memory of values `from..count` of an empty `buffer`'s capacity (by writing

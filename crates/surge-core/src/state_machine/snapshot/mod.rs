@@ -327,10 +327,10 @@ impl SnapshotParts {
         out
     }
 
-    /// The snapshot's bytes, in order, handed to `emit` a piece at a time (the transfer
-    /// records straight from their buffer, the other large sections whole, the rest
-    /// gathered into pieces of about 64 KiB): a
-    /// checkpoint written as it is encoded never holds a whole copy of the snapshot. Stops
+    /// The snapshot's bytes, in order, handed to `emit` a piece at a time (the accounts and
+    /// transfer records straight from their buffers, the other large sections whole, the
+    /// rest gathered into pieces of about 64 KiB): a checkpoint written as it is encoded
+    /// never holds a whole copy of the snapshot. Stops
     /// at `emit`'s first error. The buffers stay, for [`SnapshotParts::into_buffers`].
     pub fn encode_with<E>(&mut self, emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         let mut out = Emitter {
@@ -340,9 +340,8 @@ impl SnapshotParts {
         };
         out.bytes(&self.head)?;
         self.accounts.sort_unstable_by_key(|account| account.id);
-        out.section(self.accounts.iter(), |out, account| {
-            out.extend_from_slice(bytemuck::bytes_of(*account));
-        })?;
+        put_u64(&mut out.piece, self.accounts.len() as u64);
+        out.bytes(bytemuck::cast_slice(&self.accounts))?;
         put_u64(&mut out.piece, self.records.len() as u64);
         out.bytes(bytemuck::cast_slice(&self.records))?;
         out.bytes(&self.kept)?;

@@ -291,7 +291,7 @@ pub struct EngineReport {
     /// Commands per log sync in the median run.
     pub commands_per_sync: f64,
     /// Median and 99th percentile `fdatasync` latency of the node's log during the measured
-    /// window (the worst shard's; since 2026-12-07 13:40 the set-up is left out).
+    /// window (the worst shard's; the set-up is left out).
     pub sync_p50_us: u64,
     /// See `sync_p50_us`.
     pub sync_p99_us: u64,
@@ -299,8 +299,8 @@ pub struct EngineReport {
     pub sync_max_us: u64,
     /// 99th percentile and longest time to apply one log record (state machine, index,
     /// eviction slice, checkpoint copy slice), the worst shard's, during the measured
-    /// window (before 2026-12-07 13:40 since the node opened, so the set-up's large batches
-    /// counted): a stall of the apply thread shows here.
+    /// window (the set-up's large batches left out): a stall of the apply thread shows
+    /// here.
     pub apply_p99_us: u64,
     /// See `apply_p99_us`.
     pub apply_max_us: u64,
