@@ -12,7 +12,7 @@ use common::{account, transfer, SimDisks};
 use surge_core::{Batch, ResultCode};
 use surge_engine::{Node, NodeConfig, NodeStorage};
 use surge_wal::checkpoint::{self, file_name};
-use surge_wal::{Clock, ManualClock, SimStorage, Storage};
+use surge_wal::{Clock, LogConfig, ManualClock, SimStorage, Storage};
 
 /// The checkpoints' disk, whose writes to a checkpoint being written wait while the gate
 /// is shut (at most a minute: a test that fails never hangs).
@@ -109,6 +109,7 @@ fn commands_are_answered_while_a_checkpoint_is_written_and_the_next_one_waits_fo
     };
     let config = NodeConfig {
         checkpoint_interval_records: 3,
+        checkpoint_log_percent: 0,
         ..NodeConfig::default()
     };
     let storage = NodeStorage {
@@ -175,6 +176,7 @@ fn a_checkpoint_copied_over_the_records_after_it_is_the_state_of_its_record() {
     let disks = SimDisks::default();
     let config = NodeConfig {
         checkpoint_interval_records: 6,
+        checkpoint_log_percent: 0,
         ..NodeConfig::default()
     };
     let clock = ManualClock::new(1_000_000_000);
@@ -214,4 +216,73 @@ fn a_checkpoint_copied_over_the_records_after_it_is_the_state_of_its_record() {
             "checkpoint {record_index} is not the state as of its record"
         );
     }
+}
+
+/// With `checkpoint_log_percent`, a checkpoint that falls due is skipped until the log
+/// written since the last one (whole records, in bytes) is at least that percent of the
+/// last one's snapshot; the first is never skipped. A model over the log's record sizes
+/// and the sizes of the snapshots written gives exactly the checkpoints on disk.
+#[test]
+fn checkpoints_wait_for_the_log_to_grow_by_a_share_of_the_last_one() {
+    let mut counts = Vec::new();
+    for percent in [0u32, 50, 100, 250] {
+        let disks = SimDisks::default();
+        let config = NodeConfig {
+            checkpoint_interval_records: 2,
+            checkpoint_log_percent: percent,
+            checkpoints_kept: 1_000,
+            // Small segments: the simulated disk holds each whole.
+            log: LogConfig {
+                segment_size_bytes: 64 * 1024,
+                ..LogConfig::default()
+            },
+            ..NodeConfig::default()
+        };
+        let clock = ManualClock::new(1_000_000_000);
+        let (node, _) = disks.open(&config, &clock);
+        // Record 0: 500 accounts, a snapshot of 64 KB; then transfers, 1 to 40 a record.
+        let accounts: Vec<_> = (1..=500u128).map(|id| account(id, false)).collect();
+        submit_all_ok(&node, Batch::CreateAccounts(&accounts));
+        for round in 0..120u128 {
+            let transfers: Vec<_> = (0..1 + (round * 7) % 40)
+                .map(|index| {
+                    let debit = 1 + (round + index) % 500;
+                    let credit = 1 + (round + index + 1) % 500;
+                    transfer(1_000_000 + round * 100 + index, debit, credit, 1)
+                })
+                .collect();
+            submit_all_ok(&node, Batch::CreateTransfers(&transfers));
+        }
+        node.shutdown();
+        let records = common::read_log(&disks.log, config.log);
+        assert_eq!(records.len(), 121);
+        let mut expected = Vec::new();
+        let (mut since, mut last) = (0u64, 0u64);
+        for (index, record) in records.iter().enumerate() {
+            since += record.header.record_size_bytes() as u64;
+            if index % 2 == 1 && since * 100 >= last * u64::from(percent) {
+                expected.push(index as u64);
+                // The size of the snapshot written (its content is checked elsewhere).
+                let name = file_name(Some(index as u64));
+                last = checkpoint::read(&mut disks.checkpoints.clone(), &name)
+                    .unwrap_or_else(|error| panic!("percent {percent}, {name}: {error}"))
+                    .snapshot
+                    .len() as u64;
+                since = 0;
+            }
+        }
+        let found: Vec<u64> = checkpoint::list(&mut disks.checkpoints.clone())
+            .expect("list")
+            .iter()
+            .filter_map(|name| checkpoint::record_index_of(name).flatten())
+            .collect();
+        assert_eq!(found, expected, "percent {percent}");
+        counts.push(found.len());
+    }
+    // Every interval without a share; fewer and fewer the larger the share.
+    assert_eq!(counts[0], 60, "{counts:?}");
+    assert!(
+        counts.windows(2).all(|pair| pair[1] < pair[0]) && counts[3] > 1,
+        "{counts:?}"
+    );
 }

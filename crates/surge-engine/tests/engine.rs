@@ -936,6 +936,7 @@ fn shards_checkpoint_at_staggered_records() {
     let directory = tempfile::tempdir().expect("tempdir");
     let mut config = config(directory.path(), 2);
     config.node.checkpoint_interval_records = 4;
+    config.node.checkpoint_log_percent = 0;
     config.node.checkpoints_kept = 16;
     let (engine, _) = Engine::open(config).expect("open");
     let ids = two_accounts_per_shard(&engine, 2);

@@ -34,6 +34,7 @@ fn config(history: &Path) -> NodeConfig {
             ..LogConfig::default()
         },
         checkpoint_interval_records: 4,
+        checkpoint_log_percent: 0,
         history_directory: Some(history.to_path_buf()),
         evict_finished_transfers: true,
         evict_interval_transfers: 16,

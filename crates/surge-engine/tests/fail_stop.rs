@@ -24,6 +24,7 @@ fn config() -> NodeConfig {
             ..LogConfig::default()
         },
         checkpoint_interval_records: 4,
+        checkpoint_log_percent: 0,
         ..NodeConfig::default()
     }
 }

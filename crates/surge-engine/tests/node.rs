@@ -46,6 +46,8 @@ fn small_config() -> NodeConfig {
             segment_size_bytes: 64 * 1024,
             ..LogConfig::default()
         },
+        // Checkpoints exactly every interval.
+        checkpoint_log_percent: 0,
         ..NodeConfig::default()
     }
 }

@@ -26,6 +26,7 @@ fn config(retention: LogRetention, history: Option<&Path>) -> NodeConfig {
             ..LogConfig::default()
         },
         checkpoint_interval_records: 10,
+        checkpoint_log_percent: 0,
         checkpoints_kept: 2,
         history_directory: history.map(Path::to_path_buf),
         log_retention: retention,

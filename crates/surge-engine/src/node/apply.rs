@@ -21,6 +21,13 @@ pub(super) struct Applier {
     pub(super) checkpoint_interval_records: u64,
     /// [`NodeConfig::checkpoint_phase_records`].
     pub(super) checkpoint_phase_records: u64,
+    /// [`NodeConfig::checkpoint_log_percent`].
+    pub(super) checkpoint_log_percent: u32,
+    /// Bytes of the records applied since the last checkpoint's (since the start, before
+    /// the first).
+    pub(super) log_since_checkpoint_bytes: u64,
+    /// Size of the last checkpoint's snapshot (0 before the first since the start).
+    pub(super) last_checkpoint_bytes: u64,
     /// The record after which buffers for the first copy since the start are touched: half
     /// way from the first record applied to the first checkpoint's (a shard's phase can put
     /// that checkpoint less than half an interval away). Set at the first record
@@ -31,6 +38,9 @@ pub(super) struct Applier {
     /// What the state held (`StateMachine::snapshot_held`) when the last snapshot began
     /// (when the node started, before the first): the growth that sizes the next buffers.
     pub(super) held_at_last_snapshot: [usize; 3],
+    /// The record of the last snapshot (the first record applied, before the first): the
+    /// growth since `held_at_last_snapshot` came over the records since.
+    pub(super) record_at_last_snapshot: Option<u64>,
     /// Room for the successor of the snapshot being copied, handed to the checkpoint
     /// thread with it.
     pub(super) next_room: [usize; 3],
@@ -56,15 +66,30 @@ fn copy_budget(held: [usize; 3], interval: u64) -> usize {
     (SnapshotBuffers::bytes_for(held) / records_to_copy).max(SNAPSHOT_COPY_BYTES_PER_RECORD_MIN)
 }
 
-/// Room for a copy of a state that holds `held` now and held `before` one period earlier,
-/// one period ahead: `held`, `margin` times the growth, and 1/8 more, but never more than
-/// twice `held` (a node that started empty and was loaded at once is not growing that
-/// fast). A copy that outgrows its room takes fresh memory (page faults on the apply
-/// thread, as before buffers were kept), so the margin is generous.
-fn room_for(held: [usize; 3], before: [usize; 3], margin: usize) -> [usize; 3] {
+/// Room for a copy taken `ahead` records from now, of a state that holds `held` now and
+/// held `before` `behind` records ago: `held`, `margin` times its growth over `ahead`
+/// records at the pace of the last `behind`, and 1/8 more, but never more than twice
+/// `held` (a node that started empty and was loaded at once is not growing that fast). A
+/// copy that outgrows its room takes fresh memory (page faults on the apply thread, as
+/// before buffers were kept), so the margin is generous. Scaled by records, not periods:
+/// checkpoints skipped for the log's share (`NodeConfig::checkpoint_log_percent`) come
+/// several intervals apart, and twice the growth of all that was room for twice the state
+/// (two gigabytes touched per shard, in the benchmark).
+fn room_for(
+    held: [usize; 3],
+    before: [usize; 3],
+    behind: u64,
+    ahead: u64,
+    margin: usize,
+) -> [usize; 3] {
     std::array::from_fn(|index| {
-        let growth = held[index].saturating_sub(before[index]);
-        (held[index] + margin * growth + held[index] / 8).min(2 * held[index] + 1_024)
+        let growth = held[index].saturating_sub(before[index]) as u128 * u128::from(ahead)
+            / u128::from(behind.max(1));
+        let growth = usize::try_from(growth).unwrap_or(usize::MAX);
+        held[index]
+            .saturating_add(margin.saturating_mul(growth))
+            .saturating_add(held[index] / 8)
+            .min(held[index].saturating_mul(2).saturating_add(1_024))
     })
 }
 
@@ -91,6 +116,17 @@ fn first_prepare_at(record_index: u64, since: u64, interval: u64) -> u64 {
         lead if interval > 0 && lead >= (interval / 8).max(1) => record_index + lead,
         _ => u64::MAX,
     }
+}
+
+/// Whether `written` bytes of log since the last checkpoint, `pace` times over, reach
+/// `percent` percent of that checkpoint's `checkpoint_bytes` (always with `percent` 0, or
+/// before the first checkpoint since the start: `checkpoint_bytes` 0). Computed wide
+/// (saturating only past any size a log reaches).
+fn log_reaches(written: u64, pace: u64, checkpoint_bytes: u64, percent: u32) -> bool {
+    let log = u128::from(written)
+        .saturating_mul(u128::from(pace))
+        .saturating_mul(100);
+    log >= u128::from(checkpoint_bytes) * u128::from(percent)
 }
 
 /// The checkpoint thread's own handle on the log directory, and what retention does.
@@ -194,7 +230,20 @@ impl Applier {
         let first_prepare_at = *self
             .first_prepare_at
             .get_or_insert_with(|| first_prepare_at(record_index, since, interval));
-        if interval > 0 && since == 0 {
+        let record_at_last_snapshot = *self.record_at_last_snapshot.get_or_insert(record_index);
+        self.log_since_checkpoint_bytes = self
+            .log_since_checkpoint_bytes
+            .saturating_add(record.header.record_size_bytes() as u64);
+        // Whether the log since the last checkpoint is long enough, `pace` times over.
+        let log_reaches = |pace| {
+            log_reaches(
+                self.log_since_checkpoint_bytes,
+                pace,
+                self.last_checkpoint_bytes,
+                self.checkpoint_log_percent,
+            )
+        };
+        if interval > 0 && since == 0 && log_reaches(1) {
             // Copied here (the state as of this record), encoded and written by the
             // checkpoint thread. One at a time: the last one, if its copy is not done
             // (the state grew faster than the copy budget planned for), is finished
@@ -206,27 +255,39 @@ impl Applier {
             let buffers = self.checkpointer.take_buffers();
             let mut state = self.shared.state.write();
             let held = state.snapshot_held();
+            self.last_checkpoint_bytes = state.snapshot_size_bytes() as u64;
+            self.log_since_checkpoint_bytes = 0;
             state.snapshot_begin(buffers);
             drop(state);
-            // The next copy holds this one plus one interval's growth: room for twice that.
-            self.next_room = room_for(held, self.held_at_last_snapshot, 2);
+            // The next copy is an interval away at least: room for twice its growth (a
+            // copy further away has its buffers grown half way to it, below).
+            let behind = record_index - record_at_last_snapshot;
+            self.next_room = room_for(held, self.held_at_last_snapshot, behind, interval, 2);
             self.held_at_last_snapshot = held;
+            self.record_at_last_snapshot = Some(record_index);
             self.copy_budget = copy_budget(held, interval);
             self.snapshot_of = Some((record_index, record.header.checksum_header));
             self.snapshot_copy(self.copy_budget)?;
         } else if interval > 1
-            && (since == interval / 2 || record_index == first_prepare_at)
+            && ((since == interval / 2 && log_reaches(3)) || record_index == first_prepare_at)
             && self.snapshot_of.is_none()
         {
             // Half way to the next checkpoint (to the first one, from the start): buffers
-            // for its copy are touched ahead on the checkpoint thread, unless the last
-            // checkpoint's came back (so the first copy after a start does not page-fault
-            // on this thread either).
+            // for its copy are touched ahead on the checkpoint thread (the last
+            // checkpoint's, grown if the state outgrew them: checkpoints skipped for the
+            // log's share can be far apart), so the copy does not page-fault on this
+            // thread. Not while the log is so far short of the next checkpoint that it
+            // would be skipped even at half again this pace.
             let held = self.shared.state.read().snapshot_held();
-            // Half an interval to go (or half the way from the start), which grows the
-            // state about as much as the way since the last snapshot (or the start): room
-            // for twice that.
-            let room = room_for(held, self.held_at_last_snapshot, 2);
+            // Room for twice the growth until the checkpoint.
+            let behind = record_index - record_at_last_snapshot;
+            let room = room_for(
+                held,
+                self.held_at_last_snapshot,
+                behind,
+                interval - since,
+                2,
+            );
             self.checkpointer.prepare(room)?;
         }
         Ok(())
@@ -287,6 +348,45 @@ mod tests {
         assert_eq!(records_since_checkpoint(huge - 1, huge, 0), 0);
         assert_eq!(records_since_checkpoint(huge - 1, huge, huge - 1), 1);
         assert_eq!(records_since_checkpoint(huge, huge, huge), 1);
+    }
+
+    #[test]
+    fn room_is_held_plus_twice_the_growth_ahead_at_the_pace_behind() {
+        let held = [1_000, 8_000, 0];
+        let before = [1_000, 4_000, 0];
+        // 4,000 records over 100 records behind: 40 a record; 50 ahead grow 2,000, room
+        // for twice that, and 1/8 of what is held.
+        assert_eq!(room_for(held, before, 100, 50, 2), [1_125, 13_000, 0]);
+        // As far ahead as behind: twice the growth behind.
+        assert_eq!(room_for(held, before, 100, 100, 2), [1_125, 17_000, 0]);
+        // Far ahead: never more than twice what is held (and a little for an empty state).
+        assert_eq!(room_for(held, before, 100, 1_000, 2), [1_125, 17_024, 0]);
+        // Nothing behind counts as one record; a state that shrank needs what it holds.
+        assert_eq!(room_for(held, before, 0, 1, 2), [1_125, 17_000, 0]);
+        assert_eq!(room_for(before, held, 100, 100, 2), [1_125, 4_500, 0]);
+        // No overflow at the extremes.
+        let huge = [usize::MAX; 3];
+        assert_eq!(room_for(huge, [0; 3], 1, u64::MAX, usize::MAX), huge);
+    }
+
+    #[test]
+    fn the_log_reaches_a_percent_of_the_last_checkpoint() {
+        // 100 %: once the log is as long as the checkpoint.
+        assert!(!log_reaches(999, 1, 1_000, 100));
+        assert!(log_reaches(1_000, 1, 1_000, 100));
+        // At a pace: three times 334 is past 1,000, three times 333 is not.
+        assert!(log_reaches(334, 3, 1_000, 100));
+        assert!(!log_reaches(333, 3, 1_000, 100));
+        // Other shares.
+        assert!(!log_reaches(2_499, 1, 1_000, 250));
+        assert!(log_reaches(2_500, 1, 1_000, 250));
+        assert!(log_reaches(500, 1, 1_000, 50));
+        // Always with no share, and before the first checkpoint since the start.
+        assert!(log_reaches(0, 1, 1_000, 0));
+        assert!(log_reaches(0, 1, 0, 100));
+        // No overflow at the extremes.
+        assert!(log_reaches(u64::MAX, u64::MAX, u64::MAX, u32::MAX));
+        assert!(!log_reaches(u64::MAX / 100, 1, u64::MAX, 100));
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! One checkpoint is written at a time: when the next one falls due while the last is still
 //! being written, the apply thread waits for that one (a disk slower than the checkpoint
 //! interval slows the shard down rather than queueing snapshots in memory); checkpoints
-//! stay at the shard's phase of every interval (`NodeConfig::checkpoint_phase_records`).
+//! stay at the shard's phase of every interval (`NodeConfig::checkpoint_phase_records`),
+//! skipped while the log since the last one is short of its share
+//! (`NodeConfig::checkpoint_log_percent`). Buffers are touched in steps, and a wait of the
+//! apply thread cuts that short: it never waits for more than a step of touching.
 //! Before a checkpoint's file is written, the history index is made durable through (at
 //! least) its record, so a crash never leaves the index behind the newest checkpoint. A
 //! failure (disk full, I/O error) halts the log at once (so an idle node reports it too)
@@ -28,8 +31,8 @@ use super::*;
 pub(super) enum Work {
     /// Write a checkpoint.
     Checkpoint(Job),
-    /// Touch buffers with this room (`SnapshotBuffers::prepare`) ahead of the first copy.
-    Prepare([usize; 3]),
+    /// Touch room in these buffers (`SnapshotBuffers::prepare`) ahead of a copy.
+    Prepare(SnapshotBuffers, [usize; 3]),
 }
 
 /// A checkpoint to write: the state's parts as of a record, to encode here.
@@ -52,6 +55,11 @@ pub(super) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
     /// What the thread takes when it starts (the first work sent), until then.
     not_started: Option<ThreadParts>,
+    /// Set while the apply thread waits for the outcome: touching buffers stops (what is
+    /// touched stays), so a checkpoint due while its buffers are still being touched
+    /// waits for a step (8 MiB) rather than for all of them (1–2 s, for the first copy
+    /// after a start under load); the copy then page-faults for the rest itself.
+    hurry: Arc<AtomicBool>,
 }
 
 /// What the checkpoint thread owns.
@@ -73,6 +81,7 @@ type ThreadParts = (
     CheckpointFiles,
     crossbeam_channel::Receiver<Work>,
     crossbeam_channel::Sender<Result<SnapshotBuffers, EngineError>>,
+    Arc<AtomicBool>,
 );
 
 impl Checkpointer {
@@ -81,30 +90,33 @@ impl Checkpointer {
     pub(super) fn start(files: CheckpointFiles) -> Checkpointer {
         let (jobs, jobs_received) = crossbeam_channel::bounded::<Work>(1);
         let (written_sender, written) = crossbeam_channel::bounded(1);
+        let hurry = Arc::new(AtomicBool::new(false));
         Checkpointer {
             jobs,
             written,
             in_flight: false,
             spare: None,
             thread: None,
-            not_started: Some((files, jobs_received, written_sender)),
+            not_started: Some((files, jobs_received, written_sender, hurry.clone())),
+            hurry,
         }
     }
 
     /// Starts the thread, if not yet started.
     fn start_thread(&mut self) {
-        let Some((mut files, jobs_received, written_sender)) = self.not_started.take() else {
+        let Some((mut files, jobs_received, written_sender, hurry)) = self.not_started.take()
+        else {
             return;
         };
+        let go_on = move || !hurry.load(Ordering::Relaxed);
         let thread = std::thread::Builder::new()
             .name("surge-checkpoint".to_string())
             .spawn(move || {
                 for work in jobs_received {
                     let job = match work {
                         Work::Checkpoint(job) => job,
-                        Work::Prepare(room) => {
-                            let mut buffers = SnapshotBuffers::default();
-                            buffers.prepare(room);
+                        Work::Prepare(mut buffers, room) => {
+                            buffers.prepare_while(room, &go_on);
                             if written_sender.send(Ok(buffers)).is_err() {
                                 return;
                             }
@@ -116,7 +128,7 @@ impl Checkpointer {
                     // Touched here, ready for the next copy on the apply thread.
                     let outcome = outcome.map(|()| {
                         let mut buffers = parts.into_buffers();
-                        buffers.prepare(job.next_room);
+                        buffers.prepare_while(job.next_room, &go_on);
                         buffers
                     });
                     if let (Err(error), Some(group_commit)) =
@@ -156,8 +168,11 @@ impl Checkpointer {
             return Ok(());
         }
         self.in_flight = false;
-        let buffers = self.written.recv().unwrap_or_else(|_| Err(stopped()))?;
-        self.spare = Some(buffers);
+        self.hurry.store(true, Ordering::Relaxed);
+        let outcome = self.written.recv().unwrap_or_else(|_| Err(stopped()));
+        // The thread is idle now (its one job is answered): no touching is cut short later.
+        self.hurry.store(false, Ordering::Relaxed);
+        self.spare = Some(outcome?);
         Ok(())
     }
 
@@ -172,13 +187,19 @@ impl Checkpointer {
         self.send(Work::Checkpoint(job))
     }
 
-    /// Has buffers with `room` touched on the thread, unless buffers are at hand or on
-    /// the way.
+    /// Has buffers with `room` touched on the thread: the spare ones grown (touching only
+    /// the difference), or fresh ones; nothing if the spare ones have the room, or if
+    /// buffers are on the way (the outcome of a checkpoint brings them prepared).
     pub(super) fn prepare(&mut self, room: [usize; 3]) -> Result<(), EngineError> {
-        if self.in_flight || self.spare.is_some() {
+        if self.in_flight {
             return Ok(());
         }
-        self.send(Work::Prepare(room))
+        let buffers = self.take_buffers();
+        if buffers.has_room(room) {
+            self.spare = Some(buffers);
+            return Ok(());
+        }
+        self.send(Work::Prepare(buffers, room))
     }
 
     fn send(&mut self, work: Work) -> Result<(), EngineError> {
@@ -193,6 +214,8 @@ impl Checkpointer {
     pub(super) fn finish(&mut self) -> Result<(), EngineError> {
         let (closed, _) = crossbeam_channel::bounded(0);
         drop(std::mem::replace(&mut self.jobs, closed));
+        // Buffers being touched are not needed any more.
+        self.hurry.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

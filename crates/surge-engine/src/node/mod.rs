@@ -43,6 +43,11 @@ const RESULTS_UNCOLLECTED_MAX_DEFAULT: usize = 65_536;
 /// Default of [`NodeConfig::evict_interval_transfers`].
 const EVICT_INTERVAL_TRANSFERS_DEFAULT: u64 = 1_000_000;
 
+/// Default of [`NodeConfig::checkpoint_log_percent`]: a checkpoint once the log has
+/// grown by the last checkpoint's size (as Redis rewrites its append-only file once it
+/// doubled), so checkpoints write about as much as the log does.
+const CHECKPOINT_LOG_PERCENT_DEFAULT: u32 = 100;
+
 /// How often the pulse thread checks whether something is due to expire.
 const PULSE_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -63,6 +68,14 @@ pub struct NodeConfig {
     /// its shards' phases over the interval, so shards that log at the same pace do not
     /// write their checkpoints (hundreds of megabytes each) to the same disk at once.
     pub checkpoint_phase_records: u64,
+    /// A checkpoint that falls due (every `checkpoint_interval_records`, at the phase) is
+    /// skipped until the log written since the last checkpoint (records, in bytes) is at
+    /// least this percent of that checkpoint's size (0: never skipped; the first
+    /// checkpoint since a start never is). A checkpoint rewrites the whole state, hundreds
+    /// of megabytes on a large ledger, so this keeps the disk and CPU spent on checkpoints
+    /// within this ratio of the log's own, however large the state grows; recovery
+    /// replays at most about that much log after the newest checkpoint.
+    pub checkpoint_log_percent: u32,
     /// Checkpoints kept on disk (at least 1).
     pub checkpoints_kept: usize,
 
@@ -97,6 +110,7 @@ impl Default for NodeConfig {
             group_commit: GroupCommitConfig::default(),
             checkpoint_interval_records: 10_000,
             checkpoint_phase_records: 0,
+            checkpoint_log_percent: CHECKPOINT_LOG_PERCENT_DEFAULT,
             checkpoints_kept: 3,
             history_directory: None,
             results_uncollected_max: RESULTS_UNCOLLECTED_MAX_DEFAULT,
@@ -496,9 +510,13 @@ impl Node {
                 history,
                 checkpoint_interval_records: config.checkpoint_interval_records,
                 checkpoint_phase_records: config.checkpoint_phase_records,
+                checkpoint_log_percent: config.checkpoint_log_percent,
+                log_since_checkpoint_bytes: 0,
+                last_checkpoint_bytes: 0,
                 first_prepare_at: None,
                 snapshot_of: None,
                 held_at_last_snapshot: held_at_start,
+                record_at_last_snapshot: None,
                 next_room: held_at_start,
                 copy_budget: 0,
                 results_uncollected_max: config.results_uncollected_max,

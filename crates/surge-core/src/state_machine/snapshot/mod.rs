@@ -240,6 +240,9 @@ pub struct SnapshotBuffers {
     accounts: Vec<Account>,
     records: Vec<Transfer>,
     slots: Vec<TransferSlot>,
+    /// Values of each buffer's capacity whose memory is touched (kept while the buffers
+    /// are empty, between a [`SnapshotBuffers::prepare`] and the copy).
+    touched: [usize; 3],
 }
 
 impl SnapshotBuffers {
@@ -267,19 +270,64 @@ impl SnapshotBuffers {
     /// has them: on the thread that calls this (the checkpoint thread), not the one that
     /// copies. A copy that needs more room takes fresh memory for that part.
     pub fn prepare(&mut self, room: [usize; 3]) {
-        prepare(&mut self.accounts, room[0], Account::default());
-        prepare(&mut self.records, room[1], Transfer::default());
-        prepare(&mut self.slots, room[2], TransferSlot::vacant());
+        self.prepare_while(room, || true);
+    }
+
+    /// [`SnapshotBuffers::prepare`], stopping once `go_on` says no (asked before each 8 MiB
+    /// touched): the buffers keep the room touched so far. Whether all of `room` is.
+    pub fn prepare_while(&mut self, room: [usize; 3], mut go_on: impl FnMut() -> bool) -> bool {
+        let [accounts, records, slots] = self.touched;
+        let accounts = prepare(
+            &mut self.accounts,
+            accounts,
+            room[0],
+            Account::default(),
+            &mut go_on,
+        );
+        self.touched[0] = accounts;
+        let records = prepare(
+            &mut self.records,
+            records,
+            room[1],
+            Transfer::default(),
+            &mut go_on,
+        );
+        self.touched[1] = records;
+        let slots = prepare(
+            &mut self.slots,
+            slots,
+            room[2],
+            TransferSlot::vacant(),
+            &mut go_on,
+        );
+        self.touched[2] = slots;
+        self.has_room(room)
+    }
+
+    /// Whether the buffers' touched memory holds a copy of `held` accounts, records and
+    /// slots (else [`SnapshotBuffers::prepare`] touches the difference).
+    pub fn has_room(&self, held: [usize; 3]) -> bool {
+        self.touched
+            .iter()
+            .zip(held)
+            .all(|(touched, held)| *touched >= held)
     }
 }
 
-/// Empties `buffer` and touches room for `count` values. The values the last copy left in
-/// it are in memory already touched: only the memory past them is touched again. A buffer
-/// with less room is replaced by one reserving twice `count` where the allocator grants it
-/// (address space; only `count` is touched), so a state that grows checkpoint after
-/// checkpoint touches about its growth, not a whole new buffer each time.
-fn prepare<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
-    let mut touched = buffer.len();
+/// Empties `buffer`, of which `touched` values' memory (or its length's, if more) is
+/// touched already, and touches room for `count` values: only the memory past what is
+/// touched. A buffer with less room is replaced by one reserving twice `count` where the
+/// allocator grants it (address space; only `count` is touched), so a state that grows
+/// checkpoint after checkpoint touches about its growth, not a whole new buffer each time.
+/// Touches `PREPARE_STEP_BYTES` at a time, while `go_on`. Returns the values touched now.
+fn prepare<T: Copy>(
+    buffer: &mut Vec<T>,
+    touched: usize,
+    count: usize,
+    value: T,
+    go_on: &mut impl FnMut() -> bool,
+) -> usize {
+    let mut touched = touched.max(buffer.len()).min(buffer.capacity());
     buffer.clear();
     if buffer.capacity() < count {
         // The old one freed first: never both at once.
@@ -287,8 +335,17 @@ fn prepare<T: Copy>(buffer: &mut Vec<T>, count: usize, value: T) {
         *buffer = memory::reserved_vec_preferring(count, count.saturating_mul(2));
         touched = 0;
     }
-    memory::touch_from(buffer, touched, count, value);
+    let step = (PREPARE_STEP_BYTES / size_of::<T>().max(1)).max(1);
+    while touched < count && go_on() {
+        let end = touched.saturating_add(step).min(count);
+        memory::touch_from(buffer, touched, end, value);
+        touched = end;
+    }
+    touched
 }
+
+/// Memory [`SnapshotBuffers::prepare_while`] touches between two questions: about 5 ms.
+const PREPARE_STEP_BYTES: usize = 8 << 20;
 
 /// `buffer`, emptied, with room for `count` values: a fresh one if it has less room (never
 /// a reallocation, which would copy the old buffer's stale bytes into new memory).
@@ -356,6 +413,7 @@ impl SnapshotParts {
     /// The copy's buffers, for the next [`StateMachine::snapshot_begin`].
     pub fn into_buffers(self) -> SnapshotBuffers {
         SnapshotBuffers {
+            touched: [self.accounts.len(), self.records.len(), self.slots.len()],
             accounts: self.accounts,
             records: self.records,
             slots: self.slots,
@@ -401,6 +459,7 @@ impl StateMachine {
             accounts,
             records,
             slots,
+            touched: _,
         } = buffers;
         let records = emptied_with_room(records, self.transfer_records.len());
         self.accounts.map.copy_begin(accounts);
@@ -629,8 +688,9 @@ impl StateMachine {
         out
     }
 
-    /// Exact size of [`StateMachine::snapshot`]'s output.
-    fn snapshot_size_bytes(&self) -> usize {
+    /// Exact size of [`StateMachine::snapshot`]'s output (of a checkpoint's body taken
+    /// now). Sums counts: cheap.
+    pub fn snapshot_size_bytes(&self) -> usize {
         HEADER_SIZE_BYTES
             + SECTIONS_COUNT * COUNT_SIZE_BYTES
             + self.accounts.map.len() * ACCOUNT_SIZE_BYTES

@@ -403,6 +403,12 @@ fn a_snapshot_copied_while_the_state_moves_on_is_the_state_of_its_start() {
         apply(&mut sm, timestamp, &next);
     }
     let mut buffers = SnapshotBuffers::default();
+    assert!(buffers.has_room([0, 0, 0]) && !buffers.has_room([0, 1, 0]));
+    buffers.prepare([10, 20, 30]);
+    assert!(buffers.has_room([10, 20, 30]) && !buffers.has_room([10, 20, 31]));
+    // Growing one buffer keeps the others' room.
+    buffers.prepare([10, 40, 30]);
+    assert!(buffers.has_room([10, 40, 30]) && !buffers.has_room([11, 40, 30]));
     for round in 0..3 {
         let expected = sm.snapshot();
         sm.snapshot_begin(buffers);
@@ -424,6 +430,8 @@ fn a_snapshot_copied_while_the_state_moves_on_is_the_state_of_its_start() {
         };
         assert!(!sm.snapshot_in_progress());
         assert!(steps > 20, "round {round}: copied in {steps} steps");
+        // The buffers given back hold the copy's room.
+        let held_then = [parts.accounts.len(), parts.records.len(), parts.slots.len()];
         if round == 0 {
             assert!(
                 sm.transfers.map.slots_len() > slots_at_start,
@@ -437,14 +445,47 @@ fn a_snapshot_copied_while_the_state_moves_on_is_the_state_of_its_start() {
         assert!(parts.encode() == expected, "round {round}");
         buffers = parts.into_buffers();
         assert!(buffers.size_bytes() > 0);
+        assert!(buffers.has_room(held_then));
+        assert!(!buffers.has_room(held_then.map(|count| count + 1)));
         if round == 1 {
             // Emptied, with room touched for more than it held.
             let held = buffers.size_bytes();
             let room = sm.snapshot_held().map(|count| count * 2);
             buffers.prepare(room);
             assert!(buffers.size_bytes() > held);
+            assert!(buffers.has_room(room));
         }
     }
+}
+
+/// Touching stops when asked, between steps of 8 MiB, keeping what it touched; the next
+/// call touches only the rest.
+#[test]
+fn prepare_stops_when_asked_and_keeps_the_room_touched() {
+    let mut buffers = SnapshotBuffers::default();
+    // 32 MiB of records, 8 MiB of slots: 4 + 1 steps.
+    let room = [
+        0,
+        (32 << 20) / TRANSFER_SIZE_BYTES,
+        (8 << 20) / size_of::<TransferSlot>(),
+    ];
+    let mut asked = 0;
+    let whole = buffers.prepare_while(room, || {
+        asked += 1;
+        asked <= 2
+    });
+    assert!(!whole);
+    assert!(buffers.has_room([0, room[1] / 2, 0]));
+    assert!(!buffers.has_room([0, room[1] / 2 + 1, 0]));
+    let mut asked = 0;
+    let whole = buffers.prepare_while(room, || {
+        asked += 1;
+        true
+    });
+    assert!(whole && buffers.has_room(room));
+    // Two steps of records left, then one of slots.
+    assert_eq!(asked, 3);
+    assert!(buffers.prepare_while(room, || unreachable!("nothing left to touch")));
 }
 
 /// The pieces `encode_with` hands on make the encoded snapshot, in order; an error from
