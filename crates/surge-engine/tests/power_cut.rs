@@ -14,8 +14,9 @@
 //! for bit (a test checks that), except where the checkpoints' disk stops: the checkpoint
 //! thread's failure halts the log while the next submission may be on its way to it, so
 //! whether that one unanswered submission was logged is a race (both outcomes are
-//! checked as correct; seen when a change of draws sent seed 101 there). `SURGE_POWER_CUTS=<n>` soaks with at least n power cuts
-//! over new seeds drawn from the time (printed). The two-submitter variant exercises
+//! checked as correct; seen when a change of draws sent seed 101 there).
+//! `SURGE_POWER_CUTS=<n>` soaks with at least n power cuts over new seeds drawn from the
+//! time (printed). The two-submitter variant exercises
 //! groups of several records per sync; its thread interleaving is not replayable.
 
 mod common;
