@@ -184,6 +184,18 @@ fn latencies_reset_leave_the_counts() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let (node, _) = open_files(&small_config(), directory.path());
     drive_shop(&node);
+    // A submitter has its codes before the apply thread counts the record: wait for it.
+    let settled = |node: &Node| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.apply_stats().records < node.commit_stats().records {
+            assert!(
+                Instant::now() < deadline,
+                "the apply thread counts every record"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    settled(&node);
     let (applied, committed) = (node.apply_stats(), node.commit_stats());
     assert!(applied.apply_latency_us_max > 0 && committed.sync_latency_us_max > 0);
     node.reset_latencies();
@@ -197,6 +209,7 @@ fn latencies_reset_leave_the_counts() {
         submit(&node, Batch::CreateTransfers(&more)),
         [ResultCode::Ok]
     );
+    settled(&node);
     assert!(node.apply_stats().apply_latency_us_max > 0);
     assert!(node.commit_stats().sync_latency_us_max > 0);
     node.shutdown();

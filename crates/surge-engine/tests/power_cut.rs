@@ -955,9 +955,19 @@ fn every_acknowledged_batch_survives_power_cuts() {
 #[test]
 fn a_seed_replays_bit_identically() {
     for seed in [3, 17, 101] {
-        let first = run_seed(seed, &mut Coverage::default(), false);
+        let mut coverage = Coverage::default();
+        let first = run_seed(seed, &mut coverage, false);
         let second = run_seed(seed, &mut Coverage::default(), false);
         assert_eq!(first, second, "seed {seed} did not replay bit for bit");
+        // Not a seed whose checkpoints' disk stops: that one is a race (module docs). A
+        // change of draws that sends one of these seeds there fails here, every time.
+        assert!(
+            !coverage
+                .stopped_in
+                .keys()
+                .any(|what| what.starts_with("checkpoint")),
+            "seed {seed} stops the checkpoints' disk: pick another seed ({coverage:?})"
+        );
     }
 }
 

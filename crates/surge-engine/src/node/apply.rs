@@ -276,8 +276,9 @@ impl Applier {
             // for its copy are touched ahead on the checkpoint thread (the last
             // checkpoint's, grown if the state outgrew them: checkpoints skipped for the
             // log's share can be far apart), so the copy does not page-fault on this
-            // thread. Not while the log is so far short of the next checkpoint that it
-            // would be skipped even at half again this pace.
+            // thread. Not while the log is so far short of its share that three times what
+            // it holds since the last checkpoint would not reach it (buffers grown an
+            // interval or two early only hold their memory a little longer).
             let held = self.shared.state.read().snapshot_held();
             // Room for twice the growth until the checkpoint.
             let behind = record_index - record_at_last_snapshot;

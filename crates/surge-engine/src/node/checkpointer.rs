@@ -286,3 +286,50 @@ impl CheckpointFiles {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpointer() -> Checkpointer {
+        Checkpointer::start(CheckpointFiles {
+            checkpoints: Box::new(surge_wal::SimStorage::default()),
+            checkpoints_kept: 1,
+            history: None,
+            log_retention: None,
+            group_commit: std::sync::Weak::new(),
+        })
+    }
+
+    /// A wait cuts the touching of buffers short (keeping what was touched) and leaves it
+    /// free to go on afterwards: touching that nobody waits for runs to its end.
+    #[test]
+    fn a_wait_cuts_touching_short_and_only_while_it_waits() {
+        let mut checkpointer = checkpointer();
+        // 512 MiB of records: far more than a step, a tenth of a second or more.
+        let room = [
+            0,
+            (512 << 20) / std::mem::size_of::<surge_core::Transfer>(),
+            0,
+        ];
+        checkpointer.prepare(room).expect("sent");
+        checkpointer.wait().expect("answered");
+        assert!(!checkpointer.hurry.load(Ordering::Relaxed));
+        let buffers = checkpointer.take_buffers();
+        assert!(
+            !buffers.has_room(room),
+            "the wait did not cut the touching short"
+        );
+        checkpointer.spare = Some(buffers);
+        // Again, unwaited: it touches the rest.
+        checkpointer.prepare(room).expect("sent");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while checkpointer.in_flight && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            checkpointer.check().expect("answered");
+        }
+        assert!(!checkpointer.in_flight, "still touching after a minute");
+        assert!(checkpointer.take_buffers().has_room(room));
+        checkpointer.finish().expect("stopped");
+    }
+}

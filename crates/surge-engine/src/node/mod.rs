@@ -60,7 +60,8 @@ pub struct NodeConfig {
     pub log: LogConfig,
     /// Group commit queues.
     pub group_commit: GroupCommitConfig,
-    /// Write a checkpoint every this many log records (0: never).
+    /// A checkpoint falls due every this many log records (0: never), and is written
+    /// unless `checkpoint_log_percent` skips it.
     pub checkpoint_interval_records: u64,
     /// Where in the interval the checkpoints fall: after the records whose index + 1 is
     /// this much (modulo the interval) past a multiple of the interval (0: at the
@@ -72,9 +73,11 @@ pub struct NodeConfig {
     /// skipped until the log written since the last checkpoint (records, in bytes) is at
     /// least this percent of that checkpoint's size (0: never skipped; the first
     /// checkpoint since a start never is). A checkpoint rewrites the whole state, hundreds
-    /// of megabytes on a large ledger, so this keeps the disk and CPU spent on checkpoints
-    /// within this ratio of the log's own, however large the state grows; recovery
-    /// replays at most about that much log after the newest checkpoint.
+    /// of megabytes on a large ledger, so this keeps the bytes written for checkpoints at
+    /// about 100 / this percent of the log's (the same, at 100) however large the state
+    /// grows. Recovery replays at most about this share of a checkpoint's size of log
+    /// after the newest checkpoint, and with `log_retention` the log kept spans about
+    /// `checkpoints_kept` times that.
     pub checkpoint_log_percent: u32,
     /// Checkpoints kept on disk (at least 1).
     pub checkpoints_kept: usize,

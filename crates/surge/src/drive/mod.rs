@@ -115,6 +115,9 @@ fn engine_config(data_dir: &Path, shards: usize) -> EngineConfig {
         node: NodeConfig {
             log: log_config(),
             checkpoint_interval_records: CHECKPOINT_INTERVAL_RECORDS,
+            // Every interval, not only once the log has grown by the last checkpoint's
+            // size: crashes hit checkpoints often.
+            checkpoint_log_percent: 0,
             evict_interval_transfers: EVICT_INTERVAL_TRANSFERS,
             ..NodeConfig::default()
         },

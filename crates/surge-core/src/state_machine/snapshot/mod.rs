@@ -330,6 +330,11 @@ fn prepare<T: Copy>(
     let mut touched = touched.max(buffer.len()).min(buffer.capacity());
     buffer.clear();
     if buffer.capacity() < count {
+        // Asked first too: a wait does not wait for a large buffer's release, and the
+        // touched memory stays for the copy.
+        if !go_on() {
+            return touched;
+        }
         // The old one freed first: never both at once.
         *buffer = Vec::new();
         *buffer = memory::reserved_vec_preferring(count, count.saturating_mul(2));
