@@ -2,7 +2,6 @@
 //! pulses for expiry, and recovery on open.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,112 +16,33 @@ use surge_core::{
 use surge_history::{derive_entries_since, HistoryError, HistoryIndex, LsmHistory};
 use surge_wal::checkpoint::{self, Checkpoint};
 use surge_wal::{
-    retain_segments, CheckpointError, Clock, GroupCommit, GroupCommitConfig, Log, LogConfig,
-    LogRetention, Record, RecoveryError, RetentionError, Storage, SubmitError, WalError,
+    retain_segments, Clock, GroupCommit, Log, LogRetention, Record, RetentionError, Storage,
 };
-use thiserror::Error;
 
 use crate::replay::{replay, Commands, ReplayPlan};
 
 mod apply;
 mod checkpointer;
+mod config;
+mod error;
 mod eviction;
+mod stats;
 
 use apply::{Applier, RetentionHandle};
 use checkpointer::{CheckpointFiles, Checkpointer, Job};
+pub use config::NodeConfig;
+pub use error::EngineError;
 pub(crate) use eviction::{evict, eviction_due, recall_lookups};
 use eviction::{Archiver, Eviction, EvictionPhase};
 pub use eviction::{
     EVICT_TRANSFERS_PER_BATCH, EVICT_TRANSFERS_PER_COMMAND, PLAN_SLOTS_PER_BATCH,
     PLAN_SLOTS_PER_COMMAND,
 };
-
-/// Default of [`NodeConfig::results_uncollected_max`].
-const RESULTS_UNCOLLECTED_MAX_DEFAULT: usize = 65_536;
-
-/// Default of [`NodeConfig::evict_interval_transfers`].
-const EVICT_INTERVAL_TRANSFERS_DEFAULT: u64 = 1_000_000;
-
-/// Default of [`NodeConfig::checkpoint_log_percent`]: a checkpoint once the log has
-/// grown by the last checkpoint's size (as Redis rewrites its append-only file once it
-/// doubled), so checkpoints write about as much as the log does.
-const CHECKPOINT_LOG_PERCENT_DEFAULT: u32 = 100;
+use stats::{ApplyCounters, APPLY_LATENCY_US_MAX};
+pub use stats::{ApplyStats, RecoveryReport};
 
 /// How often the pulse thread checks whether something is due to expire.
 const PULSE_CHECK_INTERVAL: Duration = Duration::from_millis(5);
-
-/// Configuration of a node.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// State machine sizing and behaviour.
-    pub state: surge_core::Config,
-    /// Log segments.
-    pub log: LogConfig,
-    /// Group commit queues.
-    pub group_commit: GroupCommitConfig,
-    /// A checkpoint falls due every this many log records (0: never), and is written
-    /// unless `checkpoint_log_percent` skips it.
-    pub checkpoint_interval_records: u64,
-    /// Where in the interval the checkpoints fall: after the records whose index + 1 is
-    /// this much (modulo the interval) past a multiple of the interval (0: at the
-    /// multiples). The engine spreads
-    /// its shards' phases over the interval, so shards that log at the same pace do not
-    /// write their checkpoints (hundreds of megabytes each) to the same disk at once.
-    pub checkpoint_phase_records: u64,
-    /// A checkpoint that falls due (every `checkpoint_interval_records`, at the phase) is
-    /// skipped until the log written since the last checkpoint (records, in bytes) is at
-    /// least this percent of that checkpoint's size (0: never skipped; the first
-    /// checkpoint since a start never is). A checkpoint rewrites the whole state, hundreds
-    /// of megabytes on a large ledger, so this keeps the bytes written for checkpoints at
-    /// about 100 / this percent of the log's (the same, at 100) however large the state
-    /// grows. Recovery replays at most about this share of a checkpoint's size of log
-    /// after the newest checkpoint, and with `log_retention` the log kept spans about
-    /// `checkpoints_kept` times that.
-    pub checkpoint_log_percent: u32,
-    /// Checkpoints kept on disk (at least 1).
-    pub checkpoints_kept: usize,
-
-    /// Directory of the history index; `None` runs without one.
-    pub history_directory: Option<PathBuf>,
-    /// Applied batches whose codes wait for their submitter, at most; older ones are
-    /// dropped (a `Pending` dropped without `wait` never collects its codes), and their
-    /// submitter gets `ResultsDropped`: the batch itself is durable and applied.
-    pub results_uncollected_max: usize,
-    /// Bounded memory: every `evict_interval_transfers` committed transfers, the finished
-    /// client transfers committed before the previous such cycle leave memory, their
-    /// outcomes archived durably in the history index first (so this needs
-    /// `history_directory`; without one nothing is evicted).
-    pub evict_finished_transfers: bool,
-    /// Committed transfers between eviction cycles (at least 1). A transfer stays resident
-    /// for one to two intervals, so size `state.transfers_capacity` for a little over twice
-    /// this, or the record buffer grows (a reallocation on the apply thread). A cycle costs
-    /// the apply thread ~0.3 µs per evicted transfer, spread over batches (docs/MEMORY.md).
-    pub evict_interval_transfers: u64,
-    /// What happens to log segments entirely below the oldest kept checkpoint's record,
-    /// after each checkpoint: kept (default), moved to the log's `archive/`, or deleted.
-    /// With `Delete`, a history index that must be rebuilt from the log cannot be, and
-    /// the node refuses to start (`LogRecordsMissing`); `Archive` rebuilds from the archive.
-    pub log_retention: LogRetention,
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        Self {
-            state: surge_core::Config::default(),
-            log: LogConfig::default(),
-            group_commit: GroupCommitConfig::default(),
-            checkpoint_interval_records: 10_000,
-            checkpoint_phase_records: 0,
-            checkpoint_log_percent: CHECKPOINT_LOG_PERCENT_DEFAULT,
-            checkpoints_kept: 3,
-            history_directory: None,
-            results_uncollected_max: RESULTS_UNCOLLECTED_MAX_DEFAULT,
-            evict_finished_transfers: true,
-            evict_interval_transfers: EVICT_INTERVAL_TRANSFERS_DEFAULT,
-            log_retention: LogRetention::Keep,
-        }
-    }
-}
 
 /// Where the node's files live: the log and the checkpoints, each through a [`Storage`]
 /// (real files, or simulated storage in tests).
@@ -131,174 +51,6 @@ pub struct NodeStorage {
     pub log: Box<dyn Storage>,
     /// The checkpoint files.
     pub checkpoints: Box<dyn Storage>,
-}
-
-/// Why the node stopped or could not start.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    /// The log could not be recovered: the server must not start.
-    #[error("log recovery failed: {0}")]
-    Recovery(#[from] RecoveryError),
-    /// Checkpoints could not be read or written.
-    #[error("checkpoint: {0}")]
-    Checkpoint(#[from] CheckpointError),
-    /// The newest checkpoint names a log record the log does not hold (or holds another).
-    #[error("checkpoint at log record {record_index} does not match the log: {reason}")]
-    CheckpointMismatch {
-        /// The record the checkpoint reflects.
-        record_index: u64,
-        /// What differs.
-        reason: String,
-    },
-    /// A checkpoint's snapshot does not restore.
-    #[error("checkpoint snapshot does not restore: {0}")]
-    Snapshot(#[from] surge_core::SnapshotError),
-    /// A durable record does not decode as a batch (a bug: records are checksummed).
-    #[error("log record {record_index} does not decode: {reason}")]
-    BadRecord {
-        /// The record.
-        record_index: u64,
-        /// Why.
-        reason: String,
-    },
-    /// The log failed (fail-stop): nothing more is accepted.
-    #[error("log failed: {0}")]
-    Log(#[from] WalError),
-    /// The submission was refused.
-    #[error("submission refused: {0}")]
-    Submit(#[from] SubmitError),
-    /// The history index failed and could not be rebuilt.
-    #[error("history index: {0}")]
-    History(#[from] HistoryError),
-    /// The batch was applied, but its codes were not collected in time and were dropped.
-    #[error("the codes of log record {record_index} were not collected in time")]
-    ResultsDropped {
-        /// The record.
-        record_index: u64,
-    },
-    /// An empty batch was submitted.
-    #[error("a batch needs at least one command")]
-    EmptyBatch,
-    /// The checkpoint holds transfers that left memory, and only the history index knows
-    /// their outcomes: the node must not start without it.
-    #[error(
-        "the checkpoint has {evicted} transfers archived in the history index, but no \
-         history directory is configured: configure the one it was written with"
-    )]
-    HistoryRequired {
-        /// Transfers that left memory.
-        evicted: u64,
-    },
-    /// The node stopped before the batch was applied.
-    #[error("the node stopped: {0}")]
-    Stopped(String),
-    /// Recovery needs log records that are no longer kept: older segments were deleted by
-    /// log retention (or removed by hand). Start nothing.
-    #[error("recovery needs log records from {record_index} on, to {needed_for}; {reason}")]
-    LogRecordsMissing {
-        /// The first record needed.
-        record_index: u64,
-        /// Why recovery needs it.
-        needed_for: String,
-        /// Where the log starts, and what is missing.
-        reason: String,
-    },
-    /// Log retention (archiving or deleting old segments) failed.
-    #[error("{0}")]
-    LogRetention(#[from] RetentionError),
-    /// A shard's queue is full: nothing was logged; retry later with the same ids.
-    #[error("shard {shard} is busy: retry later with the same ids")]
-    Busy {
-        /// The full shard.
-        shard: u32,
-    },
-    /// The data directory (or a file in it) could not be created, read or synced.
-    #[error("data directory {path}: {source}")]
-    DataDirectory {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The configured shard count is impossible or differs from the data directory's.
-    #[error("shard count: {0}")]
-    ShardCount(String),
-    /// A dispatch-feed cursor does not parse or names another shard count.
-    #[error("{0}")]
-    BadCursor(String),
-    /// Clients may not submit this operation (pulses and messages between shards are the
-    /// engine's own).
-    #[error("operation {0:?} is the engine's own; clients may not submit it")]
-    OperationNotAllowed(Operation),
-    /// The engine runs without history indexes, so statements cannot be served.
-    #[error("statements need the history index, which is switched off")]
-    HistoryDisabled,
-}
-
-impl EngineError {
-    /// Whether the submission was refused only because a queue was full (nothing was
-    /// logged; retry later with the same ids).
-    pub fn is_busy(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Busy { .. } | EngineError::Submit(SubmitError::Busy)
-        )
-    }
-}
-
-/// How applying goes on a node.
-#[derive(Clone, Debug, Default)]
-pub struct ApplyStats {
-    /// Log records applied since the node started (pulses included).
-    pub records: u64,
-    /// Commands applied.
-    pub commands: u64,
-    /// Time to apply one record (state machine, history index, eviction slice), in µs:
-    /// median.
-    pub apply_latency_us_p50: u64,
-    /// 99th percentile.
-    pub apply_latency_us_p99: u64,
-    /// Longest.
-    pub apply_latency_us_max: u64,
-    /// Longest time the apply thread waited for the checkpoint thread (a checkpoint
-    /// still being written, or buffers still being touched, when the next is handed
-    /// over), in µs.
-    pub checkpoint_wait_us_max: u64,
-}
-
-/// The apply thread's counters.
-struct ApplyCounters {
-    records: u64,
-    commands: u64,
-    latency_us: hdrhistogram::Histogram<u64>,
-    checkpoint_wait_us_max: u64,
-}
-
-/// Longest apply latency recorded, in µs (a minute).
-const APPLY_LATENCY_US_MAX: u64 = 60_000_000;
-
-impl ApplyCounters {
-    fn new() -> ApplyCounters {
-        ApplyCounters {
-            records: 0,
-            commands: 0,
-            latency_us: hdrhistogram::Histogram::new_with_bounds(1, APPLY_LATENCY_US_MAX, 2)
-                .expect("valid constant bounds"),
-            checkpoint_wait_us_max: 0,
-        }
-    }
-}
-
-/// What recovery did.
-#[derive(Clone, Debug, Default)]
-pub struct RecoveryReport {
-    /// The record index of the checkpoint loaded, if any.
-    pub checkpoint_record_index: Option<u64>,
-    /// Log records replayed after it.
-    pub records_replayed: u64,
-    /// Warnings: a torn tail cut back, damaged checkpoints skipped, an index rebuilt.
-    pub warnings: Vec<String>,
 }
 
 struct Shared {
