@@ -82,7 +82,6 @@ use super::archive::{EvictedFilter, IdFilter};
 use super::cross_shard::Compensated;
 use super::journal::{sorted, Journaled};
 use super::ledger::{resolution_digest, slot_digest};
-use super::memory;
 use super::order_saga::{authorize_deadline, OrderSpan};
 use super::order_units::{remote_shards, UnitHold, UnitHoldStatus, UnitSent};
 use super::table::{Table, TableEntry};
@@ -98,11 +97,19 @@ use crate::records::{
 };
 use crate::result::ResultCode;
 
+mod buffers;
 mod read;
 #[cfg(test)]
 mod tests;
+mod write;
 
+pub(crate) use buffers::emptied_with_room;
+pub use buffers::SnapshotBuffers;
 use read::{Decoded, Reader};
+use write::{
+    put_buyer_units, put_dispatch, put_order, put_pending, put_reservation, put_section, put_slot,
+    put_u128, put_u32, put_u64, sorted_by_key, sorted_pairs, Emitter, EMIT_PIECE_BYTES,
+};
 
 /// First bytes of every snapshot.
 const MAGIC: [u8; 8] = *b"SURGESNP";
@@ -229,138 +236,6 @@ pub struct SnapshotParts {
     slots: Vec<TransferSlot>,
     /// Every section after the slots, written.
     rest: Vec<u8>,
-}
-
-/// The buffers of an encoded snapshot, given back to [`StateMachine::snapshot_begin`] so
-/// the next copy writes memory already the process's: on a fresh buffer every 4 KiB page
-/// is a page fault on the apply thread (about 3 µs each on this project's machine, more
-/// than copying the page), a second for a 1 GB copy.
-#[derive(Default)]
-pub struct SnapshotBuffers {
-    accounts: Vec<Account>,
-    records: Vec<Transfer>,
-    slots: Vec<TransferSlot>,
-    /// Values of each buffer's capacity whose memory is touched (kept while the buffers
-    /// are empty, between a [`SnapshotBuffers::prepare`] and the copy).
-    touched: [usize; 3],
-}
-
-impl SnapshotBuffers {
-    /// Bytes the buffers have room for (their capacity: address space, of which
-    /// [`SnapshotBuffers::prepare`] touched the room it was asked for).
-    pub fn size_bytes(&self) -> usize {
-        Self::bytes_for([
-            self.accounts.capacity(),
-            self.records.capacity(),
-            self.slots.capacity(),
-        ])
-    }
-
-    /// Bytes a copy of `held` accounts, records and slots takes (see
-    /// [`StateMachine::snapshot_held`]).
-    pub fn bytes_for(held: [usize; 3]) -> usize {
-        let [accounts, records, slots] = held;
-        accounts * ACCOUNT_SIZE_BYTES
-            + records * TRANSFER_SIZE_BYTES
-            + slots * size_of::<TransferSlot>()
-    }
-
-    /// Empties the buffers and touches the memory of room for `room` accounts, records
-    /// and slots (see [`StateMachine::snapshot_held`]), with huge pages where the kernel
-    /// has them: on the thread that calls this (the checkpoint thread), not the one that
-    /// copies. A copy that needs more room takes fresh memory for that part.
-    pub fn prepare(&mut self, room: [usize; 3]) {
-        self.prepare_while(room, || true);
-    }
-
-    /// [`SnapshotBuffers::prepare`], stopping once `go_on` says no (asked before each 8 MiB
-    /// touched): the buffers keep the room touched so far. Whether all of `room` is.
-    pub fn prepare_while(&mut self, room: [usize; 3], mut go_on: impl FnMut() -> bool) -> bool {
-        let [accounts, records, slots] = self.touched;
-        let accounts = prepare(
-            &mut self.accounts,
-            accounts,
-            room[0],
-            Account::default(),
-            &mut go_on,
-        );
-        self.touched[0] = accounts;
-        let records = prepare(
-            &mut self.records,
-            records,
-            room[1],
-            Transfer::default(),
-            &mut go_on,
-        );
-        self.touched[1] = records;
-        let slots = prepare(
-            &mut self.slots,
-            slots,
-            room[2],
-            TransferSlot::vacant(),
-            &mut go_on,
-        );
-        self.touched[2] = slots;
-        self.has_room(room)
-    }
-
-    /// Whether the buffers' touched memory holds a copy of `held` accounts, records and
-    /// slots (else [`SnapshotBuffers::prepare`] touches the difference).
-    pub fn has_room(&self, held: [usize; 3]) -> bool {
-        self.touched
-            .iter()
-            .zip(held)
-            .all(|(touched, held)| *touched >= held)
-    }
-}
-
-/// Empties `buffer`, of which `touched` values' memory (or its length's, if more) is
-/// touched already, and touches room for `count` values: only the memory past what is
-/// touched. A buffer with less room is replaced by one reserving twice `count` where the
-/// allocator grants it (address space; only `count` is touched), so a state that grows
-/// checkpoint after checkpoint touches about its growth, not a whole new buffer each time.
-/// Touches `PREPARE_STEP_BYTES` at a time, while `go_on`. Returns the values touched now.
-fn prepare<T: Copy>(
-    buffer: &mut Vec<T>,
-    touched: usize,
-    count: usize,
-    value: T,
-    go_on: &mut impl FnMut() -> bool,
-) -> usize {
-    let mut touched = touched.max(buffer.len()).min(buffer.capacity());
-    buffer.clear();
-    if buffer.capacity() < count {
-        // Asked first too: a wait does not wait for a large buffer's release, and the
-        // touched memory stays for the copy.
-        if !go_on() {
-            return touched;
-        }
-        // The old one freed first: never both at once.
-        *buffer = Vec::new();
-        *buffer = memory::reserved_vec_preferring(count, count.saturating_mul(2));
-        touched = 0;
-    }
-    let step = (PREPARE_STEP_BYTES / size_of::<T>().max(1)).max(1);
-    while touched < count && go_on() {
-        let end = touched.saturating_add(step).min(count);
-        memory::touch_from(buffer, touched, end, value);
-        touched = end;
-    }
-    touched
-}
-
-/// Memory [`SnapshotBuffers::prepare_while`] touches between two questions: about 5 ms.
-const PREPARE_STEP_BYTES: usize = 8 << 20;
-
-/// `buffer`, emptied, with room for `count` values: a fresh one if it has less room (never
-/// a reallocation, which would copy the old buffer's stale bytes into new memory).
-pub(super) fn emptied_with_room<T>(mut buffer: Vec<T>, count: usize) -> Vec<T> {
-    buffer.clear();
-    if buffer.capacity() < count {
-        drop(buffer);
-        return Vec::with_capacity(count);
-    }
-    buffer
 }
 
 /// A snapshot being copied while the state moves on: what was written at its start, and
@@ -730,145 +605,4 @@ impl StateMachine {
         let decoded = Decoded::read(&mut Reader { bytes, offset: 0 })?;
         Ok(decoded.build())
     }
-}
-
-// --- Writing. ---
-
-fn put_u32(out: &mut Vec<u8>, value: u32) {
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-fn put_u128(out: &mut Vec<u8>, value: u128) {
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-/// Bytes [`SnapshotParts::encode_with`] gathers before handing them on.
-const EMIT_PIECE_BYTES: usize = 64 * 1024;
-
-/// Gathers small writes into pieces for an `emit` callback.
-struct Emitter<F> {
-    piece: Vec<u8>,
-    emit: F,
-    /// Bytes handed to `emit` so far.
-    emitted: usize,
-}
-
-impl<E, F: FnMut(&[u8]) -> Result<(), E>> Emitter<F> {
-    /// Hands on the piece gathered so far.
-    fn flush(&mut self) -> Result<(), E> {
-        if !self.piece.is_empty() {
-            (self.emit)(&self.piece)?;
-            self.emitted += self.piece.len();
-            self.piece.clear();
-        }
-        Ok(())
-    }
-
-    /// `bytes` next: gathered if small, else handed on as they are.
-    fn bytes(&mut self, bytes: &[u8]) -> Result<(), E> {
-        if self.piece.len() + bytes.len() <= EMIT_PIECE_BYTES {
-            self.piece.extend_from_slice(bytes);
-            return Ok(());
-        }
-        self.flush()?;
-        (self.emit)(bytes)?;
-        self.emitted += bytes.len();
-        Ok(())
-    }
-
-    /// A section: its count, then each item as `put` writes it.
-    fn section<T>(
-        &mut self,
-        items: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>,
-        mut put: impl FnMut(&mut Vec<u8>, &T),
-    ) -> Result<(), E> {
-        let items = items.into_iter();
-        put_u64(&mut self.piece, items.len() as u64);
-        for item in items {
-            put(&mut self.piece, &item);
-            if self.piece.len() >= EMIT_PIECE_BYTES {
-                self.flush()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn put_section<T>(
-    out: &mut Vec<u8>,
-    items: impl IntoIterator<Item = T, IntoIter: ExactSizeIterator>,
-    mut put: impl FnMut(&mut Vec<u8>, &T),
-) {
-    let items = items.into_iter();
-    put_u64(out, items.len() as u64);
-    for item in items {
-        put(out, &item);
-    }
-}
-
-/// Table entries in key order.
-fn sorted_by_key<'a, E: TableEntry + 'a>(entries: impl Iterator<Item = &'a E>) -> Vec<E>
-where
-    E::Key: Ord,
-{
-    let mut entries: Vec<E> = entries.copied().collect();
-    entries.sort_unstable_by_key(|entry| entry.key());
-    entries
-}
-
-/// Map entries in key order.
-fn sorted_pairs<'a, K: Ord + Copy + 'a, V: Copy + 'a>(
-    entries: impl Iterator<Item = (&'a K, &'a V)>,
-) -> Vec<(K, V)> {
-    let mut entries: Vec<(K, V)> = entries.map(|(key, value)| (*key, *value)).collect();
-    entries.sort_unstable_by_key(|(key, _)| *key);
-    entries
-}
-
-fn put_slot(out: &mut Vec<u8>, slot: &TransferSlot) {
-    put_u128(out, slot.id.0);
-    put_u64(out, slot.index);
-    put_u64(out, slot.fingerprint);
-}
-
-fn put_pending(out: &mut Vec<u8>, id: &TransferId, state: &PendingState) {
-    put_u128(out, id.0);
-    put_u64(out, state.expires_at);
-    put_u128(out, state.order_id.0);
-    out.push(state.status as u8);
-}
-
-fn put_reservation(out: &mut Vec<u8>, stored: &StoredReservation) {
-    out.extend_from_slice(bytemuck::bytes_of(&stored.reservation));
-    put_u64(out, stored.fingerprint);
-    put_u32(out, stored.failure);
-}
-
-fn put_buyer_units(out: &mut Vec<u8>, held: &BuyerUnits) {
-    let (sku_id, buyer_id) = held.key();
-    put_u64(out, sku_id.0);
-    put_u128(out, buyer_id.0);
-    put_u64(out, held.units);
-}
-
-fn put_order(out: &mut Vec<u8>, entry: &OrderEntry) {
-    out.extend_from_slice(bytemuck::bytes_of(&entry.order));
-    put_u64(out, entry.fingerprint);
-    put_u64(out, entry.expires_at);
-    put_u128(out, entry.payment_transfer_id.0);
-    put_u128(out, entry.closing_transfer_id.0);
-}
-
-fn put_dispatch(out: &mut Vec<u8>, id: &DispatchId, entry: &DispatchEntry) {
-    put_u128(out, id.0);
-    put_u128(out, entry.order_id.0);
-    put_u64(out, entry.sequence);
-    put_u64(out, entry.created_at);
-    put_u64(out, entry.redeliver_at);
-    put_u32(out, entry.attempts);
-    out.push(entry.status as u8);
 }
