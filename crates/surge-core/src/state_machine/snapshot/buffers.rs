@@ -132,7 +132,7 @@ pub(super) const PREPARE_STEP_BYTES: usize = 8 << 20;
 
 /// `buffer`, emptied, with room for `count` values: a fresh one if it has less room (never
 /// a reallocation, which would copy the old buffer's stale bytes into new memory).
-pub(crate) fn emptied_with_room<T>(mut buffer: Vec<T>, count: usize) -> Vec<T> {
+pub(in crate::state_machine) fn emptied_with_room<T>(mut buffer: Vec<T>, count: usize) -> Vec<T> {
     buffer.clear();
     if buffer.capacity() < count {
         drop(buffer);

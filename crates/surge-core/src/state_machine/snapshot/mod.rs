@@ -103,7 +103,7 @@ mod read;
 mod tests;
 mod write;
 
-pub(crate) use buffers::emptied_with_room;
+pub(in crate::state_machine) use buffers::emptied_with_room;
 pub use buffers::SnapshotBuffers;
 use read::{Decoded, Reader};
 use write::{
