@@ -5,6 +5,7 @@ pub mod engine;
 pub mod history;
 pub mod memory;
 pub mod recovery;
+pub mod stall;
 pub mod state_machine;
 pub mod tcp;
 pub mod wal;

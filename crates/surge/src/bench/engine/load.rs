@@ -143,7 +143,7 @@ pub(super) fn run_closed_loop(
         reached: AtomicBool::new(false),
     };
     let reading = AtomicBool::new(true);
-    let (tallies, start, before, reads) = std::thread::scope(|scope| {
+    let (tallies, start, before, reads, stalls) = std::thread::scope(|scope| {
         let readers: Vec<_> = (0..args.readers)
             .map(|reader| {
                 let reading = &reading;
@@ -169,18 +169,21 @@ pub(super) fn run_closed_loop(
             .collect();
         node.reset_latencies();
         let before = (node.commit_stats(), threads_cpu());
+        let meter = StallMeter::start();
         barrier.wait();
         let start = Instant::now();
         let tallies: Vec<anyhow::Result<ThreadTally>> = handles.into_iter().map(join).collect();
+        let stalls = meter.map(StallMeter::stop);
         reading.store(false, Ordering::SeqCst);
         let reads: Vec<(u64, Histogram<u64>)> = readers
             .into_iter()
             .map(|reader| reader.join().expect("a reader thread panicked"))
             .collect();
-        (tallies, start, before, reads)
+        (tallies, start, before, reads, stalls)
     });
     let tallies = tallies.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    let mut result = combine(node, start, before, tallies);
+    let stalls = stalls.context("starting the stall meter's thread")?;
+    let mut result = combine(node, start, before, tallies, stalls);
     for (count, latency) in reads {
         result.reads += count;
         result
@@ -286,6 +289,7 @@ pub(super) fn combine(
     start: Instant,
     before: (CommitStats, BTreeMap<String, CpuTime>),
     tallies: Vec<ThreadTally>,
+    stalls: Stalls,
 ) -> RunResult {
     let (stats_before, cpu_before) = before;
     let stats = node.commit_stats();
@@ -315,6 +319,7 @@ pub(super) fn combine(
         load_average: load_average(),
         reads: 0,
         read_latency_ns: latency_histogram(),
+        stalls,
     };
     let mut last_answer = start;
     for tally in tallies {
@@ -359,6 +364,7 @@ pub(super) fn run_open_loop(
         mpsc::sync_channel::<(Instant, BatchBuf, Pending)>(OPEN_LOOP_IN_FLIGHT_MAX);
     node.reset_latencies();
     let before = (node.commit_stats(), threads_cpu());
+    let meter = StallMeter::start().context("starting the stall meter's thread")?;
     let start = Instant::now() + Duration::from_millis(10);
     let (paced, collected) = std::thread::scope(|scope| {
         let mut generator = Generator::new(plan, 0);
@@ -376,11 +382,12 @@ pub(super) fn run_open_loop(
             .expect("spawn the collector thread");
         (join(pacer), join(collector))
     });
+    let stalls = meter.stop();
     let (busy, rejected, pacer_cpu) = paced?;
     let mut tally = collected?;
     tally.busy = busy;
     tally.cpu.add(pacer_cpu);
-    let mut result = combine(node, start, before, vec![tally]);
+    let mut result = combine(node, start, before, vec![tally], stalls);
     result.rejected = rejected;
     result.offered_per_sec = Some((batches * batch_size as u64) as f64 / args.seconds);
     Ok(result)
@@ -523,6 +530,7 @@ pub(super) fn summarize(
         thread_cpu: per_second(&chosen.thread_cpu, seconds, |time| time.running_ns),
         thread_cpu_wait: per_second(&chosen.thread_cpu, seconds, |time| time.waiting_ns),
         load_average: chosen.load_average,
+        stalls: chosen.stalls,
         readers: if open_loop { 0 } else { args.readers },
         reads_per_sec: chosen.reads as f64 / seconds,
         read_p99_us: chosen.read_latency_ns.value_at_percentile(99.0) as f64 / 1_000.0,

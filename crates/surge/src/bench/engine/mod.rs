@@ -25,6 +25,7 @@ use surge_core::{BatchBuf, ResultCode};
 use surge_wal::bench::{run_wal_bench, BenchOptions};
 use surge_wal::CommitStats;
 
+use super::stall::{StallMeter, Stalls};
 use super::{commit, median};
 use crate::rng::SplitMix64;
 use crate::workload::{
@@ -316,6 +317,10 @@ pub struct EngineReport {
     pub thread_cpu_wait: BTreeMap<String, f64>,
     /// The machine's 1-minute load average at the end of the median run.
     pub load_average: f64,
+    /// The machine's own stalls during the median run (`bench/stall.rs`): how late a
+    /// thread sleeping 1 ms at a time woke up, and the hypervisor's steal. A latency
+    /// figure cannot be better than what the machine lets a thread do.
+    pub stalls: Stalls,
     /// Threads reading accounts while the submitters wrote (`--readers`).
     pub readers: usize,
     /// Account reads per second in the median run.
@@ -358,9 +363,13 @@ impl EngineReport {
         let uniform = self
             .ratio_to_uniform
             .map_or_else(String::new, |r| format!("  {r:.2} of uniform"));
+        let stalls = format!(
+            "  machine: late wake-ups p99 {} µs, max {} µs, {} over 5 ms",
+            self.stalls.late_p99_us, self.stalls.late_max_us, self.stalls.over_5ms
+        );
         format!(
             "{:<16} shards {} history {:<5} {:>10.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  \
-             p999 {:>8.0} µs  not_ok {} busy {}{open_loop}{wal}{uniform}  runs {:?}",
+             p999 {:>8.0} µs  not_ok {} busy {}{open_loop}{wal}{uniform}{stalls}  runs {:?}",
             self.workload,
             self.shards,
             self.history,
@@ -543,6 +552,8 @@ struct RunResult {
     /// Account reads by the `--readers` threads during the run.
     reads: u64,
     read_latency_ns: Histogram<u64>,
+    /// The machine's own stalls during the run.
+    stalls: Stalls,
 }
 
 impl RunResult {

@@ -1,0 +1,211 @@
+//! The machine's own stalls during a benchmark run, to tell the engine's latency from the
+//! machine's. Two measures:
+//!
+//! - **Late wake-ups**: a thread asks to sleep [`STALL_TICK`] over and over and records how
+//!   late each wake-up is. A command whose thread is not running waits at least as long,
+//!   so these bound what a latency figure of the same run can show. They include the
+//!   benchmark's own load: on a machine with two cores and more runnable threads, a
+//!   wake-up waits for a core (the way a jHiccup-style meter does).
+//! - **Steal**: time the virtual CPUs were ready to run but the host ran something else,
+//!   from the `steal` column of `/proc/stat`: none of the benchmark's doing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// How long the meter asks to sleep each time.
+pub const STALL_TICK: Duration = Duration::from_millis(1);
+
+/// A wake-up this late (µs) counts as a stall in [`Stalls::over_5ms`]: the open loop's p99
+/// target is 5 ms.
+const STALL_COUNTED_US: u64 = 5_000;
+
+/// `/proc/stat` counts in clock ticks of 1/100 s on Linux (`USER_HZ`, the same on every
+/// architecture Surge builds for).
+const PROC_STAT_TICKS_PER_SEC: f64 = 100.0;
+
+/// What a [`StallMeter`] saw over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Stalls {
+    /// The meter's wake-ups over the run.
+    pub wakeups: u64,
+    /// 99th percentile of how late the meter's wake-ups were, µs.
+    pub late_p99_us: u64,
+    /// The latest wake-up, µs.
+    pub late_max_us: u64,
+    /// Wake-ups later than 5 ms.
+    pub over_5ms: u64,
+    /// The lateness beyond 1 ms of every wake-up, summed, per second of run (ms/s): how
+    /// much of the run the meter's thread could not get a CPU in time.
+    pub late_ms_per_sec: f64,
+    /// Hypervisor steal over the run, summed over the CPUs, ms per second of run; `None`
+    /// where `/proc/stat` has no steal column.
+    pub steal_ms_per_sec: Option<f64>,
+}
+
+/// A running meter: [`StallMeter::start`] at the start of the measured window,
+/// [`StallMeter::stop`] at its end.
+pub struct StallMeter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Histogram<u64>>>,
+    started: Instant,
+    steal_ticks: Option<u64>,
+}
+
+impl StallMeter {
+    /// Starts the meter's thread (`bench-stall-meter`).
+    pub fn start() -> std::io::Result<StallMeter> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-stall-meter".to_string())
+            .spawn(move || measure(&stopping))?;
+        Ok(StallMeter {
+            stop,
+            thread: Some(thread),
+            started: Instant::now(),
+            steal_ticks: steal_ticks(),
+        })
+    }
+
+    /// Stops the meter and tells what it saw since it started.
+    pub fn stop(mut self) -> Stalls {
+        let late_us = self.finish();
+        let seconds = self.started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+        let steal_ms_per_sec = match (self.steal_ticks, steal_ticks()) {
+            (Some(before), Some(after)) => {
+                let ticks = after.saturating_sub(before) as f64;
+                Some(round3(ticks / PROC_STAT_TICKS_PER_SEC * 1_000.0 / seconds))
+            }
+            _ => None,
+        };
+        summarize(&late_us, seconds, steal_ms_per_sec)
+    }
+
+    /// Stops the thread; its histogram of late wake-ups (empty if it panicked).
+    fn finish(&mut self) -> Histogram<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_else(late_histogram)
+    }
+}
+
+impl Drop for StallMeter {
+    fn drop(&mut self) {
+        // A run that failed before `stop`: the thread ends with it.
+        self.finish();
+    }
+}
+
+/// The figures of a histogram of late wake-ups (µs) over `seconds`.
+fn summarize(late_us: &Histogram<u64>, seconds: f64, steal_ms_per_sec: Option<f64>) -> Stalls {
+    let tick_us = STALL_TICK.as_micros() as u64;
+    let mut beyond_tick_us = 0u64;
+    let mut over_5ms = 0u64;
+    for value in late_us.iter_recorded() {
+        let late = value.value_iterated_to();
+        let count = value.count_at_value();
+        beyond_tick_us += late.saturating_sub(tick_us) * count;
+        if late > STALL_COUNTED_US {
+            over_5ms += count;
+        }
+    }
+    Stalls {
+        wakeups: late_us.len(),
+        late_p99_us: late_us.value_at_percentile(99.0),
+        late_max_us: late_us.max(),
+        over_5ms,
+        late_ms_per_sec: round3(beyond_tick_us as f64 / 1_000.0 / seconds),
+        steal_ms_per_sec,
+    }
+}
+
+/// The meter's loop: sleeps a tick at a time until told to stop (at least once, so a
+/// meter stopped at once still reports a wake-up), recording how late (µs) each wake-up
+/// was.
+fn measure(stop: &AtomicBool) -> Histogram<u64> {
+    let mut late_us = late_histogram();
+    loop {
+        let asked = Instant::now();
+        std::thread::sleep(STALL_TICK);
+        let late = asked.elapsed().saturating_sub(STALL_TICK);
+        late_us.saturating_record(late.as_micros() as u64);
+        if stop.load(Ordering::Relaxed) {
+            return late_us;
+        }
+    }
+}
+
+/// Lateness from 1 µs to an hour, three significant digits.
+fn late_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The `steal` column of `/proc/stat`'s `cpu` line (all CPUs), in ticks.
+fn steal_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_steal_ticks(&text)
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal ...`: the eighth number.
+fn parse_steal_ticks(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().find(|line| line.starts_with("cpu "))?;
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1_000.0).round() / 1_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_the_eighth_number_of_the_cpu_line() {
+        let text = "cpu  3170859 1369 1232243 2453724 286935 0 47951 27606 0 0\n\
+                    cpu0 1563530 352 530636 1419637 96410 0 975 13902 0 0\n";
+        assert_eq!(parse_steal_ticks(text), Some(27606));
+        // An old kernel without the column, or no `cpu` line at all.
+        assert_eq!(parse_steal_ticks("cpu  1 2 3 4 5 6 7\n"), None);
+        assert_eq!(parse_steal_ticks("intr 5\n"), None);
+    }
+
+    #[test]
+    fn the_summary_counts_lateness_beyond_the_tick_and_stalls_over_5_ms() {
+        let mut late_us = late_histogram();
+        // 1,000 wake-ups 50 µs late, two of 3 ms, one of 12 ms, over two seconds.
+        late_us.record_n(50, 1_000).expect("in bounds");
+        late_us.record_n(3_000, 2).expect("in bounds");
+        late_us.record(12_000).expect("in bounds");
+        let stalls = summarize(&late_us, 2.0, Some(1.5));
+        assert_eq!(stalls.wakeups, 1_003);
+        assert_eq!(stalls.over_5ms, 1);
+        assert_eq!(stalls.late_max_us, late_us.max());
+        assert!((11_990..=12_010).contains(&stalls.late_max_us));
+        assert!(stalls.late_p99_us <= 51, "{stalls:?}");
+        // (2 × 2 ms + 11 ms) / 2 s, within the histogram's precision.
+        assert!((stalls.late_ms_per_sec - 7.5).abs() < 0.02, "{stalls:?}");
+        assert_eq!(stalls.steal_ms_per_sec, Some(1.5));
+    }
+
+    #[test]
+    fn a_meter_measures_until_stopped() {
+        let started = Instant::now();
+        let meter = StallMeter::start().expect("spawn the meter");
+        std::thread::sleep(Duration::from_millis(30));
+        let stalls = meter.stop();
+        let ticks_at_most = started.elapsed().as_millis() as u64 + 1;
+        // It woke up at least once, and never before its tick.
+        assert!(
+            (1..=ticks_at_most).contains(&stalls.wakeups),
+            "{stalls:?} in {ticks_at_most} ms"
+        );
+    }
+}
