@@ -341,6 +341,13 @@ fn engine_bench_reports_every_workload_through_a_real_node() {
         for field in ["batch_size", "submitters", "busy", "commit", "thread_cpu"] {
             assert!(!report[field].is_null(), "{field} missing: {report}");
         }
+        // The machine's own stalls were measured over the run beside it.
+        let stalls = &report["stalls"];
+        assert!(stalls["wakeups"].as_u64().unwrap() >= 1, "{report}");
+        assert!(
+            stalls["late_max_us"].as_u64().unwrap() >= stalls["late_p99_us"].as_u64().unwrap(),
+            "{report}"
+        );
         // Every workload command is well formed and must succeed.
         assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
     }
