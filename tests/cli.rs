@@ -489,6 +489,10 @@ fn tcp_bench_reports_every_workload_over_loopback_against_the_engine() {
         assert_eq!(report["runs_ops_per_sec"].as_array().unwrap().len(), 1);
         assert!(report["requests"].as_u64().unwrap() > 0, "{report}");
         assert!(!report["commit"].is_null(), "{report}");
+        assert!(
+            report["stalls"]["wakeups"].as_u64().unwrap() >= 1,
+            "{report}"
+        );
         // Every workload command is well formed and must succeed.
         assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");
     }

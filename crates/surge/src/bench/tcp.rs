@@ -30,6 +30,7 @@ use super::engine::cpu::{load_average, threads_cpu, CpuTime};
 use super::engine::{
     orders_capacity_per_second_default, EngineBenchArgs, EngineReport, EngineWorkload,
 };
+use super::stall::{StallMeter, Stalls};
 use super::{commit, median};
 use crate::workload::{setup_batches, WorkloadKind, WorkloadShape};
 use load::{Budget, Caller, Commands, Tally, TaskPlan};
@@ -349,6 +350,7 @@ async fn drive(
         metric("surge_tcp_replies_busy_total"),
     );
     let cpu_before = threads_cpu();
+    let meter = StallMeter::start().context("starting the stall meter's thread")?;
     let start = Instant::now();
     let plan = Arc::new(TaskPlan {
         commands,
@@ -358,6 +360,7 @@ async fn drive(
         budget: Arc::new(Budget::new(capacity)),
     });
     let tally = load::run_tasks(&callers, how.tasks, plan.clone()).await?;
+    let stalls = meter.stop();
     drop(callers);
     let last = tally.last_answer.unwrap_or(start);
     let thread_cpu = cpu_since(&cpu_before);
@@ -371,6 +374,7 @@ async fn drive(
         capacity_reached: plan.budget.reached.load(Ordering::Relaxed),
         thread_cpu,
         load_average: load_average(),
+        stalls,
     })
 }
 

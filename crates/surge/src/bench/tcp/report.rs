@@ -70,6 +70,9 @@ pub struct TcpReport {
     pub thread_cpu_wait: BTreeMap<String, f64>,
     /// The 1-minute load average at the end of the median run.
     pub load_average: f64,
+    /// The machine's own stalls during the median run (`bench/stall.rs`), as `bench
+    /// engine` reports them.
+    pub stalls: Stalls,
     /// Whether the engine ran with the history index.
     pub history: bool,
     /// Accounts (or buyers) in the workload.
@@ -119,6 +122,7 @@ pub(super) struct RunResult {
     pub(super) capacity_reached: bool,
     pub(super) thread_cpu: BTreeMap<String, CpuTime>,
     pub(super) load_average: f64,
+    pub(super) stalls: Stalls,
 }
 
 impl RunResult {
@@ -205,6 +209,7 @@ pub(super) fn summarize(
         thread_cpu: per_second(|time| time.running_ns),
         thread_cpu_wait: per_second(|time| time.waiting_ns),
         load_average: chosen.load_average,
+        stalls: chosen.stalls,
         history: args.history,
         accounts: args.accounts,
         seed: args.seed,
