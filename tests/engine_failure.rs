@@ -133,16 +133,20 @@ fn tcp_requests_get_engine_failed_and_the_server_exits_naming_the_reason() {
         acknowledged.len()
     );
     exits_naming_the_failure(served);
+    let ids: Vec<u128> = acknowledged.iter().map(|&id| u128::from(id)).collect();
+    recovers_every_acknowledged_payment(dir.path(), &ids);
+}
 
-    // Everything answered `ok` is durable: the shard recovers it after a restart.
-    restore_checkpoints(dir.path());
-    let served = serve(dir.path(), &[]);
-    let read = initial_token(dir.path(), "read");
+/// Everything answered `ok` is durable: the shard recovers it after a restart (with its
+/// checkpoints directory back).
+fn recovers_every_acknowledged_payment(data_dir: &Path, ids: &[u128]) {
+    restore_checkpoints(data_dir);
+    let served = serve(data_dir, &[]);
+    let read = initial_token(data_dir, "read");
     let (mut reader, _) = RawClient::connect(served.tcp, &read);
-    for chunk in acknowledged.chunks(4_096) {
-        let ids: Vec<u128> = chunk.iter().map(|&id| u128::from(id)).collect();
-        match reader.lookup(1, LookupOperation::Transfers, &ids) {
-            Got::Found { entries, .. } => assert_eq!(entries.len(), ids.len()),
+    for chunk in ids.chunks(4_096) {
+        match reader.lookup(1, LookupOperation::Transfers, chunk) {
+            Got::Found { entries, .. } => assert_eq!(entries.len(), chunk.len()),
             other => panic!("{other:?}"),
         }
     }
@@ -193,4 +197,11 @@ fn http_requests_get_500_engine_failed_and_the_server_exits_naming_the_reason() 
     assert_eq!(problem["code"], "engine_failed", "{problem}");
     assert_eq!(problem["code_number"], 9015, "{problem}");
     exits_naming_the_failure(served);
+    let http_ids = 100_000..100_000 + u128::from(http_acknowledged);
+    let ids: Vec<u128> = acknowledged
+        .iter()
+        .map(|&id| u128::from(id))
+        .chain(http_ids)
+        .collect();
+    recovers_every_acknowledged_payment(dir.path(), &ids);
 }

@@ -24,6 +24,10 @@ pub const STALL_TICK: Duration = Duration::from_millis(1);
 /// target is 5 ms.
 const STALL_COUNTED_US: u64 = 5_000;
 
+/// Lateness up to this (µs) is ordinary timer slack and scheduling; [`Stalls::late_ms_per_sec`]
+/// sums only what is beyond it.
+const LATE_COUNTED_FROM_US: u64 = 1_000;
+
 /// `/proc/stat` counts in clock ticks of 1/100 s on Linux (`USER_HZ`, the same on every
 /// architecture Surge builds for).
 const PROC_STAT_TICKS_PER_SEC: f64 = 100.0;
@@ -31,6 +35,9 @@ const PROC_STAT_TICKS_PER_SEC: f64 = 100.0;
 /// What a [`StallMeter`] saw over a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Stalls {
+    /// Seconds from the meter's start to its last wake-up (after it was told to stop): the
+    /// span the figures cover.
+    pub seconds: f64,
     /// The meter's wake-ups over the run.
     pub wakeups: u64,
     /// 99th percentile of how late the meter's wake-ups were, µs.
@@ -39,19 +46,30 @@ pub struct Stalls {
     pub late_max_us: u64,
     /// Wake-ups later than 5 ms.
     pub over_5ms: u64,
-    /// The lateness beyond 1 ms of every wake-up, summed, per second of run (ms/s): how
-    /// much of the run the meter's thread could not get a CPU in time.
+    /// The part of each wake-up's lateness beyond 1 ms, summed, per second of `seconds`
+    /// (ms/s): wake-ups less late add nothing, so this counts the stalls, not the slack.
     pub late_ms_per_sec: f64,
     /// Hypervisor steal over the run, summed over the CPUs, ms per second of run; `None`
     /// where `/proc/stat` has no steal column.
     pub steal_ms_per_sec: Option<f64>,
 }
 
+impl Stalls {
+    /// The human-readable part of a report's line.
+    pub fn line(&self) -> String {
+        format!(
+            "machine: late wake-ups p99 {} µs, max {} µs, {} over 5 ms",
+            self.late_p99_us, self.late_max_us, self.over_5ms
+        )
+    }
+}
+
 /// A running meter: [`StallMeter::start`] at the start of the measured window,
 /// [`StallMeter::stop`] at its end.
 pub struct StallMeter {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Histogram<u64>>>,
+    /// The meter's thread: its histogram of late wake-ups and when it last woke up.
+    thread: Option<JoinHandle<(Histogram<u64>, Instant)>>,
     started: Instant,
     steal_ticks: Option<u64>,
 }
@@ -72,10 +90,19 @@ impl StallMeter {
         })
     }
 
-    /// Stops the meter and tells what it saw since it started.
+    /// Stops the meter and tells what it saw since it started. Waits for the thread's
+    /// last wake-up (a tick at most); a panic of the meter's thread goes on here.
     pub fn stop(mut self) -> Stalls {
-        let late_us = self.finish();
-        let seconds = self.started.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("a meter is stopped once");
+        let (late_us, last_wakeup) = match thread.join() {
+            Ok(measured) => measured,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let seconds = last_wakeup
+            .saturating_duration_since(self.started)
+            .as_secs_f64()
+            .max(f64::MIN_POSITIVE);
         let steal_ms_per_sec = match (self.steal_ticks, steal_ticks()) {
             (Some(before), Some(after)) => {
                 let ticks = after.saturating_sub(before) as f64;
@@ -85,59 +112,56 @@ impl StallMeter {
         };
         summarize(&late_us, seconds, steal_ms_per_sec)
     }
-
-    /// Stops the thread; its histogram of late wake-ups (empty if it panicked).
-    fn finish(&mut self) -> Histogram<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|thread| thread.join().ok())
-            .unwrap_or_else(late_histogram)
-    }
 }
 
 impl Drop for StallMeter {
     fn drop(&mut self) {
-        // A run that failed before `stop`: the thread ends with it.
-        self.finish();
+        // A run that failed before `stop`: the thread ends with it (its outcome unused).
+        if let Some(thread) = self.thread.take() {
+            self.stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
     }
 }
 
 /// The figures of a histogram of late wake-ups (µs) over `seconds`.
 fn summarize(late_us: &Histogram<u64>, seconds: f64, steal_ms_per_sec: Option<f64>) -> Stalls {
-    let tick_us = STALL_TICK.as_micros() as u64;
-    let mut beyond_tick_us = 0u64;
+    let mut beyond_us = 0u64;
     let mut over_5ms = 0u64;
     for value in late_us.iter_recorded() {
         let late = value.value_iterated_to();
         let count = value.count_at_value();
-        beyond_tick_us += late.saturating_sub(tick_us) * count;
+        beyond_us += late.saturating_sub(LATE_COUNTED_FROM_US) * count;
         if late > STALL_COUNTED_US {
             over_5ms += count;
         }
     }
     Stalls {
+        seconds: round3(seconds),
         wakeups: late_us.len(),
         late_p99_us: late_us.value_at_percentile(99.0),
         late_max_us: late_us.max(),
         over_5ms,
-        late_ms_per_sec: round3(beyond_tick_us as f64 / 1_000.0 / seconds),
+        late_ms_per_sec: round3(beyond_us as f64 / 1_000.0 / seconds),
         steal_ms_per_sec,
     }
 }
 
 /// The meter's loop: sleeps a tick at a time until told to stop (at least once, so a
 /// meter stopped at once still reports a wake-up), recording how late (µs) each wake-up
-/// was.
-fn measure(stop: &AtomicBool) -> Histogram<u64> {
+/// was; returns them and when it last woke up.
+fn measure(stop: &AtomicBool) -> (Histogram<u64>, Instant) {
     let mut late_us = late_histogram();
     loop {
         let asked = Instant::now();
         std::thread::sleep(STALL_TICK);
-        let late = asked.elapsed().saturating_sub(STALL_TICK);
+        let woke = Instant::now();
+        let late = woke
+            .saturating_duration_since(asked)
+            .saturating_sub(STALL_TICK);
         late_us.saturating_record(late.as_micros() as u64);
         if stop.load(Ordering::Relaxed) {
-            return late_us;
+            return (late_us, woke);
         }
     }
 }
@@ -178,19 +202,21 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_counts_lateness_beyond_the_tick_and_stalls_over_5_ms() {
+    fn the_summary_counts_lateness_beyond_1_ms_and_stalls_over_5_ms() {
         let mut late_us = late_histogram();
         // 1,000 wake-ups 50 µs late, two of 3 ms, one of 12 ms, over two seconds.
         late_us.record_n(50, 1_000).expect("in bounds");
         late_us.record_n(3_000, 2).expect("in bounds");
         late_us.record(12_000).expect("in bounds");
         let stalls = summarize(&late_us, 2.0, Some(1.5));
+        assert_eq!(stalls.seconds, 2.0);
         assert_eq!(stalls.wakeups, 1_003);
         assert_eq!(stalls.over_5ms, 1);
         assert_eq!(stalls.late_max_us, late_us.max());
         assert!((11_990..=12_010).contains(&stalls.late_max_us));
         assert!(stalls.late_p99_us <= 51, "{stalls:?}");
-        // (2 × 2 ms + 11 ms) / 2 s, within the histogram's precision.
+        // Only what is beyond 1 ms: (2 × 2 ms + 11 ms) / 2 s, within the histogram's
+        // precision; the 50 µs wake-ups add nothing.
         assert!((stalls.late_ms_per_sec - 7.5).abs() < 0.02, "{stalls:?}");
         assert_eq!(stalls.steal_ms_per_sec, Some(1.5));
     }
@@ -201,11 +227,14 @@ mod tests {
         let meter = StallMeter::start().expect("spawn the meter");
         std::thread::sleep(Duration::from_millis(30));
         let stalls = meter.stop();
-        let ticks_at_most = started.elapsed().as_millis() as u64 + 1;
-        // It woke up at least once, and never before its tick.
+        let elapsed = started.elapsed().as_secs_f64();
+        // It measured until it was told to stop (its last wake-up came after), never past
+        // `stop` returning, and never woke before its tick.
         assert!(
-            (1..=ticks_at_most).contains(&stalls.wakeups),
-            "{stalls:?} in {ticks_at_most} ms"
+            (0.030..=elapsed + 0.001).contains(&stalls.seconds),
+            "{stalls:?} in {elapsed} s"
         );
+        let ticks_at_most = (stalls.seconds * 1_000.0) as u64 + 1;
+        assert!((1..=ticks_at_most).contains(&stalls.wakeups), "{stalls:?}");
     }
 }

@@ -360,6 +360,7 @@ async fn drive(
         budget: Arc::new(Budget::new(capacity)),
     });
     let tally = load::run_tasks(&callers, how.tasks, plan.clone()).await?;
+    // Joins the meter's thread: blocks this task for a tick (1 ms) at most.
     let stalls = meter.stop();
     drop(callers);
     let last = tally.last_answer.unwrap_or(start);

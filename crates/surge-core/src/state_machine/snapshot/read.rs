@@ -3,8 +3,6 @@
 //! cross-references checked), then the state machine built from it.
 
 use super::*;
-use crate::records::unit_step_kind;
-use crate::shard::SHARDS_MAX;
 
 mod build;
 mod reader;

@@ -363,10 +363,7 @@ impl EngineReport {
         let uniform = self
             .ratio_to_uniform
             .map_or_else(String::new, |r| format!("  {r:.2} of uniform"));
-        let stalls = format!(
-            "  machine: late wake-ups p99 {} µs, max {} µs, {} over 5 ms",
-            self.stalls.late_p99_us, self.stalls.late_max_us, self.stalls.over_5ms
-        );
+        let stalls = format!("  {}", self.stalls.line());
         format!(
             "{:<16} shards {} history {:<5} {:>10.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  \
              p999 {:>8.0} µs  not_ok {} busy {}{open_loop}{wal}{uniform}{stalls}  runs {:?}",

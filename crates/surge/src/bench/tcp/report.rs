@@ -92,9 +92,10 @@ impl TcpReport {
                 self.engine_ops_per_sec.unwrap_or(0.0)
             )
         });
+        let stalls = self.stalls.line();
         format!(
             "{:<13} {:<16} shards {} {:>10.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  \
-             p999 {:>8.0} µs  not_ok {}{ratio}  runs {:?}",
+             p999 {:>8.0} µs  not_ok {}{ratio}  {stalls}  runs {:?}",
             self.workload,
             self.command,
             self.shards,

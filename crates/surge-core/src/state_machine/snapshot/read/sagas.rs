@@ -2,6 +2,8 @@
 //! read and checked against each other and the placed orders.
 
 use super::*;
+use crate::records::unit_step_kind;
+use crate::shard::SHARDS_MAX;
 
 /// The sections of orders spanning shards, as read.
 #[derive(Default)]
