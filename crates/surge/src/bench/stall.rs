@@ -2,10 +2,11 @@
 //! machine's. Two measures:
 //!
 //! - **Late wake-ups**: a thread asks to sleep [`STALL_TICK`] over and over and records how
-//!   late each wake-up is. A command whose thread is not running waits at least as long,
-//!   so these bound what a latency figure of the same run can show. They include the
-//!   benchmark's own load: on a machine with two cores and more runnable threads, a
-//!   wake-up waits for a core (the way a jHiccup-style meter does).
+//!   late each wake-up is: how long a thread that mostly sleeps (a log writer back from a
+//!   sync, a completion thread) may wait for a CPU in that run. Busy threads may wait
+//!   longer (their CPU waits are in the benchmarks' `thread_cpu_wait`). The figures
+//!   include the benchmark's own load: on a machine with two cores and more runnable
+//!   threads, a wake-up waits for a core (the way a jHiccup-style meter does).
 //! - **Steal**: time the virtual CPUs were ready to run but the host ran something else,
 //!   from the `steal` column of `/proc/stat`: none of the benchmark's doing.
 
@@ -28,8 +29,8 @@ const STALL_COUNTED_US: u64 = 5_000;
 /// sums only what is beyond it.
 const LATE_COUNTED_FROM_US: u64 = 1_000;
 
-/// `/proc/stat` counts in clock ticks of 1/100 s on Linux (`USER_HZ`, the same on every
-/// architecture Surge builds for).
+/// `/proc/stat` counts in clock ticks of 1/100 s on Linux (`USER_HZ`: fixed at 100 for
+/// user space on every architecture Surge builds for, whatever the kernel's own `HZ`).
 const PROC_STAT_TICKS_PER_SEC: f64 = 100.0;
 
 /// What a [`StallMeter`] saw over a run.
