@@ -266,6 +266,8 @@ fn engine_bench_mixed_with_carts_on_two_shards_answers_every_order_ok() {
         "2",
         "--cart-percent",
         "50",
+        "--stall-meter",
+        "false",
         "--accounts",
         "1000",
         "--batch-size",
@@ -285,6 +287,8 @@ fn engine_bench_mixed_with_carts_on_two_shards_answers_every_order_ok() {
     assert_eq!(report["workload"], "mixed", "{report}");
     assert_eq!(report["shards"], 2, "{report}");
     assert_eq!(report["cart_percent"], 50, "{report}");
+    // Run without the stall meter's thread: no figures of it.
+    assert!(report["stalls"].is_null(), "{report}");
     assert!(report["commands"].as_u64().unwrap() > 0, "{report}");
     // Carts whose second SKU lives on the other shard place, pay, cancel and refund ok.
     assert_eq!(report["not_ok"].as_u64(), Some(0), "{report}");

@@ -76,6 +76,14 @@ pub struct StallMeter {
 }
 
 impl StallMeter {
+    /// A meter started if `on`, for a benchmark's `--stall-meter`.
+    pub fn start_if(on: bool) -> anyhow::Result<Option<StallMeter>> {
+        use anyhow::Context;
+        on.then(StallMeter::start)
+            .transpose()
+            .context("starting the stall meter's thread")
+    }
+
     /// Starts the meter's thread (`bench-stall-meter`).
     pub fn start() -> std::io::Result<StallMeter> {
         let stop = Arc::new(AtomicBool::new(false));

@@ -154,6 +154,10 @@ pub struct TcpBenchArgs {
     /// Per-buyer limit on the hot SKU (0 = none).
     #[arg(long, default_value_t = 1_000)]
     pub sku_limit_per_buyer: u32,
+    /// Measure the machine's own stalls beside each run (`bench/stall.rs`: a thread waking
+    /// every millisecond, and the hypervisor's steal); `false` runs without that thread.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub stall_meter: bool,
     /// Seed of the workload generators.
     #[arg(long, default_value_t = 0x5EED)]
     pub seed: u64,
@@ -350,7 +354,7 @@ async fn drive(
         metric("surge_tcp_replies_busy_total"),
     );
     let cpu_before = threads_cpu();
-    let meter = StallMeter::start().context("starting the stall meter's thread")?;
+    let meter = StallMeter::start_if(args.stall_meter)?;
     let start = Instant::now();
     let plan = Arc::new(TaskPlan {
         commands,
@@ -361,7 +365,7 @@ async fn drive(
     });
     let tally = load::run_tasks(&callers, how.tasks, plan.clone()).await?;
     // Joins the meter's thread: blocks this task for a tick (1 ms) at most.
-    let stalls = meter.stop();
+    let stalls = meter.map(StallMeter::stop);
     drop(callers);
     let last = tally.last_answer.unwrap_or(start);
     let thread_cpu = cpu_since(&cpu_before);

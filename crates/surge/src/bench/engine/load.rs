@@ -169,11 +169,11 @@ pub(super) fn run_closed_loop(
             .collect();
         node.reset_latencies();
         let before = (node.commit_stats(), threads_cpu());
-        let meter = StallMeter::start();
+        let meter = StallMeter::start_if(args.stall_meter);
         barrier.wait();
         let start = Instant::now();
         let tallies: Vec<anyhow::Result<ThreadTally>> = handles.into_iter().map(join).collect();
-        let stalls = meter.map(StallMeter::stop);
+        let stalls = meter.map(|meter| meter.map(StallMeter::stop));
         reading.store(false, Ordering::SeqCst);
         let reads: Vec<(u64, Histogram<u64>)> = readers
             .into_iter()
@@ -182,7 +182,7 @@ pub(super) fn run_closed_loop(
         (tallies, start, before, reads, stalls)
     });
     let tallies = tallies.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    let stalls = stalls.context("starting the stall meter's thread")?;
+    let stalls = stalls?;
     let mut result = combine(node, start, before, tallies, stalls);
     for (count, latency) in reads {
         result.reads += count;
@@ -289,7 +289,7 @@ pub(super) fn combine(
     start: Instant,
     before: (CommitStats, BTreeMap<String, CpuTime>),
     tallies: Vec<ThreadTally>,
-    stalls: Stalls,
+    stalls: Option<Stalls>,
 ) -> RunResult {
     let (stats_before, cpu_before) = before;
     let stats = node.commit_stats();
@@ -364,7 +364,7 @@ pub(super) fn run_open_loop(
         mpsc::sync_channel::<(Instant, BatchBuf, Pending)>(OPEN_LOOP_IN_FLIGHT_MAX);
     node.reset_latencies();
     let before = (node.commit_stats(), threads_cpu());
-    let meter = StallMeter::start().context("starting the stall meter's thread")?;
+    let meter = StallMeter::start_if(args.stall_meter)?;
     let start = Instant::now() + Duration::from_millis(10);
     let (paced, collected) = std::thread::scope(|scope| {
         let mut generator = Generator::new(plan, 0);
@@ -382,7 +382,7 @@ pub(super) fn run_open_loop(
             .expect("spawn the collector thread");
         (join(pacer), join(collector))
     });
-    let stalls = meter.stop();
+    let stalls = meter.map(StallMeter::stop);
     let (busy, rejected, pacer_cpu) = paced?;
     let mut tally = collected?;
     tally.busy = busy;

@@ -217,6 +217,10 @@ pub struct EngineBenchArgs {
     /// another shard: the order then waits for that shard's units too).
     #[arg(long, default_value_t = 0)]
     pub cart_percent: u64,
+    /// Measure the machine's own stalls beside each run (`bench/stall.rs`: a thread waking
+    /// every millisecond, and the hypervisor's steal); `false` runs without that thread.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub stall_meter: bool,
     /// Seed of the workload generators.
     #[arg(long, default_value_t = 0x5EED)]
     pub seed: u64,
@@ -319,8 +323,10 @@ pub struct EngineReport {
     pub load_average: f64,
     /// The machine's own stalls during the median run (`bench/stall.rs`): how late a
     /// thread sleeping 1 ms at a time woke up, and the hypervisor's steal. A latency
-    /// figure cannot be better than what the machine lets a thread do.
-    pub stalls: Stalls,
+    /// figure cannot be better than what the machine lets a thread do. `None` with
+    /// `--stall-meter false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalls: Option<Stalls>,
     /// Threads reading accounts while the submitters wrote (`--readers`).
     pub readers: usize,
     /// Account reads per second in the median run.
@@ -363,7 +369,9 @@ impl EngineReport {
         let uniform = self
             .ratio_to_uniform
             .map_or_else(String::new, |r| format!("  {r:.2} of uniform"));
-        let stalls = format!("  {}", self.stalls.line());
+        let stalls = self
+            .stalls
+            .map_or_else(String::new, |stalls| format!("  {}", stalls.line()));
         format!(
             "{:<16} shards {} history {:<5} {:>10.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  \
              p999 {:>8.0} µs  not_ok {} busy {}{open_loop}{wal}{uniform}{stalls}  runs {:?}",
@@ -549,8 +557,8 @@ struct RunResult {
     /// Account reads by the `--readers` threads during the run.
     reads: u64,
     read_latency_ns: Histogram<u64>,
-    /// The machine's own stalls during the run.
-    stalls: Stalls,
+    /// The machine's own stalls during the run (`--stall-meter`).
+    stalls: Option<Stalls>,
 }
 
 impl RunResult {

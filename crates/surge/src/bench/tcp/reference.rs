@@ -80,6 +80,7 @@ fn bench_engine(
         capacity: args.capacity,
         sku_limit_per_buyer: args.sku_limit_per_buyer,
         cart_percent: 0,
+        stall_meter: args.stall_meter,
         seed: args.seed,
         json: args.json,
     };

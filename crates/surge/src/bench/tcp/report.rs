@@ -71,8 +71,9 @@ pub struct TcpReport {
     /// The 1-minute load average at the end of the median run.
     pub load_average: f64,
     /// The machine's own stalls during the median run (`bench/stall.rs`), as `bench
-    /// engine` reports them.
-    pub stalls: Stalls,
+    /// engine` reports them. `None` with `--stall-meter false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalls: Option<Stalls>,
     /// Whether the engine ran with the history index.
     pub history: bool,
     /// Accounts (or buyers) in the workload.
@@ -92,10 +93,12 @@ impl TcpReport {
                 self.engine_ops_per_sec.unwrap_or(0.0)
             )
         });
-        let stalls = self.stalls.line();
+        let stalls = self
+            .stalls
+            .map_or_else(String::new, |stalls| format!("  {}", stalls.line()));
         format!(
             "{:<13} {:<16} shards {} {:>10.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  \
-             p999 {:>8.0} µs  not_ok {}{ratio}  {stalls}  runs {:?}",
+             p999 {:>8.0} µs  not_ok {}{ratio}{stalls}  runs {:?}",
             self.workload,
             self.command,
             self.shards,
@@ -123,7 +126,7 @@ pub(super) struct RunResult {
     pub(super) capacity_reached: bool,
     pub(super) thread_cpu: BTreeMap<String, CpuTime>,
     pub(super) load_average: f64,
-    pub(super) stalls: Stalls,
+    pub(super) stalls: Option<Stalls>,
 }
 
 impl RunResult {
