@@ -80,6 +80,11 @@ pub fn commit() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// `value` rounded to 0.001, as reports print per-second figures.
+pub fn round3(value: f64) -> f64 {
+    (value * 1_000.0).round() / 1_000.0
+}
+
 /// The median of `values` (the lower middle for an even count).
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();

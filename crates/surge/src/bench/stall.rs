@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::round3;
+
 /// How long the meter asks to sleep each time.
 pub const STALL_TICK: Duration = Duration::from_millis(1);
 
@@ -34,7 +36,7 @@ const LATE_COUNTED_FROM_US: u64 = 1_000;
 const PROC_STAT_TICKS_PER_SEC: f64 = 100.0;
 
 /// What a [`StallMeter`] saw over a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Stalls {
     /// Seconds from the meter's start to its last wake-up (after it was told to stop): the
     /// span the figures cover.
@@ -190,10 +192,6 @@ fn steal_ticks() -> Option<u64> {
 fn parse_steal_ticks(proc_stat: &str) -> Option<u64> {
     let line = proc_stat.lines().find(|line| line.starts_with("cpu "))?;
     line.split_whitespace().nth(8)?.parse().ok()
-}
-
-fn round3(value: f64) -> f64 {
-    (value * 1_000.0).round() / 1_000.0
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use surge_client::{Client, ClientConfig};
 use surge_core::constants::BATCH_EVENTS_MAX;
 use tokio::time::Instant;
 
-use super::engine::cpu::{load_average, threads_cpu, CpuTime};
+use super::engine::cpu::{load_average, per_second, threads_cpu, CpuTime};
 use super::engine::{
     orders_capacity_per_second_default, EngineBenchArgs, EngineReport, EngineWorkload,
 };

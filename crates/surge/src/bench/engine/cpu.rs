@@ -2,6 +2,7 @@
 //! but waiting for one, from `/proc/self/task/*/schedstat`, and the load average.
 
 use super::*;
+use crate::bench::round3;
 
 /// A thread's time on a CPU and runnable but waiting for one, from its `schedstat`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -77,4 +78,20 @@ pub(crate) fn load_average() -> f64 {
 pub(crate) fn thread_group_name(name: &str) -> String {
     name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
         .to_string()
+}
+
+/// Seconds per second of run of one of each thread's times, rounded to 0.001 (`bench
+/// engine` and `bench tcp` report `thread_cpu` and `thread_cpu_wait` so).
+pub(crate) fn per_second(
+    times: &BTreeMap<String, CpuTime>,
+    seconds: f64,
+    field: impl Fn(&CpuTime) -> u64,
+) -> BTreeMap<String, f64> {
+    times
+        .iter()
+        .map(|(name, time)| {
+            let fraction = field(time) as f64 / 1e9 / seconds;
+            (name.clone(), round3(fraction))
+        })
+        .collect()
 }

@@ -543,18 +543,3 @@ pub(super) fn summarize(
         commit: String::new(),
     }
 }
-
-/// Seconds per second of run of one of each thread's times, rounded to 0.001.
-pub(super) fn per_second(
-    times: &BTreeMap<String, CpuTime>,
-    seconds: f64,
-    field: impl Fn(&CpuTime) -> u64,
-) -> BTreeMap<String, f64> {
-    times
-        .iter()
-        .map(|(name, time)| {
-            let fraction = field(time) as f64 / 1e9 / seconds;
-            (name.clone(), (fraction * 1000.0).round() / 1000.0)
-        })
-        .collect()
-}

@@ -170,16 +170,6 @@ pub(super) fn summarize(
         .iter()
         .position(|o| *o == middle)
         .expect("a run")];
-    let per_second = |field: fn(&CpuTime) -> u64| -> BTreeMap<String, f64> {
-        chosen
-            .thread_cpu
-            .iter()
-            .map(|(name, time)| {
-                let fraction = field(time) as f64 / 1e9 / chosen.seconds;
-                (name.clone(), (fraction * 1000.0).round() / 1000.0)
-            })
-            .collect()
-    };
     let tally = &chosen.tally;
     TcpReport {
         bench: "tcp",
@@ -210,8 +200,8 @@ pub(super) fn summarize(
         not_ok_codes: tally.not_ok.clone(),
         capacity_reached: chosen.capacity_reached,
         capacity: chosen.capacity,
-        thread_cpu: per_second(|time| time.running_ns),
-        thread_cpu_wait: per_second(|time| time.waiting_ns),
+        thread_cpu: per_second(&chosen.thread_cpu, chosen.seconds, |time| time.running_ns),
+        thread_cpu_wait: per_second(&chosen.thread_cpu, chosen.seconds, |time| time.waiting_ns),
         load_average: chosen.load_average,
         stalls: chosen.stalls,
         history: args.history,
