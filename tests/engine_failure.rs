@@ -64,8 +64,9 @@ fn open_accounts(served: &Served, payments: &str) -> RawClient {
 }
 
 /// Sends one-payment requests, `PIPELINE_DEPTH` at a time, ids from `first`, until
-/// `count` were answered or one is not `ok`: the ids answered `ok`, and the first other
-/// answer.
+/// `count` were answered or one is not `ok`: the ids answered `ok`, and the other answer
+/// with the lowest request id (replies to pipelined requests come in any order: one that
+/// failed in the engine may come after a later one refused at the door).
 fn pay(raw: &mut RawClient, first: u64, count: u64) -> (Vec<u64>, Option<Got>) {
     let mut acknowledged = Vec::new();
     let mut other = None;
@@ -84,7 +85,14 @@ fn pay(raw: &mut RawClient, first: u64, count: u64) -> (Vec<u64>, Option<Got>) {
                     request_id, codes, ..
                 } if codes == [ResultCode::Ok] => acknowledged.push(request_id),
                 got => {
-                    other.get_or_insert(got);
+                    let kept = other.as_ref().and_then(Got::request_id);
+                    let lower = got
+                        .request_id()
+                        .zip(kept)
+                        .is_some_and(|(id, kept)| id < kept);
+                    if other.is_none() || lower {
+                        other = Some(got);
+                    }
                 }
             }
         }

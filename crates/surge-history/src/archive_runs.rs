@@ -327,7 +327,14 @@ fn write_durably(directory: &Path, name: &str, bytes: &[u8]) -> Result<(), Histo
     let path = directory.join(name);
     let mut file =
         File::create(&temporary).map_err(io_error(format!("creating {}", temporary.display())))?;
-    file.write_all(bytes)
+    // A step at a time, each sent to the disk as it goes (`surge_wal::WriteBehind`).
+    let mut behind = surge_wal::WriteBehind::new();
+    bytes
+        .chunks(surge_wal::write_behind::WRITE_BEHIND_STEP_BYTES as usize)
+        .try_for_each(|step| {
+            file.write_all(step)?;
+            behind.appended(&file, step.len() as u64)
+        })
         .and_then(|()| file.sync_data())
         .map_err(io_error(format!("writing {}", temporary.display())))?;
     drop(file);

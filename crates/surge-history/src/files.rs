@@ -24,7 +24,7 @@ pub(crate) fn list_runs<K: Ord>(
         let entry = entry.map_err(io_error(listing()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".tmp") {
-            std::fs::remove_file(entry.path())
+            surge_wal::remove_in_steps(&entry.path())
                 .map_err(io_error(format!("removing {}", entry.path().display())))?;
         } else if let Some(key) = parse(&name) {
             found.push((key, name));

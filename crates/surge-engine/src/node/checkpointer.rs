@@ -23,7 +23,11 @@
 //! least) its record, so a crash never leaves the index behind the newest checkpoint. A
 //! failure (disk full, I/O error) halts the log at once (so an idle node reports it too)
 //! and is reported to the apply thread, which stops with it (fail-stop, as when it wrote
-//! checkpoints itself); nothing after a failure is written.
+//! checkpoints itself); nothing after a failure is written. Retention (old checkpoints,
+//! then old segments with `log_retention`) runs after the checkpoint's outcome is sent, so
+//! a removal, which frees a large file a step at a time (`surge_wal::remove`), never holds
+//! the apply thread; its failure halts the log too and is the outcome of the next work
+//! (or of [`Checkpointer::finish`]).
 
 use super::*;
 
@@ -89,7 +93,9 @@ impl Checkpointer {
     /// checkpoints, interval 0, runs no such thread).
     pub(super) fn start(files: CheckpointFiles) -> Checkpointer {
         let (jobs, jobs_received) = crossbeam_channel::bounded::<Work>(1);
-        let (written_sender, written) = crossbeam_channel::bounded(1);
+        // Room for a job's outcome and, behind it, a failure of the removals that followed
+        // it, sent as the thread ends: the thread never blocks on it while `finish` joins.
+        let (written_sender, written) = crossbeam_channel::bounded(2);
         let hurry = Arc::new(AtomicBool::new(false));
         Checkpointer {
             jobs,
@@ -112,7 +118,14 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("surge-checkpoint".to_string())
             .spawn(move || {
+                // A failure of the removals after a checkpoint, answered as the outcome of
+                // the next work (or sent as the thread ends).
+                let mut retention_failed = None;
                 for work in jobs_received {
+                    if let Some(error) = retention_failed.take() {
+                        let _ = written_sender.send(Err(error));
+                        return;
+                    }
                     let job = match work {
                         Work::Checkpoint(job) => job,
                         Work::Prepare(mut buffers, room) => {
@@ -140,6 +153,17 @@ impl Checkpointer {
                     if written_sender.send(outcome).is_err() || failed {
                         return;
                     }
+                    // After the outcome, so the apply thread never waits for the removals
+                    // (a large file is freed a step at a time: `surge_wal::remove`).
+                    if let Err(error) = files.retain() {
+                        if let Some(group_commit) = files.group_commit.upgrade() {
+                            group_commit.halt(format!("a checkpoint failed: {error}"));
+                        }
+                        retention_failed = Some(error);
+                    }
+                }
+                if let Some(error) = retention_failed {
+                    let _ = written_sender.send(Err(error));
                 }
             })
             .expect("spawn the checkpoint thread");
@@ -221,11 +245,15 @@ impl Checkpointer {
         }
         // Never started: its files are let go here, as the thread would have.
         self.not_started = None;
-        let outcome = match (self.in_flight, self.written.try_recv()) {
-            (false, _) => Ok(()),
-            (true, Ok(outcome)) => outcome.map(drop),
-            (true, Err(_)) => Err(stopped()),
+        let mut outcome = match self.in_flight.then(|| self.written.try_recv()) {
+            None => Ok(()),
+            Some(Ok(outcome)) => outcome.map(drop),
+            Some(Err(_)) => Err(stopped()),
         };
+        // The removals after the last checkpoint failed (sent as the thread ended).
+        if let (Ok(()), Ok(Err(error))) = (&outcome, self.written.try_recv()) {
+            outcome = Err(error);
+        }
         self.in_flight = false;
         outcome
     }
@@ -266,6 +294,12 @@ impl CheckpointFiles {
         )?;
         parts.encode_with(|bytes| writer.write(bytes))?;
         writer.finish()?;
+        Ok(())
+    }
+
+    /// Removes the checkpoints beyond the newest `checkpoints_kept`, then applies
+    /// `log_retention`.
+    fn retain(&mut self) -> Result<(), EngineError> {
         checkpoint::retain(&mut *self.checkpoints, self.checkpoints_kept)?;
         self.retain_log()
     }
@@ -299,6 +333,93 @@ mod tests {
             log_retention: None,
             group_commit: std::sync::Weak::new(),
         })
+    }
+
+    /// A log whose listing fails, so log retention after a checkpoint does.
+    struct UnlistableLog;
+
+    impl Storage for UnlistableLog {
+        fn list(&mut self) -> std::io::Result<Vec<String>> {
+            Err(std::io::Error::other("listing refused"))
+        }
+        fn list_directory(&mut self, _: &str) -> std::io::Result<Vec<String>> {
+            unreachable!("retention lists the directory first")
+        }
+        fn create_directory(&mut self, _: &str) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+        fn create(&mut self, _: &str) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+        fn write_at(&mut self, _: &str, _: u64, _: &[u8]) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+        fn sync_data(&mut self, _: &str) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+        fn read_at(&mut self, _: &str, _: u64, _: &mut [u8]) -> std::io::Result<usize> {
+            unreachable!("retention lists the directory first")
+        }
+        fn read_all(&mut self, _: &str) -> std::io::Result<Vec<u8>> {
+            unreachable!("retention lists the directory first")
+        }
+        fn len(&mut self, _: &str) -> std::io::Result<u64> {
+            unreachable!("retention lists the directory first")
+        }
+        fn set_len(&mut self, _: &str, _: u64) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+        fn rename(&mut self, _: &str, _: &str) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+        fn remove(&mut self, _: &str) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+        fn sync_directory(&mut self) -> std::io::Result<()> {
+            unreachable!("retention lists the directory first")
+        }
+    }
+
+    /// Retention runs after a checkpoint's outcome is sent (the apply thread does not wait
+    /// for it); its failure is the outcome of the next work, or of `finish`, never lost.
+    #[test]
+    fn a_failure_of_the_removals_after_a_checkpoint_is_reported() {
+        let state = StateMachine::new(surge_core::Config::default());
+        let job = |record_index| Job {
+            record_index,
+            record_checksum: 0,
+            next_room: [0; 3],
+            parts: state.snapshot_parts(),
+        };
+        for reported_by in ["the next work", "finish", "finish, the outcome not taken"] {
+            let mut checkpointer = Checkpointer::start(CheckpointFiles {
+                checkpoints: Box::new(surge_wal::SimStorage::default()),
+                checkpoints_kept: 1,
+                history: None,
+                log_retention: Some((Box::new(UnlistableLog), LogRetention::Delete)),
+                group_commit: std::sync::Weak::new(),
+            });
+            checkpointer.write(job(7)).expect("sent");
+            if reported_by == "finish, the outcome not taken" {
+                // The thread sends the outcome, fails its removals and waits for work.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            } else {
+                let written = checkpointer.wait();
+                written.expect("the checkpoint itself is written");
+            }
+            let failure = if reported_by == "the next work" {
+                checkpointer.write(job(8)).expect("sent");
+                checkpointer.wait().expect_err("the next work reports it")
+            } else {
+                let finished = checkpointer.finish();
+                finished.expect_err("finish reports the removals' failure")
+            };
+            let message = failure.to_string();
+            assert!(
+                message.contains("listing refused"),
+                "{reported_by}: {message}"
+            );
+        }
     }
 
     /// A wait cuts the touching of buffers short (keeping what was touched) and leaves it

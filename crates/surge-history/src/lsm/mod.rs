@@ -20,6 +20,7 @@
 //! every run) stay bounded when the merges are slower than the writes.
 
 mod memtable;
+mod release;
 mod run;
 mod worker;
 
@@ -439,7 +440,7 @@ fn open_runs(directory: &Path, policy: FilterPolicy) -> Result<Vec<Arc<Run>>, Hi
     for ((first, std::cmp::Reverse(last)), name) in named {
         if covered_to.is_some_and(|covered| last <= covered) {
             let path = directory.join(&name);
-            std::fs::remove_file(&path)
+            surge_wal::remove_in_steps(&path)
                 .map_err(io_error(format!("removing {}", path.display())))?;
             continue;
         }

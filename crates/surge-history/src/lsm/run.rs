@@ -350,6 +350,9 @@ pub(crate) struct RunWriter {
     name: String,
     temporary: PathBuf,
     file: File,
+    /// Starts the disk's writes of each written megabyte, so the publisher's `fdatasync`
+    /// does not flush the whole run at once ahead of the log's syncs.
+    behind: surge_wal::WriteBehind,
     /// Closed chunks not yet written, then the open chunk from `chunk_at`: each entry is
     /// copied once, into the bytes the file gets.
     buffer: Vec<u8>,
@@ -388,6 +391,7 @@ impl RunWriter {
             name,
             temporary,
             file,
+            behind: surge_wal::WriteBehind::new(),
             buffer: Vec::with_capacity(WRITE_BYTES + CHUNK_BYTES * 2),
             chunk_at: 0,
             chunk_first_key: Vec::new(),
@@ -462,8 +466,10 @@ impl RunWriter {
 
     /// Writes the closed chunks.
     fn write_buffer(&mut self) -> Result<(), HistoryError> {
+        let written = &self.buffer[..self.chunk_at];
         self.file
-            .write_all(&self.buffer[..self.chunk_at])
+            .write_all(written)
+            .and_then(|()| self.behind.appended(&self.file, written.len() as u64))
             .map_err(io_error(format!("writing {}", self.temporary.display())))?;
         self.buffer.drain(..self.chunk_at);
         self.chunk_at = 0;
@@ -515,7 +521,7 @@ impl RunWriter {
     pub(crate) fn abandon(self) {
         let temporary = self.temporary.clone();
         drop(self);
-        let _ = std::fs::remove_file(temporary);
+        let _ = surge_wal::remove_in_steps(&temporary);
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::memtable::Memtable;
+use super::release;
 use super::run::{Run, RunCursor, RunWriter, WrittenRun};
 use super::{HistoryError, Shared, FROZEN_MAX, MERGE_FANOUT};
 
@@ -277,20 +278,17 @@ fn merge_loop(shared: &Shared, levels: Levels) {
                     debug_assert!(replaced.zip(&group).all(|(a, b)| Arc::ptr_eq(&a, b)));
                 }
                 // Readers holding the old runs keep reading their open files.
-                for run in &group {
-                    if let Err(error) = std::fs::remove_file(&run.path) {
-                        let what = format!("removing {}", run.path.display());
-                        return fail(
-                            shared,
-                            HistoryError::Io {
-                                what,
-                                source: error,
-                            },
-                        );
-                    }
+                let unlinked = match release::unlink(&shared.directory, group) {
+                    Ok(unlinked) => unlinked,
+                    Err(error) => return fail(shared, error),
+                };
+                {
+                    let _control = shared.control.lock();
+                    shared.changed.notify_all();
                 }
-                let _control = shared.control.lock();
-                shared.changed.notify_all();
+                if let Err(error) = unlinked.free() {
+                    return fail(shared, error);
+                }
             }
             Ok(None) => return,
             Err(error) => return fail(shared, error),

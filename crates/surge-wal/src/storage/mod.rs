@@ -54,7 +54,9 @@ pub trait Storage: Send + 'static {
     /// Renames a file (also into or out of a subdirectory). Durable only after
     /// [`Self::sync_directory`].
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()>;
-    /// Removes a file. Durable only after [`Self::sync_directory`].
+    /// Removes a file. Durable only after [`Self::sync_directory`]. [`FileStorage`] frees a
+    /// large file's blocks a step at a time ([`crate::remove::remove_in_steps`]), so a file
+    /// is removed only once nothing reads it.
     fn remove(&mut self, name: &str) -> io::Result<()>;
     /// Makes creations, renames and removals durable, in the directory and in the
     /// subdirectories this handle touched: `fsync` of each.
@@ -244,7 +246,7 @@ impl Storage for FileStorage {
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
         self.files.remove(name);
-        std::fs::remove_file(self.directory.join(name))?;
+        crate::remove::remove_in_steps(&self.directory.join(name))?;
         self.note_subdirectory(name);
         Ok(())
     }
