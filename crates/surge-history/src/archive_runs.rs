@@ -330,7 +330,7 @@ fn write_durably(directory: &Path, name: &str, bytes: &[u8]) -> Result<(), Histo
     // A step at a time, each sent to the disk as it goes (`surge_wal::WriteBehind`).
     let mut behind = surge_wal::WriteBehind::new();
     bytes
-        .chunks(surge_wal::write_behind::WRITE_BEHIND_STEP_BYTES as usize)
+        .chunks(surge_wal::constants::WRITE_BEHIND_STEP_BYTES as usize)
         .try_for_each(|step| {
             file.write_all(step)?;
             behind.appended(&file, step.len() as u64)

@@ -34,6 +34,14 @@ pub const SEGMENT_SIZE_BYTES_MIN: u64 = 4096;
 /// Name of the log's subdirectory inside a data directory.
 pub const LOG_DIRECTORY_NAME: &str = "log";
 
+/// Bytes freed per step of [`crate::remove_in_steps`]: one journal commit's worth of freed
+/// blocks, so a sync of another file waits behind at most this much. A file no larger is
+/// only unlinked.
+pub const REMOVE_STEP_BYTES: u64 = 4 << 20;
+
+/// Bytes appended between two starts of writeback by a [`crate::WriteBehind`].
+pub const WRITE_BEHIND_STEP_BYTES: u64 = 1 << 20;
+
 /// Name of the subdirectory of the log directory that archived segments are moved to.
 pub const ARCHIVE_DIRECTORY_NAME: &str = "archive";
 

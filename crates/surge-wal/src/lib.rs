@@ -3,7 +3,9 @@
 //! crash by cutting a torn tail back and refusing any other damage, read back as a checked
 //! stream from any record index, and trimmed by archiving or deleting old segments.
 //!
-//! This crate owns the log's bytes on disk and the handoff from submitters to the writer.
+//! This crate owns the log's bytes on disk and the handoff from submitters to the writer,
+//! and the file helpers that keep other large files off the log's syncs
+//! ([`remove_in_steps`], [`WriteBehind`]), which the history index uses too.
 //! It never applies commands (that is `surge-core`'s state machine, fed from the durable
 //! record channel), never uses tokio, and never retries a failed write or sync.
 //!

@@ -10,12 +10,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Bytes freed per step of [`remove_in_steps`]: one journal commit's worth of freed blocks,
-/// so a sync of another file waits behind at most this much. A file no larger is unlinked
-/// at once.
-pub const REMOVE_STEP_BYTES: u64 = 4 << 20;
+use crate::constants::REMOVE_STEP_BYTES;
 
 /// Removes the file at `path`, freeing its blocks a step at a time if it is large.
 ///
@@ -27,7 +25,8 @@ pub const REMOVE_STEP_BYTES: u64 = 4 << 20;
 /// no name behind (the unlink was durable first); the filesystem reclaims the rest of the
 /// unlinked file when it mounts. A handle opened on the file before its removal sees it
 /// shrink (a plain unlink would have let it read on): callers remove only files nothing
-/// else reads any more.
+/// else reads any more. A file that still has another name (a hard link) is only
+/// unlinked.
 pub fn remove_in_steps(path: &Path) -> io::Result<()> {
     let file = match OpenOptions::new().write(true).open(path) {
         Ok(file) => file,
@@ -45,9 +44,15 @@ pub fn remove_in_steps(path: &Path) -> io::Result<()> {
 
 /// Frees the blocks of `file` (opened for writing, and removed: nothing reads it any more)
 /// from the end, [`REMOVE_STEP_BYTES`] at a time, each step made durable by an
-/// `fdatasync` of its own, so another file's sync waits behind one step at most.
+/// `fdatasync` of its own, so another file's sync waits behind one step at most. Does
+/// nothing to a file that still has a name (a hard link elsewhere, or not removed at all):
+/// its contents are someone's.
 pub fn free_in_steps(file: &File) -> io::Result<()> {
-    let mut len = file.metadata()?.len();
+    let metadata = file.metadata()?;
+    if metadata.nlink() != 0 {
+        return Ok(());
+    }
+    let mut len = metadata.len();
     while len > 0 {
         len = len.saturating_sub(REMOVE_STEP_BYTES);
         file.set_len(len)?;
@@ -117,6 +122,28 @@ mod tests {
         assert_eq!(watcher.metadata().unwrap().len(), REMOVE_STEP_BYTES);
     }
 
+    #[test]
+    fn a_file_with_another_name_is_only_unlinked_and_kept_whole() {
+        let directory = tempfile::tempdir().unwrap();
+        let (path, other) = (directory.path().join("a"), directory.path().join("b"));
+        file_of(&path, 2 * REMOVE_STEP_BYTES);
+        std::fs::hard_link(&path, &other).unwrap();
+        remove_in_steps(&path).unwrap();
+        assert_eq!(names(directory.path()), ["b"]);
+        assert_eq!(
+            std::fs::metadata(&other).unwrap().len(),
+            2 * REMOVE_STEP_BYTES
+        );
+        // Nor is a file that was never removed.
+        free_in_steps(&OpenOptions::new().write(true).open(&other).unwrap()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&other).unwrap().len(),
+            2 * REMOVE_STEP_BYTES
+        );
+    }
+
+    /// (As root, which CI may be, the read-only file opens for writing all the same and
+    /// goes the way of any large file; either way it is removed.)
     #[test]
     fn a_missing_file_is_not_found_and_a_read_only_one_is_removed() {
         let directory = tempfile::tempdir().unwrap();

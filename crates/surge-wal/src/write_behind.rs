@@ -16,8 +16,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
-/// Bytes appended between two starts of writeback.
-pub const WRITE_BEHIND_STEP_BYTES: u64 = 1 << 20;
+use crate::constants::WRITE_BEHIND_STEP_BYTES;
 
 /// Starts the writeback of an appended file's data a step at a time: see the module docs.
 #[derive(Debug, Default)]
@@ -30,6 +29,9 @@ pub struct WriteBehind {
     previous: u64,
     /// Up to here writeback was waited for.
     waited: u64,
+    /// The kernel or the filesystem has no `sync_file_range`: appends are left to the
+    /// caller's final sync, as without a `WriteBehind`.
+    unsupported: bool,
 }
 
 impl WriteBehind {
@@ -42,11 +44,22 @@ impl WriteBehind {
     /// its writeback and waits for the step two before it.
     pub fn appended(&mut self, file: &File, len: u64) -> io::Result<()> {
         self.appended += len;
-        if self.appended - self.started < WRITE_BEHIND_STEP_BYTES {
+        if self.unsupported || self.appended - self.started < WRITE_BEHIND_STEP_BYTES {
             return Ok(());
         }
-        sync_file_range(file, self.started, self.appended - self.started, START)?;
-        sync_file_range(file, self.waited, self.previous - self.waited, WAIT)?;
+        let started = sync_file_range(file, self.started, self.appended - self.started, START);
+        let waited = started
+            .and_then(|()| sync_file_range(file, self.waited, self.previous - self.waited, WAIT));
+        match waited {
+            Ok(()) => {}
+            // Only an optimisation: without it the final sync flushes everything, as before.
+            Err(error) if is_unsupported(&error) => {
+                self.unsupported = true;
+                return Ok(());
+            }
+            // A write error: the data may not reach the disk; the caller fails.
+            Err(error) => return Err(error),
+        }
         self.waited = self.previous;
         self.previous = self.started;
         self.started = self.appended;
@@ -60,6 +73,14 @@ const START: libc::c_uint = libc::SYNC_FILE_RANGE_WRITE;
 const WAIT: libc::c_uint = libc::SYNC_FILE_RANGE_WAIT_BEFORE
     | libc::SYNC_FILE_RANGE_WRITE
     | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+
+/// No `sync_file_range` here (an old kernel, a sandbox, or a filesystem without it).
+fn is_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::ESPIPE)
+    )
+}
 
 /// `sync_file_range(2)` over `len` bytes at `offset`; nothing for an empty range.
 #[allow(unsafe_code)]
@@ -100,7 +121,8 @@ mod tests {
             file.write_all(&piece).unwrap();
             behind.appended(&file, piece.len() as u64).unwrap();
             assert!(behind.appended - behind.started < WRITE_BEHIND_STEP_BYTES);
-            assert!(behind.waited <= behind.previous && behind.previous <= behind.started);
+            assert!(behind.waited <= behind.previous);
+            assert!(behind.previous <= behind.started);
         }
         // 6,000 KiB: steps of 1,200 KiB started up to 6,000, the last one from 4,800, and
         // waited for up to 3,600.
@@ -123,5 +145,20 @@ mod tests {
         // The kernel's own refusal comes back too: an unknown flag is EINVAL.
         let refused = sync_file_range(&file, 0, 1, 0x80).unwrap_err();
         assert_eq!(refused.raw_os_error(), Some(libc::EINVAL));
+        assert!(!is_unsupported(&refused), "a refusal is not a missing call");
+        assert!(is_unsupported(&io::Error::from_raw_os_error(libc::ENOSYS)));
+    }
+
+    /// Where the call is missing, appends go on unhelped: the final sync does it all.
+    #[test]
+    fn a_writer_whose_kernel_lacks_the_call_goes_on_without_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = File::create(directory.path().join("u")).unwrap();
+        let mut behind = WriteBehind {
+            unsupported: true,
+            ..WriteBehind::default()
+        };
+        behind.appended(&file, 3 * WRITE_BEHIND_STEP_BYTES).unwrap();
+        assert_eq!(behind.started, 0);
     }
 }

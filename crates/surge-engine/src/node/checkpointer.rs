@@ -25,9 +25,10 @@
 //! and is reported to the apply thread, which stops with it (fail-stop, as when it wrote
 //! checkpoints itself); nothing after a failure is written. Retention (old checkpoints,
 //! then old segments with `log_retention`) runs after the checkpoint's outcome is sent, so
-//! a removal, which frees a large file a step at a time (`surge_wal::remove`), never holds
-//! the apply thread; its failure halts the log too and is the outcome of the next work
-//! (or of [`Checkpointer::finish`]).
+//! the apply thread does not wait for the removals (each frees a large file a step at a
+//! time: `surge_wal::remove`) unless the next checkpoint or buffers fall due before they
+//! end; a failure of them halts the log too and is the outcome of the next work (or of
+//! [`Checkpointer::finish`]).
 
 use super::*;
 
@@ -157,7 +158,7 @@ impl Checkpointer {
                     // (a large file is freed a step at a time: `surge_wal::remove`).
                     if let Err(error) = files.retain() {
                         if let Some(group_commit) = files.group_commit.upgrade() {
-                            group_commit.halt(format!("a checkpoint failed: {error}"));
+                            group_commit.halt(format!("checkpoint retention failed: {error}"));
                         }
                         retention_failed = Some(error);
                     }

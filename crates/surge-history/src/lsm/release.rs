@@ -16,7 +16,7 @@ use crate::HistoryError;
 
 /// How long a merger waits for readers to let go of the runs it replaced. A run still read
 /// after it is freed when its last reader drops it, all at once, as an unlink would.
-const READERS_WAIT: Duration = Duration::from_secs(1);
+const READERS_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// How often a merger looks whether readers let go.
 const READERS_POLL: Duration = Duration::from_millis(1);
@@ -45,12 +45,12 @@ pub(super) fn unlink(
 }
 
 impl Unlinked {
-    /// Frees each run's blocks a step at a time once no reader holds it (at most
-    /// [`READERS_WAIT`] for all of them).
-    pub(super) fn free(self) -> Result<(), HistoryError> {
-        let deadline = Instant::now() + READERS_WAIT;
+    /// Frees each run's blocks a step at a time once no reader holds it (waiting at most
+    /// [`READERS_WAIT_MAX`] for all of them, and not once `stopping` says so).
+    pub(super) fn free(self, stopping: impl Fn() -> bool) -> Result<(), HistoryError> {
+        let deadline = Instant::now() + READERS_WAIT_MAX;
         for (run, handle) in self.runs {
-            while Arc::strong_count(&run) > 1 && Instant::now() < deadline {
+            while Arc::strong_count(&run) > 1 && Instant::now() < deadline && !stopping() {
                 std::thread::sleep(READERS_POLL);
             }
             let path = run.path.clone();
@@ -101,17 +101,18 @@ mod tests {
     #[test]
     fn a_replaced_run_is_read_whole_by_a_reader_holding_it_then_freed() {
         let directory = tempfile::tempdir().unwrap();
-        let entries = 3 * (surge_wal::remove::REMOVE_STEP_BYTES >> 10);
+        let entries = 3 * (surge_wal::constants::REMOVE_STEP_BYTES >> 10);
         let (held, free) = (
             run_in(directory.path(), 1, entries),
             run_in(directory.path(), 2, 8),
         );
         let reader = held.clone();
+        let watchers = [&held, &free].map(|run| File::open(&run.path).unwrap());
         let unlinked = unlink(directory.path(), vec![held, free]).unwrap();
         assert!(names(directory.path()).is_empty(), "the names go at once");
         let releases = std::thread::spawn(move || {
             let started = Instant::now();
-            unlinked.free().unwrap();
+            unlinked.free(|| false).unwrap();
             started.elapsed()
         });
         std::thread::sleep(Duration::from_millis(100));
@@ -127,9 +128,12 @@ mod tests {
             "freed under the reader: {waited:?}"
         );
         assert!(
-            waited < READERS_WAIT,
+            waited < READERS_WAIT_MAX,
             "did not see the reader let go: {waited:?}"
         );
+        for watcher in watchers {
+            assert_eq!(watcher.metadata().unwrap().len(), 0, "its blocks are freed");
+        }
     }
 
     /// A reader holding a run past the wait keeps reading it whole: the merger leaves the
@@ -137,15 +141,16 @@ mod tests {
     #[test]
     fn a_run_read_past_the_wait_is_left_whole_for_its_last_reader() {
         let directory = tempfile::tempdir().unwrap();
-        let entries = 3 * (surge_wal::remove::REMOVE_STEP_BYTES >> 10);
+        let entries = 3 * (surge_wal::constants::REMOVE_STEP_BYTES >> 10);
         let held = run_in(directory.path(), 1, entries);
         let reader = held.clone();
+        let watcher = File::open(&held.path).unwrap();
+        let size = watcher.metadata().unwrap().len();
         let started = Instant::now();
-        unlink(directory.path(), vec![held])
-            .unwrap()
-            .free()
-            .unwrap();
-        assert!(started.elapsed() >= READERS_WAIT);
+        let unlinked = unlink(directory.path(), vec![held]).unwrap();
+        unlinked.free(|| false).unwrap();
+        assert!(started.elapsed() >= READERS_WAIT_MAX);
+        assert_eq!(watcher.metadata().unwrap().len(), size, "left whole");
         let last = (entries - 1).to_be_bytes();
         assert_eq!(
             reader.get(&last).unwrap().map(|value| value.len()),

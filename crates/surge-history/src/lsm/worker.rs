@@ -286,7 +286,7 @@ fn merge_loop(shared: &Shared, levels: Levels) {
                     let _control = shared.control.lock();
                     shared.changed.notify_all();
                 }
-                if let Err(error) = unlinked.free() {
+                if let Err(error) = unlinked.free(|| shared.control.lock().stopping) {
                     return fail(shared, error);
                 }
             }
