@@ -28,18 +28,25 @@ use crate::constants::REMOVE_STEP_BYTES;
 /// else reads any more. A file that still has another name (a hard link) is only
 /// unlinked.
 pub fn remove_in_steps(path: &Path) -> io::Result<()> {
+    let Some(file) = unlink_to_free(path)? else {
+        return Ok(());
+    };
+    File::open(directory_of(path))?.sync_all()?;
+    free_in_steps(&file)
+}
+
+/// Unlinks the file at `path` and, if it is larger than [`REMOVE_STEP_BYTES`] (and opens
+/// for writing), returns a handle on it for [`free_in_steps`], to be called once the
+/// unlink is durable (the directory synced). `None`: the file was only unlinked.
+pub fn unlink_to_free(path: &Path) -> io::Result<Option<File>> {
     let file = match OpenOptions::new().write(true).open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(error),
-        Err(_) => return std::fs::remove_file(path),
+        Err(_) => return std::fs::remove_file(path).map(|()| None),
     };
     let len = file.metadata()?.len();
     std::fs::remove_file(path)?;
-    if len <= REMOVE_STEP_BYTES {
-        return Ok(());
-    }
-    File::open(directory_of(path))?.sync_all()?;
-    free_in_steps(&file)
+    Ok((len > REMOVE_STEP_BYTES).then_some(file))
 }
 
 /// Frees the blocks of `file` (opened for writing, and removed: nothing reads it any more)

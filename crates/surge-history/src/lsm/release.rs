@@ -6,7 +6,7 @@
 //! (`surge_wal::remove`). A reader that took the view before the merge keeps reading its
 //! runs' open files, so their blocks are freed only when it lets go.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,16 +27,15 @@ pub(super) struct Unlinked {
 }
 
 /// Removes the names of `group`'s files (durably: the directory is synced), keeping a
-/// handle on each to free its blocks later (none if it cannot be opened for writing: its
-/// blocks are freed when it is closed).
+/// handle on each large one to free its blocks later (`surge_wal::remove::unlink_to_free`:
+/// a small one's blocks are freed when it is closed).
 pub(super) fn unlink(
     directory: &std::path::Path,
     group: Vec<Arc<Run>>,
 ) -> Result<Unlinked, HistoryError> {
     let mut runs = Vec::with_capacity(group.len());
     for run in group {
-        let handle = OpenOptions::new().write(true).open(&run.path).ok();
-        std::fs::remove_file(&run.path)
+        let handle = surge_wal::remove::unlink_to_free(&run.path)
             .map_err(io_error(format!("removing {}", run.path.display())))?;
         runs.push((run, handle));
     }
@@ -104,7 +103,7 @@ mod tests {
         let entries = 3 * (surge_wal::constants::REMOVE_STEP_BYTES >> 10);
         let (held, free) = (
             run_in(directory.path(), 1, entries),
-            run_in(directory.path(), 2, 8),
+            run_in(directory.path(), 2, entries),
         );
         let reader = held.clone();
         let watchers = [&held, &free].map(|run| File::open(&run.path).unwrap());
